@@ -1,0 +1,89 @@
+"""rig's cache: content-addressed directories under the XDG cache dir, published
+atomically and guarded by file locks so two rigs never build the same thing at once."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import shutil
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from rig.errors import InfraError
+
+
+def cache_root() -> Path:
+    """$RIG_CACHE_DIR, else $XDG_CACHE_HOME/rig, else ~/.cache/rig; created private."""
+    explicit = os.environ.get("RIG_CACHE_DIR")
+    if explicit:
+        root = Path(explicit)
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        root = Path(base) / "rig"
+    try:
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise InfraError(f"cannot create rig's cache directory {root}: {exc.strerror}",
+                         hint="set RIG_CACHE_DIR to a writable directory") from exc
+    return root
+
+
+def cache_dir(*parts: str) -> Path:
+    path = cache_root().joinpath(*parts)
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return path
+
+
+def digest(items: Iterable[str | bytes]) -> str:
+    """A short, stable hash of an ordered sequence of strings or bytes."""
+    h = hashlib.sha256()
+    for item in items:
+        data = item.encode() if isinstance(item, str) else item
+        h.update(len(data).to_bytes(8, "little"))  # length prefix: ("ab","c") != ("a","bc")
+        h.update(data)
+    return h.hexdigest()[:16]
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@contextlib.contextmanager
+def locked(path: Path, *, timeout_s: float = 3600.0, what: str = "") -> Iterator[None]:
+    """Hold an exclusive lock on `path` (a lock file beside the thing it guards)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise InfraError(
+                        f"another rig has held {path} for over {timeout_s:.0f} s{' (' + what + ')' if what else ''}",
+                        hint="wait for the other rig to finish, or remove the lock file if no rig is running",
+                    ) from None
+                time.sleep(0.5)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def publish(staging: Path, final: Path) -> Path:
+    """Move a fully written staging directory or file into place in one rename."""
+    if final.exists():
+        if final.is_dir():
+            shutil.rmtree(final)
+        else:
+            final.unlink()
+    os.replace(staging, final)
+    return final

@@ -1,0 +1,1 @@
+"""rig's subcommands, one module each (discovered by rig.cli)."""

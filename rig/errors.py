@@ -1,0 +1,58 @@
+"""The exception tree: the type says whose fault a failure is, and so the exit code.
+
+Kernel problems found while testing (lockdep, kmemleak, WARN, failing tests) are not
+exceptions: they are findings in the report. These exceptions stop a run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class RigError(Exception):
+    """Base of every error rig expects; anything else escaping is a bug (exit 4)."""
+
+    exit_code = 4
+    label = "error"
+
+    def __init__(self, message: str, *, hint: str | None = None, log: Path | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.log = log
+
+    def render(self) -> str:
+        lines = [f"rig: {self.label}: {self.message}"]
+        if self.log is not None:
+            lines.append(f"  log: {self.log}")
+        if self.hint:
+            lines.append(f"  what to do: {self.hint}")
+        return "\n".join(lines)
+
+
+class UserError(RigError):
+    """Bad input: a config, a series that does not apply, an unknown symbol (exit 2)."""
+
+    exit_code = 2
+    label = "bad input"
+
+
+class InfraError(RigError):
+    """The host failed us: QEMU missing, KVM broken, SSH timeout, disk full (exit 3)."""
+
+    exit_code = 3
+    label = "host problem"
+
+
+class KernelError(RigError):
+    """The kernel under test failed: build error, boot failure, panic (exit 1)."""
+
+    exit_code = 1
+    label = "kernel problem"
+
+
+class Interrupted(RigError):
+    """The user pressed Ctrl-C; whatever was collected is kept (exit 130)."""
+
+    exit_code = 130
+    label = "interrupted"

@@ -1,0 +1,179 @@
+"""The one way rig runs a program: an argv list, a mandatory timeout, the whole process
+group killed on timeout or Ctrl-C, output kept in a log file when asked.
+
+Never a shell string: every argument reaches the program as it is.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from rig.errors import InfraError, RigError
+
+# Grace between SIGTERM and SIGKILL of a timed-out process group: enough for make or
+# QEMU to flush their logs, short enough that Ctrl-C feels immediate.
+TERM_GRACE_S = 5.0
+
+# Lines of output kept in memory for error messages; the full text goes to the log.
+TAIL_LINES = 40
+
+Argv = Sequence[str | os.PathLike[str]]
+
+
+@dataclass(frozen=True)
+class Result:
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+    duration_s: float
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+class Timeout(InfraError):
+    """A program ran past its deadline and was killed."""
+
+
+def require_tool(name: str, package: str) -> str:
+    """Path of a host program, or an InfraError saying which Debian package has it."""
+    path = shutil.which(name)
+    if path is None:
+        raise InfraError(
+            f"'{name}' is not installed on this host",
+            hint=f"install it with: sudo apt-get install {package}   (./setup installs everything rig needs)",
+        )
+    return path
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the process group, then SIGKILL what is left after a grace period."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(TERM_GRACE_S)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+
+
+def _strs(argv: Argv) -> tuple[str, ...]:
+    return tuple(os.fspath(a) for a in argv)
+
+
+def run(
+    argv: Argv,
+    *,
+    timeout: float,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    input: bytes | None = None,
+    log: Path | None = None,
+    on_line: Callable[[str], None] | None = None,
+    check: bool = True,
+    error: type[RigError] = InfraError,
+    what: str | None = None,
+    hint: str | None = None,
+) -> Result:
+    """Run argv to completion within `timeout` seconds.
+
+    With `log` or `on_line`, stdout and stderr are merged and streamed line by line
+    (into the log file and to the callback) and `Result.stdout` holds the last lines
+    only; otherwise both are captured whole. A non-zero exit raises `error` when
+    `check` is set, naming `what` failed and where its log is.
+    """
+    args = _strs(argv)
+    full_env = {**os.environ, **env} if env is not None else None
+    streaming = log is not None or on_line is not None
+    started = time.monotonic()
+    try:
+        proc = subprocess.Popen(
+            args,
+            cwd=cwd,
+            env=full_env,
+            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT if streaming else subprocess.PIPE,
+            start_new_session=True,  # own process group, so a timeout kills its children too
+        )
+    except FileNotFoundError as exc:
+        raise InfraError(f"cannot run '{args[0]}': not installed", hint="run ./setup to install rig's host packages") from exc
+    label = what or " ".join(args[:3])
+    try:
+        if streaming:
+            stdout, stderr = _stream(proc, input, log, on_line, started + timeout), ""
+        else:
+            out_b, err_b = proc.communicate(input, timeout=timeout)
+            stdout = out_b.decode(errors="replace")
+            stderr = err_b.decode(errors="replace")
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        raise Timeout(f"{label} did not finish within {timeout:.0f} s and was killed", log=log, hint=hint)
+    except BaseException:
+        _kill_group(proc)
+        raise
+    result = Result(args, proc.returncode, stdout, stderr, time.monotonic() - started)
+    if check and not result.ok:
+        detail = (stderr or stdout).strip().splitlines()[-TAIL_LINES // 2 :]
+        message = f"{label} failed with exit code {result.returncode}"
+        if detail:
+            message += ":\n    " + "\n    ".join(detail)
+        raise error(message, log=log, hint=hint)
+    return result
+
+
+def _stream(
+    proc: subprocess.Popen[bytes],
+    input: bytes | None,
+    log: Path | None,
+    on_line: Callable[[str], None] | None,
+    deadline: float,
+) -> str:
+    """Copy the merged output line by line until the process ends or the deadline passes."""
+    assert proc.stdout is not None
+    tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+    if input is not None and proc.stdin is not None:
+        proc.stdin.write(input)
+        proc.stdin.close()
+
+    # A reader thread, so the deadline holds even while the program prints nothing.
+    def pump() -> None:
+        assert proc.stdout is not None
+        log_file = open(log, "ab") if log is not None else None
+        try:
+            for raw in proc.stdout:
+                if log_file is not None:
+                    log_file.write(raw)
+                    log_file.flush()
+                line = raw.decode(errors="replace").rstrip("\n")
+                tail.append(line)
+                if on_line is not None:
+                    on_line(line)
+        finally:
+            if log_file is not None:
+                log_file.close()
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    remaining = deadline - time.monotonic()
+    proc.wait(max(remaining, 0.0))  # raises TimeoutExpired past the deadline
+    reader.join(TERM_GRACE_S)
+    return "\n".join(tail)

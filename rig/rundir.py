@@ -1,0 +1,56 @@
+"""Run directories: where every stage of one rig invocation writes what it made.
+
+Each stage writes under `<run>/<stage>/`; `metadata.json` says what was asked, what ran
+and how to reproduce it. Run directories are private (0700): they hold keys and sockets.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from rig.errors import UserError
+
+DEFAULT_RUNS_DIR = Path("rig-runs")
+
+
+def new_run_dir(command: str, out: Path | None = None) -> Path:
+    """`out` if given (created if missing), else a fresh rig-runs/<time>-<command>/."""
+    if out is None:
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        base = Path(os.environ.get("RIG_RUNS_DIR", DEFAULT_RUNS_DIR))
+        out = base / f"{stamp}-{command}"
+        suffix = 1
+        while out.exists():
+            suffix += 1
+            out = base / f"{stamp}-{command}-{suffix}"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        out.chmod(0o700)
+    except OSError as exc:
+        raise UserError(f"cannot use output directory {out}: {exc.strerror}",
+                        hint="pass --out with a directory you can write to") from exc
+    return out.resolve()
+
+
+def reproduce_command(argv: list[str] | None = None) -> str:
+    args = sys.argv[1:] if argv is None else argv
+    return shlex.join(["rig", *args])
+
+
+def write_metadata(run_dir: Path, data: dict[str, Any]) -> Path:
+    """Merge `data` into <run>/metadata.json (stages add their own keys)."""
+    path = run_dir / "metadata.json"
+    current: dict[str, Any] = {}
+    if path.exists():
+        current = json.loads(path.read_text())
+    current.update(data)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(current, indent=2, sort_keys=True, default=str) + "\n")
+    os.replace(tmp, path)
+    return path
