@@ -177,3 +177,79 @@ def _stream(
     proc.wait(max(remaining, 0.0))  # raises TimeoutExpired past the deadline
     reader.join(TERM_GRACE_S)
     return "\n".join(tail)
+
+
+# ---------------------------------------------------------------- long-running programs
+
+
+class Spawned:
+    """A long-running program (QEMU) in its own process group, output in a log file.
+
+    Stopping it is the caller's job (`stop()`), normally from a `finally` or an exit stack;
+    on Linux it is also tied to the thread that spawned it (parent-death signal), so even
+    a SIGKILLed rig leaves no such process behind.
+    """
+
+    def __init__(self, popen: subprocess.Popen[bytes], argv: tuple[str, ...], log: Path) -> None:
+        self.popen = popen
+        self.argv = argv
+        self.log = log
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self.popen.poll()
+
+    def wait(self, timeout: float) -> int | None:
+        """The exit status, or None if it still runs after `timeout` seconds."""
+        try:
+            return self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def signal_group(self, signum: int) -> None:
+        if self.popen.poll() is not None:
+            return
+        try:
+            os.killpg(self.popen.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def stop(self, grace_s: float = TERM_GRACE_S) -> int:
+        """SIGTERM the group, SIGKILL it after `grace_s`; returns the exit status."""
+        if self.popen.poll() is None:
+            self.signal_group(signal.SIGTERM)
+            if self.wait(grace_s) is None:
+                self.signal_group(signal.SIGKILL)
+                self.popen.wait()
+        return self.popen.returncode
+
+
+def _pdeathsig_prefix() -> list[str]:
+    # setpriv (util-linux) sets PR_SET_PDEATHSIG and execs: the kernel then kills the
+    # program if rig dies, which no finally block can promise after a SIGKILL.
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
+
+
+def spawn(argv: Argv, *, log: Path, cwd: Path | None = None, env: Mapping[str, str] | None = None) -> Spawned:
+    """Start argv in its own process group with stdout and stderr appended to `log`."""
+    args = _strs(argv)
+    full_env = {**os.environ, **env} if env is not None else None
+    with open(log, "ab") as out:
+        try:
+            popen = subprocess.Popen(
+                [*_pdeathsig_prefix(), *args],
+                cwd=cwd,
+                env=full_env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        except FileNotFoundError as exc:
+            raise InfraError(f"cannot run '{args[0]}': not installed", hint="run ./setup to install rig's host packages") from exc
+    return Spawned(popen, args, log)

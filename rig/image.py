@@ -1,0 +1,366 @@
+"""Guest images: a recipe in images/<name>.toml -> a Debian root filesystem made by
+mmdebstrap -> an ext4 disk image with rig's init, its own SSH keys and a manifest.
+
+Images are cached by the hash of everything that goes into them (the recipe, rig's init,
+the sshd settings). The disk image is never written after it is published: every boot
+runs on a copy-on-write overlay (see `overlay()`).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import shutil
+import sys
+import tomllib
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from rig import cache, proc
+from rig.errors import InfraError, UserError
+
+# Where recipes and the files rig puts into every image live (the repository's images/).
+IMAGES_DIR = Path(__file__).resolve().parent.parent / "images"
+INIT_SCRIPT = IMAGES_DIR / "rig-init"
+SSHD_CONFIG = IMAGES_DIR / "sshd_config.conf"
+
+# Bumped when the way an image is assembled changes, so old cache entries are not reused.
+IMAGE_FORMAT = "3"
+
+# The guest's init as the kernel command line names it.
+GUEST_INIT = "/sbin/rig-init"
+
+# mmdebstrap of sid minbase + IGT took 75 s here; a slow mirror may need much longer.
+MMDEBSTRAP_TIMEOUT_S = 1800.0
+MKFS_TIMEOUT_S = 300.0
+
+RECIPE_KEYS = {"suite", "variant", "mirror", "packages", "hostname", "headroom_mib"}
+VARIANTS = {"extract", "custom", "essential", "apt", "required", "minbase", "buildd", "important", "standard"}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    suite: str
+    variant: str
+    mirror: str  # empty: the host's Debian mirror
+    packages: tuple[str, ...]
+    hostname: str
+    headroom_mib: int
+
+    def canonical(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+@dataclass(frozen=True)
+class GuestImage:
+    disk: Path  # base image (raw ext4), never written: each boot uses a qcow2 overlay
+    ssh_key: Path  # private client key (0600)
+    known_hosts: Path  # pinned host key line(s) for the guest
+    manifest: Path  # JSON: packages and versions (IGT's among them), size, recipe hash
+    recipe_hash: str
+
+    @property
+    def root(self) -> Path:
+        return self.disk.parent
+
+    def read_manifest(self) -> dict[str, object]:
+        return json.loads(self.manifest.read_text())
+
+
+# ---------------------------------------------------------------- recipes
+
+
+def recipe_path(recipe: str) -> Path:
+    """A recipe name (images/<name>.toml) or a path to a .toml file."""
+    if recipe.endswith(".toml") or os.sep in recipe:
+        path = Path(recipe)
+    else:
+        path = IMAGES_DIR / f"{recipe}.toml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in IMAGES_DIR.glob("*.toml"))) or "none"
+        raise UserError(f"guest image recipe '{recipe}' not found ({path})",
+                        hint=f"use one of the recipes in {IMAGES_DIR} ({known}) or a path to a .toml file")
+    return path
+
+
+def parse_recipe(text: str, name: str) -> Recipe:
+    """Validate a recipe, listing every problem at once."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"guest image recipe '{name}' is not valid TOML: {exc}",
+                        hint="fix the syntax; images/default.toml is an example") from exc
+    problems: list[str] = []
+    unknown = sorted(set(data) - RECIPE_KEYS)
+    if unknown:
+        problems.append(f"unknown keys {', '.join(unknown)} (known: {', '.join(sorted(RECIPE_KEYS))})")
+
+    def text_field(key: str, default: str | None) -> str:
+        value = data.get(key, default)
+        if not isinstance(value, str) or (default is None and not value):
+            problems.append(f"'{key}' must be a non-empty string")
+            return ""
+        return value
+
+    suite = text_field("suite", None)
+    variant = text_field("variant", "minbase")
+    if variant and variant not in VARIANTS:
+        problems.append(f"variant '{variant}' is not one of mmdebstrap's ({', '.join(sorted(VARIANTS))})")
+    mirror = text_field("mirror", "")
+    hostname = text_field("hostname", "rig-guest")
+    packages = data.get("packages", [])
+    if not isinstance(packages, list) or not all(isinstance(p, str) and p and "," not in p for p in packages):
+        problems.append("'packages' must be a list of package names")
+        packages = []
+    elif "openssh-server" not in packages:
+        problems.append("'packages' must include openssh-server: rig reaches the guest over SSH")
+    headroom = data.get("headroom_mib", 1024)
+    if not isinstance(headroom, int) or isinstance(headroom, bool) or headroom < 64:
+        problems.append("'headroom_mib' must be an integer of at least 64")
+        headroom = 1024
+    if problems:
+        raise UserError(f"guest image recipe '{name}' has problems:\n    " + "\n    ".join(problems),
+                        hint="see images/default.toml for every key with its meaning")
+    return Recipe(name, suite, variant, mirror, tuple(packages), hostname, headroom)
+
+
+def load_recipe(recipe: str) -> Recipe:
+    path = recipe_path(recipe)
+    return parse_recipe(path.read_text(), path.stem)
+
+
+def recipe_hash(recipe: Recipe) -> str:
+    """What makes two images the same: the recipe and every file rig puts in the image."""
+    return cache.digest([IMAGE_FORMAT, recipe.canonical(), INIT_SCRIPT.read_bytes(), SSHD_CONFIG.read_bytes()])
+
+
+def host_mirror(sources_dir: Path = Path("/etc/apt")) -> str:
+    """The Debian mirror this host's apt uses (deb822 .sources or one-line .list files)."""
+    files = sorted(sources_dir.glob("sources.list.d/*.sources")) + sorted(sources_dir.glob("sources.list.d/*.list"))
+    main = sources_dir / "sources.list"
+    if main.is_file():
+        files.insert(0, main)
+    for path in files:
+        try:
+            text = path.read_text()
+        except OSError:
+            continue
+        for uri in _uris(text):
+            if uri.rstrip("/").endswith("/debian"):
+                return uri
+    return "http://deb.debian.org/debian"
+
+
+def _uris(text: str) -> list[str]:
+    found: list[str] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("URIs:"):
+            found.extend(line.split()[1:])
+        elif line.startswith("deb "):
+            words = [w for w in line.split()[1:] if not w.startswith("[")]
+            if words and "]" not in words[0]:
+                found.append(words[0])
+    return found
+
+
+# ---------------------------------------------------------------- the cache
+
+
+def images_root() -> Path:
+    return cache.cache_dir("images")
+
+
+def image_at(directory: Path) -> GuestImage:
+    manifest = json.loads((directory / "manifest.json").read_text())
+    return GuestImage(
+        disk=directory / "disk.raw",
+        ssh_key=directory / "ssh" / "id_ed25519",
+        known_hosts=directory / "ssh" / "known_hosts",
+        manifest=directory / "manifest.json",
+        recipe_hash=str(manifest["recipe_hash"]),
+    )
+
+
+def list_images() -> list[GuestImage]:
+    return [image_at(d) for d in sorted(images_root().iterdir()) if (d / "manifest.json").is_file()]
+
+
+def find_image(recipe: str) -> GuestImage | None:
+    """The cached image of a recipe (name or path), or of a recipe hash, if built."""
+    for image in list_images():
+        if image.recipe_hash.startswith(recipe) and len(recipe) >= 6:
+            return image
+    loaded = load_recipe(recipe)
+    directory = images_root() / f"{loaded.name}-{recipe_hash(loaded)}"
+    return image_at(directory) if (directory / "manifest.json").is_file() else None
+
+
+def ensure_image(recipe: str = "default", *, progress: bool = True, rebuild: bool = False) -> GuestImage:
+    """The guest image of `recipe`, built once and then taken from rig's cache."""
+    loaded = load_recipe(recipe)
+    digest = recipe_hash(loaded)
+    final = images_root() / f"{loaded.name}-{digest}"
+    if (final / "manifest.json").is_file() and not rebuild:
+        return image_at(final)
+    with cache.locked(final.with_name(final.name + ".lock"), what=f"building guest image {loaded.name}"):
+        if (final / "manifest.json").is_file() and not rebuild:
+            return image_at(final)  # another rig built it while we waited
+        staging = final.with_name(f".{final.name}.staging-{os.getpid()}")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(mode=0o700)
+        try:
+            _build(loaded, digest, staging, _reporter(progress))
+            cache.publish(staging, final)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    return image_at(final)
+
+
+def _reporter(progress: bool) -> Callable[[str], None]:
+    def say(line: str) -> None:
+        if progress:
+            print(f"  image: {line}", file=sys.stderr, flush=True)
+
+    return say
+
+
+# ---------------------------------------------------------------- building
+
+
+def _build(recipe: Recipe, digest: str, out: Path, say: Callable[[str], None]) -> None:
+    proc.require_tool("mmdebstrap", "mmdebstrap")
+    proc.require_tool("mkfs.ext4", "e2fsprogs")
+    proc.require_tool("ssh-keygen", "openssh-client")
+    log = out / "build.log"
+    rootfs = out / "rootfs"
+    mirror = recipe.mirror or host_mirror()
+    say(f"mmdebstrap {recipe.suite} {recipe.variant} from {mirror} ({len(recipe.packages)} packages; log: {log})")
+    proc.run(
+        mmdebstrap_argv(recipe, rootfs, mirror),
+        timeout=MMDEBSTRAP_TIMEOUT_S,
+        log=log,
+        what=f"mmdebstrap of guest image '{recipe.name}'",
+        hint="check the mirror is reachable and the package names exist in the suite",
+    )
+    say("installing rig's init, sshd settings and keys")
+    _generate_keys(out / "ssh", recipe.hostname, log)
+    _customise(rootfs, recipe, out / "ssh")
+    packages = _packages(rootfs)
+    content = _du_bytes(rootfs)
+    size_mib = content // (1 << 20) + content // (1 << 20) // 5 + recipe.headroom_mib
+    say(f"mkfs.ext4 -d ({size_mib} MiB)")
+    disk = out / "disk.raw"
+    proc.run(
+        ["mkfs.ext4", "-q", "-F", "-L", "rig-root", "-E", "lazy_itable_init=1,root_owner=0:0",
+         "-d", rootfs, disk, f"{size_mib}M"],
+        timeout=MKFS_TIMEOUT_S, log=log, what="mkfs.ext4 of the guest image",
+    )
+    disk.chmod(0o444)  # a reminder: boots write to overlays only
+    shutil.rmtree(rootfs)
+    manifest = {
+        "recipe": recipe.name,
+        "recipe_hash": digest,
+        "recipe_content": asdict(recipe),
+        "mirror": mirror,
+        "built_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "disk_bytes": disk.stat().st_size,
+        "content_bytes": content,
+        "igt_version": packages.get("igt-gpu-tools-tests") or packages.get("igt-gpu-tools"),
+        "init": GUEST_INIT,
+        "packages": packages,
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+
+def mmdebstrap_argv(recipe: Recipe, target: Path, mirror: str) -> list[str]:
+    return [
+        "mmdebstrap",
+        f"--variant={recipe.variant}",
+        # sid's Release file on a snapshot mirror may be past its Valid-Until date.
+        "--aptopt=Acquire::Check-Valid-Until \"false\"",
+        "--aptopt=Acquire::Languages \"none\"",
+        "--dpkgopt=path-exclude=/usr/share/man/*",
+        "--dpkgopt=path-exclude=/usr/share/doc/*",
+        "--dpkgopt=path-include=/usr/share/doc/*/copyright",
+        "--dpkgopt=path-exclude=/usr/share/locale/*",
+        *(["--include=" + ",".join(recipe.packages)] if recipe.packages else []),
+        "--format=directory",
+        recipe.suite,
+        str(target),
+        f"deb {mirror} {recipe.suite} main",
+    ]
+
+
+def _generate_keys(ssh_dir: Path, hostname: str, log: Path) -> None:
+    ssh_dir.mkdir(mode=0o700)
+    for name, comment in (("id_ed25519", "rig-client"), ("host_ed25519", f"root@{hostname}")):
+        proc.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", ssh_dir / name],
+                 timeout=60, log=log, what="ssh-keygen")
+        (ssh_dir / name).chmod(0o600)
+    host_pub = (ssh_dir / "host_ed25519.pub").read_text().split()
+    # Pinned under the guest's name; rig matches the key itself, whatever port it forwards.
+    (ssh_dir / "known_hosts").write_text(f"{hostname} {host_pub[0]} {host_pub[1]}\n")
+
+
+def _customise(rootfs: Path, recipe: Recipe, ssh_dir: Path) -> None:
+    init = rootfs / GUEST_INIT.lstrip("/")
+    shutil.copyfile(INIT_SCRIPT, init)
+    init.chmod(0o755)
+    conf_dir = rootfs / "etc/ssh/sshd_config.d"
+    conf_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(SSHD_CONFIG, conf_dir / "rig.conf")
+    # openssh-server's postinst made host keys of its own: only rig's pinned key stays.
+    for old in (rootfs / "etc/ssh").glob("ssh_host_*"):
+        old.unlink()
+    shutil.copyfile(ssh_dir / "host_ed25519", rootfs / "etc/ssh/ssh_host_ed25519_key")
+    (rootfs / "etc/ssh/ssh_host_ed25519_key").chmod(0o600)
+    shutil.copyfile(ssh_dir / "host_ed25519.pub", rootfs / "etc/ssh/ssh_host_ed25519_key.pub")
+    root_ssh = rootfs / "root/.ssh"
+    root_ssh.mkdir(mode=0o700, parents=True, exist_ok=True)
+    shutil.copyfile(ssh_dir / "id_ed25519.pub", root_ssh / "authorized_keys")
+    (root_ssh / "authorized_keys").chmod(0o600)
+    (rootfs / "etc/hostname").write_text(recipe.hostname + "\n")
+    (rootfs / "etc/hosts").write_text(f"127.0.0.1 localhost\n127.0.1.1 {recipe.hostname}\n")
+    (rootfs / "etc/resolv.conf").unlink(missing_ok=True)
+    (rootfs / "etc/resolv.conf").write_text("nameserver 10.0.2.3\n")  # QEMU user networking's DNS
+    (rootfs / "etc/fstab").write_text("# rig-init mounts everything itself\n")
+
+
+def _packages(rootfs: Path) -> dict[str, str]:
+    result = proc.run(
+        ["dpkg-query", f"--admindir={rootfs / 'var/lib/dpkg'}", "-W", "-f", "${Package}\t${Version}\n"],
+        timeout=60, what="dpkg-query of the guest image",
+    )
+    pairs = (line.split("\t", 1) for line in result.stdout.splitlines() if "\t" in line)
+    return {name: version for name, version in sorted(pairs)}
+
+
+def _du_bytes(root: Path) -> int:
+    total = 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in filenames + dirnames:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+            except OSError:
+                pass
+    return total
+
+
+# ---------------------------------------------------------------- per-boot overlays
+
+
+def overlay(image: GuestImage, path: Path) -> Path:
+    """A qcow2 file over the base image: the guest writes there, the base stays pristine."""
+    proc.require_tool("qemu-img", "qemu-utils")
+    proc.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", image.disk.resolve(), path],
+             timeout=60, what="qemu-img create of the boot overlay")
+    return path
+
+
+def describe_missing(recipe: str) -> InfraError:
+    return InfraError(f"guest image '{recipe}' is not built yet", hint=f"run: rig image build {recipe}")

@@ -1,0 +1,1 @@
+"""QEMU: the argv (pure) and the running machine (QMP, console, shutdown)."""

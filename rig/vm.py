@@ -1,0 +1,242 @@
+"""Boot a kernel on a guest image and hand back a machine that answers SSH.
+
+`boot_guest` chooses the accelerator, makes a copy-on-write overlay of the image, starts
+QEMU, and waits until the guest answers SSH; a panic on the console, QEMU exiting or the
+deadline ends the wait with the console tail in the error. Leaving the context powers the
+guest off (or, if something failed, goes straight to QMP quit / SIGTERM / SIGKILL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import signal
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from rig import image as image_mod
+from rig.accel import choose_accel
+from rig.errors import InfraError, Interrupted, KernelError, UserError
+from rig.guest import Guest, GuestResult, GuestTimeout, GuestUnreachable, HostKeyMismatch
+from rig.image import GuestImage
+from rig.qemu.argv import MachineSpec
+from rig.qemu.machine import Machine, MachineError, indent
+
+T = TypeVar("T")
+
+# After a panic line, QEMU (panic=-1, -no-reboot) exits within a second; give the rest of
+# the report a moment to reach the log before rig reads it.
+PANIC_SETTLE_S = 3.0
+# How often readiness is re-tried while the guest's sshd is not up yet.
+SSH_RETRY_S = 0.2
+# A single SSH attempt during boot: short, so a panic or exit is noticed quickly.
+SSH_ATTEMPT_TIMEOUT_S = 10.0
+# QEMU may lose the race for the free port rig picked; try a fresh one this many times.
+PORT_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class BootTimes:
+    qemu_started: float  # time.monotonic()
+    init_seen: float | None  # when the console showed "Run /sbin/rig-init as init process"
+    ssh_ready: float
+
+    @property
+    def ready_s(self) -> float:
+        return self.ssh_ready - self.qemu_started
+
+    @property
+    def init_to_ready_s(self) -> float | None:
+        return None if self.init_seen is None else self.ssh_ready - self.init_seen
+
+
+@dataclass(frozen=True)
+class VM:
+    machine: Machine
+    guest: Guest
+    console_log: Path
+    accel: str
+    accel_reason: str
+    run_dir: Path
+    ssh_port: int
+    times: BootTimes
+
+    async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a blocking Guest call in a thread while watching the machine: a panic or
+        QEMU exiting ends it at once with a KernelError carrying the console text."""
+        return await watch(self.machine, asyncio.to_thread(functools.partial(fn, *args, **kwargs)), what=fn.__name__)
+
+    async def run(self, argv: Sequence[str], *, timeout: float, check: bool = False,
+                  env: Mapping[str, str] | None = None) -> GuestResult:
+        """guest.run, watched (see `call`); a timeout carries the console tail."""
+        try:
+            return await self.call(self.guest.run, argv, timeout=timeout, check=check, env=env)
+        except GuestTimeout as exc:
+            raise GuestTimeout(f"{exc.message}\n  console tail:\n{indent(self.machine.console_tail(30))}",
+                               hint=exc.hint, log=self.console_log) from exc
+        except GuestUnreachable as exc:
+            if self.machine.exited or self.machine.panicked:
+                raise died(self.machine) from exc
+            raise KernelError(f"the guest stopped answering SSH: {exc.message}\n  console tail:\n"
+                              + indent(self.machine.console_tail(30)), log=self.console_log) from exc
+
+
+def died(machine: Machine) -> KernelError | InfraError:
+    """The error for a machine that panicked or whose QEMU is gone."""
+    if machine.panicked:
+        return KernelError(f"the guest kernel panicked: {machine.panic_line}\n" + indent(machine.panic_text()),
+                           log=machine.console_log, hint="the console log has the whole report")
+    status = machine.returncode
+    if status is not None and status < 0:
+        return InfraError(f"QEMU was killed by signal {-status} (not by rig)\n  console tail:\n"
+                          + indent(machine.console_tail(20)), log=machine.console_log,
+                          hint="something on the host killed QEMU (OOM killer? another user?); run again")
+    if status not in (0, None):
+        return InfraError(f"QEMU failed with exit status {status}:\n" + indent(_qemu_tail(machine)),
+                          log=machine.spec.qemu_log)
+    return KernelError(f"the guest powered off or rebooted unexpectedly (QEMU exit status {status})\n"
+                       "  console tail:\n" + indent(machine.console_tail(30)), log=machine.console_log)
+
+
+def _qemu_tail(machine: Machine) -> str:
+    try:
+        return "\n".join(machine.spec.qemu_log.read_text(errors="replace").splitlines()[-10:])
+    except OSError:
+        return ""
+
+
+async def watch(machine: Machine, work: Awaitable[T], *, what: str = "guest call") -> T:
+    """Await `work` unless the machine panics or exits first."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=0.1)
+            if done:
+                return task.result()
+            if machine.panicked or machine.exited:
+                await machine.wait_exit(PANIC_SETTLE_S)
+                raise died(machine)
+    finally:
+        if not task.done():
+            task.cancel()  # the thread itself ends when its SSH socket dies with QEMU
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def wait_ready(machine: Machine, image: GuestImage, port: int, timeout_s: float) -> Guest:
+    """Poll SSH until the guest logs rig in; panic, QEMU exit or the deadline end it."""
+    deadline = time.monotonic() + timeout_s
+    last_error = "no answer yet"
+    while True:
+        if machine.panicked or machine.exited:
+            await machine.wait_exit(PANIC_SETTLE_S)
+            raise died(machine)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise KernelError(
+                f"the guest did not answer SSH within {timeout_s:.0f} s ({last_error})\n  console tail:\n"
+                + indent(machine.console_tail(30)),
+                log=machine.console_log,
+                hint="the kernel may hang at boot, or lack a driver the image needs (virtio-blk, virtio-net, ext4)")
+        attempt = asyncio.ensure_future(asyncio.to_thread(
+            Guest.connect, port, image.ssh_key, image.known_hosts, timeout=min(SSH_ATTEMPT_TIMEOUT_S, remaining)))
+        try:
+            return await watch(machine, attempt)
+        except HostKeyMismatch:
+            raise
+        except GuestUnreachable as exc:
+            last_error = exc.message
+        await asyncio.sleep(SSH_RETRY_S)
+
+
+@contextlib.asynccontextmanager
+async def boot_guest(
+    kernel: Path,
+    image: GuestImage,
+    run_dir: Path,
+    *,
+    gpu: str = "virtio-gpu",
+    memory_mib: int = 2048,
+    cpus: int = 2,
+    cmdline_extra: tuple[str, ...] = (),
+    ready_timeout_s: float = 300,
+    accel: str | None = None,
+) -> AsyncIterator[VM]:
+    """Boot `kernel` on `image` (via an overlay in `run_dir`) and yield it once SSH answers."""
+    if not kernel.is_file():
+        raise UserError(f"kernel image {kernel} does not exist", hint="pass a bzImage built by rig build")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir.chmod(0o700)
+    choice = await asyncio.to_thread(choose_accel, kernel, accel)
+    overlay = await asyncio.to_thread(image_mod.overlay, image, run_dir / "overlay.qcow2")
+    for attempt in range(PORT_ATTEMPTS):
+        port = free_port()
+        spec = MachineSpec(kernel=kernel.resolve(), run_dir=run_dir, accel=choice.accel, gpu=gpu,
+                           memory_mib=memory_mib, cpus=cpus, disk=overlay, ssh_port=port,
+                           init=image_mod.GUEST_INIT, cmdline_extra=tuple(cmdline_extra))
+        machine = Machine(spec)
+        try:
+            await machine.start()
+            break
+        except MachineError as exc:
+            if "hostfwd" in _qemu_tail(machine) or "host forwarding" in _qemu_tail(machine):
+                if attempt + 1 < PORT_ATTEMPTS:
+                    continue
+            raise exc
+    guest: Guest | None = None
+    failed = True
+    try:
+        guest = await wait_ready(machine, image, port, ready_timeout_s)
+        times = BootTimes(machine.started_at or 0.0, machine.init_seen_at, time.monotonic())
+        yield VM(machine, guest, spec.console_log, choice.accel, choice.reason, run_dir, port, times)
+        failed = False
+    finally:
+        # A failing guest gets no polite power-off: its overlay is thrown away anyway.
+        poweroff = None
+        if guest is not None and not failed and guest.alive:
+            live = guest
+            poweroff = functools.partial(asyncio.to_thread, live.start_poweroff)
+        try:
+            await machine.shutdown(poweroff)
+        finally:
+            if guest is not None:
+                guest.close()
+            overlay.unlink(missing_ok=True)
+
+
+def run_sync(main: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run for rig's commands: Ctrl-C and SIGTERM cancel the work, whose context
+    managers then stop QEMU, and end as Interrupted (exit 130) with a clear message."""
+    terminated: list[int] = []
+
+    async def guarded() -> T:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+
+        def on_term() -> None:
+            terminated.append(signal.SIGTERM)
+            task.cancel()
+
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signal.SIGTERM, on_term)
+        try:
+            return await main
+        finally:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(signal.SIGTERM)
+
+    try:
+        return asyncio.run(guarded())
+    except (KeyboardInterrupt, asyncio.CancelledError) as exc:
+        how = "terminated (SIGTERM)" if terminated else "interrupted (Ctrl-C)"
+        raise Interrupted(f"{how}: the guest was stopped; logs so far are kept in the run directory") from exc
