@@ -11,7 +11,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rig import cache, initramfs, proc
+from rig import cache, proc
+from rig.qemu import initramfs
 from rig.qemu.argv import QEMU
 
 # A working KVM boots a kernel + busybox initramfs to power-off in 1-2 s; a broken one
