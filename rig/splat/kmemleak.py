@@ -1,0 +1,57 @@
+"""kmemleak objects: what leaked, how big, and from which allocation backtrace."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from rig.splat.frames import parse_frame
+from rig.splat.model import LeakGroup
+
+_OBJECT = re.compile(r"unreferenced object 0x[0-9a-f]+ \(size (\d+)\)")
+_COMM = re.compile(r'^\s*comm "(.*)", pid')
+
+
+@dataclass(frozen=True)
+class LeakObject:
+    size: int
+    comm: str
+    frames: tuple[str, ...]  # allocation backtrace, innermost first
+
+
+def parse_object(msgs: list[str]) -> LeakObject:
+    """One "unreferenced object" block (its first line first)."""
+    m = _OBJECT.search(msgs[0]) if msgs else None
+    size = int(m.group(1)) if m else 0
+    comm = ""
+    frames: list[str] = []
+    in_backtrace = False
+    for msg in msgs[1:]:
+        if not comm:
+            c = _COMM.match(msg)
+            if c is not None:
+                comm = c.group(1)
+                continue
+        if msg.strip().startswith("backtrace"):
+            in_backtrace = True
+            continue
+        if in_backtrace:
+            parsed = parse_frame(msg)
+            if parsed is None:
+                break
+            frames.append(parsed[0])
+    return LeakObject(size, comm, tuple(frames))
+
+
+def group_objects(objects: list[LeakObject]) -> tuple[LeakGroup, ...]:
+    """Objects grouped by identical backtrace, largest total first, ties in log order."""
+    groups: dict[tuple[str, ...], list[LeakObject]] = {}
+    for obj in objects:
+        groups.setdefault(obj.frames, []).append(obj)
+    out = [
+        LeakGroup(frames=frames, count=len(objs), total_bytes=sum(o.size for o in objs), comm=objs[0].comm)
+        for frames, objs in groups.items()
+    ]
+    order = {g.frames: i for i, g in enumerate(out)}
+    out.sort(key=lambda g: (-g.total_bytes, order[g.frames]))
+    return tuple(out)

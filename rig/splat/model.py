@@ -1,0 +1,48 @@
+"""The data a log parse hands to the rest of rig: frozen, hashable, JSON-friendly."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class LeakGroup:
+    """kmemleak objects that share one allocation backtrace."""
+
+    frames: tuple[str, ...]  # allocation backtrace, innermost first, as kmemleak prints it
+    count: int  # how many unreferenced objects came from this backtrace
+    total_bytes: int  # sum of their sizes
+    comm: str = ""  # task that allocated the first object of the group
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One kernel report found in a console log or dmesg."""
+
+    title: str  # syzbot-style, e.g. "possible deadlock in vgem_fence_signal_ioctl"
+    kind: str  # short lowercase kind: "lockdep", "kmemleak", "warning", "kasan", ...
+    corrupted: bool  # the report is damaged (interleaved, truncated) or its title is a guess
+    signature: str  # stable fingerprint: the same bug in another log or build gives the same one
+    report: str  # the report text, console prefixes stripped
+    start: int  # offset of the report's first line in the decoded log text
+    end: int  # offset just past the report's last line
+    line: int  # 1-based line number of the report's first line
+    timestamp: float | None  # printk time in seconds of the first line, when the log has it
+    frames: tuple[str, ...]  # call-trace function names, innermost first, outermost last
+    lock_chain: tuple[str, ...] = ()  # lockdep lock classes in dependency order
+    leak_groups: tuple[LeakGroup, ...] = ()  # kmemleak objects grouped by allocation backtrace
+    caller: str = ""  # printk caller id of the first line ("T123", "C0"), when the log has it
+    alt_titles: tuple[str, ...] = field(default=())  # other names the same report is known by
+
+    def to_json(self) -> dict[str, Any]:
+        """A plain dict for JSON output, same field names as the dataclass."""
+        data = asdict(self)
+        data["frames"] = list(self.frames)
+        data["lock_chain"] = list(self.lock_chain)
+        data["alt_titles"] = list(self.alt_titles)
+        data["leak_groups"] = [
+            {"frames": list(g.frames), "count": g.count, "total_bytes": g.total_bytes, "comm": g.comm}
+            for g in self.leak_groups
+        ]
+        return data

@@ -1,0 +1,333 @@
+"""parse_log: every kernel report in a console log or dmesg, in log order.
+
+The scan is two-level so that huge logs stay cheap: one regex pass over the whole text
+finds lines that may start a report; only around those does rig split lines, strip
+printk prefixes, cut the report out and name it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from rig.splat import kmemleak, lockdep
+from rig.splat.frames import COMMON_SKIP, parse_frame, pc_function
+from rig.splat.model import Finding
+from rig.splat.rules import END_MARKER, FOLLOW_ON, KINDS, PREAMBLE, Place, ReportKind, TitleRule
+from rig.splat.signature import canonical_function, normalize_numbers, signature_of
+from rig.splat.stall import stall_frame
+from rig.splat.text import Line, LogText, decode
+
+_HEADERS = re.compile("|".join(f"(?P<k{i}>{kind.header})" for i, kind in enumerate(KINDS)))
+
+MAX_REPORT_LINES = 600  # the longest real reports (hung task with lock dumps) stay below this
+HEAD_LINES = 8  # a title pattern may look this far below the header line
+QUIET_LINES = 4  # this many unrelated lines after the stack end a report
+
+# Lines that keep a report going after its stack has started.
+_REPORT_LINE = re.compile(
+    r"^(?:\s|$|\?|\[<|<(?:/?IRQ|/?TASK|/?NMI|EOI)>|[A-Z0-9]{1,4}\s*:|[a-z][a-z0-9]{0,3}\s*:|"
+    r"Code:|Modules linked in|CPU:|Hardware name|Call Trace|Call trace|Backtrace|Workqueue:|"
+    r"RIP|Kernel Offset|Dumping ftrace|irq event stamp|hardirqs last|softirqs last|"
+    r"Allocated by|Freed by|Last potentially|Second to last|The buggy address|Memory state|"
+    r"page:|page |flags:|raw:|head:|memcg:|anon |Showing |\d+ locks? held|no locks held|"
+    r"NMI backtrace|Sending NMI|other info|stack backtrace|Chain exists|\*\*\* DEADLOCK|"
+    r"Possible (?:unsafe|interrupt)|the (?:existing|shortest)|which lock|but task|and this task|"
+    r"-> #|\.\.\.|INFO: lockdep is turned off|Disabling lock debugging|turning off|"
+    r"unreferenced object|comm \"|hex dump|backtrace|Read of size|Write of size|Object |"
+    r"Redzone|Padding|Bytes b4|task:|Mem abort|ESR|  EC|  IL|  SET|  FnV|  EA|  S1PTW|"
+    r"Data abort|Internal error|Process |Stack:|Exception stack|Kernel panic|Rebooting|"
+    r"---\[|rcu:|\t|Task dump|(?:CPU|Node) \d|Uninit was|Local variable|Memory access|"
+    r"in_atomic|preempt_count|Preemption|RCU nest|Hardware|lock\(|\s*CPU\d|DMA-API|"
+    r"refcount_t|ODEBUG|list_|kobject|usercopy|UBSAN|KASAN|KFENCE|KMSAN|KCSAN|Sending|"
+    r"Unable to|Oops|pc |lr |sp |x\d+|NIP|LR|REGS|MSR|GPR|TRAP|CFAR|DAR|DSISR|IRQMASK|"
+    r"Instruction dump|PC is at|LR is at|psr:|Flags:|Control:|pgd|\*pgd|Mem-Info|"
+    r"(?:\S+)?\[\s*\d+\]|asm_|entry_|RSP|RAX|RDX|RBP|R\d+|FS:|CS:|CR2|DR\d|Stack)"
+)
+
+
+@dataclass
+class _Raw:
+    """A report cut out of the log, before it is named."""
+
+    kind: ReportKind
+    lines: list[Line]  # the report's own lines (other callers' lines left out)
+    header: int  # index of the header line in `lines`
+    header_col: int  # where the header starts in that line's message
+    truncated: bool  # the log ended inside the report
+
+
+def parse_log(data: bytes | str) -> list[Finding]:
+    """Every kernel report in `data`, in log order."""
+    log = LogText(decode(data))
+    findings: list[Finding] = []
+    pending_leaks: list[_Raw] = []
+    taken_until: dict[str, int] = {}  # caller -> offset up to which lines belong to a report
+    for raw in _cut_reports(log, taken_until):
+        if raw.kind.header.startswith("unreferenced"):
+            if pending_leaks and not _adjacent(log, pending_leaks[-1], raw):
+                findings.extend(_leak_findings(log, pending_leaks))
+                pending_leaks = []
+            pending_leaks.append(raw)
+            continue
+        if pending_leaks:
+            findings.extend(_leak_findings(log, pending_leaks))
+            pending_leaks = []
+        finding = _name(log, raw)
+        if finding is not None:
+            findings.append(finding)
+    if pending_leaks:
+        findings.extend(_leak_findings(log, pending_leaks))
+    findings.sort(key=lambda f: f.start)
+    return findings
+
+
+def _kind_of(match: re.Match[str]) -> ReportKind:
+    return KINDS[int(match.lastgroup[1:])]  # type: ignore[index]
+
+
+def _cut_reports(log: LogText, taken_until: dict[str, int]):  # noqa: ANN202 - generator of _Raw
+    text = log.text
+    for match in _HEADERS.finditer(text):
+        line_start = log.line_start(match.start())
+        line = log.line_at(line_start)
+        if taken_until.get(line.caller, -1) > line_start:
+            continue  # inside a report already cut (a follow-on line or its own echo)
+        raw_len = line.end - line_start - (1 if text.endswith("\r", line_start, line.end) else 0)
+        col = max(match.start() - line_start - (raw_len - len(line.msg)), 0)
+        kind = _kind_of(match)
+        head_msg = line.msg[col:]
+        if kind.ignore is not None and kind.ignore.match(head_msg):
+            continue
+        raw = _extent(log, line, col, kind)
+        if raw is None:
+            continue
+        taken_until[line.caller] = raw.lines[-1].end
+        yield raw
+
+
+def _extent(log: LogText, header: Line, col: int, kind: ReportKind) -> _Raw | None:
+    """Cut the report that starts at `header`: its own lines up to where it ends."""
+    caller = header.caller
+    mine = [header]
+    follow = log.lines_from(header.end + 1, MAX_REPORT_LINES)
+    seen_stack = False
+    quiet = 0
+    after_end = -1
+    truncated = not follow
+    is_leak = kind.header.startswith("unreferenced")
+    for pos, line in enumerate(follow):
+        if caller and line.caller and line.caller != caller:
+            continue  # another CPU or task printing in between
+        msg = line.msg
+        if after_end >= 0:
+            # A panic right after the end marker is part of the same crash.
+            if pos - after_end > 3 or not (FOLLOW_ON.search(msg) or not msg.strip()):
+                break
+            if FOLLOW_ON.search(msg):
+                after_end = -1
+        elif END_MARKER.match(msg) and (len(mine) > 2 or not msg.startswith("=")):
+            mine.append(line)
+            after_end = pos
+            continue
+        if _HEADERS.search(msg) and not FOLLOW_ON.search(msg) and not _belongs(kind, msg):
+            break
+        if is_leak and msg and not msg[0].isspace() and not msg.startswith("unreferenced"):
+            # a leak report is the object line and its indented details
+            if not msg.startswith("BUG: memory leak"):
+                break
+        if parse_frame(msg) is not None:
+            seen_stack = True
+            quiet = 0
+        elif seen_stack and not _REPORT_LINE.match(msg):
+            quiet += 1
+            if quiet >= QUIET_LINES:
+                del mine[len(mine) - (quiet - 1):]
+                break
+        else:
+            quiet = 0
+        mine.append(line)
+    else:
+        truncated = len(follow) < MAX_REPORT_LINES and after_end < 0
+    while len(mine) > 1 and not mine[-1].msg.strip():
+        mine.pop()
+    before = _preamble(log, header)
+    return _Raw(kind, before + mine, len(before), col, truncated)
+
+
+def _belongs(kind: ReportKind, msg: str) -> bool:
+    """Headers that are part of the open report rather than a new one."""
+    return bool(re.match(r"\s*(?:INFO: lockdep is turned off|INFO: Slab|INFO: Object|INFO: Freed|"
+                         r"INFO: Allocated|INFO: Stall ended|INFO: task .* blocked for more)", msg)) and (
+        "blocked for more" not in msg or kind.header == "INFO:")
+
+
+def _preamble(log: LogText, header: Line) -> list[Line]:
+    """Marker lines printed just above a header ("cut here", "=====", "refcount_t: ...")."""
+    out: list[Line] = []
+    for line in reversed(log.lines_before(header.start, 3)):
+        if header.caller and line.caller and line.caller != header.caller:
+            continue
+        if not line.msg.strip() or not PREAMBLE.match(line.msg):
+            break
+        out.append(line)
+    out.reverse()
+    return out
+
+
+def _adjacent(log: LogText, prev: _Raw, nxt: _Raw) -> bool:
+    """Two leak objects are one kmemleak dump when only a few lines separate them."""
+    return log.text.count("\n", prev.lines[-1].end, nxt.lines[0].start) <= 4
+
+
+# ---------------------------------------------------------------------------- naming
+
+
+def _head(raw: _Raw) -> str:
+    lines = raw.lines[raw.header:raw.header + HEAD_LINES]
+    return "\n".join([lines[0].msg[raw.header_col:]] + [ln.msg for ln in lines[1:]])
+
+
+def _match_rule(raw: _Raw) -> tuple[TitleRule, re.Match[str]] | None:
+    head = _head(raw)
+    for rule in raw.kind.rules:
+        m = rule.pattern.match(head)
+        if m is not None:
+            return rule, m
+    return None
+
+
+def _name(log: LogText, raw: _Raw) -> Finding | None:
+    found = _match_rule(raw)
+    if found is None:
+        return None
+    rule, match = found
+    msgs = [ln.msg for ln in raw.lines[raw.header:]]
+    candidates, trace = _candidates(msgs, rule.places)
+    frame = _pick(rule, candidates, msgs)
+    corrupted = raw.truncated and not trace
+    if rule.places and frame is None:
+        corrupted = True
+    title = _fill(rule.title, match, frame or "corrupted")
+    alt = (_fill(rule.alt, match, frame or "corrupted"),) if rule.alt else ()
+    chain = lockdep.lock_chain(msgs) if rule.kind == "lockdep" else ()
+    first = raw.lines[0]
+    return Finding(
+        title=title,
+        kind=rule.kind,
+        corrupted=corrupted,
+        signature=signature_of(rule.kind, title, chain),
+        report="\n".join(ln.msg for ln in raw.lines),
+        start=first.start,
+        end=raw.lines[-1].end,
+        line=log.line_number(first.start),
+        timestamp=raw.lines[raw.header].timestamp if raw.lines[raw.header].timestamp is not None else first.timestamp,
+        frames=tuple(trace),
+        lock_chain=chain,
+        caller=raw.lines[raw.header].caller,
+        alt_titles=alt,
+    )
+
+
+def _candidates(msgs: list[str], places: tuple[Place, ...]) -> tuple[list[tuple[str, int]], list[str]]:
+    """Functions the places point at, in order, each with the line it came from; and the trace."""
+    out: list[tuple[str, int]] = []
+    trace: list[str] = []
+    cursor = 0
+    for place in places:
+        if place.kind == "pc":
+            for i in range(cursor, len(msgs)):
+                func = pc_function(msgs[i])
+                if func is not None:
+                    out.append((func, i))
+                    cursor = i + 1
+                    break
+        elif place.kind == "line":
+            assert place.pattern is not None
+            for i in range(cursor, len(msgs)):
+                m = place.pattern.search(msgs[i])
+                if m is not None:
+                    if "func" in m.groupdict():
+                        out.append((m.group("func").split(".", 1)[0], i))
+                    cursor = i + 1
+                    break
+        else:
+            i = cursor
+            while i < len(msgs):
+                msg = msgs[i]
+                if place.stop is not None and i > cursor and place.stop.search(msg):
+                    break
+                parsed = parse_frame(msg)
+                if parsed is not None and not parsed[1]:
+                    out.append((parsed[0], i))
+                    if not trace or len(trace) < 64:
+                        trace.append(parsed[0])
+                i += 1
+            cursor = i
+    return out, trace
+
+
+def _pick(rule: TitleRule, candidates: list[tuple[str, int]], msgs: list[str]) -> str | None:
+    skip = COMMON_SKIP + rule.skip
+    if rule.stall:
+        return stall_frame(candidates, msgs, skip)
+    for func, _ in candidates:
+        if not skip.skips(func):
+            return func
+    return None
+
+
+def _fill(template: str, match: re.Match[str], frame: str) -> str:
+    groups = {str(i): normalize_numbers(g or "") for i, g in enumerate(match.groups(), start=1)}
+    groups["0"] = normalize_numbers(match.group(0).split("\n", 1)[0])
+    named = match.groupdict()
+    header = ""
+    if named.get("func"):
+        header = canonical_function(named["func"].split(".", 1)[0])
+        if named.get("func2"):
+            header += " / " + canonical_function(named["func2"].split(".", 1)[0])
+    title = template
+    for key, value in groups.items():
+        title = title.replace("{" + key + "}", value)
+    title = title.replace("{frame}", canonical_function(frame)).replace("{header}", header)
+    return " ".join(title.split())
+
+
+def _leak_findings(log: LogText, objects: list[_Raw]) -> list[Finding]:
+    """One finding per distinct leak title in a kmemleak dump, objects grouped by backtrace."""
+    by_title: dict[str, list[tuple[_Raw, kmemleak.LeakObject]]] = {}
+    corrupted_titles: set[str] = set()
+    for raw in objects:
+        found = _match_rule(raw)
+        if found is None:
+            continue
+        rule, match = found
+        msgs = [ln.msg for ln in raw.lines[raw.header:]]
+        obj = kmemleak.parse_object(msgs)
+        candidates, _ = _candidates(msgs, rule.places)
+        frame = _pick(rule, candidates, msgs)
+        title = _fill(rule.title, match, frame or "corrupted")
+        if frame is None:
+            corrupted_titles.add(title)
+        by_title.setdefault(title, []).append((raw, obj))
+    out: list[Finding] = []
+    for title, members in by_title.items():
+        first_raw = members[0][0]
+        first = first_raw.lines[0]
+        groups = kmemleak.group_objects([obj for _, obj in members])
+        report = "\n".join("\n".join(ln.msg for ln in raw.lines) for raw, _ in members)
+        out.append(Finding(
+            title=title,
+            kind="kmemleak",
+            corrupted=title in corrupted_titles or any(raw.truncated for raw, _ in members),
+            signature=signature_of("kmemleak", title, ()),
+            report=report,
+            start=first.start,
+            end=members[-1][0].lines[-1].end,
+            line=log.line_number(first.start),
+            timestamp=first.timestamp,
+            frames=members[0][1].frames,
+            leak_groups=groups,
+            caller=first.caller,
+        ))
+    return out

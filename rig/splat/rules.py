@@ -1,0 +1,345 @@
+"""What kernel reports look like and how syzbot names them.
+
+Each report kind starts with a header line (found anywhere in a console line, since
+reports from several CPUs interleave) and has title rules tried in order. A rule's
+pattern is matched against the report head (the header line from the header onward
+plus the next few lines); its title template takes the pattern's groups ({1}, {2}) and
+`{frame}`, the function the report points at. Where that function comes from is a list
+of places read in order through the report (the faulting pc, an `at:` line, the call
+trace): the first function that is not reporting machinery wins.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from rig.splat.frames import COMMON_SKIP, SkipRule
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where to look for the function a title names.
+
+    kind: "pc" (RIP/IP/pc/NIP line), "line" (first line from the cursor matching
+    `pattern`, function in group "func", or the trace right after the line when the
+    pattern has no such group), "trace" (stack frames from the cursor on, until `stop`).
+    """
+
+    kind: str
+    pattern: re.Pattern[str] | None = None
+    stop: re.Pattern[str] | None = None
+
+
+@dataclass(frozen=True)
+class TitleRule:
+    pattern: re.Pattern[str]
+    title: str
+    kind: str
+    places: tuple[Place, ...] = ()
+    skip: SkipRule = field(default_factory=lambda: SkipRule(()))
+    stall: bool = False  # name the loop by a representative frame deeper in the stack
+    alt: str = ""  # a second name, as syzbot lists it (e.g. "bad-access in {frame}")
+
+
+@dataclass(frozen=True)
+class ReportKind:
+    header: str  # regex fragment that starts a report
+    rules: tuple[TitleRule, ...]
+    ignore: re.Pattern[str] | None = None  # header lines that are no report
+    needs_context: bool = False  # only a report when a stack or register dump follows
+
+
+def _re(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+FUNC = r"(?P<func>[A-Za-z_][A-Za-z0-9_.]*)"
+PC = Place("pc")
+TRACE = Place("trace")
+KASAN_TRACE = Place("trace", stop=_re(r"^(?:Allocated by|Freed by|The buggy address|Memory state around|"
+                                        r"Last potentially related|Second to last)"))
+HUNG_TRACE = Place("trace", stop=_re(r"Showing all locks held|NMI backtrace|^\s*\d+ locks? held by"))
+
+
+def AT(after: str = "") -> Place:
+    """The function of the next lockdep `..., at: func+0x` line (after a line matching `after`)."""
+    if after:
+        return Place("line", _re(after))
+    return Place("line", _re(r"at: (?:\[<[0-9a-f]+>\]\s*)?" + FUNC + r"\+0x"))
+
+
+def AFTER(pattern: str) -> Place:
+    """Move the cursor past the next line matching `pattern`."""
+    return Place("line", _re(pattern))
+
+
+LOCKDEP_SKIP = SkipRule([
+    "process_one_work", "worker_thread", "flush_workqueue", "flush_work", "start_flush_work",
+    "fs_reclaim_acquire", "fs_reclaim_release", "dma_resv_lock", "dma_resv_unlock",
+    "dma_fence_begin_signalling", "dma_fence_end_signalling", "lock_page", "lock_buffer",
+    "spin_lock", "mutex_lock", "down_", "up_",
+])
+# Functions a hung task sleeps in: the title names what it was waiting for.
+HUNG_SKIP = SkipRule([
+    "schedule", "io_schedule", "context_switch", "switch_to", "finish_task_switch",
+    "wait_for_completion", "wait_on_bit", "out_of_line_wait_on_bit", "bit_wait",
+    "wait_woken", "do_wait", "wait_event", "folio_wait", "wait_on_page", "rwsem",
+    "percpu_rwsem", "mutex", "down", "rt_mutex", "io_wait", "kthread", "ret_from_fork",
+    "msleep", "usleep", "sleep_on", "prepare_to_wait", "finish_wait",
+])
+# kmemleak backtraces start inside the allocator; the leak is where the allocation was asked for.
+LEAK_SKIP = SkipRule([
+    "kmemleak", "mmap", "kmem", "slab", "alloc", "create_object", "idr_get", "list_lru_init",
+    "kasprintf", "kvasprintf", "pcpu_create_chunk", "strdup", "strndup", "kstrdup",
+    "kstrndup", "kmemdup", "kmemdup_nul", "kobject_set_name", "kobject_init_and_add",
+    "kobject_add", "kvmalloc", "kmalloc", "kzalloc", "kcalloc", "vzalloc", "vmalloc",
+    "krealloc", "kvrealloc", "mempool", "trace_kmalloc", "dup_", "__do_krealloc",
+    "stack_depot", "new_slab", "get_page_from_freelist", "prep_new_page", "post_alloc_hook",
+])
+REFCOUNT_SKIP = SkipRule(["refcount", "kref_", "kobject_put", "sk_free"])
+ODEBUG_SKIP = SkipRule(["debug_object", "timer_", "hrtimer_", "mod_timer", "add_timer",
+                        "del_timer", "__init_work", "init_timer", "free_obj_work"])
+
+# ---------------------------------------------------------------------------- lockdep
+
+_LOCKDEP_RULES = (
+    TitleRule(_re(r"(?:WARNING|INFO): possible circular locking dependency detected"),
+              "possible deadlock in {frame}", "lockdep", (AT(), AT(), TRACE), LOCKDEP_SKIP),
+    TitleRule(_re(r"(?:WARNING|INFO): possible recursive locking detected"),
+              "possible deadlock in {frame}", "lockdep", (AT(), AT(), TRACE), LOCKDEP_SKIP),
+    TitleRule(_re(r"(?:WARNING|INFO): possible irq lock inversion dependency detected"),
+              "possible deadlock in {frame}", "lockdep", (AT(), TRACE), LOCKDEP_SKIP),
+    TitleRule(_re(r"(?:WARNING|INFO): (?:SOFT|HARD)IRQ-(?:READ-)?safe -> (?:SOFT|HARD)IRQ-(?:READ-)?unsafe"
+                  r" lock order detected"),
+              "possible deadlock in {frame}", "lockdep",
+              (AFTER(r"which became \S+-irq-safe at:"), TRACE, AT(), TRACE), LOCKDEP_SKIP),
+    TitleRule(_re(r"(?:WARNING|INFO): inconsistent lock state"),
+              "inconsistent lock state in {frame}", "lockdep",
+              (AFTER(r"\] takes:$|\] takes:"), AT(), TRACE), LOCKDEP_SKIP),
+    TitleRule(_re(r"(WARNING|INFO): suspicious RCU usage"),
+              "{1}: suspicious RCU usage in {frame}", "lockdep", (AFTER(r"stack backtrace:"), TRACE),
+              SkipRule(["rcu_read_lock_held", "rcu_dereference", "lockdep_rcu"])),
+    TitleRule(_re(r"(WARNING|BUG): bad unlock balance detected!"),
+              "{1}: bad unlock balance in {frame}", "lockdep", (TRACE,)),
+    TitleRule(_re(r"(?:WARNING|BUG): lock held when returning to user space!"),
+              "WARNING: lock held when returning to user space in {frame}", "lockdep", (AT(), TRACE)),
+    TitleRule(_re(r"(WARNING|BUG): held lock freed!"),
+              "{1}: held lock freed in {frame}", "lockdep", (TRACE,)),
+    TitleRule(_re(r"(?:WARNING|BUG): ([a-z\-/.0-9]+/\d+ )?still has locks held!"),
+              "WARNING: still has locks held in {frame}", "lockdep", (AT(), TRACE)),
+    TitleRule(_re(r"(?:WARNING|BUG): nested lock was not taken"),
+              "WARNING: nested lock was not taken in {frame}", "lockdep", (TRACE,)),
+    TitleRule(_re(r"(?:WARNING|BUG|INFO): trying to register non-static key"),
+              "INFO: trying to register non-static key in {frame}", "lockdep", (TRACE,)),
+    TitleRule(_re(r"BUG: MAX_[A-Z_]+ too low!"), "{0}", "lockdep"),
+    TitleRule(_re(r"BUG: (?:looking up invalid subclass|key \S+ has not been registered|"
+                  r"workqueue leaked lock or atomic)"),
+              "{0} in {frame}", "lockdep", (Place("line", _re(r"last function: " + FUNC)), TRACE)),
+)
+
+# ---------------------------------------------------------------------------- memory
+
+_KASAN_RULES = (
+    TitleRule(_re(r"BUG: KASAN: ([a-z\-]+) in " + r"\S+? at addr ([0-9a-fx]+)"),
+              "KASAN: {1} in {frame} at addr {2}", "kasan", (KASAN_TRACE,)),
+    TitleRule(_re(r"BUG: KASAN: double-free or invalid-free in"),
+              "KASAN: invalid-free in {frame}", "kasan", (KASAN_TRACE,),
+              SkipRule(["kfree", "kmem_cache_free", "slab_free", "free_"])),
+    TitleRule(_re(r"BUG: KASAN: (double-free|invalid-free)"),
+              "KASAN: {1} in {frame}", "kasan", (KASAN_TRACE,),
+              SkipRule(["kfree", "kmem_cache_free", "slab_free", "free_"])),
+    TitleRule(_re(r"BUG: KASAN: ([a-z\-]+)(?: in| on address).*\n(?:.*\n){0,3}?.*?(Read|Write)"
+                  r" (?:of size|at addr)"),
+              "KASAN: {1} {2} in {frame}", "kasan", (KASAN_TRACE,)),
+    TitleRule(_re(r"BUG: KASAN: ([a-z\-]+)"), "KASAN: {1} in {frame}", "kasan", (KASAN_TRACE,)),
+)
+
+_KFENCE_KMSAN_KCSAN_RULES = (
+    TitleRule(_re(r"BUG: KFENCE: ([a-z\- ]+?) in "), "KFENCE: {1} in {frame}", "kfence", (KASAN_TRACE,),
+              SkipRule(["kfence", "kfree", "kmem_cache_free", "slab_free"])),
+    TitleRule(_re(r"BUG: KMSAN: ([a-z\-]+)"), "KMSAN: {1} in {frame}", "kmsan",
+              (Place("trace", stop=_re(r"^(?:Uninit was|Local variable|Bytes \d|Memory access)")),)),
+    TitleRule(_re(r"BUG: KCSAN: ([a-z\-]+) in " + FUNC + r"(?: / (?P<func2>[A-Za-z_][A-Za-z0-9_.]*))?"),
+              "KCSAN: {1} in {header}", "kcsan"),
+)
+
+_MEMLEAK_RULES = (
+    TitleRule(_re(r"unreferenced object 0x[0-9a-f]+"), "memory leak in {frame}", "kmemleak",
+              (AFTER(r"backtrace"), Place("trace", stop=_re(r"^unreferenced object"))), LEAK_SKIP),
+)
+
+# ---------------------------------------------------------------------------- faults
+
+_FAULT_PLACES = (PC, TRACE)
+
+_BUG_RULES = (
+    TitleRule(_re(r"BUG: unable to handle kernel paging request|BUG: unable to handle page fault"),
+              "BUG: unable to handle kernel paging request in {frame}", "oops", _FAULT_PLACES,
+              alt="bad-access in {frame}"),
+    TitleRule(_re(r"BUG: unable to handle kernel NULL pointer dereference|BUG: kernel NULL pointer dereference"),
+              "BUG: unable to handle kernel NULL pointer dereference in {frame}", "oops", _FAULT_PLACES,
+              alt="bad-access in {frame}"),
+    TitleRule(_re(r"BUG: unable to handle kernel access to user memory|BUG: kernel access to user memory"),
+              "BUG: unable to handle kernel access to user memory in {frame}", "oops", _FAULT_PLACES),
+    TitleRule(_re(r"BUG: unable to handle kernel( [a-z ]+?)?(?: at| in|$)"),
+              "BUG: unable to handle kernel{1} in {frame}", "oops", _FAULT_PLACES),
+    TitleRule(_re(r"BUG: soft lockup"), "BUG: soft lockup in {frame}", "soft-lockup", (PC, TRACE), stall=True),
+    TitleRule(_re(r"BUG: (spinlock|rwlock) ([a-z ]+?)(?: on CPU| on| in|$)"),
+              "BUG: {1} {2} in {frame}", "lockdep", (TRACE,)),
+    TitleRule(_re(r"BUG: sleeping function called from invalid context"),
+              "BUG: sleeping function called from invalid context in {frame}", "atomic-sleep", (TRACE,)),
+    TitleRule(_re(r"BUG: scheduling while atomic"), "BUG: scheduling while atomic in {frame}",
+              "atomic-sleep", (TRACE,), SkipRule(["schedule", "preempt_schedule", "schedule_debug"])),
+    TitleRule(_re(r"BUG: using ([a-z_]+\(\)) in preemptible"),
+              "BUG: using {1} in preemptible code in {frame}", "preempt", (TRACE,)),
+    TitleRule(_re(r"BUG: workqueue lockup"), "BUG: workqueue lockup", "hung-task"),
+    TitleRule(_re(r"BUG: Bad page (state|map)"), "BUG: Bad page {1} in {frame}", "bad-page",
+              (Place("trace", stop=_re(r"^Modules linked in|^page_owner free")),),
+              SkipRule(["post_alloc_hook", "get_page_from_freelist", "filemap_", "folio_",
+                        "pagecache_get_page", "find_or_create_page", "grab_cache_page",
+                        "free_pages", "free_unref", "bad_page", "free_page", "release_pages",
+                        "__folio_put", "put_page", "unmap_", "zap_", "page_remove_rmap"])),
+    TitleRule(_re(r"BUG: stack guard page was hit"), "BUG: stack guard page was hit in {frame}",
+              "stack-overflow", (PC, TRACE)),
+    TitleRule(_re(r"BUG: Dentry .*still in use.*\[(\w+)"), "BUG: Dentry still in use in {1}", "bug"),
+    TitleRule(_re(r"BUG: (?:\S+ )?\(Not tainted\)|BUG: (Object already free)"), "BUG: {1}", "slab"),
+    TitleRule(_re(r"BUG: corrupted list"), "BUG: corrupted list in {frame}", "list", _FAULT_PLACES),
+    TitleRule(_re(r"BUG: Bad rss-counter state"), "BUG: Bad rss-counter state", "bug"),
+    TitleRule(_re(r"BUG: non-zero pgtables_bytes on freeing mm"), "BUG: non-zero pgtables_bytes on freeing mm",
+              "bug"),
+    TitleRule(_re(r"BUG: ([A-Za-z][A-Za-z_ \-]*?[A-Za-z])(?:[:!,(]| at | in |\s*$)"), "BUG: {1} in {frame}", "bug",
+              _FAULT_PLACES),
+)
+
+# ---------------------------------------------------------------------------- WARNING
+
+# The source file a WARN sits in names the kind of bug better than the function does.
+_WARN_FILES = (
+    (r"lib/refcount\.c|lib/refcount_", "WARNING: refcount bug in {frame}", "refcount", REFCOUNT_SKIP),
+    (r"lib/debugobjects\.c", "WARNING: ODEBUG bug in {frame}", "debugobjects", ODEBUG_SKIP),
+    (r"kernel/locking/", "WARNING: locking bug in {frame}", "lockdep", LOCKDEP_SKIP),
+    (r"mm/util\.c|mm/slab_common\.c|mm/slub\.c|mm/slab\.c|mm/page_alloc\.c", "WARNING: kmalloc bug in {frame}",
+     "kmalloc", SkipRule(["kvmalloc", "kmalloc", "alloc_pages", "get_free_pages", "kvzalloc", "kvcalloc",
+                          "warn_alloc", "alloc_page", "kmalloc_order", "kmalloc_large", "krealloc"])),
+    (r"mm/vmalloc\.c", "WARNING: zero-size vmalloc in {frame}", "vmalloc",
+     SkipRule(["vmalloc", "vzalloc", "kvmalloc", "kvzalloc", "__vmalloc"])),
+    (r"fs/proc/generic\.c", "WARNING: proc registration bug in {frame}", "warning",
+     SkipRule(["proc_", "__xlate_proc_name", "xlate_proc_name"])),
+    (r"lib/kobject\.c", "WARNING: kobject bug in {frame}", "warning", SkipRule(["kobject_"])),
+    (r"mm/usercopy\.c", "WARNING: bad usercopy in {frame}", "usercopy",
+     SkipRule(["usercopy", "check_object_size", "check_heap_object", "check_copy_size"])),
+    (r"lib/list_debug\.c", "BUG: corrupted list in {frame}", "list", SkipRule([])),
+)
+
+_WARNING_AT = r"WARNING: (?:CPU: \d+ PID: \d+ )?(?:at )?"
+
+_WARNING_RULES = (
+    *(TitleRule(_re(_WARNING_AT + r"(?:" + files + r")"), title, kind, (PC, TRACE), skip)
+      for files, title, kind, skip in _WARN_FILES),
+    TitleRule(_re(r"WARNING: kernel stack (regs|frame pointer) (?:at \S+ )?.*?has bad '?(\w+)'? value"),
+              "WARNING: kernel stack {1} has bad {2} value", "warning"),
+    TitleRule(_re(_WARNING_AT + r"\S+:\d+"), "WARNING in {frame}", "warning", (PC, TRACE)),
+    TitleRule(_re(_WARNING_AT + r"[A-Za-z_][A-Za-z0-9_.]*\+0x"), "WARNING in {frame}", "warning", (PC, TRACE)),
+)
+
+# ---------------------------------------------------------------------------- INFO / hangs
+
+_STALL_HEADER = (r"INFO: rcu_(?:preempt|sched|bh) (?:self-)?detected(?: expedited)? stall|"
+                 r"INFO: rcu_(?:preempt|sched|bh) detected stalls")
+
+_INFO_RULES = (
+    TitleRule(_re(r"INFO: task .* blocked for more than \d+ seconds"), "INFO: task hung in {frame}",
+              "hung-task", (HUNG_TRACE,), HUNG_SKIP),
+    TitleRule(_re(r"INFO: task .* can't die for more than \d+ seconds"), "INFO: task can't die in {frame}",
+              "hung-task", (HUNG_TRACE,), HUNG_SKIP),
+    TitleRule(_re(_STALL_HEADER), "INFO: rcu detected stall in {frame}", "rcu-stall", (PC, TRACE),
+              stall=True),
+    TitleRule(_re(r"INFO: Allocated in (?P<func>[A-Za-z0-9_.]+)\S* (age=\d+ cpu=\d+ pid=\d+)"),
+              "INFO: Allocated in {header} {2}", "slab"),
+)
+
+# ---------------------------------------------------------------------------- the kinds
+
+KINDS: tuple[ReportKind, ...] = (
+    ReportKind(r"unreferenced object 0x", _MEMLEAK_RULES),
+    ReportKind(
+        r"BUG:",
+        _LOCKDEP_RULES + _KASAN_RULES + _KFENCE_KMSAN_KCSAN_RULES + _BUG_RULES,
+        # syz-manager's own line before a leak, and slab debug chatter are no reports
+        ignore=_re(r"BUG: memory leak$|BUG: \S+ \(Not tainted\): kasan:|BUG: KASAN: \S+ on address$"),
+    ),
+    ReportKind(r"WARNING:", _LOCKDEP_RULES + _WARNING_RULES,
+               ignore=_re(r"WARNING: (?!CPU:|at |possible|suspicious|inconsistent|bad unlock|lock held|"
+                          r"held lock|still has|nested lock|kernel stack|[A-Z]+IRQ-|trying to)")),
+    ReportKind(r"INFO:", _LOCKDEP_RULES + _INFO_RULES,
+               ignore=_re(r"INFO: (?:lockdep is turned off|NMI handler|Stall ended|Slab 0x|Object 0x|"
+                          r"Freed in)")),
+    ReportKind(r"general protection fault", (
+        TitleRule(_re(r"general protection fault"), "general protection fault in {frame}", "gpf",
+                  _FAULT_PLACES, alt="bad-access in {frame}"),)),
+    ReportKind(r"Unable to handle kernel", (
+        TitleRule(_re(r"Unable to handle kernel NULL pointer dereference"),
+                  "BUG: unable to handle kernel NULL pointer dereference in {frame}", "oops", _FAULT_PLACES),
+        TitleRule(_re(r"Unable to handle kernel (?:paging request|access to user memory)"),
+                  "BUG: unable to handle kernel paging request in {frame}", "oops", _FAULT_PLACES),
+        TitleRule(_re(r"Unable to handle kernel ([a-z ]+?)(?: at|$)"),
+                  "BUG: unable to handle kernel {1} in {frame}", "oops", _FAULT_PLACES),
+    )),
+    ReportKind(r"kernel BUG at", (
+        TitleRule(_re(r"kernel BUG at (?:\S*/)?(?:list_debug\.c)"), "BUG: corrupted list in {frame}", "list",
+                  _FAULT_PLACES),
+        TitleRule(_re(r"kernel BUG at (?:\S*/)?(?:usercopy\.c)"), "BUG: bad usercopy in {frame}", "usercopy",
+                  _FAULT_PLACES, SkipRule(["usercopy", "check_object_size", "check_heap_object",
+                                           "check_copy_size", "check_bogus_address", "check_kernel_text"])),
+        TitleRule(_re(r"kernel BUG at"), "kernel BUG in {frame}", "bug", _FAULT_PLACES),
+    )),
+    ReportKind(r"Kernel panic - not syncing", (
+        TitleRule(_re(r"Kernel panic - not syncing: stack-protector: Kernel stack is corrupted"),
+                  "kernel panic: stack is corrupted in {frame}", "panic", (TRACE,),
+                  SkipRule(["stack_chk_fail"])),
+        TitleRule(_re(r"Kernel panic - not syncing: corrupted stack end"),
+                  "kernel panic: corrupted stack end in {frame}", "panic", (TRACE,), stall=True),
+        TitleRule(_re(r"Kernel panic - not syncing: (Attempted to kill init!)"), "kernel panic: {1}", "panic"),
+        TitleRule(_re(r"Kernel panic - not syncing: (VFS: Unable to mount root fs on [^\s]+)"),
+                  "kernel panic: {1}", "panic"),
+        TitleRule(_re(r"Kernel panic - not syncing: (.*?)\s*$"), "kernel panic: {1}", "panic"),
+    )),
+    ReportKind(r"divide error:", (
+        TitleRule(_re(r"divide error:"), "divide error in {frame}", "oops", _FAULT_PLACES),)),
+    ReportKind(r"invalid opcode:", (
+        TitleRule(_re(r"invalid opcode:"), "invalid opcode in {frame}", "oops", _FAULT_PLACES),)),
+    ReportKind(r"stack segment:", (
+        TitleRule(_re(r"stack segment:"), "stack segment fault in {frame}", "oops", _FAULT_PLACES),)),
+    ReportKind(r"PANIC: double fault", (
+        TitleRule(_re(r"PANIC: double fault"), "PANIC: double fault in {frame}", "oops", _FAULT_PLACES),)),
+    ReportKind(r"Internal error:", (
+        TitleRule(_re(r"Internal error:"), "Internal error in {frame}", "oops", _FAULT_PLACES),)),
+    ReportKind(r"Unhandled fault:", (
+        TitleRule(_re(r"Unhandled fault:"), "Unhandled fault in {frame}", "oops", _FAULT_PLACES),)),
+    ReportKind(r"Alignment trap:", (
+        TitleRule(_re(r"Alignment trap:"), "Alignment trap in {frame}", "oops", _FAULT_PLACES),)),
+    ReportKind(r"UBSAN:", (
+        TitleRule(_re(r"UBSAN: Undefined behaviour in"), "UBSAN: undefined-behaviour in {frame}", "ubsan",
+                  (TRACE,)),
+        TitleRule(_re(r"UBSAN: ([a-z\-]+) in"), "UBSAN: {1} in {frame}", "ubsan", (TRACE,)),
+    )),
+    ReportKind(r"unregister_netdevice: waiting for", (
+        TitleRule(_re(r"unregister_netdevice: waiting for \S+ to become free"),
+                  "unregister_netdevice: waiting for DEV to become free", "hung-task"),)),
+    ReportKind(r"VFS: Close: file count is zero", (
+        TitleRule(_re(r"VFS: Close: file count is zero"), "VFS: Close: file count is zero (use-after-free)",
+                  "bug"),)),
+)
+
+# Lines that carry on a report already open rather than start a new one.
+FOLLOW_ON = _re(r"Kernel panic - not syncing|invalid opcode:|Oops:|general protection fault|"
+                r"Internal error:")
+
+# Lines just above a header that belong to the report.
+PREAMBLE = _re(r"^(?:-+\[ cut here \]-+|=+|list_(?:add|del) corruption|refcount_t: |ODEBUG: |"
+               r"DEBUG_LOCKS_WARN_ON|usercopy: |kasan: |BUG: KASAN|watchdog: |\s*$)")
+
+# The last line of a report, when the kernel prints one.
+END_MARKER = _re(r"^-+\[ end (?:trace|Kernel panic)|^Kernel Offset:|^Rebooting in \d+ seconds|"
+                 r"^=+$")

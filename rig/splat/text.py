@@ -1,0 +1,101 @@
+"""Console text: decoding, line positions and the printk prefixes in front of each line.
+
+A console line may carry a syslog level (`<4>`), a printk time (`[   12.345678]`) and a
+caller id (`[ T123]` task, `[ C0]` interrupt context on CPU 0). rig works on the message
+after these prefixes and keeps the caller id, which tells interleaved reports apart.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_PREFIX = re.compile(
+    r"(?:<\d{1,2}>)?"
+    r"(?:\[\s*(?P<ts>\d+\.\d+)\])?"
+    r"(?:\[\s*(?P<caller>[TC]\d+)\])?"
+)
+
+
+@dataclass(frozen=True)
+class Line:
+    """One console line with its printk prefix taken apart."""
+
+    start: int  # offset of the line in the text
+    end: int  # offset of the line's newline (or of the end of the text)
+    msg: str  # the message, prefixes and the one space after them removed, no '\r'
+    timestamp: float | None
+    caller: str  # "T123", "C0" or ""
+
+
+def decode(data: bytes | str) -> str:
+    """Console logs are mostly UTF-8 with stray binary; never fail on them."""
+    if isinstance(data, str):
+        return data
+    return data.decode("utf-8", errors="replace")
+
+
+def split_prefix(raw: str) -> tuple[str, float | None, str]:
+    """(message, timestamp, caller) of one raw line without its newline."""
+    if raw.endswith("\r"):
+        raw = raw[:-1]
+    if not raw or raw[0] not in "<[":
+        return raw, None, ""
+    m = _PREFIX.match(raw)
+    assert m is not None  # every part of the prefix is optional
+    cut = m.end()
+    if cut == 0:
+        return raw, None, ""
+    if cut < len(raw) and raw[cut] == " ":
+        cut += 1
+    ts = m.group("ts")
+    return raw[cut:], (float(ts) if ts else None), (m.group("caller") or "")
+
+
+class LogText:
+    """Random access to the lines of a decoded log, parsed lazily: logs can be huge."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._line_count_pos = 0
+        self._line_count = 1
+
+    def line_at(self, start: int) -> Line:
+        """The line beginning at offset `start`."""
+        end = self.text.find("\n", start)
+        if end < 0:
+            end = len(self.text)
+        msg, ts, caller = split_prefix(self.text[start:end])
+        return Line(start, end, msg, ts, caller)
+
+    def line_start(self, pos: int) -> int:
+        return self.text.rfind("\n", 0, pos) + 1
+
+    def lines_from(self, start: int, limit: int) -> list[Line]:
+        """Up to `limit` lines beginning with the line at offset `start`."""
+        out: list[Line] = []
+        pos, size = start, len(self.text)
+        while pos < size and len(out) < limit:
+            line = self.line_at(pos)
+            out.append(line)
+            pos = line.end + 1
+        return out
+
+    def lines_before(self, start: int, limit: int) -> list[Line]:
+        """Up to `limit` lines ending just before offset `start`, nearest last."""
+        out: list[Line] = []
+        pos = start
+        while pos > 0 and len(out) < limit:
+            prev = self.text.rfind("\n", 0, pos - 1) + 1
+            out.append(self.line_at(prev))
+            pos = prev
+        out.reverse()
+        return out
+
+    def line_number(self, pos: int) -> int:
+        """1-based line number of offset `pos`; cheap when asked in increasing order."""
+        if pos < self._line_count_pos:
+            self._line_count_pos, self._line_count = 0, 1
+        self._line_count += self.text.count("\n", self._line_count_pos, pos)
+        self._line_count_pos = pos
+        return self._line_count
