@@ -54,73 +54,87 @@ def pc_function(msg: str) -> str | None:
 
 
 class SkipRule:
-    """Function-name prefixes that never name a bug (a leading '_' run is ignored)."""
+    """Patterns that mark a function as machinery rather than the bug.
+
+    A pattern matches anywhere in the name (as syzbot's do: "alloc" skips
+    sk_prot_alloc); anchor it with ^ and $ where a short word would match too much.
+    """
 
     def __init__(self, patterns: Iterable[str]) -> None:
         self.patterns = tuple(patterns)
-        self._re = re.compile(r"_*(?:" + "|".join(self.patterns) + ")") if self.patterns else None
+        self._re = re.compile("|".join(f"(?:{p})" for p in self.patterns)) if self.patterns else None
 
     def __add__(self, other: SkipRule) -> SkipRule:
         return SkipRule(self.patterns + other.patterns)
 
     def skips(self, func: str) -> bool:
-        return self._re is not None and self._re.match(func) is not None
+        return self._re is not None and self._re.search(func) is not None
 
 
-# Reporting machinery, allocators, locking primitives, string/copy helpers, entry code:
-# they show up on top of nearly every trace and would make every title the same.
+# Reporting machinery, allocators, locking primitives, generic library code (lists,
+# trees, strings, printf, kobjects), entry code: they show up in traces of bugs that
+# are elsewhere, and would make every title the same.
 COMMON_SKIP = SkipRule([
     # sanitizers and their report paths
-    "sanitizer", "asan", "kasan", "hwasan", "msan", "kmsan", "kcsan", "tsan", "ubsan",
+    "__sanitizer", "__asan", "kasan", "hwasan", "__msan", "kmsan", "kcsan", "__tsan", "ubsan",
     "check_memory_region", "check_heap_object", "check_object", "check_stack_object",
-    "check_bytes", "print_address_description", "print_report", "report_", "kfence",
-    "save_stack", "stack_trace_save", "arch_stack_walk", "stack_depot", "set_track",
-    "read_word_at_a_time", "instrument_", "memory_is_", "metadata_access",
+    "print_address_description", "print_report", "^kfence_", "save_stack", "stack_trace",
+    "stack_depot", "set_track", "read_word_at_a_time", "(?:read|write)_once_.*nocheck",
+    "^instrument_", "memory_is_", "metadata_access", "do_tag_check_fault",
     # report output and trap handling
-    "panic", "invalid_op", "do_invalid_op", "exc_", "asm_exc_", "do_error", "do_trap",
-    "handle_bug", "fixup_bug", "report_bug", "bug_handler", "die$", "oops_",
+    "panic", "invalid_op", "report_bug", "fixup_bug", "^_*handle_bug$", "bug_handler",
+    "do_error", "_trap$", "do_trap", "^_*die$", "oops_end", "^_*exc_", "asm_exc_",
     "show_stack", "show_regs", "show_trace", "dump_stack", "dump_backtrace", "walk_stack",
-    "unwind_", "print_", "printk", "vprintk", "warn_slowpath", "warn_alloc", "warn_bogus",
-    "warn$", "warn_printk",
-    "debug_object", "debug_print_object", "debug_check_", "debug_lockdep",
-    "page_fault", "do_page_fault", "do_user_addr_fault", "do_kern_addr_fault",
-    "handle_page_fault", "no_context", "bad_area", "kernelmode_fixup", "page_fault_oops",
-    "do_general_protection", "general_protection", "do_divide_error", "do_mem_abort",
-    "do_translation_fault", "do_bad_area", "do_sect_fault", "el1_", "el0_", "__do_kernel_fault",
-    "do_alignment", "trace_hardirqs", "lockdep_hardirqs", "ftrace", "fentry", "mcount",
+    "^_*unwind_get", "^_*unwind_next", "^_*printk", "vprintk", "warn_slowpath",
+    "warn_alloc", "warn_bogus", "^_*warn$", "warn_printk", "^_*report_bug",
+    "debug_object", "timer_is_static_object", "work_is_static_object", "debug_print_object",
+    "^_*(?:do_)?page_fault$", "do_user_addr_fault", "do_kern_addr_fault", "handle_page_fault",
+    "^_*no_context$", "bad_area", "kernelmode_fixup", "page_fault_oops", "^_*do_general_protection",
+    "^_*general_protection", "do_divide_error", "do_mem_abort", "do_translation_fault",
+    "do_bad_area", "do_sect_fault", "^_*el1_", "el1h_", "do_kernel_fault", "do_alignment",
+    "program_check_", "trace_hardirqs", "lockdep_hardirqs", "^_*ftrace", "^_*fentry", "mcount",
+    "nmi_cpu_backtrace", "nmi_trigger_cpumask_backtrace", "rela_dyn_start",
     # lockdep and locking primitives
-    "lockdep", "lock_acquire", "lock_release", "lock_acquired", "lock_contended", "lock_is_held",
-    "lock_acquire_", "mark_lock", "mark_held_locks", "mark_usage", "mark_irqflags",
-    "valid_state", "check_noncircular", "check_prev_add", "check_prevs_add", "validate_chain",
-    "check_irq_usage", "check_deadlock", "check_flags", "check_wait_context",
-    "might_sleep", "might_resched", "might_fault", "might_lock", "cant_sleep",
-    "raw_spin", "_raw_spin", "_raw_read", "_raw_write", "do_raw_spin", "do_raw_read",
-    "do_raw_write", "spin_lock", "spin_unlock", "spin_trylock", "spin_bug", "spin_dump",
-    "queued_spin", "native_queued_spin", "pv_queued_spin", "queued_read", "queued_write",
-    "read_lock", "read_unlock", "write_lock", "write_unlock", "rwlock_bug",
-    "mutex_lock", "mutex_unlock", "mutex_trylock", "mutex_lock_", "ww_mutex_lock",
-    "ww_mutex_unlock", "rt_mutex", "down_read", "down_write", "up_read", "up_write",
-    "down$", "up$", "down_trylock", "down_interruptible", "down_killable", "rwsem_", "percpu_down", "percpu_up", "percpu_rwsem", "local_bh",
-    "bh_enable", "bh_disable", "preempt_count", "preempt_schedule", "rcu_lock",
-    "rcu_read_lock", "rcu_read_unlock", "lock_sock", "release_sock", "lock_timer_base",
+    "lockdep", "lock_acquire", "lock_release", "lock_acquired", "lock_contended",
+    "lock_is_held", "lock_class", "mark_lock", "mark_held_locks", "mark_usage",
+    "reacquire_held_locks", "valid_state", "check_noncircular", "check_prev_add",
+    "validate_chain", "check_irq_usage", "check_deadlock", "check_flags", "check_wait_context",
+    "print_unlock", "imbalance_bug", "might_sleep", "might_resched", "might_fault",
+    "might_lock", "cant_sleep", "perf_trace", "raw_spin", "_raw_", "spin_lock", "spin_unlock",
+    "spin_trylock", "spin_bug", "spin_dump", "queued_spin", "queued_read", "queued_write",
+    "read_lock", "read_unlock", "read_trylock", "write_lock", "write_unlock",
+    "write_trylock", "rwlock_bug", "mutex", "down_read", "down_write", "up_read",
+    "up_write", "^_*down$", "^_*up$", "down_trylock", "down_interruptible", "down_killable",
+    "rwsem", "percpu_down", "percpu_up", "local_bh", "bh_enable", "bh_disable",
+    "preempt_count", "^_*rcu_read_lock", "^_*rcu_read_unlock", "owner_on_cpu", "osq_lock",
+    "lock_sock", "release_sock", "task_rq_lock", "^_*rq_lock", "atomic_dec_and",
+    "^_*wake_up$", "^_*wake_up_common", "^_*wake_up_locked", "^_*wake_up_sync",
+    "seqprop", "seqcount",
     # allocators
-    "kmem_cache", "kmalloc", "kzalloc", "kcalloc", "kvmalloc", "kvzalloc", "kvcalloc",
-    "krealloc", "kvrealloc", "vmalloc", "vzalloc", "kmemdup", "kstrdup", "kstrndup",
-    "slab_", "slob_", "slub_", "new_slab", "allocate_slab", "cache_alloc", "cache_grow",
-    "alloc_pages", "alloc_page", "folio_alloc", "get_free_page", "get_free_pages",
-    "free_pages", "free_page", "kfree", "kvfree", "vfree", "kmem_", "mempool_alloc",
-    "page_alloc", "pcpu_alloc",
-    # list, refcount and string/copy helpers
-    "list_add", "list_del", "list_replace", "list_move", "hlist_", "refcount_",
+    "kmem_cache", "k?v?(?:m|z|c)alloc", "krealloc", "kvrealloc", "vmalloc", "vzalloc",
+    "kmemdup", "kstrdup", "kstrndup", "slab_", "slob_", "slub_", "new_slab", "allocate_slab",
+    "cache_alloc", "cache_grow", "alloc_pages", "alloc_page", "folio_alloc", "folio_unlock",
+    "get_free_page", "free_pages", "free_page", "kfree", "kvfree", "vfree", "mempool_alloc",
+    "filemap_alloc_folio", "find_or_create_page", "phys_addr",
+    # generic library code: lists, trees, refcounts, kobjects, strings, printf
+    "list_add", "list_del", "list_replace", "list_move", "hlist_", "^_*klist_", "^_*rb_",
+    "timerqueue_", "xas_", "xa_", "radix_tree", "idr_", "rhashtable", "refcount", "^_*kref_",
+    "ref_tracker", "kobject", "uevent", "sysfs_remove", "sysfs_create", "device_del",
+    "device_unregister", "kthread_stop", "^_*queue_work", "flush_work", "cancel_work",
+    "cancel_delayed_work", "drain_workqueue", "destroy_workqueue", "del_timer", "timer_sync",
     "memcpy", "memset", "memmove", "memcmp", "memchr", "strlen", "strnlen", "strcmp",
     "strncmp", "strcpy", "strncpy", "strscpy", "strlcpy", "strcat", "strncat", "strchr",
-    "strrchr", "strstr", "copy_from_user", "copy_to_user", "copy_user", "copy_in_user",
-    "_copy_from_user", "_copy_to_user", "raw_copy_", "strncpy_from_user", "strnlen_user",
-    "clear_user", "get_user", "put_user", "csum_partial_copy", "fortify",
-    "x86_indirect_thunk", "x86_return_thunk", "rcu_lockdep",
-    "debug_smp_processor_id", "check_preemption_disabled", "this_cpu_preempt_check",
-    "sysvec_", "apic_timer_interrupt", "smp_apic_timer_interrupt", "irq_exit",
-    "do_softirq", "invoke_softirq", "softirqentry", "call_on_stack", "run_on_irqstack",
+    "strrchr", "strstr", "strnstr", "copy_from_user", "copy_to_user", "copy_user",
+    "copy_in_user", "raw_copy_", "strncpy_from_user", "strnlen_user", "^_*clear_user",
+    "^_*get_user", "^_*put_user", "csum_partial_copy", "fortify", "^_*test_and_(?:set|clear)_bit",
+    "^_*(?:set|clear|change)_bit$", "^_*hex_dump", "^_*hex_string$", "^_*string$", "^_*pointer$",
+    "vsnprintf", "vscnprintf", "snprintf", "scnprintf", "sprintf", "va_format",
+    "dev_vprintk", "dev_printk", "^_*dev_(?:err|warn|info|notice|dbg|emerg|crit|alert)$",
+    "^_*crc", "_nlink$", "^_*(?:fast_)?dput$", "cleanup_srcu_struct", "assertfail",
+    "x86_indirect_thunk", "x86_return_thunk", "debug_smp_processor_id",
+    "check_preemption_disabled", "this_cpu_preempt_check",
+    "^_*sysvec_", "apic_timer_interrupt", "^_*irq_exit", "^_*do_softirq_own_stack",
+    "^_*call_on_stack", "run_on_irqstack",
 ])
 
 

@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from rig.splat import kmemleak, lockdep
 from rig.splat.frames import COMMON_SKIP, parse_frame, pc_function
 from rig.splat.model import Finding
-from rig.splat.rules import END_MARKER, FOLLOW_ON, KINDS, PREAMBLE, Place, ReportKind, TitleRule
+from rig.splat.rules import (
+    BOOT_PREAMBLE, BOOT_SPAN, END_MARKER, FOLLOW_ON, KINDS, PREAMBLE, Place, ReportKind, TitleRule,
+)
 from rig.splat.signature import canonical_function, normalize_numbers, signature_of
-from rig.splat.stall import stall_frame
+from rig.splat.stall import hang_frame, stall_frame
 from rig.splat.text import Line, LogText, decode
 
 _HEADERS = re.compile("|".join(f"(?P<k{i}>{kind.header})" for i, kind in enumerate(KINDS)))
@@ -88,6 +90,7 @@ def _kind_of(match: re.Match[str]) -> ReportKind:
 
 def _cut_reports(log: LogText, taken_until: dict[str, int]):  # noqa: ANN202 - generator of _Raw
     text = log.text
+    last_boot = -1
     for match in _HEADERS.finditer(text):
         line_start = log.line_start(match.start())
         line = log.line_at(line_start)
@@ -99,11 +102,24 @@ def _cut_reports(log: LogText, taken_until: dict[str, int]):  # noqa: ANN202 - g
         head_msg = line.msg[col:]
         if kind.ignore is not None and kind.ignore.match(head_msg):
             continue
+        if kind.boot:
+            rebooted = _is_reboot(log, line, last_boot)
+            last_boot = line.end
+            if rebooted:
+                yield _Raw(kind, [line], 0, col, False)
+            continue
         raw = _extent(log, line, col, kind)
         if raw is None:
             continue
         taken_until[line.caller] = raw.lines[-1].end
         yield raw
+
+
+def _is_reboot(log: LogText, banner: Line, last_boot: int) -> bool:
+    """A boot banner after the machine had been running (not the log's own first boot)."""
+    if last_boot >= 0:
+        return banner.start - last_boot > BOOT_SPAN
+    return any(not BOOT_PREAMBLE.match(ln.msg) for ln in log.lines_before(banner.start, 200))
 
 
 def _extent(log: LogText, header: Line, col: int, kind: ReportKind) -> _Raw | None:
@@ -232,10 +248,18 @@ def _name(log: LogText, raw: _Raw) -> Finding | None:
 def _candidates(msgs: list[str], places: tuple[Place, ...]) -> tuple[list[tuple[str, int]], list[str]]:
     """Functions the places point at, in order, each with the line it came from; and the trace."""
     out: list[tuple[str, int]] = []
+    fallback: list[tuple[str, int]] = []
     trace: list[str] = []
     cursor = 0
     for place in places:
-        if place.kind == "pc":
+        if place.fallback:
+            assert place.pattern is not None
+            for i, msg in enumerate(msgs):
+                m = place.pattern.search(msg)
+                if m is not None:
+                    fallback.append((m.group("func").split(".", 1)[0], i))
+                    break
+        elif place.kind == "pc":
             for i in range(cursor, len(msgs)):
                 func = pc_function(msgs[i])
                 if func is not None:
@@ -264,13 +288,15 @@ def _candidates(msgs: list[str], places: tuple[Place, ...]) -> tuple[list[tuple[
                         trace.append(parsed[0])
                 i += 1
             cursor = i
-    return out, trace
+    return out + fallback, trace
 
 
 def _pick(rule: TitleRule, candidates: list[tuple[str, int]], msgs: list[str]) -> str | None:
     skip = COMMON_SKIP + rule.skip
     if rule.stall:
         return stall_frame(candidates, msgs, skip)
+    if rule.hung:
+        return hang_frame([func for func, _ in candidates])
     for func, _ in candidates:
         if not skip.skips(func):
             return func

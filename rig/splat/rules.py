@@ -29,6 +29,7 @@ class Place:
     kind: str
     pattern: re.Pattern[str] | None = None
     stop: re.Pattern[str] | None = None
+    fallback: bool = False  # searched from the header, tried only after every other place
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class TitleRule:
     places: tuple[Place, ...] = ()
     skip: SkipRule = field(default_factory=lambda: SkipRule(()))
     stall: bool = False  # name the loop by a representative frame deeper in the stack
+    hung: bool = False  # name a hang by what the task waits for
     alt: str = ""  # a second name, as syzbot lists it (e.g. "bad-access in {frame}")
 
 
@@ -47,7 +49,7 @@ class ReportKind:
     header: str  # regex fragment that starts a report
     rules: tuple[TitleRule, ...]
     ignore: re.Pattern[str] | None = None  # header lines that are no report
-    needs_context: bool = False  # only a report when a stack or register dump follows
+    boot: bool = False  # a boot banner: a report only when it is not the log's first boot
 
 
 def _re(pattern: str) -> re.Pattern[str]:
@@ -79,14 +81,6 @@ LOCKDEP_SKIP = SkipRule([
     "fs_reclaim_acquire", "fs_reclaim_release", "dma_resv_lock", "dma_resv_unlock",
     "dma_fence_begin_signalling", "dma_fence_end_signalling", "lock_page", "lock_buffer",
     "spin_lock", "mutex_lock", "down_", "up_",
-])
-# Functions a hung task sleeps in: the title names what it was waiting for.
-HUNG_SKIP = SkipRule([
-    "schedule", "io_schedule", "context_switch", "switch_to", "finish_task_switch",
-    "wait_for_completion", "wait_on_bit", "out_of_line_wait_on_bit", "bit_wait",
-    "wait_woken", "do_wait", "wait_event", "folio_wait", "wait_on_page", "rwsem",
-    "percpu_rwsem", "mutex", "down", "rt_mutex", "io_wait", "kthread", "ret_from_fork",
-    "msleep", "usleep", "sleep_on", "prepare_to_wait", "finish_wait",
 ])
 # kmemleak backtraces start inside the allocator; the leak is where the allocation was asked for.
 LEAK_SKIP = SkipRule([
@@ -126,7 +120,7 @@ _LOCKDEP_RULES = (
               "WARNING: lock held when returning to user space in {frame}", "lockdep", (AT(), TRACE)),
     TitleRule(_re(r"(WARNING|BUG): held lock freed!"),
               "{1}: held lock freed in {frame}", "lockdep", (TRACE,)),
-    TitleRule(_re(r"(?:WARNING|BUG): ([a-z\-/.0-9]+/\d+ )?still has locks held!"),
+    TitleRule(_re(r"(?:WARNING|BUG): (?:\S+ )?still has locks held!"),
               "WARNING: still has locks held in {frame}", "lockdep", (AT(), TRACE)),
     TitleRule(_re(r"(?:WARNING|BUG): nested lock was not taken"),
               "WARNING: nested lock was not taken in {frame}", "lockdep", (TRACE,)),
@@ -140,19 +134,19 @@ _LOCKDEP_RULES = (
 
 # ---------------------------------------------------------------------------- memory
 
+_KASAN_TRACE_PLACES = (AFTER(r"^(?:Call Trace|Call trace):"), KASAN_TRACE)
+_KASAN_FREE_SKIP = SkipRule(["kfree", "kmem_cache_free", "slab_free", "^_*free_"])
 _KASAN_RULES = (
-    TitleRule(_re(r"BUG: KASAN: ([a-z\-]+) in " + r"\S+? at addr ([0-9a-fx]+)"),
-              "KASAN: {1} in {frame} at addr {2}", "kasan", (KASAN_TRACE,)),
     TitleRule(_re(r"BUG: KASAN: double-free or invalid-free in"),
-              "KASAN: invalid-free in {frame}", "kasan", (KASAN_TRACE,),
-              SkipRule(["kfree", "kmem_cache_free", "slab_free", "free_"])),
+              "KASAN: invalid-free in {frame}", "kasan", _KASAN_TRACE_PLACES, _KASAN_FREE_SKIP),
     TitleRule(_re(r"BUG: KASAN: (double-free|invalid-free)"),
-              "KASAN: {1} in {frame}", "kasan", (KASAN_TRACE,),
-              SkipRule(["kfree", "kmem_cache_free", "slab_free", "free_"])),
-    TitleRule(_re(r"BUG: KASAN: ([a-z\-]+)(?: in| on address).*\n(?:.*\n){0,3}?.*?(Read|Write)"
+              "KASAN: {1} in {frame}", "kasan", _KASAN_TRACE_PLACES, _KASAN_FREE_SKIP),
+    TitleRule(_re(r"BUG: KASAN: ([a-z\-]+)(?: in| on address).*\n(?:.*\n){0,6}?.*?(Read|Write)"
                   r" (?:of size|at addr)"),
-              "KASAN: {1} {2} in {frame}", "kasan", (KASAN_TRACE,)),
-    TitleRule(_re(r"BUG: KASAN: ([a-z\-]+)"), "KASAN: {1} in {frame}", "kasan", (KASAN_TRACE,)),
+              "KASAN: {1} {2} in {frame}", "kasan", _KASAN_TRACE_PLACES),
+    TitleRule(_re(r"BUG: KASAN: ([a-z\-]+) in " + r"\S+? at addr ([0-9a-fx]+)"),
+              "KASAN: {1} in {frame} at addr {2}", "kasan", _KASAN_TRACE_PLACES),
+    TitleRule(_re(r"BUG: KASAN: ([a-z\-]+)"), "KASAN: {1} in {frame}", "kasan", _KASAN_TRACE_PLACES),
 )
 
 _KFENCE_KMSAN_KCSAN_RULES = (
@@ -182,7 +176,7 @@ _BUG_RULES = (
               alt="bad-access in {frame}"),
     TitleRule(_re(r"BUG: unable to handle kernel access to user memory|BUG: kernel access to user memory"),
               "BUG: unable to handle kernel access to user memory in {frame}", "oops", _FAULT_PLACES),
-    TitleRule(_re(r"BUG: unable to handle kernel( [a-z ]+?)?(?: at| in|$)"),
+    TitleRule(_re(r"(?m)BUG: unable to handle kernel( [a-z ]+?)?(?: at| in|$)"),
               "BUG: unable to handle kernel{1} in {frame}", "oops", _FAULT_PLACES),
     TitleRule(_re(r"BUG: soft lockup"), "BUG: soft lockup in {frame}", "soft-lockup", (PC, TRACE), stall=True),
     TitleRule(_re(r"BUG: (spinlock|rwlock) ([a-z ]+?)(?: on CPU| on| in|$)"),
@@ -219,7 +213,7 @@ _WARN_FILES = (
     (r"lib/refcount\.c|lib/refcount_", "WARNING: refcount bug in {frame}", "refcount", REFCOUNT_SKIP),
     (r"lib/debugobjects\.c", "WARNING: ODEBUG bug in {frame}", "debugobjects", ODEBUG_SKIP),
     (r"kernel/locking/", "WARNING: locking bug in {frame}", "lockdep", LOCKDEP_SKIP),
-    (r"mm/util\.c|mm/slab_common\.c|mm/slub\.c|mm/slab\.c|mm/page_alloc\.c", "WARNING: kmalloc bug in {frame}",
+    (r"mm/util\.c|mm/slab_common\.c:\d+ kmalloc_slab", "WARNING: kmalloc bug in {frame}",
      "kmalloc", SkipRule(["kvmalloc", "kmalloc", "alloc_pages", "get_free_pages", "kvzalloc", "kvcalloc",
                           "warn_alloc", "alloc_page", "kmalloc_order", "kmalloc_large", "krealloc"])),
     (r"mm/vmalloc\.c", "WARNING: zero-size vmalloc in {frame}", "vmalloc",
@@ -230,17 +224,20 @@ _WARN_FILES = (
     (r"mm/usercopy\.c", "WARNING: bad usercopy in {frame}", "usercopy",
      SkipRule(["usercopy", "check_object_size", "check_heap_object", "check_copy_size"])),
     (r"lib/list_debug\.c", "BUG: corrupted list in {frame}", "list", SkipRule([])),
+    (r"drivers/usb/core/urb\.c", "WARNING in {frame}/usb_submit_urb", "warning", SkipRule(["^usb_"])),
 )
 
-_WARNING_AT = r"WARNING: (?:CPU: \d+ PID: \d+ )?(?:at )?"
+_WARNING_AT = r"WARNING: (?:CPU: -?\d+ PID: -?\d+ )?(?:at )?"
+# The pc, the call trace, and last the function on the WARNING line itself.
+_WARN_PLACES = (PC, TRACE, Place("line", _re(r"^WARNING: .*? at (?:\S+ )?" + FUNC + r"\+0x"), fallback=True))
 
 _WARNING_RULES = (
-    *(TitleRule(_re(_WARNING_AT + r"(?:" + files + r")"), title, kind, (PC, TRACE), skip)
+    *(TitleRule(_re(_WARNING_AT + r"(?:" + files + r")"), title, kind, _WARN_PLACES, skip)
       for files, title, kind, skip in _WARN_FILES),
-    TitleRule(_re(r"WARNING: kernel stack (regs|frame pointer) (?:at \S+ )?.*?has bad '?(\w+)'? value"),
-              "WARNING: kernel stack {1} has bad {2} value", "warning"),
-    TitleRule(_re(_WARNING_AT + r"\S+:\d+"), "WARNING in {frame}", "warning", (PC, TRACE)),
-    TitleRule(_re(_WARNING_AT + r"[A-Za-z_][A-Za-z0-9_.]*\+0x"), "WARNING in {frame}", "warning", (PC, TRACE)),
+    TitleRule(_re(r"WARNING: kernel stack (regs|frame pointer) .*?has bad ('\w+' )?value"),
+              "WARNING: kernel stack {1} has bad {2}value", "warning"),
+    TitleRule(_re(_WARNING_AT + r"\S+:\d+"), "WARNING in {frame}", "warning", _WARN_PLACES),
+    TitleRule(_re(_WARNING_AT + r"[A-Za-z_][A-Za-z0-9_.]*\+0x"), "WARNING in {frame}", "warning", _WARN_PLACES),
 )
 
 # ---------------------------------------------------------------------------- INFO / hangs
@@ -249,15 +246,17 @@ _STALL_HEADER = (r"INFO: rcu_(?:preempt|sched|bh) (?:self-)?detected(?: expedite
                  r"INFO: rcu_(?:preempt|sched|bh) detected stalls")
 
 _INFO_RULES = (
-    TitleRule(_re(r"INFO: task .* blocked for more than \d+ seconds"), "INFO: task hung in {frame}",
-              "hung-task", (HUNG_TRACE,), HUNG_SKIP),
+    TitleRule(_re(r"INFO: task .* blocked (?:in I/O wait )?for more than \d+ seconds"), "INFO: task hung in {frame}",
+              "hung-task", (HUNG_TRACE,), hung=True),
     TitleRule(_re(r"INFO: task .* can't die for more than \d+ seconds"), "INFO: task can't die in {frame}",
-              "hung-task", (HUNG_TRACE,), HUNG_SKIP),
+              "hung-task", (HUNG_TRACE,), hung=True),
     TitleRule(_re(_STALL_HEADER), "INFO: rcu detected stall in {frame}", "rcu-stall", (PC, TRACE),
               stall=True),
     TitleRule(_re(r"INFO: Allocated in (?P<func>[A-Za-z0-9_.]+)\S* (age=\d+ cpu=\d+ pid=\d+)"),
               "INFO: Allocated in {header} {2}", "slab"),
 )
+
+_UBSAN_SKIP = SkipRule(["^_*handle_", "val_to_string"])
 
 # ---------------------------------------------------------------------------- the kinds
 
@@ -270,11 +269,21 @@ KINDS: tuple[ReportKind, ...] = (
         ignore=_re(r"BUG: memory leak$|BUG: \S+ \(Not tainted\): kasan:|BUG: KASAN: \S+ on address$"),
     ),
     ReportKind(r"WARNING:", _LOCKDEP_RULES + _WARNING_RULES,
+               # WARNING: also starts plenty of harmless messages; reports have one of these forms
                ignore=_re(r"WARNING: (?!CPU:|at |possible|suspicious|inconsistent|bad unlock|lock held|"
-                          r"held lock|still has|nested lock|kernel stack|[A-Z]+IRQ-|trying to)")),
+                          r"held lock|\S+ still has|still has|nested lock|kernel stack|[A-Z]+IRQ-|"
+                          r"trying to|[\w./-]+\.[ch]:\d+ at )")),
     ReportKind(r"INFO:", _LOCKDEP_RULES + _INFO_RULES,
                ignore=_re(r"INFO: (?:lockdep is turned off|NMI handler|Stall ended|Slab 0x|Object 0x|"
                           r"Freed in)")),
+    # SLUB's own consistency checks: "BUG kmalloc-8 (Tainted: G B): Object already free"
+    ReportKind(r"BUG [\w.-]+ \((?:Not tainted|Tainted: [^)]*)\): ", (
+        TitleRule(_re(r"BUG \S+ \([^)]*\): ([A-Za-z][\w ]*?[a-z])(?:[:.,]|\s*(?:\n|$))"), "BUG: {1}", "slab"),),
+        ignore=_re(r"BUG \S+ \([^)]*\): kasan")),
+    # a boot in the middle of a log: the guest rebooted behind rig's back
+    ReportKind(r"(?m:^(?:\[[ \d.]+\](?:\[[ TC\d]+\])? ?)?(?:SeaBIOS \(version|Booting the kernel|"
+               r"Linux version \d))", (
+        TitleRule(_re(r""), "unexpected kernel reboot", "reboot"),), boot=True),
     ReportKind(r"general protection fault", (
         TitleRule(_re(r"general protection fault"), "general protection fault in {frame}", "gpf",
                   _FAULT_PLACES, alt="bad-access in {frame}"),)),
@@ -296,14 +305,15 @@ KINDS: tuple[ReportKind, ...] = (
     )),
     ReportKind(r"Kernel panic - not syncing", (
         TitleRule(_re(r"Kernel panic - not syncing: stack-protector: Kernel stack is corrupted"),
-                  "kernel panic: stack is corrupted in {frame}", "panic", (TRACE,),
+                  "kernel panic: stack is corrupted in {frame}", "panic",
+                  (Place("line", _re(r"corrupted in: " + FUNC + r"\+0x")), TRACE),
                   SkipRule(["stack_chk_fail"])),
         TitleRule(_re(r"Kernel panic - not syncing: corrupted stack end"),
                   "kernel panic: corrupted stack end in {frame}", "panic", (TRACE,), stall=True),
         TitleRule(_re(r"Kernel panic - not syncing: (Attempted to kill init!)"), "kernel panic: {1}", "panic"),
         TitleRule(_re(r"Kernel panic - not syncing: (VFS: Unable to mount root fs on [^\s]+)"),
                   "kernel panic: {1}", "panic"),
-        TitleRule(_re(r"Kernel panic - not syncing: (.*?)\s*$"), "kernel panic: {1}", "panic"),
+        TitleRule(_re(r"Kernel panic - not syncing: ([^\n]*?)[\s.]*(?:\n|$)"), "kernel panic: {1}", "panic"),
     )),
     ReportKind(r"divide error:", (
         TitleRule(_re(r"divide error:"), "divide error in {frame}", "oops", _FAULT_PLACES),)),
@@ -321,16 +331,26 @@ KINDS: tuple[ReportKind, ...] = (
         TitleRule(_re(r"Alignment trap:"), "Alignment trap in {frame}", "oops", _FAULT_PLACES),)),
     ReportKind(r"UBSAN:", (
         TitleRule(_re(r"UBSAN: Undefined behaviour in"), "UBSAN: undefined-behaviour in {frame}", "ubsan",
-                  (TRACE,)),
-        TitleRule(_re(r"UBSAN: ([a-z\-]+) in"), "UBSAN: {1} in {frame}", "ubsan", (TRACE,)),
+                  (TRACE,), _UBSAN_SKIP),
+        TitleRule(_re(r"UBSAN: ([a-z\-]+) in"), "UBSAN: {1} in {frame}", "ubsan", (TRACE,), _UBSAN_SKIP),
     )),
     ReportKind(r"unregister_netdevice: waiting for", (
         TitleRule(_re(r"unregister_netdevice: waiting for \S+ to become free"),
                   "unregister_netdevice: waiting for DEV to become free", "hung-task"),)),
-    ReportKind(r"VFS: Close: file count is zero", (
-        TitleRule(_re(r"VFS: Close: file count is zero"), "VFS: Close: file count is zero (use-after-free)",
+    ReportKind(r"VFS: Close: file count is ", (
+        TitleRule(_re(r"VFS: Close: file count is (?:zero|0)"), "VFS: Close: file count is zero (use-after-free)",
                   "bug"),)),
 )
+
+# What a console shows before the kernel's first line; anything else before a boot banner
+# means the machine was already running.
+BOOT_PREAMBLE = _re(r"\s*$|SeaBIOS|iPXE|Booting from|Booting the kernel|Decompressing Linux|early console|"
+                    r"input_data|input_len|output:|output_len|kernel_total_size|trampoline_|Parsing ELF|"
+                    r"Performing relocations|Machine UUID|Press (?:ESC|Ctrl)|Total RAM|CPUs found|"
+                    r"found virtio|virtio-|drive 0x|Failed to get|Probing EDD|\x1b|Linux version|"
+                    r"Command line|KASLR|Memory:|Booting paravirtualized|BIOS-|e820|Linux version")
+# Two banners this close together belong to the same boot.
+BOOT_SPAN = 64 * 1024
 
 # Lines that carry on a report already open rather than start a new one.
 FOLLOW_ON = _re(r"Kernel panic - not syncing|invalid opcode:|Oops:|general protection fault|"

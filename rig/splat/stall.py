@@ -1,9 +1,10 @@
-"""Naming stalls and lockups by a representative frame.
+"""Naming stalls, lockups and hung tasks by a representative frame.
 
 A CPU stuck in a loop is caught at a random point inside the loop, so the innermost
 frame changes from one report to the next. Like syzbot, rig walks outwards to the
 first generic dispatcher (syscall entry, VFS/socket layer, softirq, workqueue, timer)
 and names the frame just inside it: the syscall, the driver ioctl, the protocol handler.
+A hung task sleeps in generic wait code; the title names what it waits for.
 """
 
 from __future__ import annotations
@@ -15,22 +16,21 @@ from rig.splat.frames import SkipRule
 # Frames that only dispatch work; the frame called by one of them identifies the loop.
 _ANCHORS = re.compile(
     r"_*(?:kthread$|worker_thread$|process_one_work$|call_timer_fn$|expire_timers$|run_timers$|"
-    r"run_timer_softirq$|do_softirq|irq_exit|irq_exit_rcu$|handle_softirqs$|net_rx_action$|"
-    r"napi_poll$|process_backlog$|netif_receive_skb|sock_sendmsg$|sock_recvmsg$|sock_write_iter$|"
-    r"sock_read_iter$|sys_sendmsg$|sys_recvmsg$|sys_sendto$|sys_recvfrom$|sys_connect$|"
-    r"sys_bind$|sys_accept4?$|sys_setsockopt$|sys_getsockopt$|sock_setsockopt$|"
-    r"vfs_read$|vfs_write$|new_sync_read$|new_sync_write$|vfs_iter_read$|vfs_iter_write$|"
-    r"do_iter_read$|do_iter_write$|do_iter_readv_writev$|do_vfs_ioctl$|vfs_ioctl$|fput$|"
-    r"task_work_run$|do_syscall|entry_SYSCALL|do_fast_syscall|do_int80|el0_svc|invoke_syscall|"
-    r"ret_fast_syscall|ksys_ioctl$|ksys_read$|ksys_write$|smp_call_function|on_each_cpu|"
-    r"exit_to_usermode_loop$|exit_to_user_mode|syscall_exit_to_user_mode|do_group_exit$|"
-    r"get_signal$|do_signal$|ret_from_fork$|kernel_init$|do_one_initcall$)"
+    r"run_timer_softirq$|do_softirq|irq_exit|handle_softirqs$|net_rx_action$|tasklet_action|"
+    r"hrtimer_run_queues$|napi_poll$|process_backlog$|netif_receive_skb|rtnetlink_rcv_msg$|"
+    r"nfnetlink_rcv_msg$|sock_sendmsg$|sock_write_iter$|sock_read_iter$|sock_common_setsockopt$|"
+    r"sock_common_getsockopt$|sock_setsockopt$|vfs_read$|vfs_write$|new_sync_read$|new_sync_write$|"
+    r"vfs_iter_read$|vfs_iter_write$|do_iter_read$|do_iter_write$|do_iter_readv_writev$|"
+    r"do_vfs_ioctl$|vfs_ioctl$|\w*compat_ioctl$|fput$|task_work_run$|do_syscall|entry_SYSCALL|"
+    r"do_fast_syscall|do_int80|el0_svc|invoke_syscall|ret_fast_syscall|ksys_ioctl$|ksys_read$|"
+    r"ksys_write$|smp_call_function|on_each_cpu|exit_to_usermode_loop$|exit_to_user_mode|"
+    r"syscall_exit_to_user_mode|do_group_exit$|get_signal$|do_signal$|ret_from_fork$|kernel_init$|"
+    r"do_one_initcall$|mmap_region$|do_mmap$|vm_mmap_pgoff$|do_fault$|handle_mm_fault$|"
+    r"cpu_startup_entry$|do_idle$|start_secondary$|do_dentry_open$|vfs_open$)"
 )
 # The timer interrupt that fired the stall detector: frames below it are the detector itself.
-_TIMER_IRQ = re.compile(r"_*(?:asm_)?(?:sysvec_|smp_)?apic_timer_interrupt$|_*hrtimer_interrupt$|"
-                        r"_*arch_timer_handler")
-_GRACE_PERIOD_DUMP = re.compile(r"RCU grace-period kthread stack dump|rcu_\w+ kthread starved")
-_NMI = re.compile(r"NMI backtrace for cpu|Sending NMI from CPU")
+_TIMER_IRQ = re.compile(r"apic_timer_interrupt|hrtimer_interrupt|arch_timer_handler|timer_interrupt")
+_GRACE_PERIOD_DUMP = re.compile(r"RCU grace-period kthread stack dump")
 
 
 def stall_frame(candidates: list[tuple[str, int]], msgs: list[str], skip: SkipRule) -> str | None:
@@ -53,16 +53,55 @@ def stall_frame(candidates: list[tuple[str, int]], msgs: list[str], skip: SkipRu
 
 
 def _looping_frames(candidates: list[tuple[str, int]], msgs: list[str]) -> list[str]:
-    """Frames of the stalled context, without the detector's own interrupt frames."""
-    timer_at = next((i for i, (func, _) in enumerate(candidates) if _TIMER_IRQ.match(func)), -1)
-    if timer_at >= 0:
-        # the pc the timer interrupted comes first, then the frames below it
-        return [func for func, _ in candidates[timer_at + 1:]]
-    start_line = 0
+    """Frames of the stalled context: not the detector's interrupt, not the RCU kthread dump."""
+    dump = _grace_period_dump(msgs)
+    kept = [(func, line) for func, line in candidates if not dump[0] <= line < dump[1]]
+    if kept and not _looks_like_pc(msgs[kept[0][1]]):
+        # no interrupted pc: skip up to the end of the timer interrupt frames, if any
+        first = next((i for i, (func, _) in enumerate(kept) if _TIMER_IRQ.search(func)), -1)
+        if first >= 0:
+            last = first
+            while last + 1 < len(kept) and _TIMER_IRQ.search(kept[last + 1][0]):
+                last += 1
+            kept = kept[last + 1:]
+    return [func for func, _ in kept]
+
+
+def _looks_like_pc(msg: str) -> bool:
+    return bool(re.match(r"\s*(?:RIP|IP|pc|PC is at|NIP|epc)\b", msg))
+
+
+def _grace_period_dump(msgs: list[str]) -> tuple[int, int]:
+    """Line range of the RCU grace-period kthread's own stack, which names no bug."""
     for i, msg in enumerate(msgs):
-        if _NMI.search(msg):
-            start_line = i
-            break
         if _GRACE_PERIOD_DUMP.search(msg):
-            start_line = i + 1
-    return [func for func, line in candidates if line >= start_line]
+            j = i + 1
+            seen = False
+            while j < len(msgs):
+                is_frame = "+0x" in msgs[j]
+                if seen and not is_frame:
+                    break
+                seen = seen or is_frame
+                j += 1
+            return i, j
+    return -1, -1
+
+
+# A hang on RCU or on the RTNL is one bug however it is reached.
+_HANG_BUCKETS = (("rtnl_lock", "rtnl_lock"), ("synchronize_rcu", "synchronize_rcu"),
+                 ("synchronize_srcu", "synchronize_rcu"), ("synchronize_net", "synchronize_rcu"),
+                 ("synchronize_sched", "synchronize_rcu"))
+_HANG_SKIP = ("sched", "_lock", "_slowlock", "down", "rwsem", "completion", "kthread", "wait",
+              "synchronize", "context_switch", "__switch_to", "cancel_delayed_work", "rcu_barrier",
+              "rela_dyn_start")
+
+
+def hang_frame(frames: list[str]) -> str | None:
+    for func in frames:
+        for needle, name in _HANG_BUCKETS:
+            if needle in func:
+                return name
+    for func in frames:
+        if not any(needle in func for needle in _HANG_SKIP):
+            return func
+    return None
