@@ -1,0 +1,82 @@
+"""`rig build`: the kernel under test, with the series applied, cached."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rig.build import BuildArtifacts, BuildRequest, build
+from rig.rundir import new_run_dir, reproduce_command, write_metadata
+
+NAME = "build"
+HELP = "build the kernel with your series applied and the debug options of a profile (cached)"
+ORDER = 10
+EXAMPLES = [
+    "rig build --kernel debian:6.1 --series fix-leak.mbox",
+    "rig build --kernel ~/linux --base v6.12 --series v6.12..my-branch --profile kasan",
+    "rig build --kernel debian:6.12 --series patches/ --each-patch",
+    "rig build --kernel debian:7.2 --config my-options.config --out /tmp/k",
+]
+
+
+def add_build_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that choose a kernel; `rig boot` and `rig run` take them too."""
+    group = parser.add_argument_group("kernel")
+    group.add_argument("--kernel", default="debian:6.1", metavar="SPEC",
+                       help="debian:6.1, debian:6.12, debian:7.2 (Debian's sources) or the path of a "
+                            "kernel git checkout (default: %(default)s)")
+    group.add_argument("--base", metavar="REV",
+                       help="commit of a local --kernel checkout to apply the series on (default: HEAD)")
+    group.add_argument("--series", metavar="SERIES",
+                       help="mbox file, directory of *.patch files, git range A..B, or lore message-id")
+    group.add_argument("--profile", default="default", metavar="NAME",
+                       help="config profile from kernel-configs/profiles.toml: default, kasan, kunit "
+                            "(default: %(default)s)")
+    group.add_argument("--config", dest="extra_configs", action="append", default=[], type=Path, metavar="FILE",
+                       help="extra config fragment (CONFIG_FOO=y lines) on top of the profile; repeatable")
+    group.add_argument("--each-patch", action="store_true",
+                       help="build after every patch in turn and name the first one that breaks the build")
+
+
+def request_from_args(args: argparse.Namespace) -> BuildRequest:
+    return BuildRequest(
+        kernel=args.kernel,
+        series=args.series,
+        base=args.base,
+        profile=args.profile,
+        extra_configs=tuple(args.extra_configs),
+        each_patch=args.each_patch,
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_build_arguments(parser)
+    parser.add_argument("--out", type=Path, metavar="DIR",
+                        help="where to put bzImage, vmlinux, System.map, .config, build.log and metadata.json "
+                             "(default: a new run directory)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def summary(artifacts: BuildArtifacts) -> list[str]:
+    lines = [
+        f"kernel  {artifacts.kernel_release} ({'cache hit' if artifacts.cache_hit else 'built'}"
+        f" in {artifacts.duration_s:.1f} s)",
+        f"source  {artifacts.source}",
+    ]
+    for patch in artifacts.patches:
+        lines.append(f"patch   {patch.number}: {patch.subject} ({patch.author})")
+    for warning in artifacts.config_warnings:
+        lines.append(f"note    optional option missing: {warning}")
+    lines.append(f"bzImage {artifacts.bzimage}")
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
+    request = request_from_args(args)
+    out = new_run_dir("build", args.out)
+    write_metadata(out, {"command": reproduce_command()})
+    artifacts = build(request, out, progress=not args.quiet)
+    for line in summary(artifacts):
+        print(line)
+    print(artifacts.out_dir)
+    return 0

@@ -1,0 +1,241 @@
+"""Patch series intake and application.
+
+A series comes as an mbox (one or many patches, cover letter skipped), a directory of
+`*.patch` files, a git range `A..B` in a local kernel tree, or a lore message-id fetched
+with b4. Each patch is split into its own file, so rig can apply and build them one at
+a time, and listed with its number, subject and author.
+"""
+
+from __future__ import annotations
+
+import email
+import email.header
+import email.policy
+import mailbox
+import re
+import shutil
+import socket
+from dataclasses import dataclass
+from email.message import Message
+from pathlib import Path
+
+from rig import cache, proc
+from rig.errors import InfraError, UserError
+
+# A message that is a patch carries a diff.
+DIFF_MARK = re.compile(rb"^(diff --git |--- (a/|/dev/null)|Index: )", re.M)
+# "[PATCH v2 3/7]", "[RFC PATCH 03/12]": the position of a patch in its series.
+NUMBERED = re.compile(r"\[[^]]*?\b0*(\d+)/(\d+)\s*\]")
+COVER = re.compile(r"\[[^]]*?\b0+/\d+\s*\]")
+
+LORE_HOST = "lore.kernel.org"
+# b4 waits long on an unreachable network; find out in seconds instead.
+LORE_PROBE_TIMEOUT_S = 5.0
+B4_TIMEOUT_S = 300.0
+GIT_AM_TIMEOUT_S = 600.0
+
+SERIES_FORMS = ("an mbox file, a directory of *.patch files, a git range A..B in a local --kernel checkout, "
+                "or a lore message-id")
+
+
+@dataclass(frozen=True)
+class PatchInfo:
+    number: int  # 1-based position in the series
+    subject: str
+    author: str
+    path: Path  # this patch alone, as an mbox git am reads
+    digest: str  # content hash of the patch file
+
+    def title(self) -> str:
+        return f"patch {self.number} \"{self.subject}\""
+
+
+@dataclass(frozen=True)
+class Series:
+    spec: str
+    kind: str  # "mbox" | "dir" | "range" | "msgid"
+    patches: tuple[PatchInfo, ...]
+    digest: str  # hash of every patch in order
+    skipped: tuple[str, ...] = ()  # subjects of messages that were not patches (cover letters)
+
+
+def _decode(value: str | None) -> str:
+    if not value:
+        return ""
+    parts = email.header.decode_header(value)
+    text = "".join(p.decode(c or "utf-8", errors="replace") if isinstance(p, bytes) else p for p, c in parts)
+    return " ".join(text.split())
+
+
+def _clean_subject(subject: str) -> str:
+    return re.sub(r"^(\s*\[[^]]*\]\s*)+", "", subject).strip() or subject
+
+
+def _split_mbox(path: Path) -> list[bytes]:
+    """The raw messages of an mbox; a lone `git format-patch` file without a From line is one message."""
+    data = path.read_bytes()
+    if not data.startswith(b"From "):
+        return [data] if data.strip() else []
+    box = mailbox.mbox(str(path), create=False)
+    try:
+        return [box.get_bytes(key) for key in box.keys()]
+    finally:
+        box.close()
+
+
+def _body_bytes(message: Message) -> bytes:
+    if message.is_multipart():
+        return b"\n".join(_body_bytes(part) for part in message.get_payload())  # type: ignore[union-attr]
+    payload = message.get_payload(decode=True)
+    return payload if isinstance(payload, bytes) else b""
+
+
+def parse_messages(raw_messages: list[tuple[str, bytes]], spec: str, kind: str, workdir: Path) -> Series:
+    """Patches from raw messages (label, bytes), each written to its own file in `workdir`."""
+    found: list[tuple[int | None, str, str, bytes]] = []
+    skipped: list[str] = []
+    for label, raw in raw_messages:
+        message = email.message_from_bytes(raw, policy=email.policy.compat32)
+        subject = _decode(message.get("Subject")) or label
+        if COVER.search(subject) or not DIFF_MARK.search(_body_bytes(message)):
+            skipped.append(subject)
+            continue
+        numbered = NUMBERED.search(subject)
+        author = _decode(message.get("From")) or "unknown author"
+        found.append((int(numbered.group(1)) if numbered else None, _clean_subject(subject), author, raw))
+    if not found:
+        what = f"{len(skipped)} message(s), none with a diff" if skipped else "no messages"
+        raise UserError(f"series {spec} holds no patch ({what})",
+                        hint=f"pass --series as {SERIES_FORMS}; patches come from git format-patch or b4 am")
+    # Mail order is not always series order; "[PATCH n/N]" is.
+    if all(number is not None for number, *_ in found):
+        found.sort(key=lambda item: item[0])  # type: ignore[arg-type, return-value]
+    workdir.mkdir(parents=True, exist_ok=True)
+    patches = []
+    for index, (_n, subject, author, raw) in enumerate(found, 1):
+        path = workdir / f"{index:04d}.patch"
+        if not raw.startswith(b"From "):
+            raw = b"From rig Mon Sep 17 00:00:00 2001\n" + raw
+        path.write_bytes(raw)
+        patches.append(PatchInfo(index, subject, author, path, cache.digest([raw])))
+    return Series(spec, kind, tuple(patches), cache.digest([p.digest for p in patches]), tuple(skipped))
+
+
+def load(spec: str, workdir: Path, *, repo: Path | None = None) -> Series:
+    """Read a --series spec into one file per patch under `workdir`.
+
+    `repo` is the local kernel checkout, needed for a git range.
+    """
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return parse_messages([(path.name, m) for m in _split_mbox(path)], spec, "mbox", workdir)
+    if path.is_dir():
+        files = sorted(path.glob("*.patch"))
+        if not files:
+            raise UserError(f"series directory {spec} has no *.patch files",
+                            hint="create the files with git format-patch, or pass --series as an mbox")
+        messages = [(f.name, m) for f in files for m in _split_mbox(f)]
+        return parse_messages(messages, spec, "dir", workdir)
+    if re.fullmatch(r"[^\s.][^\s]*\.\.\.?[^\s]+", spec) and not path.exists():
+        return _git_range(spec, workdir, repo)
+    if _looks_like_msgid(spec):
+        return _lore(spec, workdir)
+    raise UserError(f"series '{spec}' is not a file, a directory, a git range or a message-id",
+                    hint=f"pass --series as {SERIES_FORMS}")
+
+
+def _git_range(spec: str, workdir: Path, repo: Path | None) -> Series:
+    if repo is None:
+        raise UserError(f"the git range {spec} needs a local kernel checkout",
+                        hint="pass --kernel PATH of the checkout that holds the range, or --series as an mbox")
+    if "..." in spec:
+        raise UserError(f"{spec} is a symmetric range", hint="pass the series as A..B (patches in B not in A)")
+    result = proc.run(["git", "format-patch", "--stdout", "--no-signature", spec], cwd=repo, timeout=300,
+                      check=False, what=f"git format-patch {spec}")
+    if not result.ok:
+        raise UserError(f"git range {spec} is not valid in {repo}: {result.stderr.strip()}",
+                        hint="pass --series as A..B with A and B commits of the --kernel checkout")
+    if not result.stdout.strip():
+        raise UserError(f"git range {spec} holds no commits", hint="check the order: A..B lists commits in B not in A")
+    workdir.mkdir(parents=True, exist_ok=True)
+    mbox = workdir.parent / f"{workdir.name}.mbox"
+    mbox.write_text(result.stdout)
+    series = parse_messages([(spec, m) for m in _split_mbox(mbox)], spec, "range", workdir)
+    mbox.unlink()
+    return series
+
+
+def _looks_like_msgid(spec: str) -> bool:
+    spec = spec.strip("<>")
+    return "@" in spec and not spec.startswith("/") or spec.startswith(("https://lore.kernel.org/", "http://lore."))
+
+
+def _lore(spec: str, workdir: Path) -> Series:
+    try:
+        socket.create_connection((LORE_HOST, 443), timeout=LORE_PROBE_TIMEOUT_S).close()
+    except OSError as exc:
+        raise InfraError(f"cannot reach {LORE_HOST} to fetch series {spec}: {exc.strerror or exc}",
+                         hint=f"save the series as an mbox where the network works (b4 am {spec}) "
+                              "and pass --series FILE") from exc
+    b4 = proc.require_tool("b4", "b4")
+    fetched = workdir.parent / f"{workdir.name}.b4"
+    if fetched.exists():
+        shutil.rmtree(fetched)
+    fetched.mkdir(parents=True)
+    proc.run([b4, "am", "-o", fetched, "-n", "series", spec.strip("<>")],
+             timeout=B4_TIMEOUT_S, error=UserError, what=f"b4 am {spec}",
+             hint="check the message-id on lore.kernel.org")
+    mboxes = sorted(fetched.glob("*.mbx")) + sorted(fetched.glob("*.mbox"))
+    if not mboxes:
+        raise UserError(f"b4 found no patches for {spec}", hint="check the message-id on lore.kernel.org")
+    series = parse_messages([(spec, m) for m in _split_mbox(mboxes[0])], spec, "msgid", workdir)
+    return series
+
+
+# --- applying -------------------------------------------------------------------------
+
+AM_ENV = {
+    "GIT_COMMITTER_NAME": "rig",
+    "GIT_COMMITTER_EMAIL": "rig@localhost",
+}
+
+
+def apply(patch: PatchInfo, worktree: Path) -> None:
+    """`git am` one patch; on failure abort and raise a UserError naming patch, files and git's words."""
+    result = proc.run(
+        # The committer date follows the author date, so the same series gives the same
+        # commit ids (and kernel release string) every time.
+        ["git", "am", "--committer-date-is-author-date", "--keep-cr", patch.path],
+        cwd=worktree, timeout=GIT_AM_TIMEOUT_S, env=AM_ENV, check=False, what=f"git am {patch.title()}",
+    )
+    if result.ok:
+        return
+    proc.run(["git", "am", "--abort"], cwd=worktree, timeout=GIT_AM_TIMEOUT_S, check=False)
+    output = "\n".join(part for part in (result.stdout, result.stderr) if part).strip()
+    files = conflicting_files(output)
+    detail = "\n    ".join(line for line in output.splitlines() if line.strip() and not line.startswith("hint:"))
+    raise UserError(
+        f"{patch.title()} does not apply"
+        + (f"; conflicting files: {', '.join(files)}" if files else "")
+        + f":\n    {detail}",
+        hint="rebase the series on this kernel (or pass the --kernel/--base it was written for)",
+    )
+
+
+def conflicting_files(git_output: str) -> list[str]:
+    files: list[str] = []
+    patterns = (
+        r"^error: patch failed: (.+?):\d+$",
+        r"^error: (.+?): does not exist in index$",
+        r"^error: (.+?): No such file or directory$",
+        r"^error: (.+?): already exists in (?:index|working directory)$",
+        r"^CONFLICT \([^)]*\): Merge conflict in (.+)$",
+    )
+    for line in git_output.splitlines():
+        for pattern in patterns:
+            match = re.match(pattern, line.strip())
+            if match and match.group(1) not in files:
+                files.append(match.group(1))
+    return files

@@ -1,0 +1,161 @@
+"""rig build end to end on a small real git tree whose Makefile stands in for Kbuild:
+real git worktrees, real `git am`, real gcc and ccache, rig's real cache."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from test_build_fakes import commit_change, fake_kernel, format_patches, git
+
+from rig import build as build_mod
+from rig import cli, source
+from rig.build import BuildRequest, build
+from rig.errors import KernelError, UserError
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "series"
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RIG_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("RIG_BUILD_LOCK", raising=False)
+
+
+@pytest.fixture
+def kernel(tmp_path: Path) -> Path:
+    return fake_kernel(tmp_path / "linux")
+
+
+def make_series(kernel: Path, tmp_path: Path, name: str, changes: list[tuple[str, str, str]]) -> Path:
+    """A directory of patches made by committing `changes` on a branch, then resetting."""
+    base = git(kernel, "rev-parse", "HEAD").strip()
+    git(kernel, "checkout", "-q", "-b", name)
+    for subject, old, new in changes:
+        commit_change(kernel, subject, old, new)
+    format_patches(kernel, f"{base}..HEAD", tmp_path / name, cover=True)
+    git(kernel, "checkout", "-q", "main")
+    return tmp_path / name
+
+
+def test_build_with_series_then_cache_hit_without_a_worktree(tmp_path: Path, kernel: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    patches = make_series(kernel, tmp_path, "fix", [("drv: return one", "return 0;", "return 1;")])
+    request = BuildRequest(kernel=str(kernel), series=str(patches))
+    first = build(request, tmp_path / "out1", progress=False)
+    assert not first.cache_hit
+    assert first.bzimage.read_bytes() and first.vmlinux.exists() and first.system_map.exists()
+    assert first.kernel_release == "6.99.1-fake"
+    assert [p.subject for p in first.patches] == ["drv: return one"]
+    assert first.config.name == ".config" and "CONFIG_PROVE_LOCKING=y" in first.config.read_text()
+    assert "  CC      drv.o" in first.build_log.read_text()
+    assert git(kernel, "rev-parse", "--abbrev-ref", "HEAD").strip() == "main"  # user's tree untouched
+
+    meta = json.loads((tmp_path / "out1" / "metadata.json").read_text())["build"]
+    assert meta["series"]["patches"][0]["subject"] == "drv: return one"
+    assert meta["source"]["base_commit"] == git(kernel, "rev-parse", "HEAD").strip()
+    assert meta["reproduce"]["rig"].startswith("rig build --kernel ")
+    assert any("allnoconfig" in c for c in meta["reproduce"]["make"])
+
+    # The same request again: served from the cache without preparing a worktree.
+    monkeypatch.setattr(source, "worktree", lambda src: pytest.fail("a cache hit must not touch a worktree"))
+    second = build(request, tmp_path / "out2", progress=False)
+    assert second.cache_hit
+    assert second.bzimage.read_bytes() == first.bzimage.read_bytes()
+    assert second.head_commit == first.head_commit
+    assert json.loads((tmp_path / "out2" / "metadata.json").read_text())["build"]["cache"]["hit"] is True
+
+
+def test_changed_series_rebuilds_in_the_same_build_directory(tmp_path: Path, kernel: Path) -> None:
+    one = make_series(kernel, tmp_path, "one", [("drv: return one", "return 0;", "return 1;")])
+    two = make_series(kernel, tmp_path, "two", [("drv: return two", "return 0;", "return 2;")])
+    a = build(BuildRequest(kernel=str(kernel), series=str(one)), tmp_path / "a", progress=False)
+    b = build(BuildRequest(kernel=str(kernel), series=str(two)), tmp_path / "b", progress=False)
+    assert not b.cache_hit and a.cache_key != b.cache_key and a.head_commit != b.head_commit
+    build_dirs = list((tmp_path / "cache" / "build").iterdir())
+    assert len(build_dirs) == 1 and build_dirs[0].name.endswith("-default")
+
+
+def test_each_patch_names_the_first_patch_that_breaks_the_build(tmp_path: Path, kernel: Path) -> None:
+    patches = make_series(kernel, tmp_path, "unbisectable", [
+        ("drv: comment", "/* A driver. */", "/* A driver, probed once. */"),
+        ("drv: call the helper", "\treturn 0;", "\treturn drv_helper();"),
+        ("drv: add the helper", "int drv_probe(void)", "static int drv_helper(void) { return 0; }\nint drv_probe(void)"),
+    ])
+    request = BuildRequest(kernel=str(kernel), series=str(patches))
+    assert not build(request, tmp_path / "whole", progress=False).cache_hit  # the whole series builds
+
+    with pytest.raises(KernelError) as info:
+        build(BuildRequest(kernel=str(kernel), series=str(patches), each_patch=True), tmp_path / "each",
+              progress=False)
+    message = info.value.message
+    assert 'patch 2 "drv: call the helper" breaks the build' in message
+    assert "drv.c:4:" in message and "drv_helper" in message  # gcc's first error, file:line
+    assert info.value.log == tmp_path / "each" / "build.log"
+
+
+def test_compile_error_shows_file_and_line(tmp_path: Path, kernel: Path) -> None:
+    patches = make_series(kernel, tmp_path, "broken", [("drv: typo", "return 0;", "return 0")])
+    with pytest.raises(KernelError, match=r"does not build.*\n.*drv.c:\d+:\d+: error: expected ';'"):
+        build(BuildRequest(kernel=str(kernel), series=str(patches)), tmp_path / "out", progress=False)
+
+
+def test_series_that_does_not_apply_is_a_user_error(tmp_path: Path, kernel: Path) -> None:
+    patches = make_series(kernel, tmp_path, "stale", [("drv: return one", "return 0;", "return 1;")])
+    commit_change(kernel, "drv: upstream moved on", "return 0;", "return -1;")
+    with pytest.raises(UserError, match=r'patch 1 "drv: return one" does not apply; conflicting files: drv.c'):
+        build(BuildRequest(kernel=str(kernel), series=str(patches)), tmp_path / "out", progress=False)
+
+
+def test_bad_inputs_fail_before_any_source_is_fetched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(source, "resolve", lambda *a, **k: pytest.fail("fetched a source for bad input"))
+    with pytest.raises(UserError, match="unknown profile"):
+        build(BuildRequest(kernel="debian:6.1", profile="turbo"), tmp_path / "a", progress=False)
+    with pytest.raises(UserError, match="does not exist"):
+        build(BuildRequest(kernel="debian:6.1", extra_configs=(tmp_path / "missing.config",)), tmp_path / "b",
+              progress=False)
+    with pytest.raises(UserError, match="holds no patch"):
+        build(BuildRequest(kernel="debian:6.1", series=str(DATA / "build-not-a-patch" / "review.mbox")),
+              tmp_path / "c", progress=False)
+
+
+def test_required_option_missing_from_the_kernel_is_a_user_error(tmp_path: Path, kernel: Path) -> None:
+    extra = tmp_path / "mine.config"
+    extra.write_text("CONFIG_RIG_NO_SUCH_OPTION=y\n")
+    with pytest.raises(UserError) as info:
+        build(BuildRequest(kernel=str(kernel), extra_configs=(extra,)), tmp_path / "out", progress=False)
+    assert "CONFIG_RIG_NO_SUCH_OPTION=y (mine.config:1)" in info.value.message
+    assert "not in this kernel version" in info.value.message
+
+
+def test_optional_option_missing_only_warns(tmp_path: Path, kernel: Path) -> None:
+    extra = tmp_path / "mine.config"
+    extra.write_text("# rig: optional\nCONFIG_RIG_MAYBE=y\n")
+    built = build(BuildRequest(kernel=str(kernel), extra_configs=(extra,)), tmp_path / "out", progress=False)
+    assert any("CONFIG_RIG_MAYBE" in w for w in built.config_warnings)
+
+
+def test_cli_prints_the_output_directory_last(tmp_path: Path, kernel: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["build", "--quiet", "--kernel", str(kernel), "--out", str(tmp_path / "out")]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-1] == str((tmp_path / "out").resolve())
+    assert (tmp_path / "out" / "bzImage").exists() and (tmp_path / "out" / "metadata.json").exists()
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--kernel", "debian:5.4"], "unknown kernel 'debian:5.4'"),
+    (["--kernel", "debian:6.1", "--series", str(DATA / "build-not-a-patch" / "review.mbox")], "holds no patch"),
+    (["--kernel", "debian:6.1", "--profile", "turbo"], "unknown profile"),
+])
+def test_cli_bad_input_exits_2_without_traceback(tmp_path: Path, args: list[str], fragment: str,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["build", "--quiet", *args, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and "what to do:" in err and "Traceback" not in err
+
+
+def test_build_lock_path_follows_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert build_mod.build_lock_path() == tmp_path / "cache" / "locks" / "build.lock"
+    monkeypatch.setenv("RIG_BUILD_LOCK", str(tmp_path / "shared.lock"))
+    assert build_mod.build_lock_path() == tmp_path / "shared.lock"

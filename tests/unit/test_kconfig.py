@@ -1,0 +1,156 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rig import kconfig
+from rig.errors import UserError
+
+KCONFIG = """\
+menu "Graphics"
+
+config DRM
+\ttristate "DRM"
+\tdepends on PCI && MMU
+
+config DRM_VGEM
+\ttristate "vgem"
+\tdepends on DRM && MMU
+\tselect DRM_GEM_SHMEM_HELPER
+
+config DRM_GEM_SHMEM_HELPER
+\ttristate
+\tdepends on DRM
+
+config LOCKDEP_BITS
+\tint "bits"
+\trange 10 30
+\tdefault 15
+
+endmenu
+"""
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    root = tmp_path / "linux"
+    write(root / "drivers" / "gpu" / "drm" / "Kconfig", KCONFIG)
+    # Another architecture's Kconfig must not count: rig builds x86_64.
+    write(root / "arch" / "arm64" / "Kconfig", "config ARM64_ONLY\n\tbool \"arm64\"\n")
+    write(root / "arch" / "x86" / "Kconfig", "config X86\n\tdef_bool y\n")
+    return root
+
+
+def test_fragment_lines_optional_tag_and_unset_lines(tmp_path: Path) -> None:
+    fragment = write(tmp_path / "f.config", """\
+# a comment
+CONFIG_DRM=y
+# rig: optional
+CONFIG_DRM_VKMS=y
+# CONFIG_DEBUG_KMEMLEAK_AUTO_SCAN is not set
+CONFIG_CMDLINE="console=ttyS0"
+""")
+    settings = kconfig.parse_fragment(fragment)
+    assert [(s.symbol, s.value, s.optional) for s in settings] == [
+        ("DRM", "y", False),
+        ("DRM_VKMS", "y", True),
+        ("DEBUG_KMEMLEAK_AUTO_SCAN", "n", False),
+        ("CMDLINE", '"console=ttyS0"', False),
+    ]
+    assert settings[1].origin == "f.config:4"
+
+
+def test_a_line_that_is_not_config_names_file_and_line(tmp_path: Path) -> None:
+    fragment = write(tmp_path / "bad.config", "CONFIG_DRM=y\nDRM_VGEM=y\n")
+    with pytest.raises(UserError, match=r"bad.config:2 is not a kernel config line"):
+        kconfig.parse_fragment(fragment)
+
+
+def test_later_fragment_wins_and_render_round_trips(tmp_path: Path) -> None:
+    a = write(tmp_path / "a.config", "CONFIG_DRM=y\nCONFIG_KASAN=y\n")
+    b = write(tmp_path / "b.config", "# CONFIG_KASAN is not set\n")
+    merged = kconfig.merge([a, b])
+    assert merged["KASAN"].value == "n"
+    rendered = write(tmp_path / "merged.config", kconfig.render(merged))
+    assert kconfig.read_config(rendered) == {"DRM": "y", "KASAN": "n"}
+
+
+def test_shipped_profiles_parse_and_carry_the_debug_options() -> None:
+    profiles = kconfig.load_profiles()
+    assert {"default", "kasan", "kunit"} <= set(profiles)
+    default = kconfig.merge(list(profiles["default"].fragments))
+    for symbol in ("PROVE_LOCKING", "DEBUG_KMEMLEAK", "DRM_VIRTIO_GPU", "DRM_VGEM", "DRM_VKMS",
+                   "SHRINKER_DEBUG", "PVPANIC", "PRINTK_CALLER", "DEBUG_WW_MUTEX_SLOWPATH"):
+        assert default[symbol].value == "y" and not default[symbol].optional, symbol
+    assert default["DEBUG_KMEMLEAK_AUTO_SCAN"].value == "n"
+    assert "KASAN" not in default
+    assert kconfig.merge(list(profiles["kasan"].fragments))["KASAN"].value == "y"
+    assert kconfig.merge(list(profiles["kunit"].fragments))["DRM_KUNIT_TEST"].value == "y"
+
+
+def test_unknown_profile_lists_the_known_ones() -> None:
+    with pytest.raises(UserError, match="unknown profile 'fast'") as info:
+        kconfig.profile("fast")
+    assert "default" in (info.value.hint or "") and "kasan" in (info.value.hint or "")
+
+
+@pytest.mark.parametrize("expression, value", [
+    ("PCI && MMU", 2),
+    ("PCI && !MMU", 0),
+    ("DRM", 1),
+    ("!DRM", 1),
+    ("(NOPE || PCI) && DRM=m", 2),
+    ("FB=y || FB=DRM_KMS_HELPER", 2),  # both n: equal
+    ("LOCKDEP_BITS > 12", 2),
+    ("X86_64 && FRAME_POINTER || X86", 2),
+])
+def test_dependency_expressions_evaluate_like_kconfig(expression: str, value: int) -> None:
+    config = {"PCI": "y", "MMU": "y", "DRM": "m", "LOCKDEP_BITS": "15", "X86": "y"}
+    assert kconfig.evaluate(expression, config) == value
+
+
+def test_verify_says_why_each_symbol_did_not_stick(tmp_path: Path, tree: Path) -> None:
+    fragment = write(tmp_path / "f.config", """\
+CONFIG_DRM=y
+CONFIG_DRM_VGEM=y
+CONFIG_NOT_IN_THIS_KERNEL=y
+CONFIG_ARM64_ONLY=y
+CONFIG_LOCKDEP_BITS=40
+# CONFIG_DRM_GEM_SHMEM_HELPER is not set
+""")
+    dot_config = write(tmp_path / ".config", """\
+CONFIG_MMU=y
+# CONFIG_PCI is not set
+CONFIG_LOCKDEP_BITS=15
+CONFIG_DRM_GEM_SHMEM_HELPER=y
+""")
+    misses = {m.setting.symbol: m for m in kconfig.verify(kconfig.merge([fragment]), dot_config, tree)}
+    assert set(misses) == {"DRM", "DRM_VGEM", "NOT_IN_THIS_KERNEL", "ARM64_ONLY", "LOCKDEP_BITS",
+                           "DRM_GEM_SHMEM_HELPER"}
+    assert "unmet dependency: depends on PCI && MMU [PCI=n, MMU=y]" in misses["DRM"].reason
+    assert "DRM=n" in misses["DRM_VGEM"].reason
+    assert "not in this kernel version" in misses["NOT_IN_THIS_KERNEL"].reason
+    assert "not in this kernel version" in misses["ARM64_ONLY"].reason
+    assert "Kconfig chose 15" in misses["LOCKDEP_BITS"].reason
+    assert "selects it" in misses["DRM_GEM_SHMEM_HELPER"].reason
+
+
+def test_check_fails_on_required_and_returns_optional_misses(tmp_path: Path, tree: Path) -> None:
+    dot_config = write(tmp_path / ".config", "CONFIG_MMU=y\nCONFIG_PCI=y\nCONFIG_DRM=y\n")
+    optional = write(tmp_path / "opt.config", "CONFIG_DRM=y\n# rig: optional\nCONFIG_NOT_IN_THIS_KERNEL=y\n")
+    misses = kconfig.check(kconfig.merge([optional]), dot_config, tree, "test")
+    assert [m.setting.symbol for m in misses] == ["NOT_IN_THIS_KERNEL"]
+
+    required = write(tmp_path / "req.config", "CONFIG_DRM=y\nCONFIG_NOT_IN_THIS_KERNEL=y\n")
+    with pytest.raises(UserError) as info:
+        kconfig.check(kconfig.merge([required]), dot_config, tree, "test")
+    assert "CONFIG_NOT_IN_THIS_KERNEL=y (req.config:2)" in info.value.message
+    assert "not in this kernel version" in info.value.message
+    assert "# rig: optional" in (info.value.hint or "")
