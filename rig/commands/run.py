@@ -1,0 +1,119 @@
+"""`rig run`: rig's main job. Build the kernel with the series, boot it, run IGT and
+KUnit under memory pressure, collect every kernel report, and judge the series."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from rig.commands.build import add_build_arguments, request_from_args
+from rig.errors import UserError
+from rig.pipeline import DEFAULT_DEADLINE_S, RunSpec
+from rig.plan import load_plan, shipped_plans
+from rig.qemu.argv import GPU_DEVICES
+from rig.rundir import new_run_dir, reproduce_command
+from rig.verdict import load_baseline
+from rig.workloads.pressure import KINDS, parse_pressure
+
+NAME = "run"
+HELP = "test a series: build, boot, run IGT and KUnit under memory pressure, report new kernel bugs"
+ORDER = 1
+EXAMPLES = [
+    "rig run",
+    "rig run --kernel debian:6.1 --series fix-shmem.mbox",
+    "rig run --series patches/ --pressure balloon,shrink --plan smoke",
+    "rig run --kernel ~/linux --base v6.12 --series v6.12..my-branch --plan my-plan.toml",
+    "rig run --series patches/ --baseline rig-runs/20250101-120000-run",
+]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_build_arguments(parser)
+    tests = parser.add_argument_group("tests")
+    tests.add_argument("--plan", default="default", metavar="PLAN",
+                       help=f"test plan: one of {', '.join(sorted(shipped_plans()))} or a .toml file "
+                            "(default: %(default)s)")
+    tests.add_argument("--pressure", default="balloon", metavar="KINDS",
+                       help=f"memory pressure while the tests run, comma-separated: {', '.join(KINDS)}; "
+                            "e.g. balloon=768,shrink=5,memcg=512,stress=25%% (default: %(default)s)")
+    tests.add_argument("--baseline", type=Path, metavar="RUN",
+                       help="run directory (or report.json) of the same plan on the base kernel: findings it "
+                            "has too are reported as pre-existing, not new")
+    tests.add_argument("--retries", type=int, default=1, metavar="N",
+                       help="fresh guests to try after a known emulator fault (default: %(default)s)")
+    tests.add_argument("--deadline", type=float, default=DEFAULT_DEADLINE_S, metavar="S",
+                       help="the whole run's time limit in seconds, build included (default: %(default)s)")
+    vm = parser.add_argument_group("machine")
+    vm.add_argument("--bzimage", type=Path, metavar="PATH", help="boot this kernel image instead of building")
+    vm.add_argument("--gpu", default="virtio-gpu", choices=list(GPU_DEVICES),
+                    help="GPU device model (default: %(default)s)")
+    vm.add_argument("--memory", type=int, default=2048, metavar="MiB", help="guest memory (default: %(default)s)")
+    vm.add_argument("--cpus", type=int, default=2, metavar="N", help="virtual CPUs (default: %(default)s)")
+    vm.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto",
+                    help="accelerator; auto probes KVM briefly and falls back to TCG (default: %(default)s)")
+    vm.add_argument("--append", action="append", default=[], metavar="ARG",
+                    help="extra kernel command-line argument; repeatable")
+    vm.add_argument("--image", default="default", metavar="RECIPE", help="guest image recipe (default: %(default)s)")
+    vm.add_argument("--ready-timeout", type=float, default=300.0, metavar="S",
+                    help="how long the guest may take to answer SSH (default: %(default)s)")
+    parser.add_argument("--out", type=Path, metavar="DIR", help="run directory (default: a new one under rig-runs/)")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+def spec_from_args(args: argparse.Namespace) -> RunSpec:
+    """Every option checked, every problem named, before anything starts."""
+    problems: list[str] = []
+    if args.each_patch:
+        problems.append("--each-patch belongs to `rig build` (a run tests the whole series)")
+    if args.retries < 0 or args.retries > 5:
+        problems.append(f"--retries {args.retries}: give 0 to 5")
+    if args.deadline < 300:
+        problems.append(f"--deadline {args.deadline:g}: give at least 300 seconds")
+    if args.bzimage is not None and not args.bzimage.is_file():
+        problems.append(f"--bzimage {args.bzimage}: no such file")
+    if not 512 <= args.memory <= 65536:
+        problems.append(f"--memory {args.memory}: give MiB between 512 and 65536")
+    if problems:
+        raise UserError("cannot start this run:\n    " + "\n    ".join(problems),
+                        hint="see `rig run --help`")
+    plan = load_plan(args.plan)
+    pressure = parse_pressure(args.pressure, args.memory)
+    baseline = load_baseline(args.baseline) if args.baseline is not None else None
+    return RunSpec(
+        request=request_from_args(args),
+        plan=plan,
+        pressure=pressure,
+        command=reproduce_command(),
+        gpu=args.gpu,
+        memory_mib=args.memory,
+        cpus=args.cpus,
+        accel=None if args.accel == "auto" else args.accel,
+        image=args.image,
+        cmdline_extra=tuple(args.append),
+        ready_timeout_s=args.ready_timeout,
+        deadline_s=args.deadline,
+        retries=args.retries,
+        baseline=baseline,
+        bzimage=args.bzimage.resolve() if args.bzimage else None,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from rig import pipeline
+    from rig.report import terminal
+
+    spec = spec_from_args(args)
+    out = new_run_dir("run", args.out)
+
+    def say(line: str) -> None:
+        if not args.quiet:
+            print(f"rig: {line}", file=sys.stderr, flush=True)
+
+    outcome = pipeline.run(spec, out, say=say, progress=not args.quiet)
+    terminal.render(outcome.data, Console(highlight=False))
+    print(f"reports: {out / 'report.html'}  {out / 'report.md'}  {out / 'report.json'}  {out / 'junit.xml'}")
+    print(out)
+    return outcome.exit_code

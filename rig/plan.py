@@ -1,0 +1,331 @@
+"""Test plans: what `rig run` runs in the guest, read from TOML.
+
+A plan names IGT tests (patterns like `vgem_basic@*`, grouped by the DRM driver they
+are forced onto), KUnit suites, extra guest scripts, and the failures that are expected
+on rig's virtual hardware. Shipped plans live in rig/data/plans/<name>.toml; a user plan
+is any path to a .toml file. Every problem in a plan is reported at once.
+
+    description = "..."
+    [igt]
+    per_test_timeout_s = 60        # a test running longer is killed and counts as failed
+    inactivity_timeout_s = 120     # no output from a test for this long: killed too
+    [[igt.group]]
+    driver = "vgem"                # IGT_FORCE_DRIVER for every test of the group
+    tests = ["vgem_basic@*", "dumb_buffer@create-valid-dumb"]
+    per_test_timeout_s = 30        # optional, overrides [igt]
+    [kunit]
+    suites = ["drm_gem_shmem"]     # run where this kernel has them
+    [[script]]
+    name = "gem-objects"
+    argv = ["cat", "/sys/kernel/debug/dri/0/gem_names"]
+    timeout_s = 30
+    [[expected_failure]]
+    test = "drm_virtgpu@get-caps"  # pattern over binary@subtest
+    reason = "needs virgl"
+    [kmemleak]
+    scan = "end"                   # "end" (once after all tests) or "each" (after every IGT test)
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rig.errors import UserError
+
+PLANS_DIR = Path(__file__).resolve().parent / "data" / "plans"
+
+# DRM drivers rig's guests have (IGT_FORCE_DRIVER names them as the kernel does).
+KNOWN_DRIVERS = ("vgem", "vkms", "virtio_gpu", "bochs-drm", "cirrus")
+
+# IGT test names: binary@subtest, optionally @dynamic; patterns may use * ? [].
+_TEST_RE = re.compile(r"^[A-Za-z0-9_\-]+(@[A-Za-z0-9_\-*?\[\]]+){0,2}$")
+_PATTERN_RE = re.compile(r"^[A-Za-z0-9_\-*?\[\]]+(@[A-Za-z0-9_\-*?\[\]]+){0,2}$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+DEFAULT_PER_TEST_TIMEOUT_S = 120.0
+DEFAULT_INACTIVITY_TIMEOUT_S = 120.0
+DEFAULT_SCRIPT_TIMEOUT_S = 300.0
+KMEMLEAK_MODES = ("end", "each", "off")
+
+
+@dataclass(frozen=True)
+class IgtGroup:
+    driver: str | None  # IGT_FORCE_DRIVER; None: IGT picks the device
+    tests: tuple[str, ...]  # binary@subtest patterns
+    per_test_timeout_s: float
+
+    @property
+    def binaries(self) -> tuple[str, ...]:
+        seen: dict[str, None] = {}
+        for pattern in self.tests:
+            seen.setdefault(pattern.split("@", 1)[0], None)
+        return tuple(seen)
+
+
+@dataclass(frozen=True)
+class Script:
+    name: str
+    argv: tuple[str, ...]
+    timeout_s: float
+    driver: str | None = None
+
+
+@dataclass(frozen=True)
+class ExpectedFailure:
+    test: str  # pattern over binary@subtest (or kunit suite.case, or script:name)
+    reason: str
+
+    def matches(self, name: str) -> bool:
+        return fnmatch.fnmatchcase(name, self.test)
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    description: str
+    source: str  # the file the plan came from
+    igt: tuple[IgtGroup, ...]
+    inactivity_timeout_s: float
+    kunit_suites: tuple[str, ...]
+    scripts: tuple[Script, ...]
+    expected_failures: tuple[ExpectedFailure, ...]
+    kmemleak_scan: str = "end"
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def expected_failure(self, test: str) -> ExpectedFailure | None:
+        for expected in self.expected_failures:
+            if expected.matches(test):
+                return expected
+        return None
+
+    @property
+    def test_count_hint(self) -> int:
+        return sum(len(g.tests) for g in self.igt) + len(self.kunit_suites) + len(self.scripts)
+
+
+def shipped_plans() -> dict[str, str]:
+    """Name -> TOML text of every plan shipped with rig."""
+    return {path.stem: path.read_text() for path in sorted(PLANS_DIR.glob("*.toml"))}
+
+
+def load_plan(spec: str) -> Plan:
+    """A shipped plan by name ("default") or a plan file by path."""
+    shipped = shipped_plans()
+    if spec in shipped and not Path(spec).exists():
+        return parse_plan(shipped[spec], name=spec, source=f"rig/data/plans/{spec}.toml")
+    path = Path(spec)
+    if not path.is_file():
+        raise UserError(
+            f"plan '{spec}' is neither a plan shipped with rig nor a file",
+            hint=f"pass one of: {', '.join(sorted(shipped))}, or a path to a .toml plan file",
+        )
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read plan {path}: {exc}", hint="pass a readable UTF-8 .toml file") from exc
+    return parse_plan(text, name=path.stem, source=str(path))
+
+
+def parse_plan(text: str, *, name: str, source: str) -> Plan:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"plan {source} is not valid TOML: {exc}", hint="fix the TOML syntax") from exc
+    problems: list[str] = []
+    plan = _build(data, name, source, problems)
+    if problems:
+        raise UserError(
+            f"plan {source} has {len(problems)} problem{'s' if len(problems) > 1 else ''}:\n    "
+            + "\n    ".join(problems),
+            hint="fix each listed entry; the plan format is described in `rig run --help`",
+        )
+    return plan
+
+
+def _number(value: Any, where: str, problems: list[str], default: float) -> float:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        problems.append(f"{where}: must be a positive number of seconds, not {value!r}")
+        return default
+    return float(value)
+
+
+def _unknown_keys(table: dict[str, Any], allowed: set[str], where: str, problems: list[str]) -> None:
+    for key in sorted(set(table) - allowed):
+        problems.append(f"{where}: unknown key '{key}' (known: {', '.join(sorted(allowed))})")
+
+
+def _driver(value: Any, where: str, problems: list[str]) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or value not in KNOWN_DRIVERS:
+        problems.append(f"{where}: driver {value!r} is not one of {', '.join(KNOWN_DRIVERS)}")
+        return None
+    return value
+
+
+def _build(data: dict[str, Any], name: str, source: str, problems: list[str]) -> Plan:
+    _unknown_keys(data, {"description", "igt", "kunit", "script", "expected_failure", "kmemleak"}, "plan", problems)
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        problems.append("description: must be a string")
+        description = ""
+
+    igt = data.get("igt", {})
+    groups: list[IgtGroup] = []
+    inactivity = DEFAULT_INACTIVITY_TIMEOUT_S
+    if not isinstance(igt, dict):
+        problems.append("igt: must be a table ([igt])")
+        igt = {}
+    _unknown_keys(igt, {"per_test_timeout_s", "inactivity_timeout_s", "group"}, "igt", problems)
+    default_timeout = _number(igt.get("per_test_timeout_s"), "igt.per_test_timeout_s", problems,
+                              DEFAULT_PER_TEST_TIMEOUT_S)
+    inactivity = _number(igt.get("inactivity_timeout_s"), "igt.inactivity_timeout_s", problems,
+                         DEFAULT_INACTIVITY_TIMEOUT_S)
+    raw_groups = igt.get("group", [])
+    if not isinstance(raw_groups, list):
+        problems.append("igt.group: must be an array of tables ([[igt.group]])")
+        raw_groups = []
+    for index, group in enumerate(raw_groups, 1):
+        where = f"igt.group #{index}"
+        if not isinstance(group, dict):
+            problems.append(f"{where}: must be a table")
+            continue
+        _unknown_keys(group, {"driver", "tests", "per_test_timeout_s"}, where, problems)
+        driver = _driver(group.get("driver"), where, problems)
+        tests = group.get("tests")
+        if not isinstance(tests, list) or not tests or not all(isinstance(t, str) for t in tests):
+            problems.append(f"{where}: tests must be a non-empty list of 'binary@subtest' patterns")
+            tests = []
+        for test in tests:
+            if not _PATTERN_RE.match(test) or not _TEST_RE.match(test.split("@", 1)[0]):
+                problems.append(f"{where}: '{test}' is not a test pattern like 'vgem_basic@*' or "
+                                "'dumb_buffer@create-clear'")
+        timeout = _number(group.get("per_test_timeout_s"), f"{where}.per_test_timeout_s", problems, default_timeout)
+        groups.append(IgtGroup(driver, tuple(tests), timeout))
+
+    kunit = data.get("kunit", {})
+    suites: list[str] = []
+    if not isinstance(kunit, dict):
+        problems.append("kunit: must be a table ([kunit])")
+        kunit = {}
+    _unknown_keys(kunit, {"suites"}, "kunit", problems)
+    raw_suites = kunit.get("suites", [])
+    if not isinstance(raw_suites, list) or not all(isinstance(s, str) for s in raw_suites):
+        problems.append("kunit.suites: must be a list of suite names")
+        raw_suites = []
+    for suite in raw_suites:
+        if not _NAME_RE.match(suite.replace("*", "x")):
+            problems.append(f"kunit.suites: '{suite}' is not a KUnit suite name")
+        suites.append(suite)
+
+    scripts: list[Script] = []
+    raw_scripts = data.get("script", [])
+    if not isinstance(raw_scripts, list):
+        problems.append("script: must be an array of tables ([[script]])")
+        raw_scripts = []
+    names: set[str] = set()
+    for index, script in enumerate(raw_scripts, 1):
+        where = f"script #{index}"
+        if not isinstance(script, dict):
+            problems.append(f"{where}: must be a table")
+            continue
+        _unknown_keys(script, {"name", "argv", "timeout_s", "driver"}, where, problems)
+        sname = script.get("name")
+        if not isinstance(sname, str) or not _NAME_RE.match(sname):
+            problems.append(f"{where}: name must be a word (letters, digits, . _ -)")
+            sname = f"script{index}"
+        elif sname in names:
+            problems.append(f"{where}: name '{sname}' is used twice")
+        names.add(sname)
+        argv = script.get("argv")
+        if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
+            problems.append(f"{where} ({sname}): argv must be a non-empty list of strings (no shell string)")
+            argv = []
+        timeout = _number(script.get("timeout_s"), f"{where}.timeout_s", problems, DEFAULT_SCRIPT_TIMEOUT_S)
+        driver = _driver(script.get("driver"), where, problems)
+        scripts.append(Script(sname, tuple(argv), timeout, driver))
+
+    expected: list[ExpectedFailure] = []
+    raw_expected = data.get("expected_failure", [])
+    if not isinstance(raw_expected, list):
+        problems.append("expected_failure: must be an array of tables ([[expected_failure]])")
+        raw_expected = []
+    for index, entry in enumerate(raw_expected, 1):
+        where = f"expected_failure #{index}"
+        if not isinstance(entry, dict):
+            problems.append(f"{where}: must be a table")
+            continue
+        _unknown_keys(entry, {"test", "reason"}, where, problems)
+        test = entry.get("test")
+        reason = entry.get("reason")
+        if not isinstance(test, str) or not test:
+            problems.append(f"{where}: test must be a test name or pattern")
+            continue
+        if not isinstance(reason, str) or not reason.strip():
+            problems.append(f"{where} ({test}): give a reason, so the next reader knows why it may fail")
+            reason = ""
+        expected.append(ExpectedFailure(test, reason))
+
+    kmemleak = data.get("kmemleak", {})
+    scan = "end"
+    if not isinstance(kmemleak, dict):
+        problems.append("kmemleak: must be a table ([kmemleak])")
+    else:
+        _unknown_keys(kmemleak, {"scan"}, "kmemleak", problems)
+        scan = kmemleak.get("scan", "end")
+        if scan not in KMEMLEAK_MODES:
+            problems.append(f"kmemleak.scan: {scan!r} is not one of {', '.join(KMEMLEAK_MODES)}")
+            scan = "end"
+
+    if not groups and not suites and not scripts:
+        problems.append("the plan runs nothing: add an [[igt.group]], [kunit] suites or a [[script]]")
+
+    return Plan(
+        name=name,
+        description=description,
+        source=source,
+        igt=tuple(groups),
+        inactivity_timeout_s=inactivity,
+        kunit_suites=tuple(suites),
+        scripts=tuple(scripts),
+        expected_failures=tuple(expected),
+        kmemleak_scan=scan,
+    )
+
+
+def expand(patterns: tuple[str, ...], available: dict[str, list[str]]) -> tuple[list[str], list[str]]:
+    """Expand binary@subtest patterns against what the guest's IGT has.
+
+    `available` maps a test binary to its subtests (empty list: a binary without
+    subtests). Returns (tests in plan order without duplicates, problems).
+    """
+    tests: dict[str, None] = {}
+    problems: list[str] = []
+    for pattern in patterns:
+        binary_pattern, _, rest = pattern.partition("@")
+        binaries = [b for b in available if fnmatch.fnmatchcase(b, binary_pattern)]
+        if not binaries:
+            problems.append(f"'{pattern}': no IGT test binary '{binary_pattern}' in the guest image")
+            continue
+        matched = 0
+        for binary in binaries:
+            subtests = available[binary]
+            if not rest:
+                tests.setdefault(binary if not subtests else f"{binary}@*", None)
+                matched += 1
+                continue
+            subtest_pattern = rest.split("@", 1)[0]
+            for subtest in subtests:
+                if fnmatch.fnmatchcase(subtest, subtest_pattern):
+                    tests.setdefault(f"{binary}@{subtest}", None)
+                    matched += 1
+        if not matched:
+            problems.append(f"'{pattern}': matches no subtest of {', '.join(binaries)}")
+    return list(tests), problems

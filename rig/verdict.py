@@ -1,0 +1,319 @@
+"""The verdict: which findings are the series' doing, which tests failed unexpectedly.
+
+Each finding is attributed to the test that was running when it appeared: IGT writes
+"[IGT] <binary>: starting subtest <name>" to the kernel log, and with printk caller ids
+every line says which task printed it, so a report printed by (or a kmemleak object
+allocated by) a test's process names that test; otherwise the last test started before
+the report is taken. Known host faults (emulator trouble, not kernel bugs) are marked
+and make the pipeline retry. Findings that the base kernel shows too are pre-existing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rig.errors import UserError
+from rig.plan import Plan
+from rig.splat.model import Finding
+from rig.workloads import TestResult
+
+NEW, PRE_EXISTING, HOST_FAULT = "new", "pre-existing", "host-fault"
+
+# printk prefix: optional "[  12.345678]" time and "[T123]"/"[C0]" caller id.
+_PREFIX = r"^(?:<\d+>)?(?:\[\s*(?P<time>\d+\.\d+)\])?\s*(?:\[\s*(?P<caller>[TC]\d+)\])?\s*"
+_IGT_RE = re.compile(_PREFIX + r"\[IGT\] (?P<binary>[\w\-]+): (?P<what>starting subtest|starting dynamic subtest"
+                     r"|finished subtest|finished dynamic subtest|executing|exiting)\s*(?P<name>[^,\s]*)", re.M)
+_RIG_RE = re.compile(_PREFIX + r"rig: (?P<what>start|end) (?P<name>\S+)", re.M)
+_KMEMLEAK_PID_RE = re.compile(r'comm "(?P<comm>[^"]*)", pid (?P<pid>\d+)')
+
+
+@dataclass(frozen=True)
+class Marker:
+    """A test boundary seen in the kernel log."""
+
+    offset: int  # position in the decoded log
+    time: float | None  # printk time
+    pid: str | None  # "123" from a [T123] caller id
+    test: str  # "vgem_basic@mmap", "vgem_basic" (executing), "script:x"
+    starts: bool
+
+
+def test_markers(text: str) -> list[Marker]:
+    markers: list[Marker] = []
+    for match in _IGT_RE.finditer(text):
+        what, binary, name = match["what"], match["binary"], match["name"]
+        caller = match["caller"]
+        pid = caller[1:] if caller and caller.startswith("T") else None
+        stamp = float(match["time"]) if match["time"] else None
+        if what == "starting subtest":
+            markers.append(Marker(match.start(), stamp, pid, f"{binary}@{name}", True))
+        elif what == "starting dynamic subtest":
+            parent = next((m.test for m in reversed(markers) if m.starts and m.test.startswith(binary + "@")), binary)
+            markers.append(Marker(match.start(), stamp, pid, f"{parent}@{name}", True))
+        elif what == "executing":
+            markers.append(Marker(match.start(), stamp, pid, binary, True))
+        elif what in ("finished subtest", "exiting"):
+            markers.append(Marker(match.start(), stamp, pid, f"{binary}@{name}" if name else binary, False))
+    for match in _RIG_RE.finditer(text):
+        caller = match["caller"]
+        markers.append(Marker(match.start(), float(match["time"]) if match["time"] else None,
+                              caller[1:] if caller and caller.startswith("T") else None,
+                              match["name"], match["what"] == "start"))
+    return sorted(markers, key=lambda m: m.offset)
+
+
+def _running_at(markers: list[Marker], offset: int, pid: str | None = None) -> str | None:
+    """The most specific test started before `offset` (by `pid` when given) and not finished."""
+    current: str | None = None
+    for marker in markers:
+        if marker.offset > offset:
+            break
+        if pid is not None and marker.pid != pid:
+            continue
+        if marker.starts:
+            # A subtest refines the binary's "executing"; a new binary replaces both.
+            current = marker.test
+        elif current is not None and (marker.test == current or marker.test == current.split("@")[0]):
+            current = None if pid is None else current  # a pid's last test is still its test
+    return current
+
+
+def _last_test_of_pid(markers: list[Marker], pid: str) -> str | None:
+    tests = [m.test for m in markers if m.pid == pid and m.starts]
+    subtests = [t for t in tests if "@" in t]
+    return (subtests or tests or [None])[-1]
+
+
+def attribute(finding: Finding, markers: list[Marker], source: str) -> tuple[str | None, str]:
+    """(test, how): how is "pid", "time", "boot" or "unknown"."""
+    if source == "kmemleak":
+        match = _KMEMLEAK_PID_RE.search(finding.report)
+        if match:
+            test = _last_test_of_pid(markers, match["pid"])
+            if test:
+                return test, "pid"
+        return None, "unknown"
+    pid = finding.caller[1:] if finding.caller.startswith("T") else None
+    if pid:
+        test = _running_at(markers, finding.start, pid)
+        if test:
+            return test, "pid"
+    test = _running_at(markers, finding.start)
+    if test:
+        return test, "time"
+    if not any(m.offset < finding.start for m in markers):
+        return None, "boot"
+    return None, "unknown"
+
+
+# ------------------------------------------------------------------ host faults
+
+
+@dataclass(frozen=True)
+class HostFault:
+    name: str
+    explanation: str
+
+    def matches(self, finding: Finding) -> bool:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class _Int3InGetrandom(HostFault):
+    def matches(self, finding: Finding) -> bool:
+        text = finding.report
+        return ("int3" in finding.title or "int3:" in text) and (
+            "getrandom" in text or any("getrandom" in f for f in finding.frames))
+
+
+# Seen under multi-threaded TCG: a static key patched right after "crng init done" makes
+# a vCPU execute a half-written instruction (cross-modifying code), an emulator fault.
+KNOWN_HOST_FAULTS: tuple[HostFault, ...] = (
+    _Int3InGetrandom("mttcg-int3-getrandom",
+                     "int3 in __x64_sys_getrandom right after crng init: QEMU multi-threaded TCG executing "
+                     "code while a static key is patched; not a kernel bug. rig retries the run."),
+)
+
+
+def host_fault_of(finding: Finding) -> HostFault | None:
+    return next((fault for fault in KNOWN_HOST_FAULTS if fault.matches(finding)), None)
+
+
+# ------------------------------------------------------------------ baseline
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """Findings of the same plan on the base kernel (without the series)."""
+
+    source: str  # the report.json it came from
+    kernel_release: str
+    signatures: frozenset[str]
+    titles: frozenset[str]
+
+    def has(self, finding: Finding) -> bool:
+        return finding.signature in self.signatures or finding.title in self.titles
+
+    def to_json(self) -> dict[str, Any]:
+        return {"source": self.source, "kernel_release": self.kernel_release,
+                "signatures": sorted(self.signatures), "titles": sorted(self.titles)}
+
+
+def baseline_from_report(data: dict[str, Any], source: str) -> Baseline:
+    findings = [f for f in data.get("findings", []) if f.get("status") != HOST_FAULT]
+    return Baseline(source, str(data.get("kernel", {}).get("release", "")),
+                    frozenset(str(f.get("signature", "")) for f in findings),
+                    frozenset(str(f.get("title", "")) for f in findings))
+
+
+def load_baseline(path: Path) -> Baseline:
+    report = path / "report.json" if path.is_dir() else path
+    try:
+        data = json.loads(report.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"cannot read the base run's report {report}: {exc}",
+                        hint="pass --baseline with the run directory (or report.json) of a `rig run` "
+                             "of the base kernel") from exc
+    if not isinstance(data, dict) or "findings" not in data:
+        raise UserError(f"{report} is not a rig run report (no findings list)",
+                        hint="pass --baseline with the report.json of a `rig run` of the base kernel")
+    return baseline_from_report(data, str(report))
+
+
+# ------------------------------------------------------------------ judging
+
+
+@dataclass(frozen=True)
+class JudgedFinding:
+    finding: Finding
+    source: str  # "console", "kmemleak", "dmesg"
+    test: str | None
+    attribution: str  # "pid", "time", "boot", "unknown"
+    status: str  # NEW, PRE_EXISTING, HOST_FAULT
+    note: str = ""
+    count: int = 1  # the same report (same signature) seen this many times
+
+    def to_json(self) -> dict[str, Any]:
+        data = self.finding.to_json()
+        data.update(source=self.source, test=self.test, attribution=self.attribution, status=self.status,
+                    note=self.note, count=self.count)
+        return data
+
+
+@dataclass(frozen=True)
+class Verdict:
+    findings: tuple[JudgedFinding, ...]
+    tests: tuple[TestResult, ...]
+    expected_failures: tuple[tuple[str, str], ...]  # (test, reason) for failing tests the plan expects
+    unexpected_failures: tuple[str, ...]
+    baseline: Baseline | None = None
+    problems: tuple[str, ...] = field(default=())  # the run itself did not go as planned
+
+    @property
+    def new_findings(self) -> tuple[JudgedFinding, ...]:
+        return tuple(f for f in self.findings if f.status == NEW)
+
+    @property
+    def host_faults(self) -> tuple[JudgedFinding, ...]:
+        return tuple(f for f in self.findings if f.status == HOST_FAULT)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.new_findings or self.unexpected_failures else 0
+
+    def totals(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for test in self.tests:
+            counts[test.status] = counts.get(test.status, 0) + 1
+        return dict(sorted(counts.items()))
+
+    def summary(self) -> str:
+        parts = []
+        new = self.new_findings
+        parts.append(f"{len(new)} new finding{'s' if len(new) != 1 else ''}")
+        pre = [f for f in self.findings if f.status == PRE_EXISTING]
+        if pre:
+            parts.append(f"{len(pre)} pre-existing")
+        if self.host_faults:
+            parts.append(f"{len(self.host_faults)} host fault{'s' if len(self.host_faults) != 1 else ''}")
+        parts.append(f"{len(self.tests)} tests, {len(self.unexpected_failures)} unexpected failure"
+                     f"{'s' if len(self.unexpected_failures) != 1 else ''}")
+        if self.expected_failures:
+            parts.append(f"{len(self.expected_failures)} expected")
+        return ("FAIL: " if self.exit_code else "PASS: ") + ", ".join(parts)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "exit_code": self.exit_code,
+            "summary": self.summary(),
+            "new_findings": len(self.new_findings),
+            "host_faults": len(self.host_faults),
+            "unexpected_failures": list(self.unexpected_failures),
+            "expected_failures": [{"test": t, "reason": r} for t, r in self.expected_failures],
+            "baseline": self.baseline.to_json() if self.baseline else None,
+            "problems": list(self.problems),
+        }
+
+
+def _dedupe(findings: Iterable[tuple[Finding, str]]) -> list[tuple[Finding, str, int]]:
+    seen: dict[str, int] = {}
+    out: list[tuple[Finding, str, int]] = []
+    for finding, source in findings:
+        key = finding.signature or finding.title
+        if key in seen:
+            f, s, n = out[seen[key]]
+            out[seen[key]] = (f, s, n + 1)
+            continue
+        seen[key] = len(out)
+        out.append((finding, source, 1))
+    return out
+
+
+def judge(
+    sources: dict[str, list[Finding]],
+    console_text: str,
+    tests: Iterable[TestResult],
+    plan: Plan,
+    *,
+    baseline: Baseline | None = None,
+    problems: Iterable[str] = (),
+) -> Verdict:
+    """Attribute, classify and count: the whole verdict of one run.
+
+    `sources` maps where findings came from ("console", "kmemleak", "dmesg") to what the
+    parser found there; dmesg only counts when the console had nothing (they overlap).
+    """
+    markers = test_markers(console_text)
+    ordered: list[tuple[Finding, str]] = []
+    for source in ("console", "kmemleak", "dmesg"):
+        if source == "dmesg" and sources.get("console"):
+            continue
+        ordered += [(f, source) for f in sources.get(source, [])]
+    judged: list[JudgedFinding] = []
+    for finding, source, count in _dedupe(ordered):
+        test, how = attribute(finding, markers if source != "dmesg" else test_markers(""), source)
+        fault = host_fault_of(finding)
+        if fault is not None:
+            status, note = HOST_FAULT, fault.explanation
+        elif baseline is not None and baseline.has(finding):
+            status, note = PRE_EXISTING, f"also seen on the base kernel ({baseline.kernel_release})"
+        else:
+            status, note = NEW, ""
+        judged.append(JudgedFinding(finding, source, test, how, status, note, count))
+    expected: list[tuple[str, str]] = []
+    unexpected: list[str] = []
+    test_list = tuple(tests)
+    for test in test_list:
+        if not test.failing:
+            continue
+        allowance = plan.expected_failure(test.name)
+        if allowance is not None:
+            expected.append((test.name, allowance.reason))
+        else:
+            unexpected.append(test.name)
+    return Verdict(tuple(judged), test_list, tuple(expected), tuple(unexpected), baseline, tuple(problems))

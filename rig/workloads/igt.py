@@ -1,0 +1,213 @@
+"""IGT in the guest through igt_runner: one runner per driver group of the plan.
+
+The plan's patterns are expanded against what the guest's IGT really has (each binary
+lists its subtests), every problem is reported before anything runs, and each group's
+results directory comes back to the host whole (results.json, per-test out/err/dmesg).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rig.errors import InfraError, UserError
+from rig.plan import IgtGroup, Plan, expand
+from rig.workloads import CRASH, FAIL, GUEST_DIR, PASS, SKIP, TIMEOUT, WARN, TestResult
+
+if TYPE_CHECKING:
+    from rig.vm import VM
+
+IGT_DIR = "/usr/libexec/igt-gpu-tools"
+RUNNER = "igt_runner"
+
+# Listing a binary's subtests runs it once; under TCG that takes about a second.
+LIST_TIMEOUT_S = 60.0
+# Runner start-up, results.json generation and copying, beyond the tests' own budget.
+RUNNER_SLACK_S = 120.0
+RESULTS_TIMEOUT_S = 60.0
+
+# igt_runner's result words -> rig's statuses. dmesg-warn is a passing test during which
+# the kernel logged a warning: the warning itself becomes a finding, the test passed.
+_STATUS = {
+    "pass": PASS,
+    "dmesg-warn": WARN,
+    "warn": WARN,
+    "skip": SKIP,
+    "notrun": SKIP,
+    "fail": FAIL,
+    "dmesg-fail": FAIL,
+    "timeout": TIMEOUT,
+    "crash": CRASH,
+    "incomplete": CRASH,
+    "abort": CRASH,
+}
+
+
+@dataclass(frozen=True)
+class PreparedGroup:
+    index: int
+    group: IgtGroup
+    tests: tuple[str, ...]  # binary@subtest, expanded
+
+    @property
+    def label(self) -> str:
+        return f"{self.index}-{self.group.driver or 'any'}"
+
+
+@dataclass(frozen=True)
+class GroupRun:
+    prepared: PreparedGroup
+    results: tuple[TestResult, ...]
+    results_dir: Path  # the runner's results directory, copied back
+    runner_log: Path
+    exit_status: int
+    duration_s: float
+
+
+def testlist_lines(tests: tuple[str, ...]) -> str:
+    """igt_runner's test list: one igt@binary[@subtest] per line."""
+    return "".join(f"igt@{test.replace('@*', '')}\n" for test in tests)
+
+
+def runner_argv(prepared: PreparedGroup, testlist: str, results: str, *, inactivity_s: float,
+                kmemleak_each: bool) -> list[str]:
+    argv = [
+        RUNNER,
+        "--overwrite",
+        "--sync",  # results on disk after every test: a kernel crash loses at most one
+        "--log-level", "verbose",
+        "--test-list", testlist,
+        "--per-test-timeout", str(int(prepared.group.per_test_timeout_s)),
+        "--inactivity-timeout", str(int(inactivity_s)),
+        # rig judges the kernel's reports itself and keeps going after the first one, so
+        # one lockdep splat does not hide a later leak.
+        "--abort-on-monitored-error=",
+    ]
+    if prepared.group.driver:
+        argv += ["--environment", f"IGT_FORCE_DRIVER={prepared.group.driver}"]
+    if kmemleak_each:
+        argv += ["--kmemleak=each"]
+    return [*argv, IGT_DIR, results]
+
+
+def parse_subtest_list(stdout: str) -> list[str]:
+    return [line.strip() for line in stdout.splitlines() if line.strip() and " " not in line.strip()]
+
+
+async def list_available(vm: VM, binaries: list[str]) -> tuple[dict[str, list[str]], list[str]]:
+    """binary -> subtests, for the binaries that exist in the guest; plus the missing ones."""
+    available: dict[str, list[str]] = {}
+    missing: list[str] = []
+    for binary in binaries:
+        result = await vm.run([f"{IGT_DIR}/{binary}", "--list-subtests"], timeout=LIST_TIMEOUT_S)
+        if result.exit_status in (126, 127):
+            missing.append(binary)
+            continue
+        # 79 (IGT_EXIT_INVALID) is how a binary without subtests answers --list-subtests.
+        available[binary] = parse_subtest_list(result.stdout) if result.exit_status == 0 else []
+    return available, missing
+
+
+async def prepare(vm: VM, plan: Plan) -> list[PreparedGroup]:
+    """Expand every group's patterns in the guest; all problems at once as a UserError."""
+    binaries: dict[str, None] = {}
+    for group in plan.igt:
+        for binary in group.binaries:
+            if "*" not in binary and "?" not in binary and "[" not in binary:
+                binaries.setdefault(binary, None)
+    available, missing = await list_available(vm, list(binaries))
+    problems = [f"IGT test '{b}' is not in the guest image (looked in {IGT_DIR})" for b in missing]
+    prepared: list[PreparedGroup] = []
+    for index, group in enumerate(plan.igt, 1):
+        tests, group_problems = expand(group.tests, available)
+        problems += [f"igt.group #{index} ({group.driver or 'any driver'}): {p}" for p in group_problems
+                     if not any(m in p for m in missing)]
+        if tests:
+            prepared.append(PreparedGroup(index, group, tuple(tests)))
+    if problems:
+        raise UserError(f"plan {plan.source} names tests this guest cannot run:\n    " + "\n    ".join(problems),
+                        hint="fix the test names (run `<test> --list-subtests` in `rig boot` to see them)")
+    return prepared
+
+
+async def run_group(vm: VM, prepared: PreparedGroup, out: Path, *, inactivity_s: float, kmemleak_each: bool,
+                    budget_s: float, t0: float, wrap: list[str] | None = None) -> GroupRun:
+    """Run one group with igt_runner and bring its results directory back."""
+    local = out / f"group-{prepared.label}"
+    local.mkdir(parents=True, exist_ok=True)
+    testlist = local / "testlist.txt"
+    testlist.write_text(testlist_lines(prepared.tests))
+    remote_list = f"{GUEST_DIR}/igt-{prepared.label}.testlist"
+    remote_results = f"{GUEST_DIR}/igt-results-{prepared.label}"
+    await vm.call(vm.guest.put, testlist, remote_list)
+    argv = runner_argv(prepared, remote_list, remote_results, inactivity_s=inactivity_s, kmemleak_each=kmemleak_each)
+    if wrap:
+        argv = [*wrap, *argv]
+    env = {"IGT_FORCE_DRIVER": prepared.group.driver} if prepared.group.driver else None
+    timeout = min(budget_s, len(prepared.tests) * (prepared.group.per_test_timeout_s + 15) + RUNNER_SLACK_S)
+    runner_log = local / "runner.log"
+    started = time.monotonic()
+    result = await vm.run(argv, timeout=timeout, env=env)
+    duration = time.monotonic() - started
+    runner_log.write_text(f"$ {shlex.join(argv)}\n# exit status {result.exit_status} after {duration:.1f} s\n"
+                          f"{result.stdout}\n--- stderr ---\n{result.stderr}")
+    # An interrupted runner leaves no results.json; igt_results rebuilds it from the journal.
+    await vm.run(["sh", "-c", 'test -f "$0/results.json" || igt_results "$0"', remote_results],
+                 timeout=RESULTS_TIMEOUT_S)
+    results_dir = local / "results"
+    try:
+        await vm.call(vm.guest.get_dir, remote_results, results_dir)
+    except InfraError:
+        results_dir.mkdir(parents=True, exist_ok=True)  # nothing came back: results say "not run"
+    results = results_from_dir(results_dir, prepared, started_s=started - t0)
+    return GroupRun(prepared, tuple(results), results_dir, runner_log, result.exit_status, duration)
+
+
+def _tail(text: str, lines: int = 15) -> str:
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+def results_from_json(data: dict[str, Any], prepared: PreparedGroup, *, started_s: float | None = None
+                      ) -> list[TestResult]:
+    """TestResults from igt_runner's results.json, plus "not run" for listed tests it lacks."""
+    tests: dict[str, Any] = data.get("tests", {}) if isinstance(data, dict) else {}
+    found: dict[str, TestResult] = {}
+    for full_name, entry in tests.items():
+        name = full_name[4:] if full_name.startswith("igt@") else full_name
+        raw = str(entry.get("result", "notrun"))
+        timing = entry.get("time") or {}
+        duration = None
+        if isinstance(timing, dict) and "start" in timing and "end" in timing:
+            duration = max(0.0, float(timing["end"]) - float(timing["start"]))
+        status = _STATUS.get(raw, FAIL)
+        detail = ""
+        if status in (FAIL, TIMEOUT, CRASH):
+            detail = _tail(str(entry.get("out", "")) + "\n" + str(entry.get("err", "")))
+        found[name] = TestResult(name, "igt", status, raw, duration, prepared.group.driver, detail, started_s)
+    results = list(found.values())
+    for test in prepared.tests:
+        if "@*" in test:
+            prefix = test[:-1]
+            if not any(name.startswith(prefix) for name in found):
+                results.append(TestResult(test, "igt", CRASH, "notrun", None, prepared.group.driver,
+                                          "igt_runner produced no result for this test", started_s))
+        elif test not in found and not any(name.startswith(test + "@") for name in found):
+            results.append(TestResult(test, "igt", CRASH, "notrun", None, prepared.group.driver,
+                                      "igt_runner produced no result for this test", started_s))
+    return results
+
+
+def results_from_dir(results_dir: Path, prepared: PreparedGroup, *, started_s: float | None = None
+                     ) -> list[TestResult]:
+    path = results_dir / "results.json"
+    data: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text(errors="replace"))
+        except json.JSONDecodeError:
+            data = {}
+    return results_from_json(data, prepared, started_s=started_s)
