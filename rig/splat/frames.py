@@ -19,10 +19,11 @@ _FRAME = re.compile(
 # A function the symbolizer placed inline: "  skb_put include/linux/skbuff.h:123 [inline]".
 _INLINE = re.compile(r"\s*(?P<func>[A-Za-z_][A-Za-z0-9_.]*) \S+:\d+(?::\d+)? \[inline\]")
 # 32-bit ARM: "[<c036a6dc>] (serial8250_console_write) from [<c0...>] (...)".
-_ARM = re.compile(r"\s*\[<[0-9a-f]+>\]\s*\((?P<func>[A-Za-z_][A-Za-z0-9_.]*)(?:\+0x[0-9a-f]+/0x[0-9a-f]+)?\) from")
+_ARM = re.compile(r"\s*\[<[0-9a-f]+>\]\s*\([A-Za-z_][A-Za-z0-9_.]*(?:\+0x[0-9a-f]+/0x[0-9a-f]+)?\) from "
+                  r"\[<[0-9a-f]+>\]\s*\((?P<func>[A-Za-z_][A-Za-z0-9_.]*)")
 # The faulting function: x86 RIP/IP, arm64 "pc :", arm "PC is at", powerpc NIP, riscv epc.
 _PC_LINE = re.compile(
-    r"\s*(?:RIP: [0-9a-f]{4}:|IP:|EIP: [0-9a-f]{4}:|NIP:?|pc\s*:|PC is at|epc\s*:|ip\s*:)\s*"
+    r"\s*(?:RIP: [0-9a-f]{4}:|IP:|EIP: [0-9a-f]{4}:|NIP:?|pc\s*:|PC is at|LR is at|lr\s*:|epc\s*:|ra\s*:)\s*"
     r"(?:(?:\[<?[0-9a-f]+>?\]|\[[0-9a-f]+\]|0x[0-9a-f]+)\s*)*"
     r"(?P<func>[A-Za-z_][A-Za-z0-9_.]*)\+0x[0-9a-f]+"
 )
@@ -78,7 +79,7 @@ COMMON_SKIP = SkipRule([
     # sanitizers and their report paths
     "__sanitizer", "__asan", "kasan", "hwasan", "__msan", "kmsan", "kcsan", "__tsan", "ubsan",
     "check_memory_region", "check_heap_object", "check_object", "check_stack_object",
-    "print_address_description", "print_report", "^kfence_", "save_stack", "stack_trace",
+    "print_address_description", "print_report", "print_usage_bug", "^kfence_", "save_stack", "stack_trace",
     "stack_depot", "set_track", "read_word_at_a_time", "(?:read|write)_once_.*nocheck",
     "^instrument_", "memory_is_", "metadata_access", "do_tag_check_fault",
     # report output and trap handling
@@ -88,10 +89,12 @@ COMMON_SKIP = SkipRule([
     "^_*unwind_get", "^_*unwind_next", "^_*printk", "vprintk", "warn_slowpath",
     "warn_alloc", "warn_bogus", "^_*warn$", "warn_printk", "^_*report_bug",
     "debug_object", "timer_is_static_object", "work_is_static_object", "debug_print_object",
+    "debug_check_no_", "print_tainted", "get_taint", "try_to_grab_pending",
     "^_*(?:do_)?page_fault$", "do_user_addr_fault", "do_kern_addr_fault", "handle_page_fault",
-    "^_*no_context$", "bad_area", "kernelmode_fixup", "page_fault_oops", "^_*do_general_protection",
+    "^_*no_context$", "kernelmode_fixup", "page_fault_oops", "^_*do_general_protection",
     "^_*general_protection", "do_divide_error", "do_mem_abort", "do_translation_fault",
     "do_bad_area", "do_sect_fault", "^_*el1_", "el1h_", "do_kernel_fault", "do_alignment",
+    "^_*do_slb_fault", "data_access_slb", "^_*raw_(?:read|write)[bwlq]$", "^logic_(?:in|out)[bwl]$",
     "program_check_", "trace_hardirqs", "lockdep_hardirqs", "^_*ftrace", "^_*fentry", "mcount",
     "nmi_cpu_backtrace", "nmi_trigger_cpumask_backtrace", "rela_dyn_start",
     # lockdep and locking primitives
@@ -103,9 +106,11 @@ COMMON_SKIP = SkipRule([
     "might_lock", "cant_sleep", "perf_trace", "raw_spin", "_raw_", "spin_lock", "spin_unlock",
     "spin_trylock", "spin_bug", "spin_dump", "queued_spin", "queued_read", "queued_write",
     "read_lock", "read_unlock", "read_trylock", "write_lock", "write_unlock",
-    "write_trylock", "rwlock_bug", "mutex", "down_read", "down_write", "up_read",
-    "up_write", "^_*down$", "^_*up$", "down_trylock", "down_interruptible", "down_killable",
+    "write_trylock", "rwlock_bug", "mutex", "^_*down_read", "^_*down_write", "^_*up_read",
+    "^_*up_write", "^_*down$", "^_*up$", "down_trylock", "down_interruptible", "down_killable",
     "rwsem", "percpu_down", "percpu_up", "local_bh", "bh_enable", "bh_disable",
+    "^_*finish_wait$", "^_*prepare_to_wait", "^_*wait_for_completion", "^_*lock_timer_base$",
+    "^_*mod_timer$", "timer_delete", "sk_stop_timer",
     "preempt_count", "^_*rcu_read_lock", "^_*rcu_read_unlock", "owner_on_cpu", "osq_lock",
     "lock_sock", "release_sock", "task_rq_lock", "^_*rq_lock", "atomic_dec_and",
     "^_*wake_up$", "^_*wake_up_common", "^_*wake_up_locked", "^_*wake_up_sync",
@@ -114,20 +119,25 @@ COMMON_SKIP = SkipRule([
     "kmem_cache", "k?v?(?:m|z|c)alloc", "krealloc", "kvrealloc", "vmalloc", "vzalloc",
     "kmemdup", "kstrdup", "kstrndup", "slab_", "slob_", "slub_", "new_slab", "allocate_slab",
     "cache_alloc", "cache_grow", "alloc_pages", "alloc_page", "folio_alloc", "folio_unlock",
-    "get_free_page", "free_pages", "free_page", "kfree", "kvfree", "vfree", "mempool_alloc",
-    "filemap_alloc_folio", "find_or_create_page", "phys_addr",
+    "get_free_page", "^_*free_pages", "^_*free_page$", "kfree", "kvfree", "vfree", "mempool_alloc",
+    "filemap_alloc_folio", "find_or_create_page", "phys_addr", "_noprof$", "alloc_frozen_pages",
+    "memdup_user", "do_read_cache_folio", "read_cache_page", "pagecache_get_page",
+    "grab_cache_page_write_begin", "__filemap_get_folio", "^_*mark_buffer_dirty$",
     # generic library code: lists, trees, refcounts, kobjects, strings, printf
     "list_add", "list_del", "list_replace", "list_move", "hlist_", "^_*klist_", "^_*rb_",
-    "timerqueue_", "xas_", "xa_", "radix_tree", "idr_", "rhashtable", "refcount", "^_*kref_",
-    "ref_tracker", "kobject", "uevent", "sysfs_remove", "sysfs_create", "device_del",
-    "device_unregister", "kthread_stop", "^_*queue_work", "flush_work", "cancel_work",
+    "^_*xas_", "^_*xa_", "radix_tree", "^_*idr_", "rhashtable", "refcount", "^_*kref_",
+    "ref_tracker", "^_*kobject_", "uevent", "sysfs_remove", "sysfs_create", "^_*device_del$",
+    "^_*device_unregister$", "^_*device_add$", "^_*device_destroy$", "^_*put_device$",
+    "^_*get_device_parent$", "kthread_stop", "queue_work", "queue_delayed_work", "insert_work",
+    "flush_work", "cancel_work", "stack_walk", "^_*iput$", "^_*skb_(?:put|push|pull)$",
+    "^usb_(?:control|bulk|interrupt)_msg$", "^usb_start_wait_urb$", "copy_to_iter", "^_*copyout",
     "cancel_delayed_work", "drain_workqueue", "destroy_workqueue", "del_timer", "timer_sync",
     "memcpy", "memset", "memmove", "memcmp", "memchr", "strlen", "strnlen", "strcmp",
     "strncmp", "strcpy", "strncpy", "strscpy", "strlcpy", "strcat", "strncat", "strchr",
     "strrchr", "strstr", "strnstr", "copy_from_user", "copy_to_user", "copy_user",
     "copy_in_user", "raw_copy_", "strncpy_from_user", "strnlen_user", "^_*clear_user",
     "^_*get_user", "^_*put_user", "csum_partial_copy", "fortify", "^_*test_and_(?:set|clear)_bit",
-    "^_*(?:set|clear|change)_bit$", "^_*hex_dump", "^_*hex_string$", "^_*string$", "^_*pointer$",
+    "^_*(?:set|clear|change)_bit$", "hex_dump", "^_*hex_string$", "^_*string$", "^_*pointer$",
     "vsnprintf", "vscnprintf", "snprintf", "scnprintf", "sprintf", "va_format",
     "dev_vprintk", "dev_printk", "^_*dev_(?:err|warn|info|notice|dbg|emerg|crit|alert)$",
     "^_*crc", "_nlink$", "^_*(?:fast_)?dput$", "cleanup_srcu_struct", "assertfail",

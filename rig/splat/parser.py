@@ -25,6 +25,7 @@ _HEADERS = re.compile("|".join(f"(?P<k{i}>{kind.header})" for i, kind in enumera
 MAX_REPORT_LINES = 600  # the longest real reports (hung task with lock dumps) stay below this
 HEAD_LINES = 8  # a title pattern may look this far below the header line
 QUIET_LINES = 4  # this many unrelated lines after the stack end a report
+NESTED_HEADER_LINES = 3  # a header this close below another, before any stack, is the same crash
 
 # Lines that keep a report going after its stack has started.
 _REPORT_LINE = re.compile(
@@ -62,11 +63,11 @@ class _Raw:
 def parse_log(data: bytes | str) -> list[Finding]:
     """Every kernel report in `data`, in log order."""
     log = LogText(decode(data))
-    findings: list[Finding] = []
+    findings: list[tuple[int, Finding]] = []  # (header offset, finding): log order is header order
     pending_leaks: list[_Raw] = []
     taken_until: dict[str, int] = {}  # caller -> offset up to which lines belong to a report
     for raw in _cut_reports(log, taken_until):
-        if raw.kind.header.startswith("unreferenced"):
+        if raw.kind.name == "leak":
             if pending_leaks and not _adjacent(log, pending_leaks[-1], raw):
                 findings.extend(_leak_findings(log, pending_leaks))
                 pending_leaks = []
@@ -77,11 +78,11 @@ def parse_log(data: bytes | str) -> list[Finding]:
             pending_leaks = []
         finding = _name(log, raw)
         if finding is not None:
-            findings.append(finding)
+            findings.append((raw.lines[raw.header].start, finding))
     if pending_leaks:
         findings.extend(_leak_findings(log, pending_leaks))
-    findings.sort(key=lambda f: f.start)
-    return findings
+    findings.sort(key=lambda pair: pair[0])
+    return [finding for _, finding in findings]
 
 
 def _kind_of(match: re.Match[str]) -> ReportKind:
@@ -108,9 +109,10 @@ def _cut_reports(log: LogText, taken_until: dict[str, int]):  # noqa: ANN202 - g
             if rebooted:
                 yield _Raw(kind, [line], 0, col, False)
             continue
+        probe = _Raw(kind, log.lines_from(line_start, HEAD_LINES), 0, col, False)
+        if _match_rule(probe) is None:
+            continue  # a header cut short ("INFO: t"): the full line usually follows
         raw = _extent(log, line, col, kind)
-        if raw is None:
-            continue
         taken_until[line.caller] = raw.lines[-1].end
         yield raw
 
@@ -131,10 +133,13 @@ def _extent(log: LogText, header: Line, col: int, kind: ReportKind) -> _Raw | No
     quiet = 0
     after_end = -1
     truncated = not follow
-    is_leak = kind.header.startswith("unreferenced")
+    is_leak = kind.name == "leak"
+    foreign_untimed = header.timestamp is not None
     for pos, line in enumerate(follow):
         if caller and line.caller and line.caller != caller:
             continue  # another CPU or task printing in between
+        if foreign_untimed and line.timestamp is None and line.msg.strip():
+            continue  # not printk output: user space writing to the same console
         msg = line.msg
         if after_end >= 0:
             # A panic right after the end marker is part of the same crash.
@@ -147,6 +152,11 @@ def _extent(log: LogText, header: Line, col: int, kind: ReportKind) -> _Raw | No
             after_end = pos
             continue
         if _HEADERS.search(msg) and not FOLLOW_ON.search(msg) and not _belongs(kind, msg):
+            if _inside_stack(mine, follow, pos):
+                continue  # another CPU's one-line message printed in the middle of our stack
+            if not seen_stack and len(mine) <= NESTED_HEADER_LINES:
+                mine.append(line)  # a second header right below ours: one crash, two messages
+                continue
             break
         if is_leak and msg and not msg[0].isspace() and not msg.startswith("unreferenced"):
             # a leak report is the object line and its indented details
@@ -171,11 +181,17 @@ def _extent(log: LogText, header: Line, col: int, kind: ReportKind) -> _Raw | No
     return _Raw(kind, before + mine, len(before), col, truncated)
 
 
+def _inside_stack(mine: list[Line], follow: list[Line], pos: int) -> bool:
+    """The line at `pos` sits between two frames of the report's stack."""
+    nxt = follow[pos + 1].msg if pos + 1 < len(follow) else ""
+    return parse_frame(mine[-1].msg) is not None and parse_frame(nxt) is not None
+
+
 def _belongs(kind: ReportKind, msg: str) -> bool:
     """Headers that are part of the open report rather than a new one."""
     return bool(re.match(r"\s*(?:INFO: lockdep is turned off|INFO: Slab|INFO: Object|INFO: Freed|"
                          r"INFO: Allocated|INFO: Stall ended|INFO: task .* blocked for more)", msg)) and (
-        "blocked for more" not in msg or kind.header == "INFO:")
+        "blocked for more" not in msg or kind.name == "info")
 
 
 def _preamble(log: LogText, header: Line) -> list[Line]:
@@ -277,15 +293,22 @@ def _candidates(msgs: list[str], places: tuple[Place, ...]) -> tuple[list[tuple[
                     break
         else:
             i = cursor
+            if place.start is not None:
+                i = next((j + 1 for j in range(cursor, len(msgs)) if place.start.search(msgs[j])), cursor)
+            begin = i
             while i < len(msgs):
                 msg = msgs[i]
-                if place.stop is not None and i > cursor and place.stop.search(msg):
+                if place.stop is not None and i > begin and place.stop.search(msg):
                     break
                 parsed = parse_frame(msg)
                 if parsed is not None and not parsed[1]:
                     out.append((parsed[0], i))
-                    if not trace or len(trace) < 64:
+                    if len(trace) < 64:
                         trace.append(parsed[0])
+                elif place.with_pc:
+                    func = pc_function(msg)
+                    if func is not None:
+                        out.append((func, i))
                 i += 1
             cursor = i
     return out + fallback, trace
@@ -296,7 +319,7 @@ def _pick(rule: TitleRule, candidates: list[tuple[str, int]], msgs: list[str]) -
     if rule.stall:
         return stall_frame(candidates, msgs, skip)
     if rule.hung:
-        return hang_frame([func for func, _ in candidates])
+        return hang_frame([func for func, _ in candidates if not skip.skips(func)])
     for func, _ in candidates:
         if not skip.skips(func):
             return func
@@ -319,7 +342,7 @@ def _fill(template: str, match: re.Match[str], frame: str) -> str:
     return " ".join(title.split())
 
 
-def _leak_findings(log: LogText, objects: list[_Raw]) -> list[Finding]:
+def _leak_findings(log: LogText, objects: list[_Raw]) -> list[tuple[int, Finding]]:
     """One finding per distinct leak title in a kmemleak dump, objects grouped by backtrace."""
     by_title: dict[str, list[tuple[_Raw, kmemleak.LeakObject]]] = {}
     corrupted_titles: set[str] = set()
@@ -336,13 +359,13 @@ def _leak_findings(log: LogText, objects: list[_Raw]) -> list[Finding]:
         if frame is None:
             corrupted_titles.add(title)
         by_title.setdefault(title, []).append((raw, obj))
-    out: list[Finding] = []
+    out: list[tuple[int, Finding]] = []
     for title, members in by_title.items():
         first_raw = members[0][0]
         first = first_raw.lines[0]
         groups = kmemleak.group_objects([obj for _, obj in members])
         report = "\n".join("\n".join(ln.msg for ln in raw.lines) for raw, _ in members)
-        out.append(Finding(
+        out.append((first_raw.lines[first_raw.header].start, Finding(
             title=title,
             kind="kmemleak",
             corrupted=title in corrupted_titles or any(raw.truncated for raw, _ in members),
@@ -355,5 +378,5 @@ def _leak_findings(log: LogText, objects: list[_Raw]) -> list[Finding]:
             frames=members[0][1].frames,
             leak_groups=groups,
             caller=first.caller,
-        ))
+        )))
     return out

@@ -29,6 +29,8 @@ class Place:
     kind: str
     pattern: re.Pattern[str] | None = None
     stop: re.Pattern[str] | None = None
+    start: re.Pattern[str] | None = None  # trace: begin after the first such line, when there is one
+    with_pc: bool = False  # trace: RIP/pc lines count as frames, in line order
     fallback: bool = False  # searched from the header, tried only after every other place
 
 
@@ -46,6 +48,7 @@ class TitleRule:
 
 @dataclass(frozen=True)
 class ReportKind:
+    name: str  # "leak", "bug", "warning", "info", ...: only for rig's own bookkeeping
     header: str  # regex fragment that starts a report
     rules: tuple[TitleRule, ...]
     ignore: re.Pattern[str] | None = None  # header lines that are no report
@@ -59,7 +62,11 @@ def _re(pattern: str) -> re.Pattern[str]:
 FUNC = r"(?P<func>[A-Za-z_][A-Za-z0-9_.]*)"
 PC = Place("pc")
 TRACE = Place("trace")
-KASAN_TRACE = Place("trace", stop=_re(r"^(?:Allocated by|Freed by|The buggy address|Memory state around|"
+_CALL_TRACE_START = _re(r"^(?:Call Trace|Call trace|Backtrace)\s*:")
+# The stack a report prints, not earlier lines such as "Preemption disabled at: [<..>] f+0x"
+CALL_TRACE = Place("trace", start=_CALL_TRACE_START)
+STALL_TRACE = Place("trace", with_pc=True)
+KASAN_TRACE = Place("trace", start=_CALL_TRACE_START, stop=_re(r"^(?:Allocated by|Freed by|The buggy address|Memory state around|"
                                         r"Last potentially related|Second to last)"))
 HUNG_TRACE = Place("trace", stop=_re(r"Showing all locks held|NMI backtrace|^\s*\d+ locks? held by"))
 
@@ -80,7 +87,7 @@ LOCKDEP_SKIP = SkipRule([
     "process_one_work", "worker_thread", "flush_workqueue", "flush_work", "start_flush_work",
     "fs_reclaim_acquire", "fs_reclaim_release", "dma_resv_lock", "dma_resv_unlock",
     "dma_fence_begin_signalling", "dma_fence_end_signalling", "lock_page", "lock_buffer",
-    "spin_lock", "mutex_lock", "down_", "up_",
+    "spin_lock", "mutex_lock",
 ])
 # kmemleak backtraces start inside the allocator; the leak is where the allocation was asked for.
 LEAK_SKIP = SkipRule([
@@ -110,7 +117,7 @@ _LOCKDEP_RULES = (
               (AFTER(r"which became \S+-irq-safe at:"), TRACE, AT(), TRACE), LOCKDEP_SKIP),
     TitleRule(_re(r"(?:WARNING|INFO): inconsistent lock state"),
               "inconsistent lock state in {frame}", "lockdep",
-              (AFTER(r"\] takes:$|\] takes:"), AT(), TRACE), LOCKDEP_SKIP),
+              (AFTER(r"\] takes:"), AT(), AFTER(r"stack backtrace:"), TRACE), LOCKDEP_SKIP),
     TitleRule(_re(r"(WARNING|INFO): suspicious RCU usage"),
               "{1}: suspicious RCU usage in {frame}", "lockdep", (AFTER(r"stack backtrace:"), TRACE),
               SkipRule(["rcu_read_lock_held", "rcu_dereference", "lockdep_rcu"])),
@@ -122,8 +129,8 @@ _LOCKDEP_RULES = (
               "{1}: held lock freed in {frame}", "lockdep", (TRACE,)),
     TitleRule(_re(r"(?:WARNING|BUG): (?:\S+ )?still has locks held!"),
               "WARNING: still has locks held in {frame}", "lockdep", (AT(), TRACE)),
-    TitleRule(_re(r"(?:WARNING|BUG): nested lock was not taken"),
-              "WARNING: nested lock was not taken in {frame}", "lockdep", (TRACE,)),
+    TitleRule(_re(r"(?i)(?:WARNING|BUG): nested lock was not taken"),
+              "WARNING: nested lock was not taken in {frame}", "lockdep", (AT(), TRACE)),
     TitleRule(_re(r"(?:WARNING|BUG|INFO): trying to register non-static key"),
               "INFO: trying to register non-static key in {frame}", "lockdep", (TRACE,)),
     TitleRule(_re(r"BUG: MAX_[A-Z_]+ too low!"), "{0}", "lockdep"),
@@ -134,13 +141,12 @@ _LOCKDEP_RULES = (
 
 # ---------------------------------------------------------------------------- memory
 
-_KASAN_TRACE_PLACES = (AFTER(r"^(?:Call Trace|Call trace):"), KASAN_TRACE)
+# the function on the header line only when the stack is lost
+_KASAN_TRACE_PLACES = (KASAN_TRACE, Place("line", _re(r"KASAN: [a-z\-]+ in " + FUNC + r"\+0x"), fallback=True))
 _KASAN_FREE_SKIP = SkipRule(["kfree", "kmem_cache_free", "slab_free", "^_*free_"])
 _KASAN_RULES = (
-    TitleRule(_re(r"BUG: KASAN: double-free or invalid-free in"),
+    TitleRule(_re(r"BUG: KASAN: (?:double-free or invalid-free|double-free|invalid-free)"),
               "KASAN: invalid-free in {frame}", "kasan", _KASAN_TRACE_PLACES, _KASAN_FREE_SKIP),
-    TitleRule(_re(r"BUG: KASAN: (double-free|invalid-free)"),
-              "KASAN: {1} in {frame}", "kasan", _KASAN_TRACE_PLACES, _KASAN_FREE_SKIP),
     TitleRule(_re(r"BUG: KASAN: ([a-z\-]+)(?: in| on address).*\n(?:.*\n){0,6}?.*?(Read|Write)"
                   r" (?:of size|at addr)"),
               "KASAN: {1} {2} in {frame}", "kasan", _KASAN_TRACE_PLACES),
@@ -150,8 +156,12 @@ _KASAN_RULES = (
 )
 
 _KFENCE_KMSAN_KCSAN_RULES = (
-    TitleRule(_re(r"BUG: KFENCE: ([a-z\- ]+?) in "), "KFENCE: {1} in {frame}", "kfence", (KASAN_TRACE,),
+    TitleRule(_re(r"BUG: KFENCE: ([a-z\- ]+?) in "), "KFENCE: {1} in {frame}", "kfence",
+              (Place("trace", stop=_re(r"^kfence-#|allocated by task|freed by task|^CPU:")),),
               SkipRule(["kfence", "kfree", "kmem_cache_free", "slab_free"])),
+    TitleRule(_re(r"BUG: KMSAN: kernel-usb-infoleak"), "KMSAN: kernel-usb-infoleak in {frame}", "kmsan",
+              (Place("trace", stop=_re(r"^(?:Uninit was|Local variable|Bytes \d|Memory access)")),),
+              SkipRule(["^usb_submit_urb$"])),
     TitleRule(_re(r"BUG: KMSAN: ([a-z\-]+)"), "KMSAN: {1} in {frame}", "kmsan",
               (Place("trace", stop=_re(r"^(?:Uninit was|Local variable|Bytes \d|Memory access)")),)),
     TitleRule(_re(r"BUG: KCSAN: ([a-z\-]+) in " + FUNC + r"(?: / (?P<func2>[A-Za-z_][A-Za-z0-9_.]*))?"),
@@ -165,10 +175,11 @@ _MEMLEAK_RULES = (
 
 # ---------------------------------------------------------------------------- faults
 
-_FAULT_PLACES = (PC, TRACE)
+_FAULT_PLACES = (PC, CALL_TRACE)
 
 _BUG_RULES = (
-    TitleRule(_re(r"BUG: unable to handle kernel paging request|BUG: unable to handle page fault"),
+    TitleRule(_re(r"BUG: unable to handle kernel paging request|BUG: unable to handle page fault|"
+                  r"BUG: Unable to handle kernel (?:data access|instruction fetch)"),
               "BUG: unable to handle kernel paging request in {frame}", "oops", _FAULT_PLACES,
               alt="bad-access in {frame}"),
     TitleRule(_re(r"BUG: unable to handle kernel NULL pointer dereference|BUG: kernel NULL pointer dereference"),
@@ -176,17 +187,16 @@ _BUG_RULES = (
               alt="bad-access in {frame}"),
     TitleRule(_re(r"BUG: unable to handle kernel access to user memory|BUG: kernel access to user memory"),
               "BUG: unable to handle kernel access to user memory in {frame}", "oops", _FAULT_PLACES),
-    TitleRule(_re(r"(?m)BUG: unable to handle kernel( [a-z ]+?)?(?: at| in|$)"),
-              "BUG: unable to handle kernel{1} in {frame}", "oops", _FAULT_PLACES),
-    TitleRule(_re(r"BUG: soft lockup"), "BUG: soft lockup in {frame}", "soft-lockup", (PC, TRACE), stall=True),
+    TitleRule(_re(r"BUG: unable to handle kernel"), "BUG: unable to handle kernel", "oops"),
+    TitleRule(_re(r"BUG: soft lockup"), "BUG: soft lockup in {frame}", "soft-lockup", (STALL_TRACE,), stall=True),
     TitleRule(_re(r"BUG: (spinlock|rwlock) ([a-z ]+?)(?: on CPU| on| in|$)"),
-              "BUG: {1} {2} in {frame}", "lockdep", (TRACE,)),
+              "BUG: {1} {2} in {frame}", "lockdep", (CALL_TRACE,)),
     TitleRule(_re(r"BUG: sleeping function called from invalid context"),
-              "BUG: sleeping function called from invalid context in {frame}", "atomic-sleep", (TRACE,)),
+              "BUG: sleeping function called from invalid context in {frame}", "atomic-sleep", (CALL_TRACE,)),
     TitleRule(_re(r"BUG: scheduling while atomic"), "BUG: scheduling while atomic in {frame}",
-              "atomic-sleep", (TRACE,), SkipRule(["schedule", "preempt_schedule", "schedule_debug"])),
+              "atomic-sleep", (CALL_TRACE,), SkipRule(["schedule", "preempt_schedule", "schedule_debug", "schedule_bug"])),
     TitleRule(_re(r"BUG: using ([a-z_]+\(\)) in preemptible"),
-              "BUG: using {1} in preemptible code in {frame}", "preempt", (TRACE,)),
+              "BUG: using {1} in preemptible code in {frame}", "preempt", (CALL_TRACE,)),
     TitleRule(_re(r"BUG: workqueue lockup"), "BUG: workqueue lockup", "hung-task"),
     TitleRule(_re(r"BUG: Bad page (state|map)"), "BUG: Bad page {1} in {frame}", "bad-page",
               (Place("trace", stop=_re(r"^Modules linked in|^page_owner free")),),
@@ -194,8 +204,8 @@ _BUG_RULES = (
                         "pagecache_get_page", "find_or_create_page", "grab_cache_page",
                         "free_pages", "free_unref", "bad_page", "free_page", "release_pages",
                         "__folio_put", "put_page", "unmap_", "zap_", "page_remove_rmap"])),
-    TitleRule(_re(r"BUG: stack guard page was hit"), "BUG: stack guard page was hit in {frame}",
-              "stack-overflow", (PC, TRACE)),
+    TitleRule(_re(r"BUG: (?:TASK |IRQ )?stack guard page was hit"), "BUG: stack guard page was hit in {frame}",
+              "stack-overflow", (STALL_TRACE,), stall=True),
     TitleRule(_re(r"BUG: Dentry .*still in use.*\[(\w+)"), "BUG: Dentry still in use in {1}", "bug"),
     TitleRule(_re(r"BUG: (?:\S+ )?\(Not tainted\)|BUG: (Object already free)"), "BUG: {1}", "slab"),
     TitleRule(_re(r"BUG: corrupted list"), "BUG: corrupted list in {frame}", "list", _FAULT_PLACES),
@@ -229,7 +239,7 @@ _WARN_FILES = (
 
 _WARNING_AT = r"WARNING: (?:CPU: -?\d+ PID: -?\d+ )?(?:at )?"
 # The pc, the call trace, and last the function on the WARNING line itself.
-_WARN_PLACES = (PC, TRACE, Place("line", _re(r"^WARNING: .*? at (?:\S+ )?" + FUNC + r"\+0x"), fallback=True))
+_WARN_PLACES = (PC, CALL_TRACE, Place("line", _re(r"^WARNING: .*? at (?:\S+ )?" + FUNC + r"\+0x"), fallback=True))
 
 _WARNING_RULES = (
     *(TitleRule(_re(_WARNING_AT + r"(?:" + files + r")"), title, kind, _WARN_PLACES, skip)
@@ -246,11 +256,11 @@ _STALL_HEADER = (r"INFO: rcu_(?:preempt|sched|bh) (?:self-)?detected(?: expedite
                  r"INFO: rcu_(?:preempt|sched|bh) detected stalls")
 
 _INFO_RULES = (
-    TitleRule(_re(r"INFO: task .* blocked (?:in I/O wait )?for more than \d+ seconds"), "INFO: task hung in {frame}",
+    TitleRule(_re(r"INFO: task [\s\S]{0,100}? blocked (?:in I/O wait )?for more than \d+ seconds"), "INFO: task hung in {frame}",
               "hung-task", (HUNG_TRACE,), hung=True),
     TitleRule(_re(r"INFO: task .* can't die for more than \d+ seconds"), "INFO: task can't die in {frame}",
               "hung-task", (HUNG_TRACE,), hung=True),
-    TitleRule(_re(_STALL_HEADER), "INFO: rcu detected stall in {frame}", "rcu-stall", (PC, TRACE),
+    TitleRule(_re(_STALL_HEADER), "INFO: rcu detected stall in {frame}", "rcu-stall", (STALL_TRACE,),
               stall=True),
     TitleRule(_re(r"INFO: Allocated in (?P<func>[A-Za-z0-9_.]+)\S* (age=\d+ cpu=\d+ pid=\d+)"),
               "INFO: Allocated in {header} {2}", "slab"),
@@ -261,41 +271,43 @@ _UBSAN_SKIP = SkipRule(["^_*handle_", "val_to_string"])
 # ---------------------------------------------------------------------------- the kinds
 
 KINDS: tuple[ReportKind, ...] = (
-    ReportKind(r"unreferenced object 0x", _MEMLEAK_RULES),
+    ReportKind("leak", r"unreferenced object 0x", _MEMLEAK_RULES),
     ReportKind(
-        r"BUG:",
+        "bug", r"(?<![A-Za-z])BUG:",
         _LOCKDEP_RULES + _KASAN_RULES + _KFENCE_KMSAN_KCSAN_RULES + _BUG_RULES,
         # syz-manager's own line before a leak, and slab debug chatter are no reports
         ignore=_re(r"BUG: memory leak$|BUG: \S+ \(Not tainted\): kasan:|BUG: KASAN: \S+ on address$"),
     ),
-    ReportKind(r"WARNING:", _LOCKDEP_RULES + _WARNING_RULES,
+    ReportKind("warning", r"(?<![A-Za-z])WARNING:", _LOCKDEP_RULES + _WARNING_RULES,
                # WARNING: also starts plenty of harmless messages; reports have one of these forms
                ignore=_re(r"WARNING: (?!CPU:|at |possible|suspicious|inconsistent|bad unlock|lock held|"
-                          r"held lock|\S+ still has|still has|nested lock|kernel stack|[A-Z]+IRQ-|"
+                          r"held lock|\S+ still has|still has|[Nn]ested lock|kernel stack|[A-Z]+IRQ-|"
                           r"trying to|[\w./-]+\.[ch]:\d+ at )")),
-    ReportKind(r"INFO:", _LOCKDEP_RULES + _INFO_RULES,
+    ReportKind("info", r"(?<![A-Za-z])INFO:", _LOCKDEP_RULES + _INFO_RULES,
                ignore=_re(r"INFO: (?:lockdep is turned off|NMI handler|Stall ended|Slab 0x|Object 0x|"
                           r"Freed in)")),
     # SLUB's own consistency checks: "BUG kmalloc-8 (Tainted: G B): Object already free"
-    ReportKind(r"BUG [\w.-]+ \((?:Not tainted|Tainted: [^)]*)\): ", (
+    ReportKind("slub", r"BUG [\w.-]+ \((?:Not tainted|Tainted: [^)]*)\): ", (
         TitleRule(_re(r"BUG \S+ \([^)]*\): ([A-Za-z][\w ]*?[a-z])(?:[:.,]|\s*(?:\n|$))"), "BUG: {1}", "slab"),),
         ignore=_re(r"BUG \S+ \([^)]*\): kasan")),
     # a boot in the middle of a log: the guest rebooted behind rig's back
-    ReportKind(r"(?m:^(?:\[[ \d.]+\](?:\[[ TC\d]+\])? ?)?(?:SeaBIOS \(version|Booting the kernel|"
+    ReportKind("boot", r"(?m:^(?:\[[ \d.]+\](?:\[[ TC\d]+\])? ?)?(?:SeaBIOS \(version|Booting the kernel|"
                r"Linux version \d))", (
         TitleRule(_re(r""), "unexpected kernel reboot", "reboot"),), boot=True),
-    ReportKind(r"general protection fault", (
+    ReportKind("gpf", r"general protection fault", (
         TitleRule(_re(r"general protection fault"), "general protection fault in {frame}", "gpf",
                   _FAULT_PLACES, alt="bad-access in {frame}"),)),
-    ReportKind(r"Unable to handle kernel", (
+    ReportKind("unable", r"Unable to handle kernel", (
         TitleRule(_re(r"Unable to handle kernel NULL pointer dereference"),
                   "BUG: unable to handle kernel NULL pointer dereference in {frame}", "oops", _FAULT_PLACES),
-        TitleRule(_re(r"Unable to handle kernel (?:paging request|access to user memory)"),
+        TitleRule(_re(r"Unable to handle kernel access to user memory"),
+                  "BUG: unable to handle kernel access to user memory in {frame}", "oops", _FAULT_PLACES),
+        TitleRule(_re(r"Unable to handle kernel paging request"),
                   "BUG: unable to handle kernel paging request in {frame}", "oops", _FAULT_PLACES),
         TitleRule(_re(r"Unable to handle kernel ([a-z ]+?)(?: at|$)"),
                   "BUG: unable to handle kernel {1} in {frame}", "oops", _FAULT_PLACES),
     )),
-    ReportKind(r"kernel BUG at", (
+    ReportKind("kernel-bug", r"kernel BUG at", (
         TitleRule(_re(r"kernel BUG at (?:\S*/)?(?:list_debug\.c)"), "BUG: corrupted list in {frame}", "list",
                   _FAULT_PLACES),
         TitleRule(_re(r"kernel BUG at (?:\S*/)?(?:usercopy\.c)"), "BUG: bad usercopy in {frame}", "usercopy",
@@ -303,7 +315,7 @@ KINDS: tuple[ReportKind, ...] = (
                                            "check_copy_size", "check_bogus_address", "check_kernel_text"])),
         TitleRule(_re(r"kernel BUG at"), "kernel BUG in {frame}", "bug", _FAULT_PLACES),
     )),
-    ReportKind(r"Kernel panic - not syncing", (
+    ReportKind("panic", r"Kernel panic - not syncing", (
         TitleRule(_re(r"Kernel panic - not syncing: stack-protector: Kernel stack is corrupted"),
                   "kernel panic: stack is corrupted in {frame}", "panic",
                   (Place("line", _re(r"corrupted in: " + FUNC + r"\+0x")), TRACE),
@@ -315,29 +327,29 @@ KINDS: tuple[ReportKind, ...] = (
                   "kernel panic: {1}", "panic"),
         TitleRule(_re(r"Kernel panic - not syncing: ([^\n]*?)[\s.]*(?:\n|$)"), "kernel panic: {1}", "panic"),
     )),
-    ReportKind(r"divide error:", (
+    ReportKind("divide", r"divide error:", (
         TitleRule(_re(r"divide error:"), "divide error in {frame}", "oops", _FAULT_PLACES),)),
-    ReportKind(r"invalid opcode:", (
+    ReportKind("opcode", r"invalid opcode:", (
         TitleRule(_re(r"invalid opcode:"), "invalid opcode in {frame}", "oops", _FAULT_PLACES),)),
-    ReportKind(r"stack segment:", (
+    ReportKind("stackseg", r"stack segment:", (
         TitleRule(_re(r"stack segment:"), "stack segment fault in {frame}", "oops", _FAULT_PLACES),)),
-    ReportKind(r"PANIC: double fault", (
+    ReportKind("doublefault", r"PANIC: double fault", (
         TitleRule(_re(r"PANIC: double fault"), "PANIC: double fault in {frame}", "oops", _FAULT_PLACES),)),
-    ReportKind(r"Internal error:", (
+    ReportKind("internal", r"Internal error:", (
         TitleRule(_re(r"Internal error:"), "Internal error in {frame}", "oops", _FAULT_PLACES),)),
-    ReportKind(r"Unhandled fault:", (
+    ReportKind("unhandled", r"Unhandled fault:", (
         TitleRule(_re(r"Unhandled fault:"), "Unhandled fault in {frame}", "oops", _FAULT_PLACES),)),
-    ReportKind(r"Alignment trap:", (
+    ReportKind("alignment", r"Alignment trap:", (
         TitleRule(_re(r"Alignment trap:"), "Alignment trap in {frame}", "oops", _FAULT_PLACES),)),
-    ReportKind(r"UBSAN:", (
+    ReportKind("ubsan", r"UBSAN:", (
         TitleRule(_re(r"UBSAN: Undefined behaviour in"), "UBSAN: undefined-behaviour in {frame}", "ubsan",
                   (TRACE,), _UBSAN_SKIP),
         TitleRule(_re(r"UBSAN: ([a-z\-]+) in"), "UBSAN: {1} in {frame}", "ubsan", (TRACE,), _UBSAN_SKIP),
     )),
-    ReportKind(r"unregister_netdevice: waiting for", (
+    ReportKind("netdev", r"unregister_netdevice: waiting for", (
         TitleRule(_re(r"unregister_netdevice: waiting for \S+ to become free"),
                   "unregister_netdevice: waiting for DEV to become free", "hung-task"),)),
-    ReportKind(r"VFS: Close: file count is ", (
+    ReportKind("vfs", r"VFS: Close: file count is ", (
         TitleRule(_re(r"VFS: Close: file count is (?:zero|0)"), "VFS: Close: file count is zero (use-after-free)",
                   "bug"),)),
 )

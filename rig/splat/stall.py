@@ -24,8 +24,8 @@ _ANCHORS = re.compile(
     r"do_vfs_ioctl$|vfs_ioctl$|\w*compat_ioctl$|fput$|task_work_run$|do_syscall|entry_SYSCALL|"
     r"do_fast_syscall|do_int80|el0_svc|invoke_syscall|ret_fast_syscall|ksys_ioctl$|ksys_read$|"
     r"ksys_write$|smp_call_function|on_each_cpu|exit_to_usermode_loop$|exit_to_user_mode|"
-    r"syscall_exit_to_user_mode|do_group_exit$|get_signal$|do_signal$|ret_from_fork$|kernel_init$|"
-    r"do_one_initcall$|mmap_region$|do_mmap$|vm_mmap_pgoff$|do_fault$|handle_mm_fault$|"
+    r"syscall_exit_to_user_mode|ret_from_fork$|kernel_init$|"
+    r"do_one_initcall$|mmap_region$|do_mmap$|vm_mmap_pgoff$|do_fault$|"
     r"cpu_startup_entry$|do_idle$|start_secondary$|do_dentry_open$|vfs_open$)"
 )
 # The timer interrupt that fired the stall detector: frames below it are the detector itself.
@@ -34,37 +34,49 @@ _GRACE_PERIOD_DUMP = re.compile(r"RCU grace-period kthread stack dump")
 
 
 def stall_frame(candidates: list[tuple[str, int]], msgs: list[str], skip: SkipRule) -> str | None:
-    """The representative frame of a stall report, else its first frame that is not machinery."""
-    frames = _looping_frames(candidates, msgs)
-    prev: str | None = None
+    """The representative frame of a stall report (candidates: frames and pcs in line order)."""
+    frames = [func for func in _looping_frames(candidates, msgs) if not skip.skips(func)]
+    if not frames:
+        return None
+    prev = frames[0]
     for func in frames:
         if _ANCHORS.match(func):
             if func.lstrip("_").startswith("smp_call_function"):
                 return "smp_call_function"
-            if prev is not None:
-                return prev
-            continue
-        if not skip.skips(func):
-            prev = func
-    for func in frames:
-        if not skip.skips(func):
-            return func
-    return None
+            return prev
+        prev = func
+    return frames[0]
 
 
 def _looping_frames(candidates: list[tuple[str, int]], msgs: list[str]) -> list[str]:
-    """Frames of the stalled context: not the detector's interrupt, not the RCU kthread dump."""
+    """Frames of the stalled context: not the detector's interrupt, not the RCU kthread dump.
+
+    Where the timer interrupt that ran the detector comes before the interrupted pc, the
+    stalled code is what follows the interrupt frames; otherwise it starts at the first pc.
+    """
     dump = _grace_period_dump(msgs)
     kept = [(func, line) for func, line in candidates if not dump[0] <= line < dump[1]]
-    if kept and not _looks_like_pc(msgs[kept[0][1]]):
-        # no interrupted pc: skip up to the end of the timer interrupt frames, if any
-        first = next((i for i, (func, _) in enumerate(kept) if _TIMER_IRQ.search(func)), -1)
-        if first >= 0:
-            last = first
-            while last + 1 < len(kept) and _TIMER_IRQ.search(kept[last + 1][0]):
-                last += 1
-            kept = kept[last + 1:]
+    pc = next((i for i, (_, line) in enumerate(kept) if _looks_like_pc(msgs[line])), len(kept))
+    timer = next((i for i, (func, _) in enumerate(kept) if _TIMER_IRQ.search(func)), -1)
+    if timer > pc and not _irq_between(msgs, kept[pc][1], kept[timer][1]):
+        timer = -1  # the pc is the stalled task itself; the interrupt frames come after it
+    if timer >= 0:
+        while timer + 1 < len(kept) and _TIMER_IRQ.search(kept[timer + 1][0]):
+            timer += 1
+        return [func for func, _ in kept[timer + 1:]]
+    if pc < len(kept):
+        return [func for func, _ in kept[pc:]]
     return [func for func, _ in kept]
+
+
+def _irq_between(msgs: list[str], first: int, last: int) -> bool:
+    """The pc at line `first` was in interrupt context: an <IRQ> section opens in its own trace."""
+    for i in range(first + 1, last):
+        if msgs[i].strip() == "<IRQ>":
+            return True
+        if _looks_like_pc(msgs[i]):
+            return False  # the next context's dump begins
+    return False
 
 
 def _looks_like_pc(msg: str) -> bool:
