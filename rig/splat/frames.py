@@ -16,14 +16,15 @@ _FRAME = re.compile(
     r"\s*(?:(?:\[<?(?:0x)?[0-9a-fA-F]+>?\]|0x[0-9a-f]+)\s*)*"
     r"(?P<q>\?\s+)?(?P<func>[A-Za-z_$][A-Za-z0-9_.$]*)\+0x[0-9a-fA-F]+(?:/0x[0-9a-fA-F]+)?"
 )
-# A function the symbolizer placed inline: "  skb_put include/linux/skbuff.h:123 [inline]".
-_INLINE = re.compile(r"\s*(?P<func>[A-Za-z_][A-Za-z0-9_.]*) \S+:\d+(?::\d+)? \[inline\]")
+# Frames a symbolizer adds for inlined code ("skb_put include/linux/skbuff.h:123 [inline]")
+# are not frames of the machine stack; titles ignore them, as syzbot's do.
 # 32-bit ARM: "[<c036a6dc>] (serial8250_console_write) from [<c0...>] (...)".
-_ARM = re.compile(r"\s*\[<[0-9a-f]+>\]\s*\([A-Za-z_][A-Za-z0-9_.]*(?:\+0x[0-9a-f]+/0x[0-9a-f]+)?\) from "
-                  r"\[<[0-9a-f]+>\]\s*\((?P<func>[A-Za-z_][A-Za-z0-9_.]*)")
+_ARM = re.compile(r"\s*\[<[0-9a-f]+>\]\s*\((?P<func>[^()]*?)(?:\+0x[0-9a-f]+/0x[0-9a-f]+)?\) from "
+                  r"\[<[0-9a-f]+>\]\s*\((?P<caller>[A-Za-z_][A-Za-z0-9_.]*)")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*$")
 # The faulting function: x86 RIP/IP, arm64 "pc :", arm "PC is at", powerpc NIP, riscv epc.
 _PC_LINE = re.compile(
-    r"\s*(?:RIP: [0-9a-f]{4}:|IP:|EIP: [0-9a-f]{4}:|NIP:?|pc\s*:|PC is at|LR is at|lr\s*:|epc\s*:|ra\s*:)\s*"
+    r"\s*(?:RIP: [0-9a-f]{4}:|IP:|EIP: [0-9a-f]{4}:|NIP:?|pc\s*:|PC is at|epc\s*:)\s*"
     r"(?:(?:\[<?[0-9a-f]+>?\]|\[[0-9a-f]+\]|0x[0-9a-f]+)\s*)*"
     r"(?P<func>[A-Za-z_][A-Za-z0-9_.]*)\+0x[0-9a-f]+"
 )
@@ -42,10 +43,16 @@ def parse_frame(msg: str) -> tuple[str, bool] | None:
     if m is not None:
         # "func+0x" glued to a longer word ("RIP: 0010:func+0x") is no frame line.
         return normalize_function(m.group("func")), m.group("q") is not None
-    m = _INLINE.match(msg) or _ARM.match(msg)
-    if m is not None:
+    m = _ARM.match(msg)
+    if m is not None and _NAME.match(m.group("func")):
         return normalize_function(m.group("func")), False
     return None
+
+
+def arm_caller(msg: str) -> str | None:
+    """The caller on a 32-bit ARM "(callee) from (caller+off)" line."""
+    m = _ARM.match(msg) if "from" in msg else None
+    return normalize_function(m.group("caller")) if m else None
 
 
 def pc_function(msg: str) -> str | None:

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 
 from rig.splat import kmemleak, lockdep
-from rig.splat.frames import COMMON_SKIP, parse_frame, pc_function
+from rig.splat.frames import COMMON_SKIP, arm_caller, parse_frame, pc_function
 from rig.splat.model import Finding
 from rig.splat.rules import (
     BOOT_PREAMBLE, BOOT_SPAN, END_MARKER, FOLLOW_ON, KINDS, PREAMBLE, Place, ReportKind, TitleRule,
@@ -22,7 +22,7 @@ from rig.splat.text import Line, LogText, decode
 
 _HEADERS = re.compile("|".join(f"(?P<k{i}>{kind.header})" for i, kind in enumerate(KINDS)))
 
-MAX_REPORT_LINES = 600  # the longest real reports (hung task with lock dumps) stay below this
+MAX_REPORT_LINES = 2000  # deep recursions (stack overflows) print very long traces
 HEAD_LINES = 8  # a title pattern may look this far below the header line
 QUIET_LINES = 4  # this many unrelated lines after the stack end a report
 NESTED_HEADER_LINES = 3  # a header this close below another, before any stack, is the same crash
@@ -296,15 +296,24 @@ def _candidates(msgs: list[str], places: tuple[Place, ...]) -> tuple[list[tuple[
             if place.start is not None:
                 i = next((j + 1 for j in range(cursor, len(msgs)) if place.start.search(msgs[j])), cursor)
             begin = i
+            last_caller: str | None = None
             while i < len(msgs):
                 msg = msgs[i]
                 if place.stop is not None and i > begin and place.stop.search(msg):
                     break
                 parsed = parse_frame(msg)
-                if parsed is not None and not parsed[1]:
+                caller = arm_caller(msg) if parsed is not None else None
+                if parsed is not None and not parsed[1] and parsed[0] != last_caller:
                     out.append((parsed[0], i))
                     if len(trace) < 64:
                         trace.append(parsed[0])
+                if caller is not None:
+                    # an ARM line names its caller too; the next line repeats it as its callee
+                    out.append((caller, i))
+                    if len(trace) < 64:
+                        trace.append(caller)
+                if parsed is not None:
+                    last_caller = caller
                 elif place.with_pc:
                     func = pc_function(msg)
                     if func is not None:
@@ -317,7 +326,7 @@ def _candidates(msgs: list[str], places: tuple[Place, ...]) -> tuple[list[tuple[
 def _pick(rule: TitleRule, candidates: list[tuple[str, int]], msgs: list[str]) -> str | None:
     skip = COMMON_SKIP + rule.skip
     if rule.stall:
-        return stall_frame(candidates, msgs, skip)
+        return stall_frame(candidates, msgs, skip, own_cpu=rule.kind in ("soft-lockup", "stack-overflow"))
     if rule.hung:
         return hang_frame([func for func, _ in candidates if not skip.skips(func)])
     for func, _ in candidates:

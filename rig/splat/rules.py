@@ -244,8 +244,11 @@ _WARN_PLACES = (PC, CALL_TRACE, Place("line", _re(r"^WARNING: .*? at (?:\S+ )?" 
 _WARNING_RULES = (
     *(TitleRule(_re(_WARNING_AT + r"(?:" + files + r")"), title, kind, _WARN_PLACES, skip)
       for files, title, kind, skip in _WARN_FILES),
-    TitleRule(_re(r"WARNING: kernel stack (regs|frame pointer) .*?has bad ('\w+' )?value"),
+    # the register is named only when the kernel printed real addresses (not "(ptrval)")
+    TitleRule(_re(r"WARNING: kernel stack (regs|frame pointer) at [0-9a-f]+ in \S+ has bad ('\w+' )?value"),
               "WARNING: kernel stack {1} has bad {2}value", "warning"),
+    TitleRule(_re(r"WARNING: kernel stack (regs|frame pointer) at .*? has bad"),
+              "WARNING: kernel stack {1} has bad value", "warning"),
     TitleRule(_re(_WARNING_AT + r"\S+:\d+"), "WARNING in {frame}", "warning", _WARN_PLACES),
     TitleRule(_re(_WARNING_AT + r"[A-Za-z_][A-Za-z0-9_.]*\+0x"), "WARNING in {frame}", "warning", _WARN_PLACES),
 )

@@ -33,9 +33,14 @@ _TIMER_IRQ = re.compile(r"apic_timer_interrupt|hrtimer_interrupt|arch_timer_hand
 _GRACE_PERIOD_DUMP = re.compile(r"RCU grace-period kthread stack dump")
 
 
-def stall_frame(candidates: list[tuple[str, int]], msgs: list[str], skip: SkipRule) -> str | None:
-    """The representative frame of a stall report (candidates: frames and pcs in line order)."""
-    frames = [func for func in _looping_frames(candidates, msgs) if not skip.skips(func)]
+def stall_frame(candidates: list[tuple[str, int]], msgs: list[str], skip: SkipRule,
+                *, own_cpu: bool = False) -> str | None:
+    """The representative frame of a stall report (candidates: frames and pcs in line order).
+
+    own_cpu: the detector ran on the stuck CPU itself (soft lockup), so the first pc is
+    the looping code even when it was interrupted in softirq context.
+    """
+    frames = [func for func in _looping_frames(candidates, msgs, own_cpu) if not skip.skips(func)]
     if not frames:
         return None
     prev = frames[0]
@@ -48,7 +53,7 @@ def stall_frame(candidates: list[tuple[str, int]], msgs: list[str], skip: SkipRu
     return frames[0]
 
 
-def _looping_frames(candidates: list[tuple[str, int]], msgs: list[str]) -> list[str]:
+def _looping_frames(candidates: list[tuple[str, int]], msgs: list[str], own_cpu: bool) -> list[str]:
     """Frames of the stalled context: not the detector's interrupt, not the RCU kthread dump.
 
     Where the timer interrupt that ran the detector comes before the interrupted pc, the
@@ -58,7 +63,7 @@ def _looping_frames(candidates: list[tuple[str, int]], msgs: list[str]) -> list[
     kept = [(func, line) for func, line in candidates if not dump[0] <= line < dump[1]]
     pc = next((i for i, (_, line) in enumerate(kept) if _looks_like_pc(msgs[line])), len(kept))
     timer = next((i for i, (func, _) in enumerate(kept) if _TIMER_IRQ.search(func)), -1)
-    if timer > pc and not _irq_between(msgs, kept[pc][1], kept[timer][1]):
+    if timer > pc and (own_cpu or not _irq_between(msgs, kept[pc][1], kept[timer][1])):
         timer = -1  # the pc is the stalled task itself; the interrupt frames come after it
     if timer >= 0:
         while timer + 1 < len(kept) and _TIMER_IRQ.search(kept[timer + 1][0]):
