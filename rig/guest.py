@@ -8,6 +8,7 @@ threads may run commands at once (a workload beside a memory-pressure loop).
 
 from __future__ import annotations
 
+import logging
 import os
 import select
 import shlex
@@ -16,11 +17,14 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import paramiko
+
+# paramiko logs every failed attempt of its transport thread; rig reports failures itself.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 from rig.errors import InfraError, KernelError, UserError
 
@@ -95,6 +99,24 @@ class _PinnedKeyPolicy(paramiko.MissingHostKeyPolicy):
         )
 
 
+def _greeted_socket(host: str, port: int, wait_s: float) -> socket.socket:
+    """A TCP connection on which the SSH server has already sent its first bytes."""
+    try:
+        sock = socket.create_connection((host, port), timeout=wait_s)
+    except OSError as exc:
+        raise GuestUnreachable(f"cannot connect to {host}:{port}: {exc.strerror or exc}") from exc
+    try:
+        sock.settimeout(wait_s)
+        first = sock.recv(4, socket.MSG_PEEK)  # leave the banner for paramiko to read
+    except OSError as exc:
+        sock.close()
+        raise GuestUnreachable(f"sshd in the guest did not greet within {wait_s:.1f} s") from exc
+    if not first:
+        sock.close()
+        raise GuestUnreachable("the guest closed the connection (sshd not listening yet)")
+    return sock
+
+
 class Guest:
     """An SSH session with the guest (see the module docstring)."""
 
@@ -106,8 +128,15 @@ class Guest:
 
     @classmethod
     def connect(cls, port: int, key: Path, known_hosts: Path, *, host: str = "127.0.0.1",
-                timeout: float = HANDSHAKE_TIMEOUT_S) -> Guest:
-        """One attempt to log in; raises GuestUnreachable (or HostKeyMismatch) on failure."""
+                timeout: float = HANDSHAKE_TIMEOUT_S, banner_wait_s: float | None = None) -> Guest:
+        """One attempt to log in; raises GuestUnreachable (or HostKeyMismatch) on failure.
+
+        `banner_wait_s`: give up early unless sshd greets within this time. QEMU's user
+        networking accepts the TCP connection before the guest does, so while the guest
+        is still booting a connection can sit silent for long; a short wait and a retry
+        is faster than a long handshake timeout.
+        """
+        sock = _greeted_socket(host, port, banner_wait_s if banner_wait_s is not None else timeout)
         client = paramiko.SSHClient()
         address = f"[{host}]:{port}"
         for pinned in pinned_keys(known_hosts):
@@ -116,7 +145,7 @@ class Guest:
         try:
             pkey = paramiko.Ed25519Key.from_private_key_file(str(key))
             client.connect(
-                host, port=port, username=USER, pkey=pkey,
+                host, port=port, username=USER, pkey=pkey, sock=sock,
                 timeout=timeout, banner_timeout=timeout, auth_timeout=timeout, channel_timeout=timeout,
                 allow_agent=False, look_for_keys=False,
                 # The post-quantum exchange costs seconds under TCG; the guest offers curve25519.
@@ -131,6 +160,7 @@ class Guest:
                                   hint="another program may hold the forwarded port; run again") from exc
         except (OSError, EOFError, paramiko.SSHException) as exc:
             client.close()
+            sock.close()
             raise GuestUnreachable(f"SSH to the guest at {address} failed: {exc or type(exc).__name__}") from exc
         transport = client.get_transport()
         assert transport is not None
@@ -163,8 +193,12 @@ class Guest:
     # ------------------------------------------------------------ commands
 
     def run(self, argv: Sequence[str], *, timeout: float, check: bool = False,
-            env: Mapping[str, str] | None = None, input: bytes | None = None) -> GuestResult:
-        """Run argv in the guest; GuestTimeout if it has not finished after `timeout` s."""
+            env: Mapping[str, str] | None = None, input: bytes | None = None,
+            on_stdout: Callable[[bytes], None] | None = None,
+            on_stderr: Callable[[bytes], None] | None = None) -> GuestResult:
+        """Run argv in the guest; GuestTimeout if it has not finished after `timeout` s.
+
+        `on_stdout`/`on_stderr` see the output as it arrives (it is also kept whole)."""
         command = remote_command(argv, env)
         started = time.monotonic()
         deadline = started + timeout
@@ -183,9 +217,15 @@ class Guest:
                         hint="the guest may hang; see the console log")
                 select.select([channel], [], [], min(remaining, 1.0))
                 while channel.recv_ready():
-                    out += channel.recv(READ_CHUNK)
+                    data = channel.recv(READ_CHUNK)
+                    out += data
+                    if on_stdout is not None:
+                        on_stdout(data)
                 while channel.recv_stderr_ready():
-                    err += channel.recv_stderr(READ_CHUNK)
+                    data = channel.recv_stderr(READ_CHUNK)
+                    err += data
+                    if on_stderr is not None:
+                        on_stderr(data)
                 drained = not channel.recv_ready() and not channel.recv_stderr_ready()
                 # Done when the exit status came and the output ended (EOF or close).
                 if drained and channel.exit_status_ready() and (channel.eof_received or channel.closed):

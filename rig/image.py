@@ -25,6 +25,10 @@ from rig.errors import InfraError, UserError
 IMAGES_DIR = Path(__file__).resolve().parent.parent / "images"
 INIT_SCRIPT = IMAGES_DIR / "rig-init"
 SSHD_CONFIG = IMAGES_DIR / "sshd_config.conf"
+# rig-init's data: what it mounts (one `mount -a`) and how it sets up eth0 (one `ip -batch`).
+INIT_FSTAB = IMAGES_DIR / "fstab"
+INIT_NETWORK = IMAGES_DIR / "network"
+IMAGE_FILES = (INIT_SCRIPT, SSHD_CONFIG, INIT_FSTAB, INIT_NETWORK)
 
 # Bumped when the way an image is assembled changes, so old cache entries are not reused.
 IMAGE_FORMAT = "3"
@@ -134,7 +138,7 @@ def load_recipe(recipe: str) -> Recipe:
 
 def recipe_hash(recipe: Recipe) -> str:
     """What makes two images the same: the recipe and every file rig puts in the image."""
-    return cache.digest([IMAGE_FORMAT, recipe.canonical(), INIT_SCRIPT.read_bytes(), SSHD_CONFIG.read_bytes()])
+    return cache.digest([IMAGE_FORMAT, recipe.canonical(), *(path.read_bytes() for path in IMAGE_FILES)])
 
 
 def host_mirror(sources_dir: Path = Path("/etc/apt")) -> str:
@@ -311,6 +315,13 @@ def _customise(rootfs: Path, recipe: Recipe, ssh_dir: Path) -> None:
     init = rootfs / GUEST_INIT.lstrip("/")
     shutil.copyfile(INIT_SCRIPT, init)
     init.chmod(0o755)
+    rig_etc = rootfs / "etc/rig"
+    rig_etc.mkdir(exist_ok=True)
+    shutil.copyfile(INIT_FSTAB, rig_etc / "fstab")
+    shutil.copyfile(INIT_NETWORK, rig_etc / "network")
+    # sshd's privilege separation directory; /run is not a tmpfs in the guest, and each
+    # boot starts from the pristine image, so nothing stale can accumulate there.
+    (rootfs / "run/sshd").mkdir(mode=0o755, parents=True, exist_ok=True)
     conf_dir = rootfs / "etc/ssh/sshd_config.d"
     conf_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(SSHD_CONFIG, conf_dir / "rig.conf")

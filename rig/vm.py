@@ -36,6 +36,9 @@ PANIC_SETTLE_S = 3.0
 SSH_RETRY_S = 0.2
 # A single SSH attempt during boot: short, so a panic or exit is noticed quickly.
 SSH_ATTEMPT_TIMEOUT_S = 10.0
+# How long sshd may take to greet a connection while the guest boots (see Guest.connect).
+BANNER_WAIT_FIRST_S = 1.0
+BANNER_WAIT_MAX_S = 5.0
 # QEMU may lose the race for the free port rig picked; try a fresh one this many times.
 PORT_ATTEMPTS = 3
 
@@ -136,6 +139,7 @@ async def wait_ready(machine: Machine, image: GuestImage, port: int, timeout_s: 
     """Poll SSH until the guest logs rig in; panic, QEMU exit or the deadline end it."""
     deadline = time.monotonic() + timeout_s
     last_error = "no answer yet"
+    attempts = 0
     while True:
         if machine.panicked or machine.exited:
             await machine.wait_exit(PANIC_SETTLE_S)
@@ -147,8 +151,12 @@ async def wait_ready(machine: Machine, image: GuestImage, port: int, timeout_s: 
                 + indent(machine.console_tail(30)),
                 log=machine.console_log,
                 hint="the kernel may hang at boot, or lack a driver the image needs (virtio-blk, virtio-net, ext4)")
+        # Short greeting waits first (the guest is booting), longer ones later (it may be slow).
+        banner_wait = min(BANNER_WAIT_FIRST_S + 0.25 * attempts, BANNER_WAIT_MAX_S, remaining)
+        attempts += 1
         attempt = asyncio.ensure_future(asyncio.to_thread(
-            Guest.connect, port, image.ssh_key, image.known_hosts, timeout=min(SSH_ATTEMPT_TIMEOUT_S, remaining)))
+            Guest.connect, port, image.ssh_key, image.known_hosts,
+            timeout=min(SSH_ATTEMPT_TIMEOUT_S, remaining), banner_wait_s=banner_wait))
         try:
             return await watch(machine, attempt)
         except HostKeyMismatch:

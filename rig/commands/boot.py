@@ -1,0 +1,150 @@
+"""`rig boot`: boot a kernel on the guest image under QEMU, run a command (or a shell)
+in it over SSH, power it off, and exit with the command's status."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from rig import image as image_mod
+from rig.accel import choose_accel
+from rig.errors import UserError
+from rig.qemu.argv import GPU_DEVICES, MachineSpec, build_argv, render
+from rig.rundir import new_run_dir, reproduce_command, write_metadata
+from rig.vm import boot_guest, free_port, run_sync
+
+NAME = "boot"
+HELP = "boot a kernel under QEMU on the guest image and run a command (or a shell) in it"
+ORDER = 30
+EXAMPLES = [
+    "rig boot --kernel debian:6.1 -- sh -c 'uname -r; cat /sys/kernel/debug/dri/*/name'",
+    "rig boot --bzimage arch/x86/boot/bzImage --gpu bochs -- cat /sys/kernel/debug/dri/0/name",
+    "rig boot --kernel debian:6.1 -- /usr/libexec/igt-gpu-tools/vgem_basic",
+    "rig boot --bzimage bzImage --memory 4096 --cpus 1",
+    "rig boot --bzimage bzImage --dry-run",
+]
+
+DEFAULT_COMMAND_TIMEOUT_S = 3600.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    try:
+        from rig.commands.build import add_build_arguments
+    except ImportError:  # a tree without rig's kernel builder: --bzimage only
+        parser.add_argument("--kernel", help=argparse.SUPPRESS)
+    else:
+        add_build_arguments(parser)
+    parser.add_argument("--bzimage", type=Path, metavar="PATH",
+                        help="boot this kernel image as it is instead of building --kernel")
+    vm = parser.add_argument_group("machine")
+    vm.add_argument("--gpu", default="virtio-gpu", choices=list(GPU_DEVICES),
+                    help="GPU device model (default: %(default)s)")
+    vm.add_argument("--memory", type=int, default=2048, metavar="MiB", help="guest memory (default: %(default)s)")
+    vm.add_argument("--cpus", type=int, default=2, metavar="N", help="virtual CPUs (default: %(default)s)")
+    vm.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto",
+                    help="accelerator; auto probes KVM briefly and falls back to TCG (default: %(default)s)")
+    vm.add_argument("--append", action="append", default=[], metavar="ARG",
+                    help="extra kernel command-line argument; repeatable")
+    vm.add_argument("--image", default="default", metavar="RECIPE",
+                    help="guest image recipe (default: %(default)s)")
+    vm.add_argument("--ready-timeout", type=float, default=300.0, metavar="S",
+                    help="how long the guest may take to answer SSH (default: %(default)s)")
+    vm.add_argument("--timeout", type=float, default=DEFAULT_COMMAND_TIMEOUT_S, metavar="S",
+                    help="how long CMD may run (default: %(default)s)")
+    parser.add_argument("--out", type=Path, metavar="DIR", help="run directory (default: a new one)")
+    parser.add_argument("--dry-run", action="store_true", help="print the QEMU command line and exit")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    parser.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD",
+                        help="command to run in the guest (default: an interactive shell)")
+
+
+def _say(args: argparse.Namespace, line: str) -> None:
+    if not args.quiet:
+        print(f"rig: {line}", file=sys.stderr, flush=True)
+
+
+def _kernel(args: argparse.Namespace, out: Path) -> Path:
+    if args.bzimage is not None:
+        if not args.bzimage.is_file():
+            raise UserError(f"--bzimage {args.bzimage}: no such file", hint="give the path of a built bzImage")
+        return args.bzimage.resolve()
+    if args.kernel is None:
+        raise UserError("no kernel to boot", hint="pass --bzimage PATH or --kernel SPEC")
+    from rig.build import build
+    from rig.commands.build import request_from_args
+
+    artifacts = build(request_from_args(args), out / "build", progress=not args.quiet)
+    _say(args, f"kernel {artifacts.kernel_release} ({'cache hit' if artifacts.cache_hit else 'built'})")
+    return artifacts.bzimage
+
+
+def _command(args: argparse.Namespace) -> list[str]:
+    command = list(args.command)
+    if command[:1] == ["--"]:
+        command = command[1:]
+    return command
+
+
+def _dry_run(args: argparse.Namespace, out: Path) -> int:
+    kernel = args.bzimage.resolve() if args.bzimage is not None else Path(f"<bzImage of {args.kernel}>")
+    built = image_mod.find_image(args.image)
+    disk = out / "vm" / "overlay.qcow2"
+    accel = args.accel if args.accel != "auto" else (choose_accel(kernel).accel if kernel.is_file() else "tcg")
+    spec = MachineSpec(kernel=kernel, run_dir=out / "vm", accel=accel, gpu=args.gpu, memory_mib=args.memory,
+                       cpus=args.cpus, disk=disk, ssh_port=free_port(), init=image_mod.GUEST_INIT,
+                       cmdline_extra=tuple(args.append))
+    if built is None:
+        print(f"# the guest image is not built yet: rig image build {args.image}", file=sys.stderr)
+    else:
+        print(f"# overlay: qemu-img create -f qcow2 -F raw -b {built.disk} {disk}", file=sys.stderr)
+    print(render(build_argv(spec)))
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    out = new_run_dir("boot", args.out)
+    if args.dry_run:
+        return _dry_run(args, out)
+    command = _command(args)
+    if not command and not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise UserError("no command given and stdin is not a terminal",
+                        hint="give the command after --, e.g. rig boot --bzimage bzImage -- uname -r")
+    write_metadata(out, {"command": reproduce_command(), "guest_command": command})
+    kernel = _kernel(args, out)
+    guest_image = image_mod.ensure_image(args.image, progress=not args.quiet)
+    return run_sync(_boot_and_run(args, kernel, guest_image, out, command))
+
+
+async def _boot_and_run(args: argparse.Namespace, kernel: Path, guest_image: image_mod.GuestImage,
+                        out: Path, command: list[str]) -> int:
+    started = time.monotonic()
+    _say(args, f"booting {kernel.name} ({args.gpu}, {args.memory} MiB, {args.cpus} CPUs); run directory {out}")
+    async with boot_guest(kernel, guest_image, out / "vm", gpu=args.gpu, memory_mib=args.memory, cpus=args.cpus,
+                          cmdline_extra=tuple(args.append), ready_timeout_s=args.ready_timeout,
+                          accel=None if args.accel == "auto" else args.accel) as vm:
+        after_init = vm.times.init_to_ready_s
+        _say(args, f"{vm.accel.upper()} ({vm.accel_reason}); SSH ready after {vm.times.ready_s:.1f} s"
+                   + (f", {after_init:.1f} s after init started" if after_init is not None else ""))
+        write_metadata(out, {"accel": vm.accel, "accel_reason": vm.accel_reason, "ssh_port": vm.ssh_port,
+                             "console_log": str(vm.console_log), "ready_s": round(vm.times.ready_s, 2)})
+        if not command:
+            status = await vm.call(vm.guest.interactive_shell)
+        else:
+            result = await vm.call(vm.guest.run, command, timeout=args.timeout,
+                                   on_stdout=_writer(sys.stdout), on_stderr=_writer(sys.stderr))
+            status = result.exit_status
+    write_metadata(out, {"exit_status": status, "duration_s": round(time.monotonic() - started, 2)})
+    _say(args, f"guest command exited with status {status}; console log {vm.console_log}")
+    return status
+
+
+def _writer(stream: object):  # -> Callable[[bytes], None]
+    fd = stream.fileno()  # type: ignore[attr-defined]
+
+    def write(data: bytes) -> None:
+        os.write(fd, data)
+
+    return write
