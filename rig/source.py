@@ -212,7 +212,7 @@ def _debian(spec: str, reporter: Reporter) -> KernelSource:
     apt = PrivateApt(cache.cache_dir("apt"), host_mirror())
     version = _debian_version(apt, package, reporter)
     tree = cache.cache_dir("sources") / f"{package}_{version}"
-    with cache.locked(tree.with_suffix(".lock"), what=f"extracting {package}"):
+    with cache.locked(tree.parent / f"{tree.name}.lock", what=f"extracting {package}"):
         if not (tree / ".git").exists():
             _extract_debian(apt, package, version, tree, reporter)
     commit = git(["rev-parse", "HEAD"], tree).stdout.strip()

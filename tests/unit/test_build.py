@@ -159,3 +159,12 @@ def test_build_lock_path_follows_the_environment(tmp_path: Path, monkeypatch: py
     assert build_mod.build_lock_path() == tmp_path / "cache" / "locks" / "build.lock"
     monkeypatch.setenv("RIG_BUILD_LOCK", str(tmp_path / "shared.lock"))
     assert build_mod.build_lock_path() == tmp_path / "shared.lock"
+
+
+def test_progress_estimate_grows_when_the_build_runs_past_it() -> None:
+    from rig.progress import Task
+
+    task = Task(None, None, total=2)
+    for _ in range(4):
+        task.advance()
+    assert task.completed == 4 and task.total is not None and task.total > 4
