@@ -174,7 +174,10 @@ def _extent(log: LogText, header: Line, col: int, kind: ReportKind) -> _Raw | No
             quiet = 0
         mine.append(line)
     else:
-        truncated = len(follow) < MAX_REPORT_LINES and after_end < 0
+        # the log ended inside the report: damaged unless its stack made it out
+        truncated = len(follow) < MAX_REPORT_LINES and after_end < 0 and not seen_stack
+        if quiet:
+            del mine[len(mine) - quiet:]  # unrelated lines after the stack, up to the end of the log
     while len(mine) > 1 and not mine[-1].msg.strip():
         mine.pop()
     before = _preamble(log, header)
@@ -238,6 +241,7 @@ def _name(log: LogText, raw: _Raw) -> Finding | None:
     candidates, trace = _candidates(msgs, rule.places)
     frame = _pick(rule, candidates, msgs)
     corrupted = raw.truncated and not trace
+    trace = _main_trace(msgs)
     if rule.places and frame is None:
         corrupted = True
     title = _fill(rule.title, match, frame or "corrupted")
@@ -321,6 +325,29 @@ def _candidates(msgs: list[str], places: tuple[Place, ...]) -> tuple[list[tuple[
                 i += 1
             cursor = i
     return out + fallback, trace
+
+
+_TRACE_MARKER = re.compile(r"^(?:Call Trace|Call trace|Backtrace)\s*:")
+_IN_TRACE = re.compile(r"^\s*(?:<(?:/?IRQ|/?TASK|/?NMI|/?SOFTIRQ|EOI)>|\r?$|r\d+:| r\d+:|Exception stack)")
+
+
+def _main_trace(msgs: list[str]) -> list[str]:
+    """The report's own call trace (the first one under "Call Trace:", else the first stack)."""
+    begin = next((i + 1 for i, msg in enumerate(msgs) if _TRACE_MARKER.match(msg)), None)
+    if begin is None:
+        begin = next((i for i, msg in enumerate(msgs) if parse_frame(msg) is not None), len(msgs))
+    frames: list[str] = []
+    for msg in msgs[begin:]:
+        parsed = parse_frame(msg)
+        if parsed is None:
+            if _IN_TRACE.match(msg):
+                continue
+            if frames:
+                break
+            continue
+        if not parsed[1]:
+            frames.append(parsed[0])
+    return frames[:64]
 
 
 def _pick(rule: TitleRule, candidates: list[tuple[str, int]], msgs: list[str]) -> str | None:

@@ -91,7 +91,7 @@ LOCKDEP_SKIP = SkipRule([
 ])
 # kmemleak backtraces start inside the allocator; the leak is where the allocation was asked for.
 LEAK_SKIP = SkipRule([
-    "kmemleak", "mmap", "kmem", "slab", "alloc", "create_object", "idr_get", "list_lru_init",
+    "kmemleak", "mmap", "kmem", "slab", "alloc", "^_*create_object$", "idr_get", "list_lru_init",
     "kasprintf", "kvasprintf", "pcpu_create_chunk", "strdup", "strndup", "kstrdup",
     "kstrndup", "kmemdup", "kmemdup_nul", "kobject_set_name", "kobject_init_and_add",
     "kobject_add", "kvmalloc", "kmalloc", "kzalloc", "kcalloc", "vzalloc", "vmalloc",

@@ -26,7 +26,9 @@ _ANCHORS = re.compile(
     r"ksys_write$|smp_call_function|on_each_cpu|exit_to_usermode_loop$|exit_to_user_mode|"
     r"syscall_exit_to_user_mode|ret_from_fork$|kernel_init$|"
     r"do_one_initcall$|mmap_region$|do_mmap$|vm_mmap_pgoff$|do_fault$|"
-    r"cpu_startup_entry$|do_idle$|start_secondary$|do_dentry_open$|vfs_open$)"
+    r"cpu_startup_entry$|do_idle$|start_secondary$|do_dentry_open$|vfs_open$|"
+    # the ioctl/read/write entry points say nothing; the driver handler below them does
+    r"(?:x64_|ia32_|arm64_|se_|do_)?sys_(?:ioctl|read|write)$|drm_ioctl_kernel$|drm_ioctl$|drm_compat_ioctl$)"
 )
 # The timer interrupt that fired the stall detector: frames below it are the detector itself.
 _TIMER_IRQ = re.compile(r"apic_timer_interrupt|hrtimer_interrupt|arch_timer_handler|timer_interrupt")

@@ -1,0 +1,137 @@
+"""IGT results: a binary's output and exit code, igt_runner's results.json, and which
+subtest was running when the kernel reported a problem."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rig.errors import UserError
+from rig.splat import parse_log
+from rig.splat.attribution import attribute, log_test_spans, running_test
+from rig.splat.igt import parse_igt_output, parse_results_json, result_of_exit_code
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "splat"
+
+VGEM_OUTPUT = """\
+IGT-Version: 2.5-g1a2b3c4 (x86_64) (Linux: 6.1.0-rig x86_64)
+Using IGT_SRANDOM=1732190000 for randomisation
+Opened device: /dev/dri/card0
+Starting subtest: setversion
+Subtest setversion: SUCCESS (0.000s)
+Starting subtest: mmap
+Subtest mmap: SUCCESS (0.012s)
+Starting subtest: dmabuf-fence
+Starting dynamic subtest: wait
+Dynamic subtest wait: FAIL (0.103s)
+Starting dynamic subtest: signal
+Dynamic subtest signal: SUCCESS (0.001s)
+Subtest dmabuf-fence: FAIL (0.105s)
+Starting subtest: sysfs
+Test requirement not met in function igt_sysfs_open, file ../lib/igt_sysfs.c:151:
+Subtest sysfs: SKIP (0.000s)
+Starting subtest: unload
+"""
+
+
+def test_binary_output_with_dynamic_subtests_and_a_crash() -> None:
+    run = parse_igt_output(VGEM_OUTPUT, binary="/usr/libexec/igt-gpu-tools/vgem_basic", exit_code=-11)
+    assert run.version == "2.5-g1a2b3c4"
+    assert [(r.name, r.result) for r in run.results] == [
+        ("igt@vgem_basic@setversion", "pass"),
+        ("igt@vgem_basic@mmap", "pass"),
+        ("igt@vgem_basic@dmabuf-fence@wait", "fail"),
+        ("igt@vgem_basic@dmabuf-fence@signal", "pass"),
+        ("igt@vgem_basic@dmabuf-fence", "fail"),
+        ("igt@vgem_basic@sysfs", "skip"),
+        ("igt@vgem_basic@unload", "crash"),  # started, never reported, died on SIGSEGV
+    ]
+    assert run.results[1].duration == pytest.approx(0.012)
+    assert run.results[2].dynamic == "wait" and run.results[2].subtest == "dmabuf-fence"
+    assert run.counts() == {"pass": 3, "fail": 2, "skip": 1, "crash": 1}
+    assert [r.name for r in run.failed] == ["igt@vgem_basic@dmabuf-fence@wait", "igt@vgem_basic@dmabuf-fence",
+                                            "igt@vgem_basic@unload"]
+
+
+@pytest.mark.parametrize("code, result", [(0, "pass"), (77, "skip"), (78, "timeout"), (79, "notrun"),
+                                          (98, "fail"), (112, "abort"), (-9, "crash"), (139, "crash"),
+                                          (1, "fail"), (None, "incomplete")])
+def test_exit_codes(code: int | None, result: str) -> None:
+    assert result_of_exit_code(code) == result
+
+
+def test_binary_without_subtests_takes_its_exit_code() -> None:
+    run = parse_igt_output("IGT-Version: 2.5\n", binary="core_getversion", exit_code=77)
+    assert [(r.name, r.result) for r in run.results] == [("igt@core_getversion", "skip")]
+
+
+def test_results_json() -> None:
+    doc = {
+        "__type__": "TestrunResult", "results_version": 10, "name": "rig",
+        "tests": {
+            "igt@vgem_basic@mmap": {"result": "pass", "out": "", "err": "", "dmesg": "",
+                                    "time": {"__type__": "TimeAttribute", "start": 10.0, "end": 10.25},
+                                    "igt-version": "IGT-Version: 2.5-g1a2b3c4 (x86_64)"},
+            "igt@vgem_basic@dmabuf-fence@wait": {"result": "dmesg-warn", "dmesg": "<4> WARNING: ..."},
+            "igt@kms_flip@basic": {"result": "incomplete"},
+        },
+    }
+    run = parse_results_json(json.dumps(doc))
+    assert [(r.name, r.result) for r in run.results] == [
+        ("igt@kms_flip@basic", "incomplete"),
+        ("igt@vgem_basic@dmabuf-fence@wait", "dmesg-warn"),
+        ("igt@vgem_basic@mmap", "pass"),
+    ]
+    assert run.results[2].duration == pytest.approx(0.25)
+    assert run.version == "2.5-g1a2b3c4"
+    assert {r.name for r in run.failed} == {"igt@kms_flip@basic", "igt@vgem_basic@dmabuf-fence@wait"}
+
+
+@pytest.mark.parametrize("bad", ["{not json", "[]", '{"tests": 3}'])
+def test_results_json_rejects_other_files(bad: str) -> None:
+    with pytest.raises(UserError, match="results.json"):
+        parse_results_json(bad)
+
+
+def test_finding_is_attributed_to_the_running_subtest() -> None:
+    log = (DATA / "lockdep-dma-resv-fence-6.1.log").read_text()
+    spans = log_test_spans(log)
+    assert [(s.name, s.result) for s in spans] == [("igt@vgem_basic", "pass"),
+                                                   ("igt@vgem_basic@dmabuf-fence-before", "pass")]
+    ((finding, span),) = attribute(parse_log(log), spans)
+    assert span is not None and span.name == "igt@vgem_basic@dmabuf-fence-before"
+    by_time = running_test(spans, timestamp=finding.timestamp)
+    assert by_time is not None and by_time.name == "igt@vgem_basic@dmabuf-fence-before"
+    assert running_test(spans, timestamp=10.0) is None
+
+
+def test_dynamic_subtests_and_a_test_that_never_finished() -> None:
+    log = "\n".join([
+        "[   20.000000] [IGT] vgem_basic: executing",
+        "[   20.100000] [IGT] vgem_basic: starting subtest dmabuf-fence",
+        "[   20.150000] [IGT] vgem_basic: starting dynamic subtest wait",
+        "[   20.400000] WARNING: CPU: 1 PID: 345 at drivers/gpu/drm/vgem/vgem_fence.c:123 vgem_fence_signal_ioctl+0x1a/0x90",
+        "[   20.500000] [IGT] vgem_basic: finished subtest wait, FAIL",
+        "[   20.600000] [IGT] vgem_basic: finished subtest dmabuf-fence, FAIL",
+        "[   20.700000] [IGT] vgem_basic: starting subtest unload",
+        "[   20.800000] BUG: kernel NULL pointer dereference, address: 0000000000000008",
+    ])
+    spans = log_test_spans(log)
+    names = {s.name: s.result for s in spans}
+    assert names == {"igt@vgem_basic": "", "igt@vgem_basic@dmabuf-fence": "fail",
+                     "igt@vgem_basic@dmabuf-fence@wait": "fail", "igt@vgem_basic@unload": ""}
+    warn = log.index("WARNING")
+    crash = log.index("BUG: kernel NULL")
+    assert running_test(spans, offset=warn).name == "igt@vgem_basic@dmabuf-fence@wait"
+    assert running_test(spans, offset=crash).name == "igt@vgem_basic@unload"
+
+
+def test_kunit_case_attribution() -> None:
+    log = (DATA / "kunit-drm-6.1.log").read_text()
+    spans = log_test_spans(log)
+    expectation = log.index("Expected allocated == size")
+    assert running_test(spans, offset=expectation).name == "drm_buddy.drm_test_buddy_alloc_contiguous"
+    crash = log.index("BUG: kernel NULL")
+    assert running_test(spans, offset=crash).name == "drm_exec"
