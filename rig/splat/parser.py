@@ -130,14 +130,20 @@ def _extent(log: LogText, header: Line, col: int, kind: ReportKind) -> _Raw | No
     mine = [header]
     follow = log.lines_from(header.end + 1, MAX_REPORT_LINES)
     seen_stack = False
+    nmi_dump = False
     quiet = 0
     after_end = -1
     truncated = not follow
     is_leak = kind.name == "leak"
+    # "=====" closes only the reports it opened (KASAN, UBSAN, KCSAN...), not a hung task's lock dump
+    boxed = any(ln.msg.startswith("===") for ln in log.lines_before(header.start, 1))
     foreign_untimed = header.timestamp is not None
     for pos, line in enumerate(follow):
         if caller and line.caller and line.caller != caller:
-            continue  # another CPU or task printing in between
+            if not nmi_dump:
+                continue  # another CPU or task printing in between
+        elif line.msg.startswith(("Sending NMI from CPU", "NMI backtrace for cpu")):
+            nmi_dump = True  # the other CPUs' stacks, asked for by this report, print from NMI context
         if foreign_untimed and line.timestamp is None and line.msg.strip():
             continue  # not printk output: user space writing to the same console
         msg = line.msg
@@ -147,11 +153,11 @@ def _extent(log: LogText, header: Line, col: int, kind: ReportKind) -> _Raw | No
                 break
             if FOLLOW_ON.search(msg):
                 after_end = -1
-        elif END_MARKER.match(msg) and (len(mine) > 2 or not msg.startswith("=")):
+        elif END_MARKER.match(msg) and (not msg.startswith("=") or (len(mine) > 2 and boxed)):
             mine.append(line)
             after_end = pos
             continue
-        if _HEADERS.search(msg) and not FOLLOW_ON.search(msg) and not _belongs(kind, msg):
+        if _starts_report(msg) and not FOLLOW_ON.search(msg) and not _belongs(kind, msg):
             if _inside_stack(mine, follow, pos):
                 continue  # another CPU's one-line message printed in the middle of our stack
             if not seen_stack and len(mine) <= NESTED_HEADER_LINES:
@@ -182,6 +188,15 @@ def _extent(log: LogText, header: Line, col: int, kind: ReportKind) -> _Raw | No
         mine.pop()
     before = _preamble(log, header)
     return _Raw(kind, before + mine, len(before), col, truncated)
+
+
+def _starts_report(msg: str) -> bool:
+    """A header that is not one of the harmless lines sharing its prefix."""
+    m = _HEADERS.search(msg)
+    if m is None:
+        return False
+    kind = _kind_of(m)
+    return kind.ignore is None or kind.ignore.match(msg, m.start()) is None
 
 
 def _inside_stack(mine: list[Line], follow: list[Line], pos: int) -> bool:
