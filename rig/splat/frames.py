@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 
 # "func+0x1c/0x40", optionally after "[<ffffffff8123>]" addresses (old x86, kmemleak,
 # powerpc "[c000..] [c000..]") and a "? " that marks a frame the unwinder is unsure of.
@@ -35,6 +36,7 @@ def normalize_function(name: str) -> str:
     return name.split(".", 1)[0]
 
 
+@lru_cache(maxsize=8192)  # a report's lines are read several times: cutting, naming, tracing
 def parse_frame(msg: str) -> tuple[str, bool] | None:
     """(function, questionable) when `msg` is a stack-trace line, else None."""
     if not msg or (msg[0] not in " \t[0?" and "+0x" not in msg):

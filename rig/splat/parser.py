@@ -11,21 +11,27 @@ import re
 from dataclasses import dataclass
 
 from rig.splat import kmemleak, lockdep
-from rig.splat.frames import COMMON_SKIP, arm_caller, parse_frame, pc_function
+from rig.splat.frames import COMMON_SKIP, SkipRule, arm_caller, parse_frame, pc_function
 from rig.splat.model import Finding
 from rig.splat.rules import (
-    BOOT_PREAMBLE, BOOT_SPAN, END_MARKER, FOLLOW_ON, KINDS, PREAMBLE, Place, ReportKind, TitleRule,
+    BOOT_PREAMBLE, BOOT_SPAN, END_MARKER, FOLLOW_ON, HEADER_HINTS, KINDS, PREAMBLE, Place, ReportKind, TitleRule,
 )
 from rig.splat.signature import canonical_function, normalize_numbers, signature_of
 from rig.splat.stall import hang_frame, stall_frame
 from rig.splat.text import Line, LogText, decode
 
 _HEADERS = re.compile("|".join(f"(?P<k{i}>{kind.header})" for i, kind in enumerate(KINDS)))
+# Plain strings every header contains: the whole log is scanned for these with str.find
+# (fast), and only lines holding one are matched against the header patterns.
+_HINTS = HEADER_HINTS
+_HINT_RE = re.compile("|".join(re.escape(hint) for hint in _HINTS))
 
 MAX_REPORT_LINES = 2000  # deep recursions (stack overflows) print very long traces
 HEAD_LINES = 8  # a title pattern may look this far below the header line
 QUIET_LINES = 4  # this many unrelated lines after the stack end a report
-NESTED_HEADER_LINES = 3  # a header this close below another, before any stack, is the same crash
+QUIET_LINES_NO_STACK = 20  # ... and this many, in a row, before any stack (more in a ===== box)
+NESTED_HEADER_LINES = 3
+MAX_FOREIGN_LINES = 64  # this many lines in a row from other sources: the report is over  # a header this close below another, before any stack, is the same crash
 
 # Lines that keep a report going after its stack has started.
 _REPORT_LINE = re.compile(
@@ -45,7 +51,8 @@ _REPORT_LINE = re.compile(
     r"refcount_t|ODEBUG|list_|kobject|usercopy|UBSAN|KASAN|KFENCE|KMSAN|KCSAN|Sending|"
     r"Unable to|Oops|pc |lr |sp |x\d+|NIP|LR|REGS|MSR|GPR|TRAP|CFAR|DAR|DSISR|IRQMASK|"
     r"Instruction dump|PC is at|LR is at|psr:|Flags:|Control:|pgd|\*pgd|Mem-Info|"
-    r"(?:\S+)?\[\s*\d+\]|asm_|entry_|RSP|RAX|RDX|RBP|R\d+|FS:|CS:|CR2|DR\d|Stack)"
+    r"(?:\S+)?\[\s*\d+\]|asm_|entry_|RSP|RAX|RDX|RBP|R\d+|FS:|CS:|CR2|DR\d|Stack|Register |"
+    r"[0-9a-f]{4,16}:? )"
 )
 
 
@@ -89,11 +96,29 @@ def _kind_of(match: re.Match[str]) -> ReportKind:
     return KINDS[int(match.lastgroup[1:])]  # type: ignore[index]
 
 
+def _header_lines(text: str) -> list[int]:
+    """Start offsets of the lines holding a header hint, in order."""
+    starts: set[int] = set()
+    for hint in _HINTS:
+        pos = text.find(hint)
+        while pos >= 0:
+            line_start = text.rfind("\n", 0, pos) + 1
+            starts.add(line_start)
+            line_end = text.find("\n", pos)
+            if line_end < 0:
+                break
+            pos = text.find(hint, line_end)
+    return sorted(starts)
+
+
 def _cut_reports(log: LogText, taken_until: dict[str, int]):  # noqa: ANN202 - generator of _Raw
     text = log.text
     last_boot = -1
-    for match in _HEADERS.finditer(text):
-        line_start = log.line_start(match.start())
+    for line_start in _header_lines(text):
+        line_end = text.find("\n", line_start)
+        match = _HEADERS.search(text, line_start, line_end if line_end >= 0 else len(text))
+        if match is None:
+            continue
         line = log.line_at(line_start)
         if taken_until.get(line.caller, -1) > line_start:
             continue  # inside a report already cut (a follow-on line or its own echo)
@@ -128,24 +153,34 @@ def _extent(log: LogText, header: Line, col: int, kind: ReportKind) -> _Raw | No
     """Cut the report that starts at `header`: its own lines up to where it ends."""
     caller = header.caller
     mine = [header]
-    follow = log.lines_from(header.end + 1, MAX_REPORT_LINES)
+    follow = _Ahead(log, header.end + 1, MAX_REPORT_LINES)
     seen_stack = False
     nmi_dump = False
+    skipped = 0  # consecutive lines from other sources
     quiet = 0
     after_end = -1
-    truncated = not follow
+    truncated = follow.get(0) is None
     is_leak = kind.name == "leak"
     # "=====" closes only the reports it opened (KASAN, UBSAN, KCSAN...), not a hung task's lock dump
     boxed = any(ln.msg.startswith("===") for ln in log.lines_before(header.start, 1))
     foreign_untimed = header.timestamp is not None
-    for pos, line in enumerate(follow):
+    pos = -1
+    while (line := follow.get(pos + 1)) is not None:
+        pos += 1
         if caller and line.caller and line.caller != caller:
             if not nmi_dump:
+                skipped += 1
+                if skipped > MAX_FOREIGN_LINES:
+                    break
                 continue  # another CPU or task printing in between
         elif line.msg.startswith(("Sending NMI from CPU", "NMI backtrace for cpu")):
             nmi_dump = True  # the other CPUs' stacks, asked for by this report, print from NMI context
         if foreign_untimed and line.timestamp is None and line.msg.strip():
+            skipped += 1
+            if skipped > MAX_FOREIGN_LINES:
+                break
             continue  # not printk output: user space writing to the same console
+        skipped = 0
         msg = line.msg
         if after_end >= 0:
             # A panic right after the end marker is part of the same crash.
@@ -171,9 +206,9 @@ def _extent(log: LogText, header: Line, col: int, kind: ReportKind) -> _Raw | No
         if parse_frame(msg) is not None:
             seen_stack = True
             quiet = 0
-        elif seen_stack and not _REPORT_LINE.match(msg):
+        elif not _REPORT_LINE.match(msg):
             quiet += 1
-            if quiet >= QUIET_LINES:
+            if quiet >= (QUIET_LINES if seen_stack else QUIET_LINES_NO_STACK * (3 if boxed else 1)):
                 del mine[len(mine) - (quiet - 1):]
                 break
         else:
@@ -181,7 +216,7 @@ def _extent(log: LogText, header: Line, col: int, kind: ReportKind) -> _Raw | No
         mine.append(line)
     else:
         # the log ended inside the report: damaged unless its stack made it out
-        truncated = len(follow) < MAX_REPORT_LINES and after_end < 0 and not seen_stack
+        truncated = follow.at_end and after_end < 0 and not seen_stack
         if quiet:
             del mine[len(mine) - quiet:]  # unrelated lines after the stack, up to the end of the log
     while len(mine) > 1 and not mine[-1].msg.strip():
@@ -190,8 +225,30 @@ def _extent(log: LogText, header: Line, col: int, kind: ReportKind) -> _Raw | No
     return _Raw(kind, before + mine, len(before), col, truncated)
 
 
+class _Ahead:
+    """The lines after a header, read only as far as the report goes."""
+
+    def __init__(self, log: LogText, start: int, limit: int) -> None:
+        self._log, self._next, self._limit = log, start, limit
+        self._lines: list[Line] = []
+
+    def get(self, i: int) -> Line | None:
+        text = self._log.text
+        while len(self._lines) <= i and self._next < len(text) and len(self._lines) < self._limit:
+            line = self._log.line_at(self._next)
+            self._lines.append(line)
+            self._next = line.end + 1
+        return self._lines[i] if i < len(self._lines) else None
+
+    @property
+    def at_end(self) -> bool:
+        return self._next >= len(self._log.text)
+
+
 def _starts_report(msg: str) -> bool:
     """A header that is not one of the harmless lines sharing its prefix."""
+    if _HINT_RE.search(msg) is None:
+        return False
     m = _HEADERS.search(msg)
     if m is None:
         return False
@@ -199,9 +256,10 @@ def _starts_report(msg: str) -> bool:
     return kind.ignore is None or kind.ignore.match(msg, m.start()) is None
 
 
-def _inside_stack(mine: list[Line], follow: list[Line], pos: int) -> bool:
+def _inside_stack(mine: list[Line], follow: _Ahead, pos: int) -> bool:
     """The line at `pos` sits between two frames of the report's stack."""
-    nxt = follow[pos + 1].msg if pos + 1 < len(follow) else ""
+    after = follow.get(pos + 1)
+    nxt = after.msg if after is not None else ""
     return parse_frame(mine[-1].msg) is not None and parse_frame(nxt) is not None
 
 
@@ -365,8 +423,22 @@ def _main_trace(msgs: list[str]) -> list[str]:
     return frames[:64]
 
 
+class _Both:
+    """The common skip rule and a title rule's own, without compiling them into one."""
+
+    def __init__(self, own: SkipRule) -> None:
+        self.own = own
+
+    def skips(self, func: str) -> bool:
+        return COMMON_SKIP.skips(func) or self.own.skips(func)
+
+
+def _skip_for(rule: TitleRule) -> _Both:
+    return _Both(rule.skip)
+
+
 def _pick(rule: TitleRule, candidates: list[tuple[str, int]], msgs: list[str]) -> str | None:
-    skip = COMMON_SKIP + rule.skip
+    skip = _skip_for(rule)
     if rule.stall:
         return stall_frame(candidates, msgs, skip, own_cpu=rule.kind in ("soft-lockup", "stack-overflow"))
     if rule.hung:

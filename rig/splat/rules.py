@@ -367,6 +367,15 @@ BOOT_PREAMBLE = _re(r"\s*$|SeaBIOS|iPXE|Booting from|Booting the kernel|Decompre
 # Two banners this close together belong to the same boot.
 BOOT_SPAN = 64 * 1024
 
+# Plain strings of which every header line holds one: cheap to look for in a huge log.
+HEADER_HINTS = (
+    "BUG", "WARNING:", "INFO:", "unreferenced object 0x", "general protection fault",
+    "Unable to handle kernel", "Kernel panic - not syncing", "divide error:", "invalid opcode:",
+    "stack segment:", "PANIC: double fault", "Internal error:", "Unhandled fault:", "Alignment trap:",
+    "UBSAN:", "unregister_netdevice: waiting for", "VFS: Close: file count is ", "SeaBIOS (version",
+    "Booting the kernel", "Linux version ",
+)
+
 # Lines that carry on a report already open rather than start a new one.
 FOLLOW_ON = _re(r"Kernel panic - not syncing|invalid opcode:|Oops:|general protection fault|"
                 r"Internal error:")

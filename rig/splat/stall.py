@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import re
 
-from rig.splat.frames import SkipRule
+from typing import Protocol
+
+
+class _Skip(Protocol):
+    def skips(self, func: str) -> bool: ...
 
 # Frames that only dispatch work; the frame called by one of them identifies the loop.
 _ANCHORS = re.compile(
@@ -35,7 +39,7 @@ _TIMER_IRQ = re.compile(r"apic_timer_interrupt|hrtimer_interrupt|arch_timer_hand
 _GRACE_PERIOD_DUMP = re.compile(r"RCU grace-period kthread stack dump")
 
 
-def stall_frame(candidates: list[tuple[str, int]], msgs: list[str], skip: SkipRule,
+def stall_frame(candidates: list[tuple[str, int]], msgs: list[str], skip: _Skip,
                 *, own_cpu: bool = False) -> str | None:
     """The representative frame of a stall report (candidates: frames and pcs in line order).
 
