@@ -94,7 +94,7 @@ class _PinnedKeyPolicy(paramiko.MissingHostKeyPolicy):
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
         raise HostKeyMismatch(
             f"the SSH server at {hostname} offered a {key.get_name()} host key that is not the guest image's "
-            f"(fingerprint {key.fingerprint})",
+            f"pinned host key (fingerprint {key.fingerprint})",
             hint="another program may hold the forwarded port; run again",
         )
 
@@ -156,7 +156,8 @@ class Guest:
             raise
         except paramiko.BadHostKeyException as exc:
             client.close()
-            raise HostKeyMismatch(f"the guest's host key does not match the image's pinned key: {exc}",
+            raise HostKeyMismatch(f"the SSH server at {address} offered a host key that is not the guest image's "
+                                  f"pinned host key (fingerprint {exc.key.fingerprint})",
                                   hint="another program may hold the forwarded port; run again") from exc
         except (OSError, EOFError, paramiko.SSHException) as exc:
             client.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import re
 import shutil
 import sys
 import tomllib
@@ -165,8 +166,8 @@ def _uris(text: str) -> list[str]:
         if line.startswith("URIs:"):
             found.extend(line.split()[1:])
         elif line.startswith("deb "):
-            words = [w for w in line.split()[1:] if not w.startswith("[")]
-            if words and "]" not in words[0]:
+            words = re.sub(r"\[[^]]*\]", " ", line).split()[1:]  # drop [arch=... signed-by=...]
+            if words:
                 found.append(words[0])
     return found
 

@@ -37,7 +37,8 @@ SSH_RETRY_S = 0.2
 # A single SSH attempt during boot: short, so a panic or exit is noticed quickly.
 SSH_ATTEMPT_TIMEOUT_S = 10.0
 # How long sshd may take to greet a connection while the guest boots (see Guest.connect).
-BANNER_WAIT_FIRST_S = 1.0
+BANNER_WAIT_FIRST_S = 1.5
+BANNER_SHORT_ATTEMPTS = 20
 BANNER_WAIT_MAX_S = 5.0
 # QEMU may lose the race for the free port rig picked; try a fresh one this many times.
 PORT_ATTEMPTS = 3
@@ -151,8 +152,9 @@ async def wait_ready(machine: Machine, image: GuestImage, port: int, timeout_s: 
                 + indent(machine.console_tail(30)),
                 log=machine.console_log,
                 hint="the kernel may hang at boot, or lack a driver the image needs (virtio-blk, virtio-net, ext4)")
-        # Short greeting waits first (the guest is booting), longer ones later (it may be slow).
-        banner_wait = min(BANNER_WAIT_FIRST_S + 0.25 * attempts, BANNER_WAIT_MAX_S, remaining)
+        # Short greeting waits while the guest boots, longer ones later (it may just be slow).
+        late = max(0, attempts - BANNER_SHORT_ATTEMPTS)
+        banner_wait = min(BANNER_WAIT_FIRST_S + 0.25 * late, BANNER_WAIT_MAX_S, remaining)
         attempts += 1
         attempt = asyncio.ensure_future(asyncio.to_thread(
             Guest.connect, port, image.ssh_key, image.known_hosts,

@@ -210,7 +210,7 @@ class Machine:
             line = raw.decode(errors="replace")
             if self.init_seen_at is None and "as init process" in line:
                 self.init_seen_at = time.monotonic()
-            if not self.panicked and PANIC_RE.search(line):
+            if PANIC_RE.search(line):
                 self._mark_panic(line.strip())
         self._changed.set()
 
@@ -218,9 +218,10 @@ class Machine:
         if not self.panicked:
             self.panicked = True
             self.panic_seen_at = time.monotonic()
-        if self.panic_line is None or self.panic_line.startswith("GUEST_PANICKED"):
-            if "Kernel panic" in line or self.panic_line is None:
-                self.panic_line = line[line.find("Kernel panic"):] if "Kernel panic" in line else line
+        from_console = "Kernel panic" in line
+        # The console's own panic line says why; pvpanic's event only says that it happened.
+        if self.panic_line is None or (from_console and not self.panic_line.startswith("Kernel panic")):
+            self.panic_line = line[line.find("Kernel panic"):] if from_console else line
 
     # ------------------------------------------------------------ QMP commands
 
@@ -234,7 +235,7 @@ class Machine:
         except asyncio.TimeoutError as exc:
             raise MachineError(f"QMP '{command}' got no answer within {timeout:.0f} s", log=self.spec.qemu_log) from exc
         except ExecuteError as exc:
-            raise MachineError(f"QMP '{command}' failed: {exc.error.desc}", log=self.spec.qemu_log) from exc
+            raise MachineError(f"QMP '{command}' failed: {exc.error.error.desc}", log=self.spec.qemu_log) from exc
         except (QMPError, EOFError, OSError) as exc:
             raise MachineError(f"QMP '{command}' failed: {exc or type(exc).__name__}", log=self.spec.qemu_log) from exc
 

@@ -1,0 +1,244 @@
+"""Machine against a stand-in for QEMU (a seam): a small program that connects to rig's
+QMP socket and speaks real QMP JSON, with switchable misbehaviour."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import stat
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from rig.qemu import machine as machine_mod
+from rig.qemu.argv import MachineSpec, build_argv
+from rig.qemu.machine import Machine, MachineError
+
+FAKE_QEMU = r'''
+import json, os, signal, socket, sys, time
+argv = sys.argv[1:]
+mode = os.environ.get("FAKE_QEMU_MODE", "normal")
+def chardev(kind):
+    for i, word in enumerate(argv):
+        if word == "-chardev" and argv[i + 1].startswith(kind):
+            return dict(p.split("=", 1) for p in argv[i + 1].split(",")[1:] if "=" in p)["path"]
+console = open(chardev("file"), "a")
+if mode == "exit-early":
+    print("qemu-system-x86_64: -device nonsense: no such device", file=sys.stderr)
+    sys.exit(1)
+if mode == "ignore-term":
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+sock = socket.socket(socket.AF_UNIX)
+sock.connect(chardev("socket"))
+def send(obj):
+    if obj.get("id", 0) is None:
+        del obj["id"]
+    sock.sendall((json.dumps(obj) + "\n").encode())
+def messages():  # QMP is a stream of JSON objects; newlines are optional
+    decoder, pending = json.JSONDecoder(), ""
+    while True:
+        data = sock.recv(65536)
+        if not data:
+            return
+        pending += data.decode()
+        while pending.strip():
+            try:
+                obj, end = decoder.raw_decode(pending.lstrip())
+            except ValueError:
+                break
+            pending = pending.lstrip()[end:]
+            yield obj
+def event(name, data=None):
+    now = time.time()
+    send({"event": name, "data": data or {}, "timestamp": {"seconds": int(now), "microseconds": 0}})
+send({"QMP": {"version": {"qemu": {"major": 7, "minor": 2, "micro": 0}, "package": ""}, "capabilities": []}})
+balloon = 2048 << 20
+for msg in messages():
+    cmd, mid, args = msg.get("execute"), msg.get("id"), msg.get("arguments", {})
+    reply = {"return": {}}
+    if cmd == "qmp_capabilities":
+        send({"return": {}, "id": mid})
+        console.write("[    0.000000] Linux version 6.1.0 (fake)\n"); console.flush()
+        if mode == "panic":
+            time.sleep(0.3)
+            console.write("[    1.000000] Kernel panic - not syncing: sysrq triggered crash\n"
+                          "[    1.000001] CPU: 0 PID: 1 Comm: sh\n"); console.flush()
+            event("GUEST_PANICKED", {"action": "pause"})
+            time.sleep(0.1)
+            sys.exit(0)
+        continue
+    if cmd == "query-status":
+        reply = {"return": {"status": "running", "running": True}}
+    elif cmd == "balloon":
+        balloon = args["value"]
+        send({"return": {}, "id": mid})
+        event("BALLOON_CHANGE", {"actual": balloon})
+        continue
+    elif cmd == "query-balloon":
+        reply = {"return": {"actual": balloon}}
+    elif cmd == "screendump":
+        open(args["filename"], "wb").write(b"\x89PNG\r\n\x1a\n")
+    elif cmd == "fake-poweroff":
+        send({"return": {}, "id": mid}); event("SHUTDOWN", {"guest": True, "reason": "guest-shutdown"}); sys.exit(0)
+    elif cmd == "quit":
+        send({"return": {}, "id": mid})
+        if mode in ("ignore-quit", "ignore-term"):
+            continue
+        event("SHUTDOWN", {"guest": False, "reason": "host-qmp-quit"}); sys.exit(0)
+    else:
+        reply = {"error": {"class": "CommandNotFound", "desc": f"The command {cmd} has not been found"}}
+    reply["id"] = mid
+    send(reply)
+'''
+
+
+@pytest.fixture(autouse=True)
+def quick_shutdown(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(machine_mod, "QMP_QUIT_WAIT_S", 1.0)
+    monkeypatch.setattr(machine_mod, "SIGTERM_WAIT_S", 1.0)
+    monkeypatch.setattr(machine_mod, "GUEST_POWEROFF_WAIT_S", 2.0)
+
+
+def fake_machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str = "normal") -> Machine:
+    script = tmp_path / "fake_qemu.py"
+    script.write_text(FAKE_QEMU)
+    monkeypatch.setenv("FAKE_QEMU_MODE", mode)
+    spec = MachineSpec(kernel=tmp_path / "bzImage", run_dir=tmp_path / "run", ssh_port=2222, disk=tmp_path / "o.qcow2")
+    argv = build_argv(spec)
+    return Machine(spec, argv=[sys.executable, str(script), *argv[1:]])
+
+
+def gone(pid: int | None) -> bool:
+    assert pid is not None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_qmp_commands_events_and_private_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def scenario() -> None:
+        async with fake_machine(tmp_path, monkeypatch) as machine:
+            assert stat.S_IMODE(machine.spec.run_dir.stat().st_mode) == 0o700
+            assert stat.S_IMODE(machine.spec.qmp_socket.stat().st_mode) == 0o600
+            assert await machine.query_status() == "running"
+            await machine.balloon(512)
+            assert await machine.query_balloon() == 512
+            png = await machine.screendump(tmp_path / "screen.png")
+            assert png.read_bytes().startswith(b"\x89PNG")
+            for _ in range(50):
+                if machine.events:
+                    break
+                await asyncio.sleep(0.05)
+            (when, event), = machine.events
+            assert event["event"] == "BALLOON_CHANGE" and event["data"]["actual"] == 512 << 20
+            assert abs(when - time.time()) < 30
+            pid = machine.pid
+        assert machine.returncode == 0 and gone(pid)
+        logged = [json.loads(line) for line in machine.events_log.read_text().splitlines()]
+        assert [e["event"] for e in logged] == ["BALLOON_CHANGE", "SHUTDOWN"]
+        assert not machine.spec.qmp_socket.exists()
+
+    asyncio.run(scenario())
+
+
+def test_failed_command_names_qemus_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def scenario() -> None:
+        async with fake_machine(tmp_path, monkeypatch) as machine:
+            with pytest.raises(MachineError, match="has not been found"):
+                await machine.execute("no-such-command")
+
+    asyncio.run(scenario())
+
+
+def test_qemu_exiting_before_qmp_shows_its_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    machine = fake_machine(tmp_path, monkeypatch, "exit-early")
+    with pytest.raises(MachineError, match="no such device"):
+        asyncio.run(machine.start())
+    assert machine.returncode == 1
+
+
+def test_guest_poweroff_is_tried_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def scenario() -> None:
+        machine = fake_machine(tmp_path, monkeypatch)
+        await machine.start()
+        status = await machine.shutdown(lambda: machine.execute("fake-poweroff"))
+        assert status == 0
+        assert [e["event"] for _, e in machine.events] == ["SHUTDOWN"]
+        assert machine.events[0][1]["data"]["reason"] == "guest-shutdown"
+
+    asyncio.run(scenario())
+
+
+def test_ignored_quit_escalates_to_sigterm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def scenario() -> None:
+        machine = fake_machine(tmp_path, monkeypatch, "ignore-quit")
+        await machine.start()
+        assert await machine.shutdown() == -signal.SIGTERM
+        assert gone(machine.pid)
+
+    asyncio.run(scenario())
+
+
+def test_ignored_sigterm_escalates_to_sigkill(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def scenario() -> None:
+        machine = fake_machine(tmp_path, monkeypatch, "ignore-term")
+        await machine.start()
+        assert await machine.shutdown() == -signal.SIGKILL
+        assert gone(machine.pid)
+
+    asyncio.run(scenario())
+
+
+def test_panic_is_noticed_from_console_and_pvpanic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def scenario() -> None:
+        async with fake_machine(tmp_path, monkeypatch, "panic") as machine:
+            deadline = time.monotonic() + 10
+            while not machine.exited and time.monotonic() < deadline:
+                await machine.changed(0.5)
+            await asyncio.sleep(0.3)
+            assert machine.panicked
+            assert machine.panic_line == "Kernel panic - not syncing: sysrq triggered crash"
+            assert "Comm: sh" in machine.panic_text()
+            assert any(e["event"] == "GUEST_PANICKED" for _, e in machine.events)
+
+    asyncio.run(scenario())
+
+
+def test_qemu_killed_from_outside_is_seen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def scenario() -> None:
+        async with fake_machine(tmp_path, monkeypatch) as machine:
+            assert machine.pid is not None
+            os.kill(machine.pid, signal.SIGKILL)
+            assert await machine.wait_exit(5) is not None
+            assert machine.exited
+            with pytest.raises(MachineError, match="not running"):
+                await machine.query_status()
+
+    asyncio.run(scenario())
+
+
+def test_cancellation_still_stops_qemu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pids: list[int] = []
+
+    async def body() -> None:
+        async with fake_machine(tmp_path, monkeypatch, "ignore-quit") as machine:
+            assert machine.pid is not None
+            pids.append(machine.pid)
+            await asyncio.sleep(60)
+
+    async def scenario() -> None:
+        task = asyncio.create_task(body())
+        while not pids:
+            await asyncio.sleep(0.05)
+        task.cancel()  # what Ctrl-C does to asyncio.run's main task
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+    assert gone(pids[0])
