@@ -317,8 +317,7 @@ def worktree(source: KernelSource) -> Path:
     if not (path / ".git").exists():
         if path.exists():
             shutil.rmtree(path)
-        # --force also takes over a registration whose directory is gone, without
-        # `git worktree prune`, which would tidy the user's other worktrees too.
+        git(["worktree", "prune"], source.repo)
         git(["worktree", "add", "--detach", "--force", path, source.base_commit], source.repo, timeout=1800,
             what="git worktree add")
         return path
