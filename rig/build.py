@@ -238,11 +238,20 @@ class Builder:
             return self._finish(entry, src, series, settings, fragments, compiler, quick_key, cache_hit=True)
 
         reporter.step(f"waiting for the build lock {build_lock_path()}" if self._lock_busy() else "building")
-        with cache.locked(build_lock_path(), timeout_s=MAKE_TIMEOUT_S, what="a kernel build"):
+        with self._locks(src):
             entry = _lookup(quick_key)  # another rig may have built it while we waited
             if entry is None:
                 entry = self._build_locked(src, series, settings, fragments, compiler, quick_key)
         return self._finish(entry, src, series, settings, fragments, compiler, quick_key, cache_hit=False)
+
+    @contextmanager
+    def _locks(self, src: source.KernelSource) -> Iterator[None]:
+        """The machine-wide build lock, and the lock of this tree's worktree and build
+        directories (in the cache: a rig pointed at another RIG_BUILD_LOCK shares them)."""
+        tree_lock = cache.cache_dir("locks") / f"tree-{src.tree_key}.lock"
+        with cache.locked(build_lock_path(), timeout_s=MAKE_TIMEOUT_S, what="a kernel build"):
+            with cache.locked(tree_lock, timeout_s=MAKE_TIMEOUT_S, what=f"building {src.tree_key}"):
+                yield
 
     def _lock_busy(self) -> bool:
         import fcntl

@@ -15,6 +15,8 @@ import mailbox
 import re
 import shutil
 import socket
+import sys
+import threading
 from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
@@ -29,6 +31,7 @@ NUMBERED = re.compile(r"\[[^]]*?\b0*(\d+)/(\d+)\s*\]")
 COVER = re.compile(r"\[[^]]*?\b0+/\d+\s*\]")
 
 LORE_HOST = "lore.kernel.org"
+LORE_PORT = 443
 # b4 waits long on an unreachable network; find out in seconds instead.
 LORE_PROBE_TIMEOUT_S = 5.0
 B4_TIMEOUT_S = 300.0
@@ -172,14 +175,35 @@ def _looks_like_msgid(spec: str) -> bool:
     return "@" in spec and not spec.startswith("/") or spec.startswith(("https://lore.kernel.org/", "http://lore."))
 
 
+def _probe(host: str, port: int, timeout: float) -> str | None:
+    """None when host:port accepts a connection within `timeout`, else why not.
+
+    The name lookup runs in a thread: getaddrinfo has no timeout of its own.
+    """
+    outcome: list[str | None] = []
+
+    def connect() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            outcome.append(None)
+        except OSError as exc:
+            outcome.append(exc.strerror or str(exc))
+
+    worker = threading.Thread(target=connect, daemon=True)
+    worker.start()
+    worker.join(timeout + 1.0)
+    return outcome[0] if outcome else f"no answer within {timeout:.0f} s"
+
+
 def _lore(spec: str, workdir: Path) -> Series:
-    try:
-        socket.create_connection((LORE_HOST, 443), timeout=LORE_PROBE_TIMEOUT_S).close()
-    except OSError as exc:
-        raise InfraError(f"cannot reach {LORE_HOST} to fetch series {spec}: {exc.strerror or exc}",
+    problem = _probe(LORE_HOST, LORE_PORT, LORE_PROBE_TIMEOUT_S)
+    if problem is not None:
+        raise InfraError(f"cannot reach {LORE_HOST} to fetch series {spec}: {problem}",
                          hint=f"save the series as an mbox where the network works (b4 am {spec}) "
-                              "and pass --series FILE") from exc
-    b4 = proc.require_tool("b4", "b4")
+                              "and pass --series FILE")
+    # b4 comes with rig's virtual environment ("lore" extra), which may not be on PATH.
+    beside_python = Path(sys.executable).parent / "b4"
+    b4 = str(beside_python) if beside_python.exists() else proc.require_tool("b4", "b4")
     fetched = workdir.parent / f"{workdir.name}.b4"
     if fetched.exists():
         shutil.rmtree(fetched)

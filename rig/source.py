@@ -317,7 +317,8 @@ def worktree(source: KernelSource) -> Path:
     if not (path / ".git").exists():
         if path.exists():
             shutil.rmtree(path)
-        git(["worktree", "prune"], source.repo)
+        # --force also takes over a registration whose directory is gone, without
+        # `git worktree prune`, which would tidy the user's other worktrees too.
         git(["worktree", "add", "--detach", "--force", path, source.base_commit], source.repo, timeout=1800,
             what="git worktree add")
         return path

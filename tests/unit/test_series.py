@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import mailbox
+import socket
 from pathlib import Path
 
 import pytest
@@ -84,12 +85,17 @@ def test_git_range_needs_a_local_checkout_and_valid_revisions(tmp_path: Path, re
 
 
 def test_message_id_fails_fast_when_lore_is_unreachable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # A port nothing listens on: the same failure as a host with no route to lore.
+    # A real port that refuses connections: the same failure as a host with no route to lore.
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
     monkeypatch.setattr(series, "LORE_HOST", "127.0.0.1")
-    monkeypatch.setattr(series.socket, "create_connection",
-                        lambda addr, timeout: (_ for _ in ()).throw(ConnectionRefusedError(111, "Connection refused")))
-    with pytest.raises(InfraError, match="cannot reach 127.0.0.1") as info:
-        series.load("<20261121.1234-1-ada@example.org>", tmp_path / "work")
+    monkeypatch.setattr(series, "LORE_PORT", closed.getsockname()[1])
+    monkeypatch.setattr(series, "B4_TIMEOUT_S", 0.001)  # b4 must not even start
+    try:
+        with pytest.raises(InfraError, match="cannot reach 127.0.0.1 .*: Connection refused") as info:
+            series.load("<20261121.1234-1-ada@example.org>", tmp_path / "work")
+    finally:
+        closed.close()
     assert "b4 am" in (info.value.hint or "")
 
 

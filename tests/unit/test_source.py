@@ -100,3 +100,13 @@ def test_makefile_version(tmp_path: Path) -> None:
     (tmp_path / "Makefile").write_text("VERSION = 6\nPATCHLEVEL = 12\nSUBLEVEL = 7\nEXTRAVERSION = -rc1\n")
     assert source.makefile_version(tmp_path) == "6.12.7-rc1"
     assert source.makefile_version(tmp_path / "none") == "unknown"
+
+
+def test_worktree_is_recreated_when_its_directory_was_removed(tmp_path: Path) -> None:
+    import shutil
+
+    repo = fake_kernel(tmp_path / "linux")
+    src = source.resolve(str(repo))
+    shutil.rmtree(source.worktree(src))
+    tree = source.worktree(src)
+    assert git(tree, "rev-parse", "HEAD").strip() == src.base_commit
