@@ -70,7 +70,7 @@ def probe_kvm(kernel: Path, *, timeout_s: float = PROBE_TIMEOUT_S) -> AccelChoic
         try:
             result = proc.run(argv, timeout=timeout_s, check=False, what="KVM probe")
         except proc.Timeout:
-            return AccelChoice("tcg", f"a KVM test boot did not power off within {timeout_s:.0f} s (nested KVM?)")
+            return AccelChoice("tcg", f"a KVM test boot did not power off within {timeout_s:.0f} s; nested KVM?")
         took = time.monotonic() - started
         reached = console.is_file() and PROBE_MARKER in console.read_text(errors="replace")
         if result.returncode == 0 and reached:
@@ -94,7 +94,7 @@ def choose_accel(kernel: Path, requested: str | None = None) -> AccelChoice:
     try:
         saved = json.loads(entry.read_text())
         if time.time() - float(saved["at"]) < PROBE_CACHE_TTL_S:
-            return AccelChoice(saved["accel"], saved["reason"] + " (probed earlier on this host boot)")
+            return AccelChoice(saved["accel"], saved["reason"] + "; probed earlier on this host boot")
     except (OSError, ValueError, KeyError, TypeError):
         pass
     choice = probe_kvm(kernel)

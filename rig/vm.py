@@ -121,6 +121,13 @@ async def watch(machine: Machine, work: Awaitable[T], *, what: str = "guest call
         while True:
             done, _ = await asyncio.wait({task}, timeout=0.1)
             if done:
+                lost = task.exception()
+                if isinstance(lost, GuestUnreachable):
+                    # SSH dies a moment before QEMU's exit is seen: a panic or power-off
+                    # explains the lost connection better than the connection itself.
+                    await machine.wait_exit(PANIC_SETTLE_S)
+                    if machine.panicked or machine.exited:
+                        raise died(machine) from lost
                 return task.result()
             if machine.panicked or machine.exited:
                 await machine.wait_exit(PANIC_SETTLE_S)

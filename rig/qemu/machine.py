@@ -265,6 +265,8 @@ class Machine:
         deadline = time.monotonic() + timeout
         while not self.exited and time.monotonic() < deadline:
             await asyncio.sleep(WATCH_INTERVAL_S)
+        if self.exited:
+            self._read_console()  # the last lines, before the watcher's next look
         return self.returncode
 
     async def shutdown(self, poweroff: Callable[[], Awaitable[object]] | None = None) -> int | None:

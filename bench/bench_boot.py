@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""Boot-to-SSH-ready of rig's guest against the kernel's own time to reach init.
+
+Boots the kernel a few times on the default guest image and reads, per boot:
+  - kernel: the console timestamp of "Run /sbin/rig-init as init process" (the kernel's
+    own boot, the baseline of this benchmark, measured in the same boots);
+  - sshd: rig-init's "sshd started" line (guest uptime);
+  - gap: host time from rig seeing init start on the console to rig's SSH login working.
+The aim is a gap under 2 s under TCG: rig's guest adds little to the kernel's own boot.
+
+    .venv/bin/python bench/bench_boot.py --bzimage path/to/bzImage [--boots 3]
+    .venv/bin/python bench/bench_boot.py --kernel debian:6.1
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from rig.image import ensure_image  # noqa: E402
+from rig.vm import boot_guest  # noqa: E402
+
+INIT_RE = re.compile(r"^\[\s*(\d+\.\d+)\] Run /sbin/rig-init as init process", re.M)
+SSHD_RE = re.compile(r"^rig-init: \[(\d+\.\d+)\] sshd started", re.M)
+AIM_S = 2.0
+
+
+def kernel_path(args: argparse.Namespace, work: Path) -> Path:
+    if args.bzimage:
+        return Path(args.bzimage)
+    from rig.build import BuildRequest, build
+
+    return build(BuildRequest(kernel=args.kernel), work / "build", progress=False).bzimage
+
+
+async def one_boot(kernel: Path, run_dir: Path, cpus: int) -> dict[str, float]:
+    image = ensure_image("default", progress=False)
+    async with boot_guest(kernel, image, run_dir, cpus=cpus) as vm:
+        started = time.monotonic()
+        await vm.run(["true"], timeout=60)
+        first_command = time.monotonic() - started
+        times = vm.times
+    console = (run_dir / "console.log").read_text(errors="replace")
+    init = INIT_RE.search(console)
+    sshd = SSHD_RE.search(console)
+    if init is None or times.init_seen is None:
+        raise SystemExit(f"no 'Run /sbin/rig-init as init process' in {run_dir / 'console.log'}")
+    return {
+        "kernel_to_init_s": float(init.group(1)),
+        "init_to_sshd_s": float(sshd.group(1)) - float(init.group(1)) if sshd else float("nan"),
+        "qemu_to_init_s": times.init_seen - times.qemu_started,
+        "init_to_ssh_ready_s": times.ssh_ready - times.init_seen,
+        "qemu_to_ssh_ready_s": times.ready_s,
+        "first_command_s": first_command,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bzimage", help="kernel image to boot")
+    parser.add_argument("--kernel", default="debian:6.1", help="what rig build takes, if no --bzimage")
+    parser.add_argument("--boots", type=int, default=3)
+    parser.add_argument("--cpus", type=int, default=2)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="rig-bench-boot-") as tmp:
+        work = Path(tmp)
+        kernel = kernel_path(args, work)
+        rows = []
+        for index in range(args.boots):
+            row = asyncio.run(one_boot(kernel, work / f"boot{index}", args.cpus))
+            rows.append(row)
+            print(f"boot {index + 1}: " + "  ".join(f"{k}={v:.2f}" for k, v in row.items()), flush=True)
+    median = {key: statistics.median(r[key] for r in rows) for key in rows[0]}
+    print()
+    print(f"median over {len(rows)} boots ({args.cpus} vCPUs):")
+    for key, value in median.items():
+        print(f"  {key:<22} {value:6.2f} s")
+    gap = median["init_to_ssh_ready_s"]
+    baseline = median["kernel_to_init_s"]
+    print(f"  SSH-ready gap / kernel's own boot to init = {gap / baseline:.2f}")
+    print(f"  aim: SSH ready within {AIM_S:.0f} s of init: {'met' if gap < AIM_S else 'NOT met'} ({gap:.2f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
