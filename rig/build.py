@@ -353,9 +353,11 @@ class Builder:
                  timeout=CONFIG_TIMEOUT_S, log=log, what="make allnoconfig", error=KernelError,
                  hint="the kernel's configuration step failed; see the log")
         misses = kconfig.check(settings, build_dir / ".config", tree, f"the {self.request.profile} profile")
-        for miss in misses:
-            self.reporter.warn(f"optional option did not stick: {miss.describe()}")
-        self._optional_misses = tuple(m.describe() for m in misses)
+        described = tuple(m.describe() for m in misses)
+        if described != getattr(self, "_optional_misses", None):  # once, not after every patch
+            for line in described:
+                self.reporter.warn(f"optional option did not stick: {line}")
+        self._optional_misses = described
 
     def _make(self, tree: Path, build_dir: Path, log: Path, label: str, patch: PatchInfo | None) -> None:
         estimate_file = build_dir / "rig-units.json"

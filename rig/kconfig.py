@@ -46,7 +46,8 @@ class Miss:
 
     def describe(self) -> str:
         got = "not set" if self.actual in (None, "n") else f"={self.actual}"
-        return f"CONFIG_{self.setting.symbol}={self.setting.value} ({self.setting.origin}): {got}; {self.reason}"
+        optional = ", optional" if self.setting.optional else ""
+        return f"CONFIG_{self.setting.symbol}={self.setting.value} ({self.setting.origin}{optional}): {got}; {self.reason}"
 
 
 @dataclass(frozen=True)

@@ -239,11 +239,13 @@ def apply(patch: PatchInfo, worktree: Path) -> None:
     proc.run(["git", "am", "--abort"], cwd=worktree, timeout=GIT_AM_TIMEOUT_S, check=False)
     output = "\n".join(part for part in (result.stdout, result.stderr) if part).strip()
     files = conflicting_files(output)
-    detail = "\n    ".join(line for line in output.splitlines() if line.strip() and not line.startswith("hint:"))
+    # git's advice on --continue/--skip/--abort does not apply: rig has aborted already.
+    advice = ("hint:", "When you have resolved", "If you prefer to skip", "To restore the original")
+    detail = "\n    ".join(line for line in output.splitlines() if line.strip() and not line.startswith(advice))
     raise UserError(
         f"{patch.title()} does not apply"
-        + (f"; conflicting files: {', '.join(files)}" if files else "")
-        + f":\n    {detail}",
+        + (f" (conflicting files: {', '.join(files)})" if files else "")
+        + f"; git am said:\n    {detail}",
         hint="rebase the series on this kernel (or pass the --kernel/--base it was written for)",
     )
 

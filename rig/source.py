@@ -279,11 +279,11 @@ def _local(spec: str, path: Path, base: str | None) -> KernelSource:
     result = git(["rev-parse", "--show-toplevel"], path, check=False)
     if not result.ok:
         raise UserError(f"--kernel {spec} is not a git checkout",
-                        hint=f"pass a kernel git checkout, or one of: {KERNEL_FORMS}")
+                        hint=f"pass --kernel as one of: {KERNEL_FORMS}")
     top = Path(result.stdout.strip())
     if not (top / "Kconfig").exists() or not (top / "arch" / "x86").is_dir():
         raise UserError(f"--kernel {spec} is a git checkout but not a Linux kernel tree",
-                        hint=f"pass a kernel git checkout, or one of: {KERNEL_FORMS}")
+                        hint=f"pass --kernel as one of: {KERNEL_FORMS}")
     rev = base or "HEAD"
     resolved = git(["rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], top, check=False)
     if not resolved.ok:

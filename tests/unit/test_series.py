@@ -117,7 +117,8 @@ def test_a_patch_that_does_not_apply_names_patch_file_and_git_message(tmp_path: 
         series.apply(loaded.patches[0], target)
     message = info.value.message
     assert 'patch 1 "drv: return one" does not apply' in message
-    assert "conflicting files: drv.c" in message
+    assert "(conflicting files: drv.c)" in message
+    assert "git am --continue" not in message  # rig has aborted: git's advice would mislead
     assert "patch does not apply" in message  # git's own words
     # rig aborted the half-done `git am`: the tree is as before.
     assert not (target / git(target, "rev-parse", "--git-path", "rebase-apply").strip()).exists()
