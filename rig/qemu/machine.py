@@ -41,6 +41,7 @@ SIGTERM_WAIT_S = 3.0
 # Console lines that mean the kernel died; with panic=-1 QEMU exits right after.
 PANIC_RE = re.compile(r"Kernel panic - not syncing|---\[ end Kernel panic")
 TAIL_LINES = 60
+PANIC_CONTEXT_LINES = 12
 
 EventRecord = tuple[float, dict[str, Any]]  # (wall-clock time.time(), the QMP event)
 
@@ -161,7 +162,8 @@ class Machine:
         lines = text.splitlines()
         for index, line in enumerate(lines):
             if self.panic_line in line:
-                return "\n".join(lines[max(0, index - TAIL_LINES):index + 20])
+                # A little context before (the oops that led here), the whole report after.
+                return "\n".join(lines[max(0, index - PANIC_CONTEXT_LINES):index + TAIL_LINES])
         return "\n".join(lines[-TAIL_LINES:])
 
     async def changed(self, timeout: float) -> None:
