@@ -10,9 +10,11 @@ Builds are cached twice over:
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
+import shlex
 import shutil
 import time
 from collections.abc import Iterator
@@ -22,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from rig import cache, kconfig, proc, source
-from rig.errors import InfraError, KernelError, UserError
-from rig.progress import Reporter, Task, quiet
+from rig.errors import KernelError, UserError
+from rig.progress import Reporter
 from rig.rundir import write_metadata
-from rig.series import PatchInfo, Series
 from rig import series as series_mod
+from rig.series import PatchInfo, Series
 
 __all__ = ["BuildRequest", "BuildArtifacts", "PatchInfo", "build"]
 
@@ -39,7 +41,7 @@ CONFIG_TIMEOUT_S = 600.0
 # Compile steps of a cold build from scratch, per profile, measured on Debian's 6.1
 # (they vary little between kernel versions): the bar's estimate until this tree has
 # been built once.
-COLD_UNITS = {"default": 2000, "kasan": 2000, "kunit": 2100}
+COLD_UNITS = {"default": 1450, "kasan": 1450, "kunit": 1500}
 
 # Lines of make's output that count as one unit of work on the bar.
 UNIT_LINE = re.compile(r"^\s+(CC|AS)\s")
@@ -178,18 +180,26 @@ def _lookup(quick_key: str) -> Path | None:
     return entry if _complete(entry) else None
 
 
+# The big images are hard-linked from the cache (a hit must take seconds); the small
+# text files are copied, since users edit .config and logs in place.
+LINKED = {"bzImage", "vmlinux"}
+
+
 def _link_into(entry: Path, out: Path) -> dict[str, Path]:
-    """Hard links of the cached files in `out` (copies across filesystems)."""
+    """The cached files in `out`: hard links or copies."""
     placed = {}
     for name in [*ARTIFACT_FILES, "build.log"]:
         target = out / name
         if target.exists() or target.is_symlink():
             target.unlink()
-        try:
-            os.link(entry / name, target)
-        except OSError:
-            shutil.copy2(entry / name, target)
         placed[name] = target
+        if name in LINKED:
+            try:
+                os.link(entry / name, target)
+                continue
+            except OSError:
+                pass  # another filesystem: copy
+        shutil.copy2(entry / name, target)
     return placed
 
 
@@ -207,11 +217,14 @@ class Builder:
         self.out = out
         self.reporter = reporter
         self.timings = _Timings()
+        self._optional_misses: tuple[str, ...] | None = None
 
     def run(self) -> BuildArtifacts:
         request, reporter = self.request, self.reporter
         self.out.mkdir(parents=True, exist_ok=True)
         # Everything that can be checked without the network or a worktree, first.
+        if request.each_patch and request.series is None:
+            raise UserError("--each-patch needs a series", hint="pass --series with the patches to build one by one")
         chosen = kconfig.profile(request.profile)
         for extra in request.extra_configs:
             if not Path(extra).is_file():
@@ -254,8 +267,6 @@ class Builder:
                 yield
 
     def _lock_busy(self) -> bool:
-        import fcntl
-
         path = build_lock_path()
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a") as handle:
@@ -273,8 +284,6 @@ class Builder:
 
     def _load_series(self, src: source.KernelSource | None) -> Series | None:
         if self.request.series is None:
-            if self.request.each_patch:
-                raise UserError("--each-patch needs a series", hint="pass --series with the patches to build one by one")
             return None
         workdir = self.out / "series"
         repo = src.repo if src is not None and src.kind == "git" else None
@@ -354,7 +363,7 @@ class Builder:
                  hint="the kernel's configuration step failed; see the log")
         misses = kconfig.check(settings, build_dir / ".config", tree, f"the {self.request.profile} profile")
         described = tuple(m.describe() for m in misses)
-        if described != getattr(self, "_optional_misses", None):  # once, not after every patch
+        if described != self._optional_misses:  # once, not after every patch
             for line in described:
                 self.reporter.warn(f"optional option did not stick: {line}")
         self._optional_misses = described
@@ -403,7 +412,7 @@ class Builder:
         release = (build_dir / "include" / "config" / "kernel.release").read_text().strip()
         (staging / "entry.json").write_text(json.dumps({
             "sizes": sizes, "kernel_release": release, "head_commit": head, "config_hash": config_hash,
-            "source": src.source_id, "optional_misses": list(getattr(self, "_optional_misses", ())),
+            "source": src.source_id, "optional_misses": list(self._optional_misses or ()),
             "make_units": json.loads((build_dir / "rig-units.json").read_text()).get("units"),
             "timings": dict(self.timings.stages),
         }, indent=2))
@@ -485,6 +494,4 @@ def _previous_units(path: Path) -> float | None:
 
 
 def _quote(arg: str) -> str:
-    import shlex
-
     return shlex.quote(arg)

@@ -118,6 +118,8 @@ def test_bad_inputs_fail_before_any_source_is_fetched(tmp_path: Path, monkeypatc
     with pytest.raises(UserError, match="holds no patch"):
         build(BuildRequest(kernel="debian:6.1", series=str(DATA / "build-not-a-patch" / "review.mbox")),
               tmp_path / "c", progress=False)
+    with pytest.raises(UserError, match="--each-patch needs a series"):
+        build(BuildRequest(kernel="debian:6.1", each_patch=True), tmp_path / "d", progress=False)
 
 
 def test_required_option_missing_from_the_kernel_is_a_user_error(tmp_path: Path, kernel: Path) -> None:
