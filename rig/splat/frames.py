@@ -149,7 +149,15 @@ COMMON_SKIP = SkipRule([
     "^_*(?:set|clear|change)_bit$", "hex_dump", "^_*hex_string$", "^_*string$", "^_*pointer$",
     "vsnprintf", "vscnprintf", "snprintf", "scnprintf", "sprintf", "va_format",
     "dev_vprintk", "dev_printk", "^_*dev_(?:err|warn|info|notice|dbg|emerg|crit|alert)$",
-    "^_*crc", "_nlink$", "^_*(?:fast_)?dput$", "cleanup_srcu_struct", "assertfail",
+    "^_*crc", "_nlink$", "^_*(?:fast_)?dput$", "^_*iput_final$", "^_*ihold$",
+    # teardown helpers that free or wait on the object of the driver that calls them
+    "hwrng_unregister", "i2c_del_adapter", "__unregister_client", "rollback_registered",
+    "unregister_netdevice", "devres_release_all", "device_for_each_child", "find_lock_entries",
+    "truncate_inode_pages_range", "^_*ida_free$", "^_*idr_find$",
+    # atomics and bit operations, instrumented or not
+    "atomic(?:64|_long)?_(?:dec|inc|read|set|or|xor|and|add|sub|fetch|xchg|cmpxchg|try)",
+    "(?:set|clear|change|test)_bit", "copy_from_iter", "copy_page_to_iter", "copy_page_from_iter",
+    "^_*copyin$", "strdup", "strndup", "kasprintf", "^_*rcu_read_(?:un)?lock", "^_*(?:un)?lock_page", "cleanup_srcu_struct", "assertfail",
     "x86_indirect_thunk", "x86_return_thunk", "debug_smp_processor_id",
     "check_preemption_disabled", "this_cpu_preempt_check",
     "^_*sysvec_", "apic_timer_interrupt", "^_*irq_exit", "^_*do_softirq_own_stack",

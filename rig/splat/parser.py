@@ -443,6 +443,11 @@ def _pick(rule: TitleRule, candidates: list[tuple[str, int]], msgs: list[str]) -
         return stall_frame(candidates, msgs, skip, own_cpu=rule.kind in ("soft-lockup", "stack-overflow"))
     if rule.hung:
         return hang_frame([func for func, _ in candidates if not skip.skips(func)])
+    if rule.anchor is not None:
+        m = rule.anchor.search(msgs[0])
+        faulting = m.group("func").split(".", 1)[0] if m else None
+        at = next((i for i, (func, line) in enumerate(candidates) if func == faulting and line > 0), 0)
+        candidates = candidates[at:]
     for func, _ in candidates:
         if not skip.skips(func):
             return func

@@ -44,6 +44,9 @@ class TitleRule:
     stall: bool = False  # name the loop by a representative frame deeper in the stack
     hung: bool = False  # name a hang by what the task waits for
     alt: str = ""  # a second name, as syzbot lists it (e.g. "bad-access in {frame}")
+    # the faulting function as the header line names it; the report's own stack is the one
+    # that holds it (another CPU's stack may be printed in between when lines interleave)
+    anchor: re.Pattern[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -144,15 +147,18 @@ _LOCKDEP_RULES = (
 # the function on the header line only when the stack is lost
 _KASAN_TRACE_PLACES = (KASAN_TRACE, Place("line", _re(r"KASAN: [a-z\-]+ in " + FUNC + r"\+0x"), fallback=True))
 _KASAN_FREE_SKIP = SkipRule(["kfree", "kmem_cache_free", "slab_free", "^_*free_"])
+_KASAN_ANCHOR = _re(r"KASAN: [a-z\-]+ in " + FUNC + r"\+0x")
 _KASAN_RULES = (
     TitleRule(_re(r"BUG: KASAN: (?:double-free or invalid-free|double-free|invalid-free)"),
-              "KASAN: invalid-free in {frame}", "kasan", _KASAN_TRACE_PLACES, _KASAN_FREE_SKIP),
+              "KASAN: invalid-free in {frame}", "kasan", _KASAN_TRACE_PLACES, _KASAN_FREE_SKIP,
+              anchor=_KASAN_ANCHOR),
     TitleRule(_re(r"BUG: KASAN: ([a-z\-]+)(?: in| on address).*\n(?:.*\n){0,6}?.*?(Read|Write)"
                   r" (?:of size|at addr)"),
-              "KASAN: {1} {2} in {frame}", "kasan", _KASAN_TRACE_PLACES),
+              "KASAN: {1} {2} in {frame}", "kasan", _KASAN_TRACE_PLACES, anchor=_KASAN_ANCHOR),
     TitleRule(_re(r"BUG: KASAN: ([a-z\-]+) in " + r"\S+? at addr ([0-9a-fx]+)"),
-              "KASAN: {1} in {frame} at addr {2}", "kasan", _KASAN_TRACE_PLACES),
-    TitleRule(_re(r"BUG: KASAN: ([a-z\-]+)"), "KASAN: {1} in {frame}", "kasan", _KASAN_TRACE_PLACES),
+              "KASAN: {1} in {frame} at addr {2}", "kasan", _KASAN_TRACE_PLACES, anchor=_KASAN_ANCHOR),
+    TitleRule(_re(r"BUG: KASAN: ([a-z\-]+)"), "KASAN: {1} in {frame}", "kasan", _KASAN_TRACE_PLACES,
+              anchor=_KASAN_ANCHOR),
 )
 
 _KFENCE_KMSAN_KCSAN_RULES = (
