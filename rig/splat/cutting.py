@@ -1,0 +1,281 @@
+"""Cutting reports out of a console log: where each one starts and where it ends.
+
+The whole log is scanned once for plain strings that every report header holds
+(str.find, fast); only the lines holding one are matched against the header patterns.
+From a header, lines are read one at a time, only as far as the report goes: lines of
+other printk callers and of user space are left out, and the report ends at its end
+marker, at the next report, or after a few lines that are no part of any report.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from rig.splat.frames import parse_frame
+from rig.splat.rules import (
+    BOOT_PREAMBLE, BOOT_SPAN, END_MARKER, FOLLOW_ON, HEADER_HINTS, KINDS, PREAMBLE, ReportKind, TitleRule,
+)
+from rig.splat.text import Line, LogText
+
+HEADERS = re.compile("|".join(f"(?P<k{i}>{kind.header})" for i, kind in enumerate(KINDS)))
+_HINT_RE = re.compile("|".join(re.escape(hint) for hint in HEADER_HINTS))
+
+MAX_REPORT_LINES = 2000  # deep recursions (stack overflows) print very long traces
+HEAD_LINES = 8  # a title pattern may look this far below the header line
+QUIET_LINES = 4  # this many unrelated lines after the stack end a report
+QUIET_LINES_NO_STACK = 20  # ... and this many, in a row, before any stack (more in a ===== box)
+NESTED_HEADER_LINES = 3  # a header this close below another, before any stack, is the same crash
+MAX_FOREIGN_LINES = 64  # this many lines in a row from other sources: the report is over
+# Messages that share a header's prefix but belong to the report already open.
+_BELONGS = re.compile(r"\s*(?:INFO: lockdep is turned off|INFO: Slab|INFO: Object|INFO: Freed|"
+                      r"INFO: Allocated|INFO: Stall ended|INFO: task .* blocked for more)")
+
+# Lines that keep a report going after its stack has started.
+_REPORT_LINE = re.compile(
+    r"^(?:\s|$|\?|\[<|<(?:/?IRQ|/?TASK|/?NMI|EOI)>|[A-Z0-9]{1,4}\s*:|[a-z][a-z0-9]{0,3}\s*:|"
+    r"Code:|Modules linked in|CPU:|Hardware name|Call Trace|Call trace|Backtrace|Workqueue:|"
+    r"RIP|Kernel Offset|Dumping ftrace|irq event stamp|hardirqs last|softirqs last|"
+    r"Allocated by|Freed by|Last potentially|Second to last|The buggy address|Memory state|"
+    r"page:|page |flags:|raw:|head:|memcg:|anon |Showing |\d+ locks? held|no locks held|"
+    r"NMI backtrace|Sending NMI|other info|stack backtrace|Chain exists|\*\*\* DEADLOCK|"
+    r"Possible (?:unsafe|interrupt)|the (?:existing|shortest)|which lock|but task|and this task|"
+    r"-> #|\.\.\.|INFO: lockdep is turned off|Disabling lock debugging|turning off|"
+    r"unreferenced object|comm \"|hex dump|backtrace|Read of size|Write of size|Object |"
+    r"Redzone|Padding|Bytes b4|task:|Mem abort|ESR|  EC|  IL|  SET|  FnV|  EA|  S1PTW|"
+    r"Data abort|Internal error|Process |Stack:|Exception stack|Kernel panic|Rebooting|"
+    r"---\[|rcu:|\t|Task dump|(?:CPU|Node) \d|Uninit was|Local variable|Memory access|"
+    r"in_atomic|preempt_count|Preemption|RCU nest|Hardware|lock\(|\s*CPU\d|DMA-API|"
+    r"refcount_t|ODEBUG|list_|kobject|usercopy|UBSAN|KASAN|KFENCE|KMSAN|KCSAN|Sending|"
+    r"Unable to|Oops|pc |lr |sp |x\d+|NIP|LR|REGS|MSR|GPR|TRAP|CFAR|DAR|DSISR|IRQMASK|"
+    r"Instruction dump|PC is at|LR is at|psr:|Flags:|Control:|pgd|\*pgd|Mem-Info|"
+    r"(?:\S+)?\[\s*\d+\]|asm_|entry_|RSP|RAX|RDX|RBP|R\d+|FS:|CS:|CR2|DR\d|Stack|Register |"
+    r"[0-9a-f]{4,16}:? )"
+)
+
+
+
+@dataclass
+class RawReport:
+    """A report cut out of the log, before it is named."""
+
+    kind: ReportKind
+    lines: list[Line]  # the report's own lines (other callers' lines left out)
+    header: int  # index of the header line in `lines`
+    header_col: int  # where the header starts in that line's message
+    truncated: bool  # the log ended inside the report
+
+    @property
+    def header_line(self) -> Line:
+        return self.lines[self.header]
+
+    def head(self) -> str:
+        """The header from where it starts, and the lines below it a title may look at."""
+        lines = self.lines[self.header:self.header + HEAD_LINES]
+        return "\n".join([lines[0].msg[self.header_col:]] + [ln.msg for ln in lines[1:]])
+
+    def rule(self) -> tuple[TitleRule, re.Match[str]] | None:
+        """The first title rule of the report's kind that matches its head."""
+        head = self.head()
+        for rule in self.kind.rules:
+            m = rule.pattern.match(head)
+            if m is not None:
+                return rule, m
+        return None
+
+
+def _kind_of(match: re.Match[str]) -> ReportKind:
+    return KINDS[int(match.lastgroup[1:])]  # type: ignore[index]
+
+
+def _header_lines(text: str) -> list[int]:
+    """Start offsets of the lines holding a header hint, in order."""
+    starts: set[int] = set()
+    for hint in HEADER_HINTS:
+        pos = text.find(hint)
+        while pos >= 0:
+            line_start = text.rfind("\n", 0, pos) + 1
+            starts.add(line_start)
+            line_end = text.find("\n", pos)
+            if line_end < 0:
+                break
+            pos = text.find(hint, line_end)
+    return sorted(starts)
+
+
+def cut_reports(log: LogText) -> Iterator[RawReport]:
+    """Every report in the log, in the order their headers appear."""
+    taken_until: dict[str, int] = {}  # printk caller -> offset up to which its lines are taken
+    text = log.text
+    last_boot = -1
+    for line_start in _header_lines(text):
+        line_end = text.find("\n", line_start)
+        match = HEADERS.search(text, line_start, line_end if line_end >= 0 else len(text))
+        if match is None:
+            continue
+        line = log.line_at(line_start)
+        if taken_until.get(line.caller, -1) > line_start:
+            continue  # inside a report already cut (a follow-on line or its own echo)
+        raw_len = line.end - line_start - (1 if text.endswith("\r", line_start, line.end) else 0)
+        col = max(match.start() - line_start - (raw_len - len(line.msg)), 0)
+        kind = _kind_of(match)
+        head_msg = line.msg[col:]
+        if kind.ignore is not None and kind.ignore.match(head_msg):
+            continue
+        if kind.boot:
+            rebooted = _is_reboot(log, line, last_boot)
+            last_boot = line.end
+            if rebooted:
+                yield RawReport(kind, [line], 0, col, False)
+            continue
+        probe = RawReport(kind, log.lines_from(line_start, HEAD_LINES), 0, col, False)
+        if probe.rule() is None:
+            continue  # a header cut short ("INFO: t"): the full line usually follows
+        raw = _extent(log, line, col, kind)
+        taken_until[line.caller] = raw.lines[-1].end
+        yield raw
+
+
+def _is_reboot(log: LogText, banner: Line, last_boot: int) -> bool:
+    """A boot banner after the machine had been running (not the log's own first boot)."""
+    if last_boot >= 0:
+        return banner.start - last_boot > BOOT_SPAN
+    return any(not BOOT_PREAMBLE.match(ln.msg) for ln in log.lines_before(banner.start, 200))
+
+
+def _extent(log: LogText, header: Line, col: int, kind: ReportKind) -> RawReport:
+    """Cut the report that starts at `header`: its own lines up to where it ends."""
+    caller = header.caller
+    mine = [header]
+    follow = _Ahead(log, header.end + 1, MAX_REPORT_LINES)
+    seen_stack = False
+    nmi_dump = False
+    skipped = 0  # consecutive lines from other sources
+    quiet = 0
+    after_end = -1
+    truncated = follow.get(0) is None
+    is_leak = kind.name == "leak"
+    # "=====" closes only the reports it opened (KASAN, UBSAN, KCSAN...), not a hung task's lock dump
+    boxed = any(ln.msg.startswith("===") for ln in log.lines_before(header.start, 1))
+    foreign_untimed = header.timestamp is not None
+    pos = -1
+    while (line := follow.get(pos + 1)) is not None:
+        pos += 1
+        if caller and line.caller and line.caller != caller:
+            if not nmi_dump:
+                skipped += 1
+                if skipped > MAX_FOREIGN_LINES:
+                    break
+                continue  # another CPU or task printing in between
+        elif line.msg.startswith(("Sending NMI from CPU", "NMI backtrace for cpu")):
+            nmi_dump = True  # the other CPUs' stacks, asked for by this report, print from NMI context
+        if foreign_untimed and line.timestamp is None and line.msg.strip():
+            skipped += 1
+            if skipped > MAX_FOREIGN_LINES:
+                break
+            continue  # not printk output: user space writing to the same console
+        skipped = 0
+        msg = line.msg
+        if after_end >= 0:
+            # A panic right after the end marker is part of the same crash.
+            if pos - after_end > 3 or not (FOLLOW_ON.search(msg) or not msg.strip()):
+                break
+            if FOLLOW_ON.search(msg):
+                after_end = -1
+        elif END_MARKER.match(msg) and (not msg.startswith("=") or (len(mine) > 2 and boxed)):
+            mine.append(line)
+            after_end = pos
+            continue
+        if _starts_report(msg) and not FOLLOW_ON.search(msg) and not _belongs(kind, msg):
+            if _inside_stack(mine, follow, pos):
+                continue  # another CPU's one-line message printed in the middle of our stack
+            if not seen_stack and len(mine) <= NESTED_HEADER_LINES:
+                mine.append(line)  # a second header right below ours: one crash, two messages
+                continue
+            break
+        if is_leak and msg and not msg[0].isspace() and not msg.startswith("unreferenced"):
+            # a leak report is the object line and its indented details
+            if not msg.startswith("BUG: memory leak"):
+                break
+        if parse_frame(msg) is not None:
+            seen_stack = True
+            quiet = 0
+        elif not _REPORT_LINE.match(msg):
+            quiet += 1
+            if quiet >= (QUIET_LINES if seen_stack else QUIET_LINES_NO_STACK * (3 if boxed else 1)):
+                del mine[len(mine) - (quiet - 1):]
+                break
+        else:
+            quiet = 0
+        mine.append(line)
+    else:
+        # the log ended inside the report: damaged unless its stack made it out
+        truncated = follow.at_end and after_end < 0 and not seen_stack
+        if quiet:
+            del mine[len(mine) - quiet:]  # unrelated lines after the stack, up to the end of the log
+    while len(mine) > 1 and not mine[-1].msg.strip():
+        mine.pop()
+    before = _preamble(log, header)
+    return RawReport(kind, before + mine, len(before), col, truncated)
+
+
+class _Ahead:
+    """The lines after a header, read only as far as the report goes."""
+
+    def __init__(self, log: LogText, start: int, limit: int) -> None:
+        self._log, self._next, self._limit = log, start, limit
+        self._lines: list[Line] = []
+
+    def get(self, i: int) -> Line | None:
+        text = self._log.text
+        while len(self._lines) <= i and self._next < len(text) and len(self._lines) < self._limit:
+            line = self._log.line_at(self._next)
+            self._lines.append(line)
+            self._next = line.end + 1
+        return self._lines[i] if i < len(self._lines) else None
+
+    @property
+    def at_end(self) -> bool:
+        return self._next >= len(self._log.text)
+
+
+def _starts_report(msg: str) -> bool:
+    """A header that is not one of the harmless lines sharing its prefix."""
+    if _HINT_RE.search(msg) is None:
+        return False
+    m = HEADERS.search(msg)
+    if m is None:
+        return False
+    kind = _kind_of(m)
+    return kind.ignore is None or kind.ignore.match(msg, m.start()) is None
+
+
+def _inside_stack(mine: list[Line], follow: _Ahead, pos: int) -> bool:
+    """The line at `pos` sits between two frames of the report's stack."""
+    after = follow.get(pos + 1)
+    nxt = after.msg if after is not None else ""
+    return parse_frame(mine[-1].msg) is not None and parse_frame(nxt) is not None
+
+
+def _belongs(kind: ReportKind, msg: str) -> bool:
+    """Headers that are part of the open report rather than a new one."""
+    return _BELONGS.match(msg) is not None and ("blocked for more" not in msg or kind.name == "info")
+
+
+def _preamble(log: LogText, header: Line) -> list[Line]:
+    """Marker lines printed just above a header ("cut here", "=====", "refcount_t: ...")."""
+    out: list[Line] = []
+    for line in reversed(log.lines_before(header.start, 3)):
+        if header.caller and line.caller and line.caller != header.caller:
+            continue
+        if not line.msg.strip() or not PREAMBLE.match(line.msg):
+            break
+        out.append(line)
+    out.reverse()
+    return out
+
+
+def adjacent(log: LogText, prev: RawReport, nxt: RawReport) -> bool:
+    """Two leak objects are one kmemleak dump when only a few lines separate them."""
+    return log.text.count("\n", prev.lines[-1].end, nxt.lines[0].start) <= 4
