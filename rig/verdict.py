@@ -19,15 +19,16 @@ from typing import Any
 
 from rig.errors import UserError
 from rig.plan import Plan
+from rig.splat.attribution import TestSpan, log_test_spans, running_test
 from rig.splat.model import Finding
 from rig.workloads import TestResult
 
 NEW, PRE_EXISTING, HOST_FAULT = "new", "pre-existing", "host-fault"
 
 # printk prefix: optional "[  12.345678]" time and "[T123]"/"[C0]" caller id.
-_PREFIX = r"^(?:<\d+>)?(?:\[\s*(?P<time>\d+\.\d+)\])?\s*(?:\[\s*(?P<caller>[TC]\d+)\])?\s*"
+_PREFIX = r"^(?:<\d+>)?(?:\[ *(?P<time>\d+\.\d+)\])?[ \t]*(?:\[ *(?P<caller>[TC]\d+)\])?[ \t]*"
 _IGT_RE = re.compile(_PREFIX + r"\[IGT\] (?P<binary>[\w\-]+): (?P<what>starting subtest|starting dynamic subtest"
-                     r"|finished subtest|finished dynamic subtest|executing|exiting)\s*(?P<name>[^,\s]*)", re.M)
+                     r"|finished subtest|finished dynamic subtest|executing|exiting)[ \t]*(?P<name>[^,\s]*)", re.M)
 _RIG_RE = re.compile(_PREFIX + r"rig: (?P<what>start|end) (?P<name>\S+)", re.M)
 _KMEMLEAK_PID_RE = re.compile(r'comm "(?P<comm>[^"]*)", pid (?P<pid>\d+)')
 
@@ -43,7 +44,7 @@ class Marker:
     starts: bool
 
 
-def test_markers(text: str) -> list[Marker]:
+def find_markers(text: str) -> list[Marker]:
     markers: list[Marker] = []
     for match in _IGT_RE.finditer(text):
         what, binary, name = match["what"], match["binary"], match["name"]
@@ -89,7 +90,12 @@ def _last_test_of_pid(markers: list[Marker], pid: str) -> str | None:
     return (subtests or tests or [None])[-1]
 
 
-def attribute(finding: Finding, markers: list[Marker], source: str) -> tuple[str | None, str]:
+def _span_name(span: TestSpan) -> str:
+    return span.name.removeprefix("igt@") if span.framework == "igt" else f"kunit:{span.name}"
+
+
+def attribute(finding: Finding, markers: list[Marker], source: str, spans: list[TestSpan] | None = None
+              ) -> tuple[str | None, str]:
     """(test, how): how is "pid", "time", "boot" or "unknown"."""
     if source == "kmemleak":
         match = _KMEMLEAK_PID_RE.search(finding.report)
@@ -103,6 +109,9 @@ def attribute(finding: Finding, markers: list[Marker], source: str) -> tuple[str
         test = _running_at(markers, finding.start, pid)
         if test:
             return test, "pid"
+    span = running_test(spans or [], offset=finding.start)
+    if span is not None:
+        return _span_name(span), "time"
     test = _running_at(markers, finding.start)
     if test:
         return test, "time"
@@ -288,7 +297,8 @@ def judge(
     `sources` maps where findings came from ("console", "kmemleak", "dmesg") to what the
     parser found there; dmesg only counts when the console had nothing (they overlap).
     """
-    markers = test_markers(console_text)
+    markers = find_markers(console_text)
+    spans = log_test_spans(console_text)
     ordered: list[tuple[Finding, str]] = []
     for source in ("console", "kmemleak", "dmesg"):
         if source == "dmesg" and sources.get("console"):
@@ -296,7 +306,8 @@ def judge(
         ordered += [(f, source) for f in sources.get(source, [])]
     judged: list[JudgedFinding] = []
     for finding, source, count in _dedupe(ordered):
-        test, how = attribute(finding, markers if source != "dmesg" else test_markers(""), source)
+        # dmesg offsets are not console offsets: only the pid can place those reports.
+        test, how = attribute(finding, markers, source, spans if source == "console" else None)
         fault = host_fault_of(finding)
         if fault is not None:
             status, note = HOST_FAULT, fault.explanation

@@ -19,6 +19,8 @@ GUEST_DIR = "/tmp/rig"
 class TestResult:
     """One test case: an IGT subtest, a KUnit case or a script."""
 
+    __test__ = False  # a name pytest would otherwise try to collect
+
     name: str  # "vgem_basic@mmap", "kunit:drm_mm.drm_test_mm_init", "script:dri-clients"
     kind: str  # "igt" | "kunit" | "script"
     status: str  # one of PASS FAIL SKIP TIMEOUT CRASH WARN ABSENT
@@ -36,5 +38,5 @@ class TestResult:
         return asdict(self)
 
 
-def test_from_json(data: dict[str, Any]) -> TestResult:
+def result_from_json(data: dict[str, Any]) -> TestResult:
     return TestResult(**{k: data.get(k) for k in TestResult.__dataclass_fields__})  # type: ignore[arg-type]

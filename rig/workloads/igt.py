@@ -7,15 +7,16 @@ results directory comes back to the host whole (results.json, per-test out/err/d
 
 from __future__ import annotations
 
-import json
+import contextlib
 import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rig.errors import InfraError, UserError
 from rig.plan import IgtGroup, Plan, expand
+from rig.splat.igt import IgtRun, parse_results_json
 from rig.workloads import CRASH, FAIL, GUEST_DIR, PASS, SKIP, TIMEOUT, WARN, TestResult
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ class GroupRun:
     duration_s: float
 
 
-def testlist_lines(tests: tuple[str, ...]) -> str:
+def igt_testlist(tests: tuple[str, ...]) -> str:
     """igt_runner's test list: one igt@binary[@subtest] per line."""
     return "".join(f"igt@{test.replace('@*', '')}\n" for test in tests)
 
@@ -140,7 +141,7 @@ async def run_group(vm: VM, prepared: PreparedGroup, out: Path, *, inactivity_s:
     local = out / f"group-{prepared.label}"
     local.mkdir(parents=True, exist_ok=True)
     testlist = local / "testlist.txt"
-    testlist.write_text(testlist_lines(prepared.tests))
+    testlist.write_text(igt_testlist(prepared.tests))
     remote_list = f"{GUEST_DIR}/igt-{prepared.label}.testlist"
     remote_results = f"{GUEST_DIR}/igt-results-{prepared.label}"
     await vm.call(vm.guest.put, testlist, remote_list)
@@ -171,31 +172,20 @@ def _tail(text: str, lines: int = 15) -> str:
     return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
-def results_from_json(data: dict[str, Any], prepared: PreparedGroup, *, started_s: float | None = None
-                      ) -> list[TestResult]:
-    """TestResults from igt_runner's results.json, plus "not run" for listed tests it lacks."""
-    tests: dict[str, Any] = data.get("tests", {}) if isinstance(data, dict) else {}
+def results_from_run(run: IgtRun | None, prepared: PreparedGroup, *, started_s: float | None = None
+                     ) -> list[TestResult]:
+    """TestResults from igt_runner's results, plus "not run" for listed tests it lacks."""
     found: dict[str, TestResult] = {}
-    for full_name, entry in tests.items():
-        name = full_name[4:] if full_name.startswith("igt@") else full_name
-        raw = str(entry.get("result", "notrun"))
-        timing = entry.get("time") or {}
-        duration = None
-        if isinstance(timing, dict) and "start" in timing and "end" in timing:
-            duration = max(0.0, float(timing["end"]) - float(timing["start"]))
-        status = _STATUS.get(raw, FAIL)
-        detail = ""
-        if status in (FAIL, TIMEOUT, CRASH):
-            detail = _tail(str(entry.get("out", "")) + "\n" + str(entry.get("err", "")))
-        found[name] = TestResult(name, "igt", status, raw, duration, prepared.group.driver, detail, started_s)
+    for entry in run.results if run is not None else ():
+        name = entry.name.removeprefix("igt@")
+        status = _STATUS.get(entry.result, FAIL)
+        detail = _tail(entry.out + "\n" + entry.err) if status in (FAIL, TIMEOUT, CRASH) else ""
+        found[name] = TestResult(name, "igt", status, entry.result, entry.duration, prepared.group.driver, detail,
+                                 started_s)
     results = list(found.values())
     for test in prepared.tests:
-        if "@*" in test:
-            prefix = test[:-1]
-            if not any(name.startswith(prefix) for name in found):
-                results.append(TestResult(test, "igt", CRASH, "notrun", None, prepared.group.driver,
-                                          "igt_runner produced no result for this test", started_s))
-        elif test not in found and not any(name.startswith(test + "@") for name in found):
+        prefix = test[:-1] if test.endswith("@*") else test + "@"
+        if test not in found and not any(name.startswith(prefix) for name in found):
             results.append(TestResult(test, "igt", CRASH, "notrun", None, prepared.group.driver,
                                       "igt_runner produced no result for this test", started_s))
     return results
@@ -204,10 +194,8 @@ def results_from_json(data: dict[str, Any], prepared: PreparedGroup, *, started_
 def results_from_dir(results_dir: Path, prepared: PreparedGroup, *, started_s: float | None = None
                      ) -> list[TestResult]:
     path = results_dir / "results.json"
-    data: dict[str, Any] = {}
+    run = None
     if path.is_file():
-        try:
-            data = json.loads(path.read_text(errors="replace"))
-        except json.JSONDecodeError:
-            data = {}
-    return results_from_json(data, prepared, started_s=started_s)
+        with contextlib.suppress(UserError):  # a results.json cut short: the tests count as not run
+            run = parse_results_json(path.read_bytes())
+    return results_from_run(run, prepared, started_s=started_s)

@@ -5,25 +5,22 @@ absent (the DRM suites differ between kernel versions; `--profile kunit` builds 
 from __future__ import annotations
 
 import fnmatch
-from typing import Any
 
-from rig.workloads import ABSENT, FAIL, PASS, SKIP, TestResult
+from rig.splat.ktap import parse_ktap
+from rig.workloads import ABSENT, CRASH, FAIL, PASS, SKIP, TestResult
 
-_STATUS = {"ok": PASS, "pass": PASS, "not ok": FAIL, "fail": FAIL, "skip": SKIP, "todo": SKIP}
+_STATUS = {"pass": PASS, "fail": FAIL, "skip": SKIP, "todo": SKIP, "error": CRASH}
 
 
-def _cases(console_text: str) -> list[tuple[str, str, str, float | None]]:
-    """(suite, case, raw status, duration) for every KUnit case on the console."""
-    try:
-        from rig.splat import ktap  # type: ignore[attr-defined]
-    except ImportError:
-        return []
-    parsed: Any = ktap.parse_ktap(console_text)
+def _cases(console_text: str) -> list[tuple[str, str, str, float | None, str]]:
+    """(suite, case path, status, duration, reason) for every innermost KUnit result."""
+    run = parse_ktap(console_text)
     cases = []
-    for suite in getattr(parsed, "suites", parsed) or []:
-        for case in getattr(suite, "cases", ()):
-            raw = str(getattr(case, "status", getattr(case, "result", "")))
-            cases.append((str(suite.name), str(case.name), raw, getattr(case, "duration_s", None)))
+    for test in run.leaves():
+        suite = test.path.split(".", 1)[0]
+        duration = (test.end_time - test.start_time
+                    if test.start_time is not None and test.end_time is not None else None)
+        cases.append((suite, test.path, test.status, duration, test.reason))
     return cases
 
 
@@ -38,7 +35,7 @@ def results_from_console(console_text: str, suites: tuple[str, ...]) -> list[Tes
             results.append(TestResult(f"kunit:{pattern}", "kunit", ABSENT, "not in this kernel", None,
                                       detail="no KTAP output for this suite on the console"))
             continue
-        for suite, case, raw, duration in matched:
-            status = _STATUS.get(raw.lower(), FAIL if "not" in raw.lower() else PASS)
-            results.append(TestResult(f"kunit:{suite}.{case}", "kunit", status, raw, duration))
+        for _, path, raw, duration, reason in matched:
+            results.append(TestResult(f"kunit:{path}", "kunit", _STATUS.get(raw, FAIL), raw, duration,
+                                      detail=reason))
     return results

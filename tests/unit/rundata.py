@@ -1,0 +1,82 @@
+"""A realistic finished run on disk (console, kmemleak, IGT results, timeline, screendump)
+for the report and pipeline tests: what a `rig run` of the underflow series leaves."""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from pathlib import Path
+
+from rig.build import BuildRequest
+from rig.collect import Collected, after_guest
+from rig.pipeline import Pipeline, RunSpec, _Attempt
+from rig.plan import load_plan
+from rig.workloads.igt import PreparedGroup, results_from_dir
+from rig.workloads.pressure import Sample, Timeline, parse_pressure
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "run"
+
+
+def tiny_png(width: int = 4, height: int = 3) -> bytes:
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+    rows = b"".join(b"\x00" + bytes([40, 80, 160]) * width for _ in range(height))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+IGT_RESULTS = {"tests": {
+    "igt@vgem_basic@create": {"result": "pass", "time": {"start": 0.0, "end": 0.04}},
+    "igt@vgem_basic@mmap": {"result": "dmesg-warn", "time": {"start": 0.0, "end": 0.26}},
+    "igt@dumb_buffer@create-valid-dumb": {"result": "pass", "time": {"start": 0.0, "end": 0.3}},
+    "igt@kms_addfb_basic@too-high": {"result": "fail", "out": "Test assertion failure function too_high",
+                                     "time": {"start": 0.0, "end": 0.1}},
+}}
+
+
+def finished_run(tmp_path: Path, *, screendump: bool = True) -> tuple[Pipeline, _Attempt]:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    bzimage = tmp_path / "bzImage"
+    bzimage.write_bytes(b"kernel")
+    spec = RunSpec(request=BuildRequest(kernel="debian:6.1", series="tests/data/series/underflow"),
+                   plan=load_plan("default"), pressure=parse_pressure("balloon", 2048),
+                   command="rig run --series tests/data/series/underflow --pressure balloon", bzimage=bzimage)
+    pipeline = Pipeline(spec, run_dir)
+    attempt = _Attempt(1, run_dir / "attempt-1")
+    attempt.vm_dir.mkdir(parents=True)
+    (attempt.vm_dir / "console.log").write_bytes((DATA / "console-underflow.log").read_bytes())
+    (attempt.vm_dir / "qmp-events.jsonl").write_text('{"host_time": 1.0, "event": "BALLOON_CHANGE"}\n')
+    collect_dir = attempt.directory / "collect"
+    collect_dir.mkdir(parents=True)
+    (collect_dir / "kmemleak.txt").write_bytes((DATA / "kmemleak.txt").read_bytes())
+    (collect_dir / "lockdep_stats.txt").write_text(" debug_locks:                             1\n")
+    shot = None
+    if screendump:
+        shot = collect_dir / "screendump.png"
+        shot.write_bytes(tiny_png())
+    collected = Collected(collect_dir, kmemleak=collect_dir / "kmemleak.txt",
+                          lockdep_stats=collect_dir / "lockdep_stats.txt", tainted=512, screendump=shot)
+    attempt.collected = after_guest(collected, collect_dir, attempt.vm_dir / "console.log",
+                                    attempt.vm_dir / "qmp-events.jsonl")
+    results = attempt.directory / "igt" / "group-1-vgem" / "results"
+    results.mkdir(parents=True)
+    (results / "results.json").write_text(json.dumps(IGT_RESULTS))
+    group = PreparedGroup(1, spec.plan.igt[0], ("vgem_basic@create", "vgem_basic@mmap",
+                                                 "dumb_buffer@create-valid-dumb", "kms_addfb_basic@too-high"))
+    attempt.tests = results_from_dir(results, group, started_s=1.0)
+    attempt.timeline = Timeline(tuple(Sample(float(t), 1650.0 - 110 * min(t, 8) + 110 * max(0, t - 14),
+                                             1400.0 - 100 * min(t, 8), 2048.0 if t < 2 or t > 14 else 819.0,
+                                             3000 + 50 * t) for t in range(20)),
+                                ((1.0, "balloon to 819 MiB"), (14.0, "balloon back to 2048 MiB")),
+                                {"sb-ext4-11": 900})
+    attempt.accel = "tcg"
+    pipeline.attempts.append(attempt)
+    return pipeline, attempt
+
+
+def report_data(tmp_path: Path) -> tuple[dict, Path]:
+    pipeline, attempt = finished_run(tmp_path)
+    outcome = pipeline._report(attempt)
+    return outcome.data, outcome.run_dir

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from rig.collect import Collected, after_guest, lockdep_debug_locks, read_events, taint_letters
+
+
+def test_taint_letters() -> None:
+    assert taint_letters(0) == ""
+    assert taint_letters(512) == "W"  # TAINT_WARN: a WARN fired
+    assert taint_letters(512 | 1) == "PW"
+
+
+def test_lockdep_debug_locks() -> None:
+    stats = " lock-classes:                         1783 [max: 8192]\n debug_locks:                             0\n"
+    assert lockdep_debug_locks(stats) == 0
+    assert lockdep_debug_locks("nothing here") is None
+
+
+def test_after_guest_keeps_what_was_collected_and_copies_the_console(tmp_path: Path) -> None:
+    vm_dir = tmp_path / "vm"
+    vm_dir.mkdir()
+    (vm_dir / "console.log").write_text("[    0.000000] Linux version 6.1\n")
+    (vm_dir / "qmp-events.jsonl").write_text('{"host_time": 1.5, "event": "BALLOON_CHANGE"}\nnot json\n')
+    out = tmp_path / "collect"
+    out.mkdir()
+    (out / "dmesg.txt").write_text("dmesg")
+    before = Collected(out, dmesg=out / "dmesg.txt", tainted=512, problems=("screendump: no display",))
+    after = after_guest(before, out, vm_dir / "console.log", vm_dir / "qmp-events.jsonl", ("guest died",))
+    assert after.console is not None and after.console.read_text().startswith("[    0.000000] Linux")
+    assert after.dmesg == out / "dmesg.txt" and after.tainted == 512
+    assert after.problems == ("screendump: no display", "guest died")
+    assert read_events(after.qmp_events) == [{"host_time": 1.5, "event": "BALLOON_CHANGE"}]
+    data = after.to_json()
+    assert data["console"] == "collect/console.log" and data["taint_flags"] == "W"
+
+
+def test_after_guest_without_a_guest_notes_the_missing_console(tmp_path: Path) -> None:
+    after = after_guest(None, tmp_path / "c", tmp_path / "nope.log", None)
+    assert after.console is None
+    assert any("console log" in p for p in after.problems)

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rig.errors import UserError
+from rig.plan import expand, load_plan, parse_plan, shipped_plans
+
+
+def test_shipped_plans_load_and_default_covers_the_three_drivers() -> None:
+    assert {"default", "smoke", "kunit"} <= set(shipped_plans())
+    plan = load_plan("default")
+    assert {g.driver for g in plan.igt} >= {"vgem", "virtio_gpu", "vkms"}
+    assert plan.expected_failure("kms_addfb_basic@too-high") is not None
+    assert plan.expected_failure("drm_virtgpu@drm-virtgpu-get-caps") is not None
+    assert plan.expected_failure("vgem_basic@mmap") is None
+    # create-clear alone takes 41 s under TCG: the default plan must not run it
+    assert not any("create-clear" in t for g in plan.igt for t in g.tests)
+
+
+def test_a_plan_file_by_path(tmp_path: Path) -> None:
+    path = tmp_path / "mine.toml"
+    path.write_text('[[igt.group]]\ndriver = "vgem"\ntests = ["vgem_basic@create"]\nper_test_timeout_s = 10\n')
+    plan = load_plan(str(path))
+    assert plan.name == "mine" and plan.igt[0].per_test_timeout_s == 10.0
+
+
+def test_every_problem_is_listed_at_once() -> None:
+    text = """
+bogus = 1
+[igt]
+per_test_timeout_s = -3
+[[igt.group]]
+driver = "nouveau"
+tests = ["vgem basic"]
+[[script]]
+name = "x"
+argv = "cat /proc/meminfo"
+[[expected_failure]]
+test = "kms_addfb_basic@too-high"
+[kmemleak]
+scan = "sometimes"
+"""
+    with pytest.raises(UserError) as info:
+        parse_plan(text, name="bad", source="bad.toml")
+    message = info.value.message
+    for needle in ("unknown key 'bogus'", "per_test_timeout_s", "nouveau", "'vgem basic'", "argv must be",
+                   "give a reason", "kmemleak.scan"):
+        assert needle in message, needle
+    assert "7 problems" in message
+
+
+def test_unknown_plan_names_the_shipped_ones() -> None:
+    with pytest.raises(UserError) as info:
+        load_plan("no-such-plan")
+    assert "default" in (info.value.hint or "")
+
+
+def test_invalid_toml_is_a_user_error() -> None:
+    with pytest.raises(UserError, match="not valid TOML"):
+        parse_plan("[igt", name="x", source="x.toml")
+
+
+def test_expand_patterns_against_the_guest() -> None:
+    available = {"vgem_basic": ["create", "mmap", "dmabuf-fence"], "dumb_buffer": ["create-clear", "map-valid"],
+                 "core_hotunplug": []}
+    tests, problems = expand(("vgem_basic@*", "dumb_buffer@map-*", "vgem_basic@mmap", "core_hotunplug",
+                              "dumb_buffer@nope", "missing@x"), available)
+    assert tests == ["vgem_basic@create", "vgem_basic@mmap", "vgem_basic@dmabuf-fence", "dumb_buffer@map-valid",
+                     "core_hotunplug"]
+    assert len(problems) == 2
+    assert "nope" in problems[0] and "missing" in problems[1]

@@ -1,0 +1,133 @@
+from __future__ import annotations
+
+import shutil
+import struct
+import subprocess
+import xml.etree.ElementTree as ET
+import zlib
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from rig.report import html, junit, markdown, terminal
+from rundata import report_data
+
+
+def test_json_holds_findings_tests_timeline_and_phases(tmp_path: Path) -> None:
+    data, _ = report_data(tmp_path)
+    assert data["exit_code"] == 1
+    assert data["findings"][0]["title"] == "WARNING in drm_gem_shmem_put_pages"
+    assert data["timeline"]["samples"][0]["balloon_mib"] == 2048.0
+    assert set(data["phases"]) >= {"report"}
+    assert data["kernel"]["profile"] == "default" and data["pressure"] == "balloon"
+
+
+def test_junit_is_valid_xml_with_tests_and_findings(tmp_path: Path) -> None:
+    data, _ = report_data(tmp_path)
+    root = ET.fromstring(junit.render(data))
+    suites = {s.get("name"): s for s in root.iter("testsuite")}
+    assert {"igt", "kunit", "kernel-findings"} <= set(suites)
+    igt = suites["igt"]
+    cases = {c.get("name"): c for c in igt.iter("testcase")}
+    assert igt.get("failures") == "0"  # too-high is expected on virtio-gpu
+    assert cases["kms_addfb_basic@too-high"].find("failure") is None
+    assert "expected failure" in cases["kms_addfb_basic@too-high"].find("system-out").text
+    findings = suites["kernel-findings"]
+    assert findings.get("failures") == "2"
+    failure = next(c for c in findings.iter("testcase") if c.get("name") == "WARNING in drm_gem_shmem_put_pages")
+    assert "vgem_basic@mmap" in failure.find("failure").text
+
+
+def test_markdown_is_ready_to_paste(tmp_path: Path) -> None:
+    data, _ = report_data(tmp_path)
+    text = markdown.render(data)
+    assert text.startswith("rig found 2 new kernel reports")
+    assert "- series: tests/data/series/underflow" in text and "- config profile: default" in text
+    assert "## 1. WARNING in drm_gem_shmem_put_pages" in text
+    assert "Triggered by: vgem_basic@mmap (by pid)" in text
+    assert "    RIP: 0010:drm_gem_shmem_put_pages+0x9d/0xb0" in text  # the full report, indented
+    assert "Leaked: 2 objects, 64 bytes" in text
+    assert text.rstrip().endswith("    rig run --series tests/data/series/underflow --pressure balloon")
+
+
+def test_terminal_shows_findings_before_totals(tmp_path: Path) -> None:
+    data, _ = report_data(tmp_path)
+    console = Console(record=True, width=120, color_system=None)
+    terminal.render(data, console)
+    out = console.export_text()
+    assert out.index("WARNING in drm_gem_shmem_put_pages") < out.index("Tests:")
+    assert "during: vgem_basic@mmap" in out and "expected:" in out and out.rstrip().splitlines()[-1].startswith("FAIL")
+
+
+def test_html_is_self_contained_with_plot_and_screendump(tmp_path: Path) -> None:
+    data, run_dir = report_data(tmp_path)
+    page = html.render(data, run_dir)
+    assert "<svg" in page and page.count("<polyline") == 4  # available, balloon, free, shrinkers
+    assert "data:image/png;base64," in page
+    assert page.count("<details") == 2 and "drm_gem_shmem_vm_close" in page
+    assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")  # nothing to fetch
+    assert "&lt;TASK&gt;" in page  # report text escaped
+
+
+def test_timeline_svg_without_samples() -> None:
+    assert "No timeline" in html.timeline_svg({})
+
+
+def _png_colours(png: bytes) -> int:
+    """Distinct colours of an 8-bit RGB/RGBA non-interlaced PNG (what Chromium writes)."""
+    pos, chunks, header = 8, [], b""
+    while pos < len(png):
+        length, kind = struct.unpack(">I4s", png[pos:pos + 8])
+        body = png[pos + 8:pos + 8 + length]
+        if kind == b"IHDR":
+            header = body
+        elif kind == b"IDAT":
+            chunks.append(body)
+        pos += 12 + length
+    width, height, depth, colour_type = struct.unpack(">IIBB", header[:10])
+    assert depth == 8 and colour_type in (2, 6)
+    bpp = 3 if colour_type == 2 else 4
+    raw = zlib.decompress(b"".join(chunks))
+    stride = width * bpp
+    previous = bytearray(stride)
+    colours: set[bytes] = set()
+    for row in range(height):
+        kind = raw[row * (stride + 1)]
+        line = bytearray(raw[row * (stride + 1) + 1:(row + 1) * (stride + 1)])
+        for i in range(stride):
+            left = line[i - bpp] if i >= bpp else 0
+            up = previous[i]
+            corner = previous[i - bpp] if i >= bpp else 0
+            if kind == 1:
+                line[i] = (line[i] + left) & 0xFF
+            elif kind == 2:
+                line[i] = (line[i] + up) & 0xFF
+            elif kind == 3:
+                line[i] = (line[i] + (left + up) // 2) & 0xFF
+            elif kind == 4:
+                p = left + up - corner
+                pa, pb, pc = abs(p - left), abs(p - up), abs(p - corner)
+                line[i] = (line[i] + (left if pa <= pb and pa <= pc else up if pb <= pc else corner)) & 0xFF
+        for i in range(0, stride, bpp * 7):
+            colours.add(bytes(line[i:i + 3]))
+        previous = line
+    return len(colours)
+
+
+def screenshot(page: Path, out: Path, size: str = "1200,2400") -> Path:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("chromium is not installed (./setup installs it)")
+    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                    f"--screenshot={out}", f"--window-size={size}", page.as_uri()],
+                   check=True, timeout=120, capture_output=True)
+    return out
+
+
+def test_report_html_renders_in_headless_chromium(tmp_path: Path) -> None:
+    data, run_dir = report_data(tmp_path)
+    shot = screenshot(run_dir / "report.html", tmp_path / "shot.png")
+    png = shot.read_bytes()
+    assert png.startswith(b"\x89PNG")
+    assert _png_colours(png) > 20  # text, plot lines, badges: not a blank page

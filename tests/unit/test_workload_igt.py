@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rig.plan import IgtGroup
+from rig.workloads import CRASH, FAIL, PASS, SKIP, WARN
+from rig.workloads.igt import PreparedGroup, parse_subtest_list, results_from_dir, runner_argv, igt_testlist
+
+GROUP = PreparedGroup(2, IgtGroup("virtio_gpu", ("dumb_buffer@*",), 45.0),
+                      ("dumb_buffer@create-valid-dumb", "dumb_buffer@map-valid", "dumb_buffer@map-uaf",
+                       "drm_virtgpu@*"))
+
+# The shape igt_runner 2.x writes (results_version 10), trimmed to what rig reads.
+RESULTS = {
+    "__type__": "TestrunResult",
+    "results_version": 10,
+    "name": "rig",
+    "tests": {
+        "igt@dumb_buffer@create-valid-dumb": {"result": "pass", "out": "Subtest create-valid-dumb: SUCCESS",
+                                              "time": {"__type__": "TimeAttribute", "start": 0.0, "end": 0.21}},
+        "igt@dumb_buffer@map-valid": {"result": "dmesg-warn", "out": "",
+                                      "time": {"__type__": "TimeAttribute", "start": 0.0, "end": 0.5}},
+        "igt@drm_virtgpu@drm-virtgpu-get-caps": {"result": "fail", "out": "Test assertion failure\nline 2",
+                                                 "err": "Subtest drm-virtgpu-get-caps failed.",
+                                                 "time": {"__type__": "TimeAttribute", "start": 1.0, "end": 1.5}},
+        "igt@drm_virtgpu@drm-virtgpu-map": {"result": "skip", "out": "",
+                                            "time": {"__type__": "TimeAttribute", "start": 0, "end": 0}},
+    },
+}
+
+
+def test_testlist_and_runner_argv() -> None:
+    assert igt_testlist(GROUP.tests).splitlines() == [
+        "igt@dumb_buffer@create-valid-dumb", "igt@dumb_buffer@map-valid", "igt@dumb_buffer@map-uaf",
+        "igt@drm_virtgpu"]
+    argv = runner_argv(GROUP, "/tmp/rig/l", "/tmp/rig/r", inactivity_s=60, kmemleak_each=True)
+    assert argv[0] == "igt_runner" and argv[-2:] == ["/usr/libexec/igt-gpu-tools", "/tmp/rig/r"]
+    assert argv[argv.index("--per-test-timeout") + 1] == "45"
+    assert argv[argv.index("--inactivity-timeout") + 1] == "60"
+    assert "IGT_FORCE_DRIVER=virtio_gpu" in argv and "--kmemleak=each" in argv
+    assert "--abort-on-monitored-error=" in argv  # one splat must not stop the rest
+
+
+def test_results_json_maps_statuses_and_notes_missing_tests(tmp_path: Path) -> None:
+    (tmp_path / "results.json").write_text(json.dumps(RESULTS))
+    results = {r.name: r for r in results_from_dir(tmp_path, GROUP, started_s=3.0)}
+    assert results["dumb_buffer@create-valid-dumb"].status == PASS
+    assert abs(results["dumb_buffer@create-valid-dumb"].duration_s - 0.21) < 1e-9
+    assert results["dumb_buffer@map-valid"].status == WARN  # a passing test that made the kernel warn
+    failed = results["drm_virtgpu@drm-virtgpu-get-caps"]
+    assert failed.status == FAIL and "assertion failure" in failed.detail and failed.driver == "virtio_gpu"
+    assert results["drm_virtgpu@drm-virtgpu-map"].status == SKIP
+    # listed but absent from results.json: the runner died before it
+    assert results["dumb_buffer@map-uaf"].status == CRASH
+    assert results["dumb_buffer@map-uaf"].raw_status == "notrun"
+
+
+def test_no_results_json_means_nothing_ran(tmp_path: Path) -> None:
+    results = results_from_dir(tmp_path, GROUP)
+    assert len(results) == 4 and all(r.status == CRASH for r in results)
+
+
+def test_parse_subtest_list_ignores_noise() -> None:
+    assert parse_subtest_list("create\nmmap\n\nIGT-Version: 2.5 (x86_64)\n") == ["create", "mmap"]
