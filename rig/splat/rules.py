@@ -375,11 +375,10 @@ BOOT_SPAN = 64 * 1024
 
 # Plain strings of which every header line holds one: cheap to look for in a huge log.
 HEADER_HINTS = (
-    "BUG", "WARNING:", "INFO:", "unreferenced object 0x", "general protection fault",
-    "Unable to handle kernel", "Kernel panic - not syncing", "divide error:", "invalid opcode:",
-    "stack segment:", "PANIC: double fault", "Internal error:", "Unhandled fault:", "Alignment trap:",
-    "UBSAN:", "unregister_netdevice: waiting for", "VFS: Close: file count is ", "SeaBIOS (version",
-    "Booting the kernel", "Linux version ",
+    "BUG", "WARNING:", "INFO:", "unreferenced object 0x", "fault",  # general protection, double, Unhandled
+    "Unable to handle kernel", "Kernel panic - not syncing", "error:",  # divide error:, Internal error:
+    "opcode:", "segment:", "trap:", "UBSAN:", "unregister_netdevice: waiting for",
+    "VFS: Close: file count is ", "SeaBIOS (version", "Linux version ",
 )
 
 # Lines that carry on a report already open rather than start a new one.

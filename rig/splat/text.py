@@ -17,6 +17,10 @@ _PREFIX = re.compile(
 )
 
 
+# The whole line in one match: [syslog level][printk time][caller id][one space]message.
+_LINE = re.compile(r"(<\d{1,2}>)?(?:\[\s*(\d+\.\d+)\])?(?:\[\s*([TC]\d+)\])?( ?)([^\n]*)")
+
+
 class Line(NamedTuple):
     """One console line with its printk prefix taken apart (a tuple: logs have millions)."""
 
@@ -61,11 +65,14 @@ class LogText:
 
     def line_at(self, start: int) -> Line:
         """The line beginning at offset `start`."""
-        end = self.text.find("\n", start)
-        if end < 0:
-            end = len(self.text)
-        msg, ts, caller = split_prefix(self.text[start:end])
-        return Line(start, end, msg, ts, caller)
+        m = _LINE.match(self.text, start)
+        assert m is not None  # every part is optional
+        level, ts, caller, space, msg = m.groups()
+        if level is None and ts is None and caller is None:
+            msg = space + msg  # no prefix: the leading space is the message's own
+        if msg.endswith("\r"):
+            msg = msg[:-1]
+        return Line(start, m.end(), msg, float(ts) if ts else None, caller or "")
 
     def line_start(self, pos: int) -> int:
         return self.text.rfind("\n", 0, pos) + 1
