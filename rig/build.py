@@ -386,6 +386,8 @@ class Builder:
 
             result = proc.run(make_argv(tree, build_dir, "bzImage", "vmlinux"), env=make_env(),
                               timeout=MAKE_TIMEOUT_S, log=log, on_line=on_line, check=False, what="make")
+            if result.ok:
+                bar.finish()
         estimate_file.write_text(json.dumps({"units": units, "cold": cold}))
         if result.ok:
             return

@@ -43,6 +43,11 @@ class Task:
             self._update(total=self.total)
         self._update(completed=self.completed)
 
+    def finish(self) -> None:
+        """The work is done: the bar ends full, whatever the estimate was."""
+        self.total = self.completed
+        self._update(total=self.completed, completed=self.completed)
+
     def describe(self, text: str) -> None:
         self._update(description=text)
 
