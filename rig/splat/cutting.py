@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from rig.splat.frames import parse_frame
 from rig.splat.rules import (
-    BOOT_PREAMBLE, BOOT_SPAN, END_MARKER, FOLLOW_ON, HEADER_HINTS, KINDS, PREAMBLE, ReportKind, TitleRule,
+    BOOT_PREAMBLE, END_MARKER, FOLLOW_ON, HEADER_HINTS, KINDS, PREAMBLE, ReportKind, TitleRule,
 )
 from rig.splat.text import Line, LogText
 
@@ -138,10 +138,14 @@ def cut_reports(log: LogText) -> Iterator[RawReport]:
 
 
 def _is_reboot(log: LogText, banner: Line, last_boot: int) -> bool:
-    """A boot banner after the machine had been running (not the log's own first boot)."""
-    if last_boot >= 0:
-        return banner.start - last_boot > BOOT_SPAN
-    return any(not BOOT_PREAMBLE.match(ln.msg) for ln in log.lines_before(banner.start, 200))
+    """A boot banner after the machine had been running: some line since the previous
+    banner (or the start of the log) is neither firmware nor early boot output."""
+    for line in reversed(log.lines_before(banner.start, 200)):
+        if line.start < last_boot:
+            return False
+        if not BOOT_PREAMBLE.match(line.msg):
+            return True
+    return False
 
 
 def _extent(log: LogText, header: Line, col: int, kind: ReportKind) -> RawReport:

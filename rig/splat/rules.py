@@ -340,6 +340,9 @@ KINDS: tuple[ReportKind, ...] = (
         TitleRule(_re(r"divide error:"), "divide error in {frame}", "oops", _FAULT_PLACES),)),
     ReportKind("opcode", r"invalid opcode:", (
         TitleRule(_re(r"invalid opcode:"), "invalid opcode in {frame}", "oops", _FAULT_PLACES),)),
+    # a breakpoint trap in kernel code: under multi-threaded TCG, a static key being patched
+    ReportKind("int3", r"int3: [0-9a-f]{4} \[#\d+\]", (
+        TitleRule(_re(r"int3:"), "int3 in {frame}", "oops", _FAULT_PLACES),)),
     ReportKind("stackseg", r"stack segment:", (
         TitleRule(_re(r"stack segment:"), "stack segment fault in {frame}", "oops", _FAULT_PLACES),)),
     ReportKind("doublefault", r"PANIC: double fault", (
@@ -370,14 +373,12 @@ BOOT_PREAMBLE = _re(r"\s*$|SeaBIOS|iPXE|Booting from|Booting the kernel|Decompre
                     r"Performing relocations|Machine UUID|Press (?:ESC|Ctrl)|Total RAM|CPUs found|"
                     r"found virtio|virtio-|drive 0x|Failed to get|Probing EDD|\x1b|Linux version|"
                     r"Command line|KASLR|Memory:|Booting paravirtualized|BIOS-|e820|Linux version")
-# Two banners this close together belong to the same boot.
-BOOT_SPAN = 64 * 1024
 
 # Plain strings of which every header line holds one: cheap to look for in a huge log.
 HEADER_HINTS = (
     "BUG", "WARNING:", "INFO:", "unreferenced object 0x", "fault",  # general protection, double, Unhandled
     "Unable to handle kernel", "Kernel panic - not syncing", "error:",  # divide error:, Internal error:
-    "opcode:", "segment:", "trap:", "UBSAN:", "unregister_netdevice: waiting for",
+    "opcode:", "segment:", "trap:", "int3:", "UBSAN:", "unregister_netdevice: waiting for",
     "VFS: Close: file count is ", "SeaBIOS (version", "Linux version ",
 )
 

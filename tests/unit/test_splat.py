@@ -290,6 +290,18 @@ UBSAN = """\
 """
 
 
+INT3 = """\
+[    9.901234][  T215] int3: 0000 [#1] PREEMPT SMP NOPTI
+[    9.901240][  T215] CPU: 1 PID: 215 Comm: sshd Not tainted 6.1.0-rig #1
+[    9.901250][  T215] RIP: 0010:__x64_sys_getrandom+0x1/0x110
+[    9.901270][  T215] Call Trace:
+[    9.901271][  T215]  <TASK>
+[    9.901272][  T215]  do_syscall_64+0x38/0x90
+[    9.901273][  T215]  entry_SYSCALL_64_after_hwframe+0x63/0xcd
+[    9.901274][  T215]  </TASK>
+"""
+
+
 @pytest.mark.parametrize("log, title, kind", [
     (WARN_REFCOUNT, "WARNING: refcount bug in drm_gem_object_release_handle", "refcount"),
     (KASAN_UAF, "KASAN: use-after-free Read in dma_fence_signal_timestamp_locked", "kasan"),
@@ -299,7 +311,8 @@ UBSAN = """\
     (GPF, "general protection fault in drm_framebuffer_cleanup", "gpf"),
     (RCU_STALL, "INFO: rcu detected stall in drm_syncobj_wait_ioctl", "rcu-stall"),
     (UBSAN, "UBSAN: shift-out-of-bounds in drm_parse_hdmi_vsdb_video", "ubsan"),
-], ids=["refcount", "kasan", "hung", "atomic-sleep", "gpf", "rcu-stall", "ubsan"])
+    (INT3, "int3 in sys_getrandom", "oops"),
+], ids=["refcount", "kasan", "hung", "atomic-sleep", "gpf", "rcu-stall", "ubsan", "int3"])
 def test_report_kinds(log: str, title: str, kind: str) -> None:
     found = parse_log(log)
     assert [(f.title, f.kind) for f in found] == [(title, kind)]
@@ -316,6 +329,24 @@ def test_kasan_report_stops_at_its_closing_line() -> None:
     (finding,) = parse_log(KASAN_UAF + "[  121.000000] usb 1-1: new high-speed USB device\n")
     assert finding.report.splitlines()[-1].startswith("=====")
     assert "usb 1-1" not in finding.report
+
+
+BOOT = """\
+SeaBIOS (version 1.16.2-debian-1.16.2-1)
+iPXE (https://ipxe.org) 00:03.0 CA00 PCI2.10 PnP PMM+7EFD0BA0+7EF30BA0 CA00
+Booting from ROM..
+[    0.000000] Linux version 6.1.0-rig (root@rig) (gcc (Debian 12.2.0-14) 12.2.0) #1 SMP PREEMPT_DYNAMIC
+[    0.000000] Command line: console=ttyS0 root=/dev/vda rw panic=-1
+[    1.234567] Run /init as init process
+"""
+
+
+def test_first_boot_is_no_report_a_second_one_is() -> None:
+    assert parse_log(BOOT) == []
+    twice = BOOT + "[   42.000000] vgem_basic[345]: segfault at 0 ip 0 sp 0 error 4\n" + BOOT
+    (reboot,) = parse_log(twice)
+    assert reboot.title == "unexpected kernel reboot" and reboot.kind == "reboot"
+    assert reboot.line > 6
 
 
 # ---------------------------------------------------------------------------- the command
