@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from rig.image import ensure_image  # noqa: E402
 from rig.vm import boot_guest  # noqa: E402
 
-INIT_RE = re.compile(r"^\[\s*(\d+\.\d+)\] Run /sbin/rig-init as init process", re.M)
+INIT_RE = re.compile(r"^\[\s*(\d+\.\d+)\](?:\[\s*\w+\])? Run /sbin/rig-init as init process", re.M)  # [time][caller]
 SSHD_RE = re.compile(r"^rig-init: \[(\d+\.\d+)\] sshd started", re.M)
 AIM_S = 2.0
 

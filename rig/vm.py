@@ -33,13 +33,19 @@ T = TypeVar("T")
 # the report a moment to reach the log before rig reads it.
 PANIC_SETTLE_S = 3.0
 # How often readiness is re-tried while the guest's sshd is not up yet.
-SSH_RETRY_S = 0.2
+SSH_RETRY_S = 0.1
 # A single SSH attempt during boot: short, so a panic or exit is noticed quickly.
 SSH_ATTEMPT_TIMEOUT_S = 10.0
-# How long sshd may take to greet a connection while the guest boots (see Guest.connect).
-BANNER_WAIT_FIRST_S = 1.5
-BANNER_SHORT_ATTEMPTS = 20
-BANNER_WAIT_MAX_S = 5.0
+# Boot readiness (see wait_ready). rig-init prints SSHD_MARK when it has started sshd and
+# READY_MARK when it has mounted everything; without them (another init, a quiet kernel),
+# SSH attempts begin this long after init started, or after QEMU started.
+SSHD_MARK = "sshd started"
+READY_MARK = "guest ready"
+READY_WAIT_S = 30.0
+ARM_AFTER_INIT_S = 3.0
+ARM_AFTER_START_S = 30.0
+# How long one connection may wait for sshd's greeting before a fresh one is tried.
+BANNER_WAIT_S = 2.0
 # QEMU may lose the race for the free port rig picked; try a fresh one this many times.
 PORT_ATTEMPTS = 3
 
@@ -114,15 +120,19 @@ def _qemu_tail(machine: Machine) -> str:
         return ""
 
 
-async def watch(machine: Machine, work: Awaitable[T], *, what: str = "guest call") -> T:
-    """Await `work` unless the machine panics or exits first."""
+async def watch(machine: Machine, work: Awaitable[T], *, what: str = "guest call", explain_lost: bool = True) -> T:
+    """Await `work` unless the machine panics or exits first.
+
+    explain_lost: if `work` loses its SSH connection, wait a moment for QEMU to exit and
+    report the panic or exit behind it instead (not while polling for readiness, where a
+    refused connection is expected)."""
     task = asyncio.ensure_future(work)
     try:
         while True:
             done, _ = await asyncio.wait({task}, timeout=0.1)
             if done:
                 lost = task.exception()
-                if isinstance(lost, GuestUnreachable):
+                if explain_lost and isinstance(lost, GuestUnreachable):
                     # SSH dies a moment before QEMU's exit is seen: a panic or power-off
                     # explains the lost connection better than the connection itself.
                     await machine.wait_exit(PANIC_SETTLE_S)
@@ -144,35 +154,66 @@ def free_port() -> int:
 
 
 async def wait_ready(machine: Machine, image: GuestImage, port: int, timeout_s: float) -> Guest:
-    """Poll SSH until the guest logs rig in; panic, QEMU exit or the deadline end it."""
-    deadline = time.monotonic() + timeout_s
+    """Try SSH until the guest logs rig in; panic, QEMU exit or the deadline end it.
+
+    Attempts start once rig-init says on the console that it started sshd (or after a
+    grace period, for kernels that print nothing): earlier, QEMU's user networking
+    accepts connections the guest cannot answer yet, and each costs the booting guest
+    time. Then one attempt at a time, a refused one retried after SSH_RETRY_S.
+    """
+    started = time.monotonic()
+    deadline = started + timeout_s
     last_error = "no answer yet"
-    attempts = 0
     while True:
         if machine.panicked or machine.exited:
             await machine.wait_exit(PANIC_SETTLE_S)
             raise died(machine)
-        remaining = deadline - time.monotonic()
+        now = time.monotonic()
+        remaining = deadline - now
         if remaining <= 0:
             raise KernelError(
                 f"the guest did not answer SSH within {timeout_s:.0f} s ({last_error})\n  console tail:\n"
                 + indent(machine.console_tail(30)),
                 log=machine.console_log,
                 hint="the kernel may hang at boot, or lack a driver the image needs (virtio-blk, virtio-net, ext4)")
-        # Short greeting waits while the guest boots, longer ones later (it may just be slow).
-        late = max(0, attempts - BANNER_SHORT_ATTEMPTS)
-        banner_wait = min(BANNER_WAIT_FIRST_S + 0.25 * late, BANNER_WAIT_MAX_S, remaining)
-        attempts += 1
+        init = machine.init_seen_at
+        armed = (machine.console_marks.get(SSHD_MARK) is not None
+                 or (init is not None and now - init > ARM_AFTER_INIT_S)
+                 or now - started > ARM_AFTER_START_S)
+        if not armed:
+            await machine.changed(0.05)
+            continue
         attempt = asyncio.ensure_future(asyncio.to_thread(
             Guest.connect, port, image.ssh_key, image.known_hosts,
-            timeout=min(SSH_ATTEMPT_TIMEOUT_S, remaining), banner_wait_s=banner_wait))
+            timeout=min(SSH_ATTEMPT_TIMEOUT_S, remaining), banner_wait_s=min(BANNER_WAIT_S, remaining)))
         try:
-            return await watch(machine, attempt)
+            guest = await watch(machine, attempt, explain_lost=False)
         except HostKeyMismatch:
             raise
         except GuestUnreachable as exc:
             last_error = exc.message
-        await asyncio.sleep(SSH_RETRY_S)
+            await asyncio.sleep(SSH_RETRY_S)
+            continue
+        if machine.console_marks.get(SSHD_MARK) is not None:
+            try:
+                await _wait_mark(machine, READY_MARK, min(READY_WAIT_S, max(remaining, 1.0)))
+            except BaseException:
+                guest.close()
+                raise
+        return guest
+
+
+async def _wait_mark(machine: Machine, mark: str, timeout_s: float) -> None:
+    """Wait for rig-init's `mark` on the console (sshd may answer before the mounts are done)."""
+    deadline = time.monotonic() + timeout_s
+    while machine.console_marks.get(mark) is None:
+        if machine.panicked or machine.exited:
+            await machine.wait_exit(PANIC_SETTLE_S)
+            raise died(machine)
+        if time.monotonic() > deadline:
+            raise KernelError(f"rig-init started sshd but did not report '{mark}' within {timeout_s:.0f} s\n"
+                              "  console tail:\n" + indent(machine.console_tail(30)), log=machine.console_log)
+        await machine.changed(0.05)
 
 
 @contextlib.asynccontextmanager

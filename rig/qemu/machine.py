@@ -63,6 +63,8 @@ class Machine:
         self.panic_line: str | None = None
         self.panic_seen_at: float | None = None  # time.monotonic() when rig noticed
         self.init_seen_at: float | None = None  # time.monotonic() the console showed init starting
+        # Console lines containing one of these keys -> time.monotonic() first seen.
+        self.console_marks: dict[str, float | None] = {"rig-init: ": None, "sshd started": None, "guest ready": None}
         self.started_at: float | None = None
         self._process: proc.Spawned | None = None
         self._qmp: QMPClient | None = None
@@ -212,6 +214,9 @@ class Machine:
             line = raw.decode(errors="replace")
             if self.init_seen_at is None and "as init process" in line:
                 self.init_seen_at = time.monotonic()
+            for mark, seen in self.console_marks.items():
+                if seen is None and mark in line:
+                    self.console_marks[mark] = time.monotonic()
             if PANIC_RE.search(line):
                 self._mark_panic(line.strip())
         self._changed.set()

@@ -26,6 +26,8 @@ class StandInMachine:
         self.console_log = tmp_path / "console.log"
         self.console_log.write_text("[    1.0] Run /sbin/rig-init as init process\nrig-init: [1.2] sshd started\n")
         self.spec = SimpleNamespace(qemu_log=tmp_path / "qemu.log")
+        self.init_seen_at = time.monotonic()
+        self.console_marks = {"sshd started": time.monotonic(), "guest ready": time.monotonic()}
         self.spec.qemu_log.write_text("")
 
     @property
@@ -34,6 +36,9 @@ class StandInMachine:
 
     async def wait_exit(self, timeout: float) -> int | None:
         return self.returncode
+
+    async def changed(self, timeout: float) -> None:
+        await asyncio.sleep(timeout)
 
     def console_tail(self, lines: int = 60) -> str:
         return self.console_log.read_text()
