@@ -9,6 +9,7 @@ Run directly for a per-file listing of misses:  python tests/unit/test_splat_cor
 
 from __future__ import annotations
 
+import re
 import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -146,6 +147,29 @@ def test_corpus_detection_and_titles(corpus_dir: Path) -> None:
     assert figures.detection >= DETECTION_MIN, "\n".join(figures.misses)
     assert figures.title >= TITLE_MIN, "\n".join(figures.misses)
     assert figures.extraction >= EXTRACTION_MIN
+
+
+_PREFIX = re.compile(rb"^\[ *\d+\.\d+\](?:\[ *[TC]\d+\])? ?", re.M)
+
+
+def _cases(corpus: Path) -> list[Case]:
+    return [load_case(p) for p in sorted(corpus.iterdir())
+            if p.is_file() and not p.name.startswith(".") and not p.name.upper().startswith("README")]
+
+
+def test_corpus_titles_survive_crlf_and_missing_prefixes(corpus_dir: Path) -> None:
+    """Line endings never change a title; printk prefixes only matter where they tell
+    interleaved CPUs apart (at most 1% of the files)."""
+    changed_by_prefix = 0
+    with_prefix = 0
+    for case in _cases(corpus_dir):
+        titles = [f.title for f in parse_log(case.log)]
+        assert [f.title for f in parse_log(case.log.replace(b"\n", b"\r\n"))] == titles, case.name
+        if _PREFIX.search(case.log):
+            with_prefix += 1
+            bare = parse_log(_PREFIX.sub(b"", case.log))
+            changed_by_prefix += (bare[0].title if bare else "") != (titles[0] if titles else "")
+    assert changed_by_prefix <= with_prefix // 100 + 1
 
 
 if __name__ == "__main__":
