@@ -237,7 +237,7 @@ class Builder:
         # input fails in a second; a git range needs the kernel checkout first.
         series = self._load_series(None) if self._series_is_local() else None
         with self.timings.stage("source"):
-            src = source.resolve(request.kernel, request.base, reporter=reporter)
+            src = source.resolve(request.kernel, self._base(), reporter=reporter)
         if series is None:
             series = self._load_series(src)
         self._list_patches(series)
@@ -278,6 +278,15 @@ class Builder:
         return False
 
     # --- inputs -----------------------------------------------------------------------
+
+    def _base(self) -> str | None:
+        """--base, else the start of a git range series: `--series v6.12..topic` means
+        the topic's patches on v6.12, whatever the checkout's HEAD is."""
+        if self.request.base is not None or self.request.series is None or self._series_is_local():
+            return self.request.base
+        if self.request.kernel.startswith("debian:"):
+            return None
+        return series_mod.range_start(self.request.series)
 
     def _series_is_local(self) -> bool:
         return self.request.series is not None and Path(self.request.series).expanduser().exists()

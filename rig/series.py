@@ -141,7 +141,7 @@ def load(spec: str, workdir: Path, *, repo: Path | None = None) -> Series:
                             hint="create the files with git format-patch, or pass --series as an mbox")
         messages = [(f.name, m) for f in files for m in _split_mbox(f)]
         return parse_messages(messages, spec, "dir", workdir)
-    if re.fullmatch(r"[^\s.][^\s]*\.\.\.?[^\s]+", spec) and not path.exists():
+    if re.fullmatch(r"[^\s.][^\s]*\.\.\.?[^\s]+", spec):
         return _git_range(spec, workdir, repo)
     if _looks_like_msgid(spec):
         return _lore(spec, workdir)
@@ -168,6 +168,14 @@ def _git_range(spec: str, workdir: Path, repo: Path | None) -> Series:
     series = parse_messages([(spec, m) for m in _split_mbox(mbox)], spec, "range", workdir)
     mbox.unlink()
     return series
+
+
+def range_start(spec: str) -> str | None:
+    """A of a git range "A..B" (None for anything else)."""
+    if "..." in spec:
+        return None
+    match = re.fullmatch(r"([^\s.][^\s]*?)\.\.([^\s.][^\s]*)", spec)
+    return match.group(1) if match else None
 
 
 def _looks_like_msgid(spec: str) -> bool:

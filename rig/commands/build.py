@@ -13,7 +13,7 @@ HELP = "build the kernel with your series applied and the debug options of a pro
 ORDER = 10
 EXAMPLES = [
     "rig build --kernel debian:6.1 --series fix-leak.mbox",
-    "rig build --kernel ~/linux --base v6.12 --series v6.12..my-branch --profile kasan",
+    "rig build --kernel ~/linux --series v6.12..my-branch --profile kasan",
     "rig build --kernel debian:6.12 --series patches/ --each-patch",
     "rig build --kernel debian:7.2 --config my-options.config --out /tmp/k",
 ]
@@ -26,7 +26,8 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
                        help="debian:6.1, debian:6.12, debian:7.2 (Debian's sources) or the path of a "
                             "kernel git checkout (default: %(default)s)")
     group.add_argument("--base", metavar="REV",
-                       help="commit of a local --kernel checkout to apply the series on (default: HEAD)")
+                       help="commit of a local --kernel checkout to apply the series on (default: A of a "
+                            "--series A..B range, else HEAD)")
     group.add_argument("--series", metavar="SERIES",
                        help="mbox file, directory of *.patch files, git range A..B, or lore message-id")
     group.add_argument("--profile", default="default", metavar="NAME",

@@ -170,3 +170,15 @@ def test_progress_estimate_grows_when_the_build_runs_past_it() -> None:
     for _ in range(4):
         task.advance()
     assert task.completed == 4 and task.total is not None and task.total > 4
+
+
+def test_git_range_series_applies_on_the_start_of_the_range(tmp_path: Path, kernel: Path) -> None:
+    base = git(kernel, "rev-parse", "HEAD").strip()
+    git(kernel, "checkout", "-q", "-b", "topic")
+    commit_change(kernel, "drv: return one", "return 0;", "return 1;")
+    commit_change(kernel, "drv: comment", "/* A driver. */", "/* A driver that probes. */")
+    # The checkout sits on the topic branch: its HEAD already has the series.
+    built = build(BuildRequest(kernel=str(kernel), series=f"{base}..topic"), tmp_path / "out", progress=False)
+    assert built.base_commit == base
+    assert [p.subject for p in built.patches] == ["drv: return one", "drv: comment"]
+    assert git(kernel, "rev-parse", "--abbrev-ref", "HEAD").strip() == "topic"

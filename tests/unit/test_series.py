@@ -132,3 +132,9 @@ error: drivers/gpu/drm/a.c: patch does not apply
 error: drivers/gpu/drm/b.c: does not exist in index
 Patch failed at 0001 drm: change"""
     assert series.conflicting_files(output) == ["drivers/gpu/drm/a.c", "drivers/gpu/drm/b.c"]
+
+
+@pytest.mark.parametrize("spec, start", [("v6.12..topic", "v6.12"), ("HEAD~3..HEAD", "HEAD~3"),
+                                         ("a...b", None), ("series.mbox", None)])
+def test_range_start(spec: str, start: str | None) -> None:
+    assert series.range_start(spec) == start
