@@ -29,6 +29,7 @@ QUIET_LINES_NO_STACK = 20  # ... and this many, in a row, before any stack (more
 NESTED_HEADER_LINES = 3  # a header this close below another, before any stack, is the same crash
 MAX_FOREIGN_LINES = 64  # this many lines in a row from other sources: the report is over
 # Messages that share a header's prefix but belong to the report already open.
+_END_FIRST = frozenset("-KR=")  # first characters of END_MARKER's lines: a cheap test first
 _BELONGS = re.compile(r"\s*(?:INFO: lockdep is turned off|INFO: Slab|INFO: Object|INFO: Freed|"
                       r"INFO: Allocated|INFO: Stall ended|INFO: task .* blocked for more)")
 
@@ -164,7 +165,9 @@ def _extent(log: LogText, header: Line, col: int, kind: ReportKind) -> RawReport
     boxed = any(ln.msg.startswith("===") for ln in log.lines_before(header.start, 1))
     foreign_untimed = header.timestamp is not None
     pos = -1
-    while (line := follow.get(pos + 1)) is not None:
+    get = follow.get
+    hint = _HINT_RE.search
+    while (line := get(pos + 1)) is not None:
         pos += 1
         if caller and line.caller and line.caller != caller:
             if not nmi_dump:
@@ -187,11 +190,17 @@ def _extent(log: LogText, header: Line, col: int, kind: ReportKind) -> RawReport
                 break
             if FOLLOW_ON.search(msg):
                 after_end = -1
-        elif END_MARKER.match(msg) and (not msg.startswith("=") or (len(mine) > 2 and boxed)):
+        if parse_frame(msg) is not None:  # most report lines: no header, no end marker
+            seen_stack = True
+            quiet = 0
+            mine.append(line)
+            continue
+        if after_end < 0 and msg[:1] in _END_FIRST and END_MARKER.match(msg) and (
+                msg[0] != "=" or (len(mine) > 2 and boxed)):
             mine.append(line)
             after_end = pos
             continue
-        if _starts_report(msg) and not FOLLOW_ON.search(msg) and not _belongs(kind, msg):
+        if hint(msg) and _starts_report(msg) and not FOLLOW_ON.search(msg) and not _belongs(kind, msg):
             if _inside_stack(mine, follow, pos):
                 continue  # another CPU's one-line message printed in the middle of our stack
             if not seen_stack and len(mine) <= NESTED_HEADER_LINES:
@@ -202,10 +211,7 @@ def _extent(log: LogText, header: Line, col: int, kind: ReportKind) -> RawReport
             # a leak report is the object line and its indented details
             if not msg.startswith("BUG: memory leak"):
                 break
-        if parse_frame(msg) is not None:
-            seen_stack = True
-            quiet = 0
-        elif not _REPORT_LINE.match(msg):
+        if not _REPORT_LINE.match(msg):
             quiet += 1
             if quiet >= (QUIET_LINES if seen_stack else QUIET_LINES_NO_STACK * (3 if boxed else 1)):
                 del mine[len(mine) - (quiet - 1):]
