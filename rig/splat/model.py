@@ -21,7 +21,11 @@ class Finding:
     """One kernel report found in a console log or dmesg."""
 
     title: str  # syzbot-style, e.g. "possible deadlock in vgem_fence_signal_ioctl"
-    kind: str  # short lowercase kind: "lockdep", "kmemleak", "warning", "kasan", ...
+    # short lowercase kind: lockdep, kmemleak, warning, refcount, debugobjects, kmalloc,
+    # vmalloc, usercopy, list, kasan, kfence, kmsan, kcsan, ubsan, slab, bad-page, bug,
+    # atomic-sleep, preempt, soft-lockup, stack-overflow, gpf, oops, panic, hung-task,
+    # rcu-stall, reboot
+    kind: str
     corrupted: bool  # the report is damaged (interleaved, truncated) or its title is a guess
     signature: str  # stable fingerprint: the same bug in another log or build gives the same one
     report: str  # the report text, console prefixes stripped
