@@ -163,10 +163,3 @@ COMMON_SKIP = SkipRule([
     "^_*sysvec_", "apic_timer_interrupt", "^_*irq_exit", "^_*do_softirq_own_stack",
     "^_*call_on_stack", "run_on_irqstack",
 ])
-
-
-def first_unskipped(frames: Iterable[str], skip: SkipRule) -> str | None:
-    for func in frames:
-        if not skip.skips(func):
-            return func
-    return None

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from rig.splat.frames import COMMON_SKIP, SkipRule
+from rig.splat.frames import SkipRule
 
 
 @dataclass(frozen=True)
