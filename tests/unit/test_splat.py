@@ -66,6 +66,15 @@ def test_without_timestamps_or_caller_ids() -> None:
     assert found[0].report == parse_log(text)[0].report
 
 
+def test_kmemleak_printed_on_the_console() -> None:
+    text = KMEMLEAK.read_text()
+    console = "".join(("" if line.startswith("[") else "[  118.402155][  T412] ") + line + "\n"
+                      for line in text.splitlines())
+    found = parse_log(console)
+    _same_bug(found, parse_log(text))
+    assert found[0].timestamp == pytest.approx(118.402155) and found[0].caller == "T412"
+
+
 def test_timestamps_without_caller_ids() -> None:
     text = re.sub(r"\]\[ *T\d+\]", "]", LOCKDEP.read_text())
     found = parse_log(text)
