@@ -8,18 +8,17 @@ unless the rule names stalls or hangs by their own conventions (see rig.splat.st
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 
 from rig.splat.frames import COMMON_SKIP, SkipRule, arm_caller, parse_frame, pc_function
 from rig.splat.rules import Place, TitleRule
 from rig.splat.signature import canonical_function, normalize_numbers
 from rig.splat.stall import hang_frame, stall_frame
 
-def candidates(msgs: list[str], places: tuple[Place, ...]) -> tuple[list[tuple[str, int]], bool]:
-    """Functions the places point at, in order, each with its line in `msgs`; and whether
-    any stack frame was among them (a report without one is damaged)."""
-    out: list[tuple[str, int]] = []
+def candidates(msgs: list[str], places: tuple[Place, ...]) -> Iterator[tuple[str, int]]:
+    """Functions the places point at, in order, each with its line in `msgs`; lazily, as
+    most titles are settled by the first few."""
     fallback: list[tuple[str, int]] = []
-    any_frames = False
     cursor = 0
     for place in places:
         if place.fallback:
@@ -33,7 +32,7 @@ def candidates(msgs: list[str], places: tuple[Place, ...]) -> tuple[list[tuple[s
             for i in range(cursor, len(msgs)):
                 func = pc_function(msgs[i])
                 if func is not None:
-                    out.append((func, i))
+                    yield func, i
                     cursor = i + 1
                     break
         elif place.kind == "line":
@@ -42,7 +41,7 @@ def candidates(msgs: list[str], places: tuple[Place, ...]) -> tuple[list[tuple[s
                 m = place.pattern.search(msgs[i])
                 if m is not None:
                     if "func" in m.groupdict():
-                        out.append((m.group("func").split(".", 1)[0], i))
+                        yield m.group("func").split(".", 1)[0], i
                     cursor = i + 1
                     break
         else:
@@ -58,20 +57,19 @@ def candidates(msgs: list[str], places: tuple[Place, ...]) -> tuple[list[tuple[s
                 parsed = parse_frame(msg)
                 caller = arm_caller(msg) if parsed is not None else None
                 if parsed is not None and not parsed[1] and parsed[0] != last_caller:
-                    out.append((parsed[0], i))
-                    any_frames = True
+                    yield parsed[0], i
                 if caller is not None:
                     # an ARM line names its caller too; the next line repeats it as its callee
-                    out.append((caller, i))
+                    yield caller, i
                 if parsed is not None:
                     last_caller = caller
                 elif place.with_pc:
                     func = pc_function(msg)
                     if func is not None:
-                        out.append((func, i))
+                        yield func, i
                 i += 1
             cursor = i
-    return out + fallback, any_frames
+    yield from fallback
 
 
 _TRACE_MARKER = re.compile(r"^(?:Call Trace|Call trace|Backtrace)\s*:")
@@ -111,14 +109,16 @@ def _skip_for(rule: TitleRule) -> _Both:
     return _Both(rule.skip)
 
 
-def pick(rule: TitleRule, candidates: list[tuple[str, int]], msgs: list[str]) -> str | None:
-    """The function the title names, from `candidates` (see candidates()); None if none fits."""
+def pick(rule: TitleRule, found: Iterable[tuple[str, int]], msgs: list[str]) -> str | None:
+    """The function the title names, from `found` (see candidates()); None if none fits."""
     skip = _skip_for(rule)
     if rule.stall:
-        return stall_frame(candidates, msgs, skip, own_cpu=rule.kind in ("soft-lockup", "stack-overflow"))
+        return stall_frame(list(found), msgs, skip, own_cpu=rule.kind in ("soft-lockup", "stack-overflow"))
     if rule.hung:
-        return hang_frame([func for func, _ in candidates if not skip.skips(func)])
+        return hang_frame([func for func, _ in found if not skip.skips(func)])
+    candidates: Iterable[tuple[str, int]] = found
     if rule.anchor is not None:
+        candidates = list(found)
         m = rule.anchor.search(msgs[0])
         faulting = m.group("func").split(".", 1)[0] if m else None
         at = next((i for i, (func, line) in enumerate(candidates) if func == faulting and line > 0), 0)

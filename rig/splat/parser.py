@@ -45,10 +45,9 @@ def _name(log: LogText, raw: RawReport) -> Finding | None:
         return None
     rule, match = found
     msgs = [ln.msg for ln in raw.lines[raw.header:]]
-    found_at, any_frames = candidates(msgs, rule.places)
-    frame = pick(rule, found_at, msgs)
-    corrupted = raw.truncated and not any_frames
+    frame = pick(rule, candidates(msgs, rule.places), msgs)
     trace = main_trace(msgs)
+    corrupted = raw.truncated and not trace
     if rule.places and frame is None:
         corrupted = True
     title = fill(rule.title, match, frame or "corrupted")
@@ -83,8 +82,7 @@ def _leak_findings(log: LogText, objects: list[RawReport]) -> list[tuple[int, Fi
         rule, match = found
         msgs = [ln.msg for ln in raw.lines[raw.header:]]
         obj = kmemleak.parse_object(msgs)
-        found_at, _ = candidates(msgs, rule.places)
-        frame = pick(rule, found_at, msgs)
+        frame = pick(rule, candidates(msgs, rule.places), msgs)
         title = fill(rule.title, match, frame or "corrupted")
         if frame is None:
             corrupted_titles.add(title)
