@@ -100,3 +100,26 @@ def test_every_problem_is_reported_at_once() -> None:
 def test_render_round_trips() -> None:
     argv = build_argv(spec(run_dir=Path("/tmp/with space")))
     assert shlex.split(render(argv)) == argv
+
+
+def test_rig_boot_dry_run_prints_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from rig import cli
+
+    monkeypatch.setenv("RIG_CACHE_DIR", str(tmp_path / "cache"))
+    kernel = tmp_path / "bzImage"
+    kernel.write_bytes(b"not really a kernel")
+    status = cli.main(["boot", "--bzimage", str(kernel), "--gpu", "cirrus", "--memory", "1024", "--accel", "tcg",
+                       "--out", str(tmp_path / "run"), "--dry-run"])
+    assert status == 0
+    argv = shlex.split(capsys.readouterr().out.strip())
+    assert argv[0] == "qemu-system-x86_64"
+    assert options(argv, "-kernel") == [str(kernel)]
+    assert "cirrus-vga" in options(argv, "-device") and options(argv, "-m") == ["1024"]
+    assert not list((tmp_path / "run").glob("vm/*.qcow2"))  # nothing was started or created
+
+
+def test_rig_boot_rejects_a_missing_kernel(tmp_path: Path) -> None:
+    from rig import cli
+
+    assert cli.main(["boot", "--bzimage", str(tmp_path / "nope"), "--out", str(tmp_path / "run"), "--", "true"]) == 2
