@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import signal
 import socket
 import time
@@ -28,6 +29,7 @@ from rig.qemu.argv import MachineSpec
 from rig.qemu.machine import Machine, MachineError, indent
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 # After a panic line, QEMU (panic=-1, -no-reboot) exits within a second; give the rest of
 # the report a moment to reach the log before rig reads it.
@@ -36,16 +38,16 @@ PANIC_SETTLE_S = 3.0
 SSH_RETRY_S = 0.1
 # A single SSH attempt during boot: short, so a panic or exit is noticed quickly.
 SSH_ATTEMPT_TIMEOUT_S = 10.0
-# Boot readiness (see wait_ready). rig-init prints SSHD_MARK when it has started sshd and
+# Boot readiness (see wait_ready). rig-init prints SSHD_MARK when sshd and eth0 are up and
 # READY_MARK when it has mounted everything; without them (another init, a quiet kernel),
 # SSH attempts begin this long after init started, or after QEMU started.
-SSHD_MARK = "sshd started"
+SSHD_MARK = "network up"
 READY_MARK = "guest ready"
 READY_WAIT_S = 30.0
 ARM_AFTER_INIT_S = 3.0
 ARM_AFTER_START_S = 30.0
 # How long one connection may wait for sshd's greeting before a fresh one is tried.
-BANNER_WAIT_S = 2.0
+BANNER_WAIT_S = 1.5
 # QEMU may lose the race for the free port rig picked; try a fresh one this many times.
 PORT_ATTEMPTS = 3
 
@@ -156,7 +158,7 @@ def free_port() -> int:
 async def wait_ready(machine: Machine, image: GuestImage, port: int, timeout_s: float) -> Guest:
     """Try SSH until the guest logs rig in; panic, QEMU exit or the deadline end it.
 
-    Attempts start once rig-init says on the console that it started sshd (or after a
+    Attempts start once rig-init says on the console that sshd and eth0 are up (or after a
     grace period, for kernels that print nothing): earlier, QEMU's user networking
     accepts connections the guest cannot answer yet, and each costs the booting guest
     time. Then one attempt at a time, a refused one retried after SSH_RETRY_S.
@@ -192,8 +194,10 @@ async def wait_ready(machine: Machine, image: GuestImage, port: int, timeout_s: 
             raise
         except GuestUnreachable as exc:
             last_error = exc.message
+            log.debug("SSH attempt at +%.2f s: %s", time.monotonic() - started, last_error)
             await asyncio.sleep(SSH_RETRY_S)
             continue
+        log.debug("SSH login at +%.2f s", time.monotonic() - started)
         if machine.console_marks.get(SSHD_MARK) is not None:
             try:
                 await _wait_mark(machine, READY_MARK, min(READY_WAIT_S, max(remaining, 1.0)))

@@ -64,7 +64,7 @@ class Machine:
         self.panic_seen_at: float | None = None  # time.monotonic() when rig noticed
         self.init_seen_at: float | None = None  # time.monotonic() the console showed init starting
         # Console lines containing one of these keys -> time.monotonic() first seen.
-        self.console_marks: dict[str, float | None] = {"rig-init: ": None, "sshd started": None, "guest ready": None}
+        self.console_marks: dict[str, float | None] = {"rig-init: ": None, "network up": None, "guest ready": None}
         self.started_at: float | None = None
         self._process: proc.Spawned | None = None
         self._qmp: QMPClient | None = None

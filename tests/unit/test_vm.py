@@ -27,7 +27,7 @@ class StandInMachine:
         self.console_log.write_text("[    1.0] Run /sbin/rig-init as init process\nrig-init: [1.2] sshd started\n")
         self.spec = SimpleNamespace(qemu_log=tmp_path / "qemu.log")
         self.init_seen_at = time.monotonic()
-        self.console_marks = {"sshd started": time.monotonic(), "guest ready": time.monotonic()}
+        self.console_marks = {"network up": time.monotonic(), "guest ready": time.monotonic()}
         self.spec.qemu_log.write_text("")
 
     @property
