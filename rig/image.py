@@ -204,6 +204,27 @@ def find_image(recipe: str) -> GuestImage | None:
     return image_at(directory) if (directory / "manifest.json").is_file() else None
 
 
+def stale_images() -> list[GuestImage]:
+    """Cached images no recipe builds any more (the recipe or rig's init changed since)."""
+    stale = []
+    for item in list_images():
+        name = str(item.read_manifest().get("recipe", ""))
+        try:
+            current = recipe_hash(load_recipe(name))
+        except UserError:
+            current = None  # the recipe is gone altogether
+        if item.recipe_hash != current:
+            stale.append(item)
+    return stale
+
+
+def remove_image(item: GuestImage) -> None:
+    """Delete a cached image (a QEMU still using it keeps its open file until it exits)."""
+    with cache.locked(item.root.with_name(item.root.name + ".lock"), timeout_s=60, what="removing a guest image"):
+        shutil.rmtree(item.root, ignore_errors=True)
+    item.root.with_name(item.root.name + ".lock").unlink(missing_ok=True)
+
+
 def ensure_image(recipe: str = "default", *, progress: bool = True, rebuild: bool = False) -> GuestImage:
     """The guest image of `recipe`, built once and then taken from rig's cache."""
     loaded = load_recipe(recipe)

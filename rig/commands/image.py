@@ -17,6 +17,7 @@ EXAMPLES = [
     "rig image list",
     "rig image show default",
     "rig image show default --json",
+    "rig image prune",
 ]
 
 
@@ -28,6 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     build.add_argument("--rebuild", action="store_true", help="build again even if cached")
     build.add_argument("--quiet", action="store_true", help="no progress lines")
     sub.add_parser("list", help="list the images in rig's cache")
+    sub.add_parser("prune", help="delete cached images no recipe builds any more")
     show = sub.add_parser("show", help="print an image's manifest: package versions (IGT's), size, recipe hash")
     show.add_argument("recipe", nargs="?", default="default", help="recipe name, .toml path or recipe hash")
     show.add_argument("--json", action="store_true", help="the whole manifest as JSON")
@@ -48,14 +50,26 @@ def run(args: argparse.Namespace) -> int:
         print(f"IGT     {manifest['igt_version']}")
         print(f"disk    {built.disk} ({_mib(manifest['disk_bytes'])})")
         return 0
+    if args.action == "prune":
+        stale = image.stale_images()
+        for item in stale:
+            image.remove_image(item)
+            print(f"removed {item.root}")
+        if not stale:
+            print("nothing to remove: every cached image is current")
+        return 0
     if args.action == "list":
         images = image.list_images()
         if not images:
             print("no guest images yet; build one with: rig image build")
+        stale = {item.recipe_hash for item in image.stale_images()}
         for item in images:
             manifest = item.read_manifest()
-            print(f"{manifest['recipe']:<12} {item.recipe_hash}  IGT {manifest['igt_version']:<8} "
+            state = "stale  " if item.recipe_hash in stale else "current"
+            print(f"{manifest['recipe']:<12} {item.recipe_hash} {state} IGT {manifest['igt_version']:<8} "
                   f"{_mib(manifest['disk_bytes']):>9}  built {manifest['built_at']}  {item.root}")
+        if stale:
+            print(f"{len(stale)} stale image(s); delete them with: rig image prune")
         return 0
     found = image.find_image(args.recipe)
     if found is None:

@@ -47,6 +47,9 @@ BASE_CMDLINE = (
     "8250.nr_uarts=1",
 )
 
+GUEST_IP = "10.0.2.15"
+GATEWAY_IP = "10.0.2.2"
+
 # Linux truncates longer command lines on x86 (COMMAND_LINE_SIZE is 2048; stay well below).
 CMDLINE_MAX = 1024
 
@@ -108,6 +111,10 @@ def kernel_cmdline(spec: MachineSpec) -> str:
     if spec.init is not None:
         parts.append(f"init={spec.init}" if spec.disk is not None else f"rdinit={spec.init}")
     parts += BASE_CMDLINE
+    if spec.ssh_port is not None:
+        # QEMU user networking's addresses, set by the kernel before init (CONFIG_IP_PNP);
+        # rig_net tells rig-init to check (see images/rig-init).
+        parts += [f"ip={GUEST_IP}::{GATEWAY_IP}:255.255.255.0::eth0:off", "rig_net=kernel"]
     parts += spec.cmdline_extra
     return " ".join(parts)
 

@@ -115,3 +115,17 @@ def test_rig_init_is_a_valid_shell_script() -> None:
     fstab = image.INIT_FSTAB.read_text()
     for fs in ("proc", "sysfs", "devpts", "debugfs", "cgroup2", "tmpfs"):
         assert f" {fs} " in fstab
+
+
+def test_prune_removes_only_images_no_recipe_builds(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("RIG_CACHE_DIR", str(tmp_path))
+    current = image.recipe_hash(image.load_recipe("default"))
+    for name, digest in (("default", current), ("default", "0123456789abcdef"), ("gone-recipe", "fedcba9876543210")):
+        directory = tmp_path / "images" / f"{name}-{digest}"
+        directory.mkdir(parents=True)
+        (directory / "manifest.json").write_text(json.dumps({"recipe": name, "recipe_hash": digest}))
+    stale = image.stale_images()
+    assert sorted(i.recipe_hash for i in stale) == ["0123456789abcdef", "fedcba9876543210"]
+    for item in stale:
+        image.remove_image(item)
+    assert [i.recipe_hash for i in image.list_images()] == [current]

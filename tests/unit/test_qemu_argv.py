@@ -78,6 +78,8 @@ def test_kernel_command_line() -> None:
     for word in ("console=ttyS0,115200", "root=/dev/vda", "rw", "init=/sbin/rig-init", "panic=-1", "printk.time=1"):
         assert word in words
     assert words[-1] == "kmemleak=on"
+    # eth0 for QEMU's user networking, set by the kernel itself where it can.
+    assert "ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off" in words and "rig_net=kernel" in words
 
 
 def test_initramfs_boot_uses_rdinit() -> None:
