@@ -16,7 +16,8 @@ import signal
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -48,6 +49,8 @@ ARM_AFTER_INIT_S = 3.0
 ARM_AFTER_START_S = 30.0
 # How long one connection may wait for sshd's greeting before a fresh one is tried.
 BANNER_WAIT_S = 1.5
+# Guest calls that may block at once (see VM.threads).
+GUEST_THREADS = 32
 # QEMU may lose the race for the free port rig picked; try a fresh one this many times.
 PORT_ATTEMPTS = 3
 
@@ -77,11 +80,17 @@ class VM:
     run_dir: Path
     ssh_port: int
     times: BootTimes
+    # Guest calls block a thread each (a long IGT run, a sampler, a pressure loop at
+    # once); their own pool, so they never starve asyncio's small default one.
+    threads: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(GUEST_THREADS, "rig-guest"),
+                                        repr=False, compare=False)
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a blocking Guest call in a thread while watching the machine: a panic or
         QEMU exiting ends it at once with a KernelError carrying the console text."""
-        return await watch(self.machine, asyncio.to_thread(functools.partial(fn, *args, **kwargs)), what=fn.__name__)
+        loop = asyncio.get_running_loop()
+        work = loop.run_in_executor(self.threads, functools.partial(fn, *args, **kwargs))
+        return await watch(self.machine, work, what=getattr(fn, "__name__", "guest call"))
 
     async def run(self, argv: Sequence[str], *, timeout: float, check: bool = False,
                   env: Mapping[str, str] | None = None) -> GuestResult:
@@ -259,7 +268,12 @@ async def boot_guest(
     try:
         guest = await wait_ready(machine, image, port, ready_timeout_s)
         times = BootTimes(machine.started_at or 0.0, machine.init_seen_at, time.monotonic())
-        yield VM(machine, guest, spec.console_log, choice.accel, choice.reason, run_dir, port, times)
+        vm = VM(machine, guest, spec.console_log, choice.accel, choice.reason, run_dir, port, times)
+        try:
+            yield vm
+        finally:
+            # Calls still blocked end when the SSH session closes below.
+            vm.threads.shutdown(wait=False, cancel_futures=True)
         failed = False
     finally:
         # A failing guest gets no polite power-off: its overlay is thrown away anyway.
