@@ -33,6 +33,10 @@ from rig.workloads import kunit as kunit_workload
 from rig.workloads.pressure import Pressure, PressureSession, Timeline
 from rig.workloads.script import run_script
 
+# The kernel console goes to the GPU device model's framebuffer (fb1; vkms, built in and
+# probed first, is fb0), so the screendump at the end shows the guest's last messages.
+FBCON_ON_GPU = "fbcon=map:1"
+
 # Time kept back from the workloads for collection (two kmemleak scans, copies) and reports.
 COLLECT_RESERVE_S = 240.0
 DEFAULT_DEADLINE_S = 3 * 3600.0
@@ -179,8 +183,11 @@ class Pipeline:
         spec = self.spec
         started = time.monotonic()
         self.say(f"booting the guest (attempt {attempt.number})")
+        cmdline = spec.cmdline_extra
+        if spec.gpu != "none" and not any(arg.startswith("fbcon=") for arg in cmdline):
+            cmdline = (*cmdline, FBCON_ON_GPU)
         async with boot_guest(kernel, image, attempt.vm_dir, gpu=spec.gpu, memory_mib=spec.memory_mib,
-                              cpus=spec.cpus, cmdline_extra=spec.cmdline_extra,
+                              cpus=spec.cpus, cmdline_extra=cmdline,
                               ready_timeout_s=spec.ready_timeout_s, accel=spec.accel) as vm:
             attempt.accel = vm.accel
             attempt.boot_s = time.monotonic() - started
