@@ -67,16 +67,21 @@ def probe_kvm(kernel: Path, *, timeout_s: float = PROBE_TIMEOUT_S) -> AccelChoic
             "-serial", "chardev:console",
         ]
         started = time.monotonic()
+        # spawn, not run: the probe QEMU is tied to rig's life even if rig is SIGKILLed.
+        qemu = proc.spawn(argv, log=work / "qemu.log")
         try:
-            result = proc.run(argv, timeout=timeout_s, check=False, what="KVM probe")
-        except proc.Timeout:
+            status = qemu.wait(timeout_s)
+        finally:
+            qemu.stop(grace_s=1.0)
+        if status is None:
             return AccelChoice("tcg", f"a KVM test boot did not power off within {timeout_s:.0f} s; nested KVM?")
         took = time.monotonic() - started
         reached = console.is_file() and PROBE_MARKER in console.read_text(errors="replace")
-        if result.returncode == 0 and reached:
+        if status == 0 and reached:
             return AccelChoice("kvm", f"a KVM test boot powered off in {took:.1f} s")
-        detail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
-        return AccelChoice("tcg", f"a KVM test boot failed (exit {result.returncode}: {detail[0]})")
+        output = (work / "qemu.log").read_text(errors="replace").strip().splitlines()
+        detail = output[-1] if output else "no output"
+        return AccelChoice("tcg", f"a KVM test boot failed (exit {status}: {detail})")
 
 
 def choose_accel(kernel: Path, requested: str | None = None) -> AccelChoice:

@@ -253,6 +253,8 @@ class Guest:
         channel = self._channel(5)
         try:
             channel.exec_command(remote_command(["kill", "-USR2", "1"]))
+            # Closing before sshd has run the command could drop it; kill returns at once.
+            channel.status_event.wait(3)
         finally:
             channel.close()
 
@@ -348,10 +350,3 @@ class Guest:
             status = channel.recv_exit_status() if channel.exit_status_ready() else 0
             channel.close()
         return status
-
-
-def wait_port_closed(port: int, host: str = "127.0.0.1") -> bool:
-    """True if nothing listens on host:port any more (QEMU's forward went away)."""
-    with socket.socket() as probe:
-        probe.settimeout(0.5)
-        return probe.connect_ex((host, port)) != 0

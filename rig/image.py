@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from rig import cache, proc
-from rig.errors import InfraError, UserError
+from rig.errors import UserError
 
 # Where recipes and the files rig puts into every image live (the repository's images/).
 IMAGES_DIR = Path(__file__).resolve().parent.parent / "images"
@@ -393,7 +393,3 @@ def overlay(image: GuestImage, path: Path) -> Path:
     proc.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", image.disk.resolve(), path],
              timeout=60, what="qemu-img create of the boot overlay")
     return path
-
-
-def describe_missing(recipe: str) -> InfraError:
-    return InfraError(f"guest image '{recipe}' is not built yet", hint=f"run: rig image build {recipe}")

@@ -7,7 +7,9 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TextIO
 
 from rig import image as image_mod
 from rig.accel import choose_accel
@@ -141,8 +143,9 @@ async def _boot_and_run(args: argparse.Namespace, kernel: Path, guest_image: ima
     return status
 
 
-def _writer(stream: object):  # -> Callable[[bytes], None]
-    fd = stream.fileno()  # type: ignore[attr-defined]
+def _writer(stream: TextIO) -> Callable[[bytes], None]:
+    """Guest output straight to our stdout/stderr, as it arrives."""
+    fd = stream.fileno()
 
     def write(data: bytes) -> None:
         os.write(fd, data)

@@ -72,7 +72,6 @@ class Machine:
         self._console_pos = 0
         self._console_partial = b""
         self._changed = asyncio.Event()
-        self._shut_down = False
 
     # ------------------------------------------------------------ lifecycle
 
@@ -309,7 +308,6 @@ class Machine:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._qmp.disconnect(), 5)
         self.spec.qmp_socket.unlink(missing_ok=True)
-        self._shut_down = True
         atexit.unregister(self.kill)
 
     def kill(self) -> None:

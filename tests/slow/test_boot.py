@@ -176,7 +176,6 @@ def test_hanging_command_and_frozen_guest_hit_their_deadlines(kernel_6_1, guest_
             assert "console tail" in frozen.value.message
             raise GuestTimeout("the test ends the boot the way rig run would")
 
-    started = time.monotonic()
     with pytest.raises(GuestTimeout, match="the test ends"):
         asyncio.run(scenario())
     assert qemu_processes(str(run_dir)) == []
@@ -207,3 +206,13 @@ def test_rig_interrupted_mid_run_stops_qemu(kernel_6_1, guest_image, tmp_path: P
     assert rig_proc.returncode == 130, stderr
     assert words in stderr
     assert qemu_processes(str(out)) == []
+
+
+def test_even_a_sigkilled_rig_leaves_no_qemu(kernel_6_1, guest_image, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "run"
+    rig_proc = start_rig("boot", "--bzimage", str(kernel_6_1.bzimage), "--out", str(out), "--", "sleep", "600")
+    wait_for(lambda: booted(out), 300, "the guest to boot")
+    assert qemu_processes(str(out))
+    rig_proc.kill()  # no finally block runs: the kernel's parent-death signal must do it
+    rig_proc.communicate(timeout=30)
+    wait_for(lambda: not qemu_processes(str(out)), 10, "QEMU to die with rig")
