@@ -160,13 +160,17 @@ class PrivateApt:
         return [arg for key, value in opts.items() for arg in ("-o", f"{key}={value}")]
 
     def lists_age_s(self) -> float:
-        stamps = [p.stat().st_mtime for p in self.lists.glob("*_Packages*")]
-        return time.time() - min(stamps) if stamps else float("inf")
+        # A stamp of rig's own: apt leaves unchanged lists with their old dates.
+        stamp = self.lists / ".rig-updated"
+        if not stamp.exists() or not any(self.lists.glob("*_Packages*")):
+            return float("inf")
+        return time.time() - stamp.stat().st_mtime
 
     def update(self) -> None:
-        proc.run(["apt-get", *self.options(), "-q", "update"], timeout=APT_TIMEOUT_S, what="apt-get update",
-                 hint=f"check that the Debian mirror {self.mirror} is reachable")
-        (self.lists / ".rig-updated").touch()
+        with cache.locked(self.root / "update.lock", timeout_s=APT_TIMEOUT_S, what="apt-get update"):
+            proc.run(["apt-get", *self.options(), "-q", "update"], timeout=APT_TIMEOUT_S, what="apt-get update",
+                     hint=f"check that the Debian mirror {self.mirror} is reachable")
+            (self.lists / ".rig-updated").touch()
 
     def candidate(self, package: str) -> str | None:
         result = proc.run(["apt-cache", *self.options(), "policy", package], timeout=120, what="apt-cache policy")

@@ -110,3 +110,21 @@ def test_worktree_is_recreated_when_its_directory_was_removed(tmp_path: Path) ->
     shutil.rmtree(source.worktree(src))
     tree = source.worktree(src)
     assert git(tree, "rev-parse", "HEAD").strip() == src.base_commit
+
+
+def test_private_apt_state_never_reads_the_hosts_lists(tmp_path: Path) -> None:
+    apt = source.PrivateApt(tmp_path / "apt", "http://mirror.example.org/debian")
+    assert apt.sources.read_text() == (
+        "deb http://mirror.example.org/debian bookworm main\n"
+        "deb http://mirror.example.org/debian sid main\n"
+        "deb http://mirror.example.org/debian trixie main\n")
+    options = apt.options()
+    for key in ("Dir::Etc::SourceList", "Dir::Etc::SourceParts", "Dir::State::Lists", "Dir::State::status",
+                "Dir::Cache"):
+        value = next(o.split("=", 1)[1] for o in options if o.startswith(key + "="))
+        assert value.startswith(str(tmp_path / "apt")), key
+    # Real apt-cache with the private state: nothing known until rig's own update,
+    # whatever the host has in its lists.
+    assert source.shutil.which("apt-cache")
+    assert apt.candidate("linux-source-6.1") is None
+    assert apt.lists_age_s() == float("inf")
