@@ -218,6 +218,7 @@ class Builder:
         self.reporter = reporter
         self.timings = _Timings()
         self._optional_misses: tuple[str, ...] | None = None
+        self._optional_absent: tuple[str, ...] = ()
 
     def run(self) -> BuildArtifacts:
         request, reporter = self.request, self.reporter
@@ -371,11 +372,14 @@ class Builder:
                  timeout=CONFIG_TIMEOUT_S, log=log, what="make allnoconfig", error=KernelError,
                  hint="the kernel's configuration step failed; see the log")
         misses = kconfig.check(settings, build_dir / ".config", tree, f"the {self.request.profile} profile")
-        described = tuple(m.describe() for m in misses)
+        # An optional symbol this version lacks is what `# rig: optional` is for: noted
+        # in metadata.json only. One the version has but Kconfig refused is worth a warning.
+        described = tuple(m.describe() for m in misses if not m.absent)
         if described != self._optional_misses:  # once, not after every patch
             for line in described:
                 self.reporter.warn(f"optional option did not stick: {line}")
         self._optional_misses = described
+        self._optional_absent = tuple(m.describe() for m in misses if m.absent)
 
     def _make(self, tree: Path, build_dir: Path, log: Path, label: str, patch: PatchInfo | None) -> None:
         estimate_file = build_dir / "rig-units.json"
@@ -424,6 +428,7 @@ class Builder:
         (staging / "entry.json").write_text(json.dumps({
             "sizes": sizes, "kernel_release": release, "head_commit": head, "config_hash": config_hash,
             "source": src.source_id, "optional_misses": list(self._optional_misses or ()),
+            "optional_absent": list(self._optional_absent),
             "make_units": json.loads((build_dir / "rig-units.json").read_text()).get("units"),
             "timings": dict(self.timings.stages),
         }, indent=2))
@@ -479,6 +484,7 @@ class Builder:
             "fragments": {str(f): cache.file_digest(f)[:16] for f in fragments},
             "config_hash": facts.get("config_hash"),
             "optional_options_missing": list(artifacts.config_warnings),
+            "optional_options_not_in_this_version": facts.get("optional_absent", []),
             "compiler": compiler,
             "kernel_release": artifacts.kernel_release,
             "cache": {"hit": artifacts.cache_hit, "quick_key": quick_key, "entry": str(artifacts.cache_entry)},

@@ -43,6 +43,7 @@ class Miss:
     setting: Setting
     actual: str | None  # value in .config, None when absent
     reason: str
+    absent: bool = False  # no Kconfig entry: this kernel version does not have the symbol
 
     def describe(self) -> str:
         got = "not set" if self.actual in (None, "n") else f"={self.actual}"
@@ -311,7 +312,7 @@ def verify(settings: dict[str, Setting], config_path: Path, tree: Path) -> list[
                 reason = "it has no prompt: only another option can select it"
             else:
                 reason = "unmet dependency of the menu or 'if' block around it (see its Kconfig file)"
-        misses.append(Miss(setting, actual, reason))
+        misses.append(Miss(setting, actual, reason, absent=not blocks))
     return misses
 
 

@@ -131,11 +131,15 @@ def test_required_option_missing_from_the_kernel_is_a_user_error(tmp_path: Path,
     assert "not in this kernel version" in info.value.message
 
 
-def test_optional_option_missing_only_warns(tmp_path: Path, kernel: Path) -> None:
+def test_optional_options_warn_only_when_this_version_has_them(tmp_path: Path) -> None:
+    kernel = fake_kernel(tmp_path / "linux", kconfig="config RIG_GATED\n\tbool \"gated\"\n\tdepends on ISA_BUS_X\n")
     extra = tmp_path / "mine.config"
-    extra.write_text("# rig: optional\nCONFIG_RIG_MAYBE=y\n")
+    extra.write_text("# rig: optional\nCONFIG_RIG_NEWER=y\n# rig: optional\nCONFIG_RIG_GATED=y\n")
     built = build(BuildRequest(kernel=str(kernel), extra_configs=(extra,)), tmp_path / "out", progress=False)
-    assert any("CONFIG_RIG_MAYBE" in w for w in built.config_warnings)
+    assert len(built.config_warnings) == 1
+    assert "CONFIG_RIG_GATED=y" in built.config_warnings[0] and "depends on ISA_BUS_X [ISA_BUS_X=n]" in built.config_warnings[0]
+    meta = json.loads((tmp_path / "out" / "metadata.json").read_text())["build"]
+    assert any("CONFIG_RIG_NEWER" in line for line in meta["optional_options_not_in_this_version"])
 
 
 def test_cli_prints_the_output_directory_last(tmp_path: Path, kernel: Path, capsys: pytest.CaptureFixture[str]) -> None:
