@@ -224,6 +224,12 @@ class Pipeline:
                 attempt.workloads_s = time.monotonic() - t0
                 self.phases["workloads"] = self.phases.get("workloads", 0.0) + attempt.workloads_s
             started_collect = time.monotonic()
+            counts: dict[str, int] = {}
+            for test in attempt.tests:
+                counts[test.status] = counts.get(test.status, 0) + 1
+            # Lands on the guest's display too (the console is on its framebuffer).
+            await _kmsg(vm, f"rig: {len(attempt.tests)} tests done ("
+                        + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) + "); collecting reports")
             self.say("collecting kmemleak, dmesg, lockdep state and a screendump")
             attempt.collected = await collect.from_guest(vm, attempt.directory / "collect",
                                                          kmemleak=spec.plan.kmemleak_scan != "off")

@@ -4,6 +4,7 @@ KUnit under memory pressure, collect every kernel report, and judge the series."
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from rig.pipeline import DEFAULT_DEADLINE_S, RunSpec
 from rig.plan import load_plan, shipped_plans
 from rig.qemu.argv import GPU_DEVICES
 from rig.rundir import new_run_dir, reproduce_command
-from rig.verdict import load_baseline
+from rig.verdict import baseline_from_report, load_baseline
 from rig.workloads.pressure import KINDS, parse_pressure
 
 NAME = "run"
@@ -27,6 +28,7 @@ EXAMPLES = [
     "rig run --series patches/ --pressure balloon,shrink --plan smoke",
     "rig run --kernel ~/linux --base v6.12 --series v6.12..my-branch --plan my-plan.toml",
     "rig run --series patches/ --baseline rig-runs/20250101-120000-run",
+    "rig run --series patches/ --compare-base",
 ]
 
 
@@ -42,6 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     tests.add_argument("--baseline", type=Path, metavar="RUN",
                        help="run directory (or report.json) of the same plan on the base kernel: findings it "
                             "has too are reported as pre-existing, not new")
+    tests.add_argument("--compare-base", action="store_true",
+                       help="first run the same plan on the kernel without the series (in <out>/base) and use it "
+                            "as --baseline")
     tests.add_argument("--retries", type=int, default=1, metavar="N",
                        help="fresh guests to try after a known emulator fault (default: %(default)s)")
     tests.add_argument("--deadline", type=float, default=DEFAULT_DEADLINE_S, metavar="S",
@@ -66,6 +71,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def spec_from_args(args: argparse.Namespace) -> RunSpec:
     """Every option checked, every problem named, before anything starts."""
     problems: list[str] = []
+    if args.compare_base and (args.baseline is not None or not args.series):
+        problems.append("--compare-base needs --series and no --baseline (it makes the baseline itself)")
     if args.each_patch:
         problems.append("--each-patch belongs to `rig build` (a run tests the whole series)")
     if args.retries < 0 or args.retries > 5:
@@ -112,6 +119,12 @@ def run(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"rig: {line}", file=sys.stderr, flush=True)
 
+    if args.compare_base:
+        say("running the plan on the base kernel first (without the series)")
+        base_spec = dataclasses.replace(spec, request=dataclasses.replace(spec.request, series=None))
+        base = pipeline.run(base_spec, new_run_dir("run", out / "base"), say=say, progress=not args.quiet)
+        spec = dataclasses.replace(spec, baseline=baseline_from_report(base.data, str(base.run_dir / "report.json")))
+        say(f"base kernel: {base.verdict.summary()}")
     outcome = pipeline.run(spec, out, say=say, progress=not args.quiet)
     terminal.render(outcome.data, Console(highlight=False))
     print(f"reports: {out / 'report.html'}  {out / 'report.md'}  {out / 'report.json'}  {out / 'junit.xml'}")

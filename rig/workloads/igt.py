@@ -169,7 +169,11 @@ async def run_group(vm: VM, prepared: PreparedGroup, out: Path, *, inactivity_s:
 
 
 def _tail(text: str, lines: int = 15) -> str:
-    return "\n".join(text.rstrip().splitlines()[-lines:])
+    """Why a test failed: IGT's CRITICAL lines (the failed assertion) when there are
+    any, else the end of its output."""
+    critical = [line for line in text.splitlines() if "CRITICAL:" in line]
+    chosen = list(dict.fromkeys(critical)) or text.rstrip().splitlines()
+    return "\n".join(chosen[-lines:])
 
 
 def results_from_run(run: IgtRun | None, prepared: PreparedGroup, *, started_s: float | None = None

@@ -72,3 +72,9 @@ def test_bad_pressure_and_plan_are_user_errors() -> None:
         spec_from_args(_args("--pressure", "squeeze"))
     with pytest.raises(UserError):
         spec_from_args(_args("--plan", "nope"))
+
+
+def test_compare_base_needs_a_series_and_no_baseline(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="--compare-base"):
+        spec_from_args(_args("--compare-base"))
+    assert spec_from_args(_args("--compare-base", "--series", "tests/data/series/harmless")).baseline is None
