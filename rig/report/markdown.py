@@ -24,10 +24,11 @@ def render(data: dict[str, Any]) -> str:
     findings = data.get("findings", [])
     lines: list[str] = []
     new = [f for f in findings if f.get("status") == "new"]
+    applied = " with this series applied" if series else ""
     if new:
-        lines.append(f"rig found {len(new)} new kernel report{'s' if len(new) != 1 else ''} with this series applied.")
+        lines.append(f"rig found {len(new)} new kernel report{'s' if len(new) != 1 else ''}{applied}.")
     else:
-        lines.append("rig found no new kernel reports with this series applied.")
+        lines.append(f"rig found no new kernel reports{applied}.")
     lines.append("")
     lines.append(f"- kernel: {_kernel_line(data)}")
     lines.append(f"- base: {kernel.get('base') or kernel.get('spec', '?')}")
