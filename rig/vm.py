@@ -44,7 +44,7 @@ SSH_ATTEMPT_TIMEOUT_S = 10.0
 # SSH attempts begin this long after init started, or after QEMU started.
 SSHD_MARK = "network up"
 READY_MARK = "guest ready"
-READY_WAIT_S = 30.0
+READY_WAIT_S = 10.0
 ARM_AFTER_INIT_S = 3.0
 ARM_AFTER_START_S = 30.0
 # How long one connection may wait for sshd's greeting before a fresh one is tried.
@@ -209,23 +209,31 @@ async def wait_ready(machine: Machine, image: GuestImage, port: int, timeout_s: 
         log.debug("SSH login at +%.2f s", time.monotonic() - started)
         if machine.console_marks.get(SSHD_MARK) is not None:
             try:
-                await _wait_mark(machine, READY_MARK, min(READY_WAIT_S, max(remaining, 1.0)))
+                await _wait_mark(machine, guest, READY_MARK, min(READY_WAIT_S, max(remaining, 1.0)))
             except BaseException:
                 guest.close()
                 raise
         return guest
 
 
-async def _wait_mark(machine: Machine, mark: str, timeout_s: float) -> None:
-    """Wait for rig-init's `mark` on the console (sshd may answer before the mounts are done)."""
+async def _wait_mark(machine: Machine, guest: Guest, mark: str, timeout_s: float) -> None:
+    """Wait for rig-init's `mark` on the console (sshd may answer before the mounts are done).
+
+    A console line can be torn by kernel messages printed at the same moment; if the mark
+    does not show, ask the guest itself whether debugfs (the last thing mounted that rig
+    needs) is there."""
     deadline = time.monotonic() + timeout_s
     while machine.console_marks.get(mark) is None:
         if machine.panicked or machine.exited:
             await machine.wait_exit(PANIC_SETTLE_S)
             raise died(machine)
         if time.monotonic() > deadline:
-            raise KernelError(f"rig-init started sshd but did not report '{mark}' within {timeout_s:.0f} s\n"
-                              "  console tail:\n" + indent(machine.console_tail(30)), log=machine.console_log)
+            check = asyncio.to_thread(guest.run, ["grep", "-q", " /sys/kernel/debug ", "/proc/mounts"], timeout=30)
+            if (await watch(machine, check)).ok:
+                return
+            raise KernelError(f"rig-init started sshd but did not report '{mark}' within {timeout_s:.0f} s, and "
+                              "debugfs is not mounted\n  console tail:\n" + indent(machine.console_tail(30)),
+                              log=machine.console_log)
         await machine.changed(0.05)
 
 

@@ -136,3 +136,40 @@ def test_run_sync_returns_the_result() -> None:
         return 3
 
     assert vm.run_sync(main()) == 3
+
+
+class GuestAnswering:
+    """A guest whose `run` answers one fixed exit status (a seam for readiness checks)."""
+
+    def __init__(self, status: int) -> None:
+        self.status = status
+        self.asked: list[list[str]] = []
+
+    def run(self, argv: list[str], *, timeout: float) -> Any:
+        from rig.guest import GuestResult
+
+        self.asked.append(list(argv))
+        return GuestResult(tuple(argv), self.status, "", "", 0.01)
+
+
+@pytest.mark.parametrize("status, ready", [(0, True), (1, False)])
+def test_torn_ready_line_falls_back_to_asking_the_guest(tmp_path: Path, status: int, ready: bool) -> None:
+    machine = StandInMachine(tmp_path)
+    machine.console_marks["guest ready"] = None  # the line was torn by a kernel message
+    guest = GuestAnswering(status)
+
+    async def scenario() -> None:
+        await vm._wait_mark(machine, guest, "guest ready", 0.3)  # type: ignore[arg-type]
+
+    if ready:
+        asyncio.run(scenario())
+    else:
+        with pytest.raises(KernelError, match="debugfs is not mounted"):
+            asyncio.run(scenario())
+    assert guest.asked and "/sys/kernel/debug" in " ".join(guest.asked[0])
+
+
+def test_ready_line_seen_needs_no_question(tmp_path: Path) -> None:
+    guest = GuestAnswering(1)
+    asyncio.run(vm._wait_mark(StandInMachine(tmp_path), guest, "guest ready", 5))  # type: ignore[arg-type]
+    assert guest.asked == []
