@@ -90,13 +90,16 @@ class VM:
         QEMU exiting ends it at once with a KernelError carrying the console text."""
         loop = asyncio.get_running_loop()
         work = loop.run_in_executor(self.threads, functools.partial(fn, *args, **kwargs))
-        return await watch(self.machine, work, what=getattr(fn, "__name__", "guest call"))
+        return await watch(self.machine, work)
 
     async def run(self, argv: Sequence[str], *, timeout: float, check: bool = False,
-                  env: Mapping[str, str] | None = None) -> GuestResult:
+                  env: Mapping[str, str] | None = None, input: bytes | None = None,
+                  on_stdout: Callable[[bytes], None] | None = None,
+                  on_stderr: Callable[[bytes], None] | None = None) -> GuestResult:
         """guest.run, watched (see `call`); a timeout carries the console tail."""
         try:
-            return await self.call(self.guest.run, argv, timeout=timeout, check=check, env=env)
+            return await self.call(self.guest.run, argv, timeout=timeout, check=check, env=env, input=input,
+                                   on_stdout=on_stdout, on_stderr=on_stderr)
         except GuestTimeout as exc:
             raise GuestTimeout(f"{exc.message}\n  console tail:\n{indent(self.machine.console_tail(30))}",
                                hint=exc.hint, log=self.console_log) from exc
@@ -131,7 +134,7 @@ def _qemu_tail(machine: Machine) -> str:
         return ""
 
 
-async def watch(machine: Machine, work: Awaitable[T], *, what: str = "guest call", explain_lost: bool = True) -> T:
+async def watch(machine: Machine, work: Awaitable[T], *, explain_lost: bool = True) -> T:
     """Await `work` unless the machine panics or exits first.
 
     explain_lost: if `work` loses its SSH connection, wait a moment for QEMU to exit and

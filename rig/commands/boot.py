@@ -135,8 +135,8 @@ async def _boot_and_run(args: argparse.Namespace, kernel: Path, guest_image: ima
         if not command:
             status = await vm.call(vm.guest.interactive_shell)
         else:
-            result = await vm.call(vm.guest.run, command, timeout=args.timeout,
-                                   on_stdout=_writer(sys.stdout), on_stderr=_writer(sys.stderr))
+            result = await vm.run(command, timeout=args.timeout,
+                                  on_stdout=_writer(sys.stdout), on_stderr=_writer(sys.stderr))
             status = result.exit_status
     write_metadata(out, {"exit_status": status, "duration_s": round(time.monotonic() - started, 2)})
     _say(args, f"guest command exited with status {status}; console log {vm.console_log}")

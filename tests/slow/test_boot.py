@@ -216,3 +216,15 @@ def test_even_a_sigkilled_rig_leaves_no_qemu(kernel_6_1, guest_image, tmp_path: 
     rig_proc.kill()  # no finally block runs: the kernel's parent-death signal must do it
     rig_proc.communicate(timeout=30)
     wait_for(lambda: not qemu_processes(str(out)), 10, "QEMU to die with rig")
+
+
+def test_rig_boot_command_past_its_timeout_exits_1_with_the_console(kernel_6_1, guest_image, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "run"
+    started = time.monotonic()
+    result = rig("boot", "--bzimage", str(kernel_6_1.bzimage), "--out", str(out), "--timeout", "5", "--",
+                 "sleep", "600")
+    assert result.returncode == 1, result.stderr
+    assert "did not finish within 5 s" in result.stderr and "console tail" in result.stderr
+    assert "rig-init: [" in result.stderr
+    assert time.monotonic() - started < 120
+    assert qemu_processes(str(out)) == []
