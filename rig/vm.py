@@ -12,8 +12,10 @@ import asyncio
 import contextlib
 import functools
 import logging
+import shutil
 import signal
 import socket
+import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +28,7 @@ from rig.accel import choose_accel
 from rig.errors import InfraError, Interrupted, KernelError, UserError
 from rig.guest import Guest, GuestResult, GuestTimeout, GuestUnreachable, HostKeyMismatch
 from rig.image import GuestImage
-from rig.qemu.argv import MachineSpec
+from rig.qemu.argv import SOCKET_PATH_MAX, MachineSpec
 from rig.qemu.machine import Machine, MachineError, indent
 
 T = TypeVar("T")
@@ -258,13 +260,29 @@ async def boot_guest(
         raise UserError(f"kernel image {kernel} does not exist", hint="pass a bzImage built by rig build")
     run_dir.mkdir(parents=True, exist_ok=True)
     run_dir.chmod(0o700)
+    socket_dir = None
+    if len(str(run_dir.resolve() / "qmp.sock")) > SOCKET_PATH_MAX:
+        socket_dir = Path(tempfile.mkdtemp(prefix="rig-qmp-"))  # 0700, like the run directory
+    try:
+        async with _booted(kernel, image, run_dir, socket_dir, gpu=gpu, memory_mib=memory_mib, cpus=cpus,
+                           cmdline_extra=cmdline_extra, ready_timeout_s=ready_timeout_s, accel=accel) as vm:
+            yield vm
+    finally:
+        if socket_dir is not None:
+            shutil.rmtree(socket_dir, ignore_errors=True)
+
+
+@contextlib.asynccontextmanager
+async def _booted(kernel: Path, image: GuestImage, run_dir: Path, socket_dir: Path | None, *, gpu: str,
+                  memory_mib: int, cpus: int, cmdline_extra: tuple[str, ...], ready_timeout_s: float,
+                  accel: str | None) -> AsyncIterator[VM]:
     choice = await asyncio.to_thread(choose_accel, kernel, accel)
     overlay = await asyncio.to_thread(image_mod.overlay, image, run_dir / "overlay.qcow2")
     for attempt in range(PORT_ATTEMPTS):
         port = free_port()
         spec = MachineSpec(kernel=kernel.resolve(), run_dir=run_dir, accel=choice.accel, gpu=gpu,
                            memory_mib=memory_mib, cpus=cpus, disk=overlay, ssh_port=port,
-                           init=image_mod.GUEST_INIT, cmdline_extra=tuple(cmdline_extra))
+                           init=image_mod.GUEST_INIT, cmdline_extra=tuple(cmdline_extra), socket_dir=socket_dir)
         machine = Machine(spec)
         try:
             await machine.start()

@@ -50,6 +50,10 @@ BASE_CMDLINE = (
 GUEST_IP = "10.0.2.15"
 GATEWAY_IP = "10.0.2.2"
 
+# A unix socket's path must fit sun_path (108 bytes with its NUL); longer run directories
+# get their QMP socket in a short private directory instead.
+SOCKET_PATH_MAX = 100
+
 # Linux truncates longer command lines on x86 (COMMAND_LINE_SIZE is 2048; stay well below).
 CMDLINE_MAX = 1024
 
@@ -67,10 +71,11 @@ class MachineSpec:
     ssh_port: int | None = None  # host port on 127.0.0.1 forwarded to the guest's 22
     init: str | None = "/sbin/rig-init"
     cmdline_extra: tuple[str, ...] = ()
+    socket_dir: Path | None = None  # private dir for the QMP socket if run_dir's path is too long
 
     @property
     def qmp_socket(self) -> Path:
-        return self.run_dir / "qmp.sock"
+        return (self.socket_dir or self.run_dir) / "qmp.sock"
 
     @property
     def console_log(self) -> Path:

@@ -125,3 +125,8 @@ def test_rig_boot_rejects_a_missing_kernel(tmp_path: Path) -> None:
     from rig import cli
 
     assert cli.main(["boot", "--bzimage", str(tmp_path / "nope"), "--out", str(tmp_path / "run"), "--", "true"]) == 2
+
+
+def test_qmp_socket_can_live_outside_a_long_run_directory() -> None:
+    argv = build_argv(spec(run_dir=Path("/r" * 80), socket_dir=Path("/tmp/rig-qmp-x")))
+    assert "socket,id=qmp,path=/tmp/rig-qmp-x/qmp.sock" in options(argv, "-chardev")
