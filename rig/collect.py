@@ -136,7 +136,16 @@ async def from_guest(vm: VM, out: Path, *, kmemleak: bool = True) -> Collected:
     return Collected(out, dmesg, kmemleak_path, stats, tainted, shot, problems=tuple(problems))
 
 
+# Puts the kernel log's last lines on the first virtual terminal (the console on the GPU
+# model's framebuffer), so the screendump shows the guest's state at the end of the run.
+_LOG_TO_SCREEN = 'printf "\\033[2J\\033[H" > /dev/tty1 && dmesg | tail -n "$0" > /dev/tty1'
+SCREEN_LINES = 48
+
+
 async def screendump(vm: VM, path: Path, problems: list[str]) -> Path | None:
+    with contextlib.suppress(RigError):
+        await vm.run(["sh", "-c", _LOG_TO_SCREEN, str(SCREEN_LINES)], timeout=READ_TIMEOUT_S)
+        await asyncio.sleep(0.5)  # the framebuffer's damage worker flushes to the host
     try:
         await vm.machine.screendump(path)
     except RigError as exc:

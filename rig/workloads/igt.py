@@ -99,17 +99,40 @@ def parse_subtest_list(stdout: str) -> list[str]:
     return [line.strip() for line in stdout.splitlines() if line.strip() and " " not in line.strip()]
 
 
-async def list_available(vm: VM, binaries: list[str]) -> tuple[dict[str, list[str]], list[str]]:
-    """binary -> subtests, for the binaries that exist in the guest; plus the missing ones."""
+# Lists every binary's subtests in one guest command (one SSH round trip, not one per
+# binary): each listing is followed by a line naming the binary and its exit status.
+_LIST_ALL = 'd=$0; for b; do "$d/$b" --list-subtests 2>/dev/null; echo "@@rig-listed $b $?"; done'
+
+
+def parse_listing(stdout: str) -> tuple[dict[str, list[str]], list[str]]:
+    """binary -> subtests, and the binaries the guest does not have, from _LIST_ALL's output."""
     available: dict[str, list[str]] = {}
     missing: list[str] = []
-    for binary in binaries:
-        result = await vm.run([f"{IGT_DIR}/{binary}", "--list-subtests"], timeout=LIST_TIMEOUT_S)
-        if result.exit_status in (126, 127):
-            missing.append(binary)
-            continue
-        # 79 (IGT_EXIT_INVALID) is how a binary without subtests answers --list-subtests.
-        available[binary] = parse_subtest_list(result.stdout) if result.exit_status == 0 else []
+    pending: list[str] = []
+    for line in stdout.splitlines():
+        if line.startswith("@@rig-listed "):
+            _, binary, status = line.split(" ", 2)
+            if status.strip() in ("126", "127"):
+                missing.append(binary)
+            else:
+                # 79 (IGT_EXIT_INVALID) is how a binary without subtests answers --list-subtests.
+                available[binary] = parse_subtest_list("\n".join(pending)) if status.strip() == "0" else []
+            pending = []
+        else:
+            pending.append(line)
+    return available, missing
+
+
+async def list_available(vm: VM, binaries: list[str]) -> tuple[dict[str, list[str]], list[str]]:
+    """binary -> subtests, for the binaries that exist in the guest; plus the missing ones."""
+    if not binaries:
+        return {}, []
+    result = await vm.run(["sh", "-c", _LIST_ALL, IGT_DIR, *binaries], timeout=LIST_TIMEOUT_S * len(binaries))
+    available, missing = parse_listing(result.stdout)
+    unanswered = [b for b in binaries if b not in available and b not in missing]
+    if unanswered:
+        raise InfraError(f"listing IGT's subtests in the guest gave no answer for {', '.join(unanswered)}",
+                         hint="see the console log; the guest may be out of memory")
     return available, missing
 
 

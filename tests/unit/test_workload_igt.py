@@ -63,3 +63,13 @@ def test_no_results_json_means_nothing_ran(tmp_path: Path) -> None:
 
 def test_parse_subtest_list_ignores_noise() -> None:
     assert parse_subtest_list("create\nmmap\n\nIGT-Version: 2.5 (x86_64)\n") == ["create", "mmap"]
+
+
+def test_one_listing_for_all_binaries() -> None:
+    from rig.workloads.igt import parse_listing
+
+    stdout = ("create\nmmap\n@@rig-listed vgem_basic 0\n@@rig-listed core_hotunplug 79\n"
+              "@@rig-listed not_there 127\nIGT-Version: 2.5\nbasic\n@@rig-listed kms_prop_blob 0\n")
+    available, missing = parse_listing(stdout)
+    assert available == {"vgem_basic": ["create", "mmap"], "core_hotunplug": [], "kms_prop_blob": ["basic"]}
+    assert missing == ["not_there"]
