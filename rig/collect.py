@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -95,8 +96,13 @@ async def _save(vm: VM, argv: list[str], path: Path, timeout: float, problems: l
     return path
 
 
-async def kmemleak_report(vm: VM, path: Path, problems: list[str], *, wait_s: float = KMEMLEAK_WAIT_S) -> Path | None:
-    """scan, wait, scan, read: the objects that stayed unreferenced."""
+async def kmemleak_report(vm: VM, path: Path, problems: list[str], *, quiet_since: float | None = None
+                         ) -> Path | None:
+    """scan, let the youngest objects age, scan again, read: the objects that stayed
+    unreferenced. kmemleak reports an object only from the scan after the one that first
+    saw it unchanged (it checksums objects) and only once it is 5 s old; `quiet_since`
+    (time.monotonic() when the workloads stopped allocating) saves waiting for time that
+    has already passed."""
     check = await vm.run(["test", "-w", KMEMLEAK], timeout=READ_TIMEOUT_S)
     if check.exit_status != 0:
         problems.append(f"kmemleak: {KMEMLEAK} is missing (kernel without DEBUG_KMEMLEAK, or kmemleak disabled)")
@@ -107,7 +113,8 @@ async def kmemleak_report(vm: VM, path: Path, problems: list[str], *, wait_s: fl
             problems.append(f"kmemleak scan failed: {result.stderr.strip()[:200]}")
             return None
         if attempt == 0:
-            await asyncio.sleep(wait_s)
+            aged_at = (quiet_since if quiet_since is not None else time.monotonic()) + KMEMLEAK_WAIT_S
+            await asyncio.sleep(max(0.0, aged_at - time.monotonic()))
     return await _save(vm, ["cat", KMEMLEAK], path, READ_TIMEOUT_S, problems)
 
 
@@ -115,14 +122,14 @@ async def kmemleak_clear(vm: VM) -> None:
     await vm.run(["sh", "-c", 'echo clear > "$0"', KMEMLEAK], timeout=READ_TIMEOUT_S)
 
 
-async def from_guest(vm: VM, out: Path, *, kmemleak: bool = True) -> Collected:
+async def from_guest(vm: VM, out: Path, *, kmemleak: bool = True, quiet_since: float | None = None) -> Collected:
     """Everything that needs the live guest; each step independent of the others."""
     out.mkdir(parents=True, exist_ok=True)
     problems: list[str] = []
     kmemleak_path = None
     if kmemleak:
         try:
-            kmemleak_path = await kmemleak_report(vm, out / "kmemleak.txt", problems)
+            kmemleak_path = await kmemleak_report(vm, out / "kmemleak.txt", problems, quiet_since=quiet_since)
         except RigError as exc:
             problems.append(f"kmemleak: {exc.message.splitlines()[0]}")
     dmesg = await _save(vm, ["dmesg"], out / "dmesg.txt", READ_TIMEOUT_S, problems)

@@ -195,6 +195,7 @@ class Pipeline:
             self.say(f"guest ready in {attempt.boot_s:.0f} s ({vm.accel}); running plan '{spec.plan.name}' "
                      f"under pressure '{spec.pressure.label}'")
             t0 = time.monotonic()
+            quiet_since: float | None = None  # when the last workload ended
             prepared = await igt_workload.prepare(vm, spec.plan)
             session = PressureSession(vm, spec.pressure, attempt.directory / "pressure", spec.memory_mib, t0)
             try:
@@ -213,6 +214,7 @@ class Pipeline:
                     attempt.tests.append(await run_script(vm, script, attempt.directory / "scripts", t0=t0,
                                                           wrap=session.wrap))
                     await _kmsg(vm, f"rig: end script:{script.name}")
+                quiet_since = time.monotonic()
             finally:
                 if vm.machine.exited or vm.machine.panicked:
                     attempt.timeline = session.partial_timeline()
@@ -232,7 +234,8 @@ class Pipeline:
                         + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) + "); collecting reports")
             self.say("collecting kmemleak, dmesg, lockdep state and a screendump")
             attempt.collected = await collect.from_guest(vm, attempt.directory / "collect",
-                                                         kmemleak=spec.plan.kmemleak_scan != "off")
+                                                         kmemleak=spec.plan.kmemleak_scan != "off",
+                                                         quiet_since=quiet_since)
             attempt.collect_s = time.monotonic() - started_collect
             self.phases["collect"] = self.phases.get("collect", 0.0) + attempt.collect_s
 
