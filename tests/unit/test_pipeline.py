@@ -78,3 +78,61 @@ def test_compare_base_needs_a_series_and_no_baseline(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="--compare-base"):
         spec_from_args(_args("--compare-base"))
     assert spec_from_args(_args("--compare-base", "--series", "tests/data/series/harmless")).baseline is None
+
+
+INT3_CONSOLE = """\
+[    9.101000][    T1] random: crng init done
+[    9.102000][  T150] int3: 0000 [#1] PREEMPT SMP NOPTI
+[    9.102100][  T150] CPU: 1 PID: 150 Comm: sshd Not tainted 6.1.176 #1
+[    9.102200][  T150] Hardware name: QEMU Standard PC (Q35 + ICH9, 2009), BIOS 1.16.2-debian-1.16.2-1 04/01/2014
+[    9.102300][  T150] RIP: 0010:__x64_sys_getrandom+0x1/0x90
+[    9.102400][  T150] Code: 00 00 00 cc 0f 1f 44 00 00
+[    9.102500][  T150] RSP: 0018:ffffc90000777f30 EFLAGS: 00000246
+[    9.102600][  T150] Call Trace:
+[    9.102700][  T150]  <TASK>
+[    9.102800][  T150]  do_syscall_64+0x38/0x90
+[    9.102900][  T150]  entry_SYSCALL_64_after_hwframe+0x63/0xcd
+[    9.103000][  T150]  </TASK>
+[    9.103100][  T150] ---[ end trace 0000000000000000 ]---
+[    9.103200][  T150] Kernel panic - not syncing: Fatal exception in interrupt
+"""
+
+
+def test_a_host_fault_is_retried_in_a_fresh_guest(tmp_path: Path, monkeypatch) -> None:
+    pipeline, _ = finished_run(tmp_path)
+    pipeline.attempts.clear()
+    monkeypatch.setattr(type(pipeline), "_image", lambda self: None)
+    boots: list[int] = []
+
+    async def fake_guest(self, attempt, kernel, image) -> None:  # the guest seam: what a boot leaves on disk
+        boots.append(attempt.number)
+        attempt.vm_dir.mkdir(parents=True, exist_ok=True)
+        text = INT3_CONSOLE if attempt.number == 1 else "[    1.0][    T1] Run /sbin/rig-init as init process\n"
+        (attempt.vm_dir / "console.log").write_text(text)
+        from rig import collect
+        attempt.collected = collect.after_guest(None, attempt.directory / "collect", attempt.vm_dir / "console.log",
+                                                None)
+
+    monkeypatch.setattr(type(pipeline), "_guest", fake_guest)
+    outcome = pipeline.run()
+    assert boots == [1, 2]
+    assert outcome.exit_code == 0 and outcome.data["findings"] == []
+    assert [a["host_fault"] for a in outcome.data["attempts"]] == ["mttcg-int3-getrandom", None]
+
+
+def test_a_host_fault_every_time_is_a_host_problem(tmp_path: Path, monkeypatch) -> None:
+    pipeline, _ = finished_run(tmp_path)
+    pipeline.attempts.clear()
+    monkeypatch.setattr(type(pipeline), "_image", lambda self: None)
+
+    async def fake_guest(self, attempt, kernel, image) -> None:
+        attempt.vm_dir.mkdir(parents=True, exist_ok=True)
+        (attempt.vm_dir / "console.log").write_text(INT3_CONSOLE)
+        from rig import collect
+        attempt.collected = collect.after_guest(None, attempt.directory / "collect", attempt.vm_dir / "console.log",
+                                                None)
+
+    monkeypatch.setattr(type(pipeline), "_guest", fake_guest)
+    outcome = pipeline.run()
+    assert outcome.exit_code == 3
+    assert outcome.data["findings"][0]["status"] == "host-fault"
