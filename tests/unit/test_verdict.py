@@ -45,6 +45,7 @@ def test_warning_is_attributed_to_the_subtest_of_its_task() -> None:
 
 
 def test_lockdep_keeps_its_chain_and_subtest() -> None:
+    """A real console of the lockdep series (tests/data/series/lockdep) under rig run."""
     console = _console("console-lockdep.log")
     verdict = judge({"console": parse_log(console)}, console, [], load_plan("default"))
     (finding,) = verdict.findings
