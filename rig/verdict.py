@@ -90,6 +90,16 @@ def _last_test_of_pid(markers: list[Marker], pid: str) -> str | None:
     return (subtests or tests or [None])[-1]
 
 
+def leak_tests(finding: Finding, markers: list[Marker]) -> tuple[str, ...]:
+    """Every test whose process allocated one of a kmemleak finding's objects, in order."""
+    tests: dict[str, None] = {}
+    for match in _KMEMLEAK_PID_RE.finditer(finding.report):
+        test = _last_test_of_pid(markers, match["pid"])
+        if test:
+            tests.setdefault(test, None)
+    return tuple(tests)
+
+
 def _span_name(span: TestSpan) -> str:
     return span.name.removeprefix("igt@") if span.framework == "igt" else f"kunit:{span.name}"
 
@@ -98,12 +108,8 @@ def attribute(finding: Finding, markers: list[Marker], source: str, spans: list[
               ) -> tuple[str | None, str]:
     """(test, how): how is "pid", "time", "boot" or "unknown"."""
     if source == "kmemleak":
-        match = _KMEMLEAK_PID_RE.search(finding.report)
-        if match:
-            test = _last_test_of_pid(markers, match["pid"])
-            if test:
-                return test, "pid"
-        return None, "unknown"
+        tests = leak_tests(finding, markers)
+        return (tests[0], "pid") if tests else (None, "unknown")
     pid = finding.caller[1:] if finding.caller.startswith("T") else None
     if pid:
         test = _running_at(markers, finding.start, pid)
@@ -206,11 +212,12 @@ class JudgedFinding:
     status: str  # NEW, PRE_EXISTING, HOST_FAULT
     note: str = ""
     count: int = 1  # the same report (same signature) seen this many times
+    also: tuple[str, ...] = ()  # other tests the same report came from (kmemleak objects of several tests)
 
     def to_json(self) -> dict[str, Any]:
         data = self.finding.to_json()
         data.update(source=self.source, test=self.test, attribution=self.attribution, status=self.status,
-                    note=self.note, count=self.count)
+                    note=self.note, count=self.count, also=list(self.also))
         return data
 
 
@@ -315,7 +322,8 @@ def judge(
             status, note = PRE_EXISTING, f"also seen on the base kernel ({baseline.kernel_release})"
         else:
             status, note = NEW, ""
-        judged.append(JudgedFinding(finding, source, test, how, status, note, count))
+        also = leak_tests(finding, markers)[1:] if source == "kmemleak" else ()
+        judged.append(JudgedFinding(finding, source, test, how, status, note, count, also))
     expected: list[tuple[str, str]] = []
     unexpected: list[str] = []
     test_list = tuple(tests)

@@ -132,6 +132,8 @@ def _finding(number: int, finding: dict[str, Any]) -> str:
     status = finding.get("status", "new")
     meta = [f"status: {_e(status)}", f"kind: {_e(finding['kind'])}",
             f"test: {_e(finding.get('test') or finding.get('attribution', 'unknown'))}"]
+    if finding.get("also"):
+        meta.append(f"also: {_e(', '.join(finding['also']))}")
     if finding.get("count", 1) > 1:
         meta.append(f"seen {finding['count']} times")
     body = [f'<div class="meta">{" &middot; ".join(meta)}</div>']

@@ -54,6 +54,8 @@ def render(data: dict[str, Any]) -> str:
         lines.append("")
         where = finding.get("test") or ("boot" if finding.get("attribution") == "boot" else "unknown")
         lines.append(f"Triggered by: {where}" + (f" (by {finding['attribution']})" if finding.get("test") else ""))
+        if finding.get("also"):
+            lines.append(f"Also triggered by: {', '.join(finding['also'])}")
         if finding.get("lock_chain"):
             lines.append(f"Lock chain: {' -> '.join(finding['lock_chain'])}")
         for group in finding.get("leak_groups", []):

@@ -26,6 +26,8 @@ def render(data: dict[str, Any], console: Console) -> None:
             where = finding.get("test") or finding.get("attribution", "unknown")
             console.print(f"      during: {where}" + (f"   (x{finding['count']})" if finding.get("count", 1) > 1 else ""),
                           highlight=False)
+            if finding.get("also"):
+                console.print(f"      also:   {', '.join(finding['also'])}", highlight=False)
             if finding.get("lock_chain"):
                 console.print(f"      locks:  {' -> '.join(finding['lock_chain'])}", highlight=False)
             for group in finding.get("leak_groups", [])[:3]:

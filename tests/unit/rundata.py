@@ -1,5 +1,6 @@
-"""A realistic finished run on disk (console, kmemleak, IGT results, timeline, screendump)
-for the report and pipeline tests: what a `rig run` of the underflow series leaves."""
+"""A finished run on disk for the report and pipeline tests: the real console, kmemleak
+report and IGT results of a `rig run --plan smoke` of the kmemleak series, with one
+expected failure and a timeline added."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ IGT_RESULTS = {"tests": {
     "igt@vgem_basic@create": {"result": "pass", "time": {"start": 0.0, "end": 0.04}},
     "igt@vgem_basic@mmap": {"result": "dmesg-warn", "time": {"start": 0.0, "end": 0.26}},
     "igt@dumb_buffer@create-valid-dumb": {"result": "pass", "time": {"start": 0.0, "end": 0.3}},
+    "igt@dumb_buffer@map-valid": {"result": "pass", "time": {"start": 0.0, "end": 0.2}},
     "igt@kms_addfb_basic@too-high": {"result": "fail", "out": "Test assertion failure function too_high",
                                      "time": {"start": 0.0, "end": 0.1}},
 }}
@@ -40,13 +42,13 @@ def finished_run(tmp_path: Path, *, screendump: bool = True) -> tuple[Pipeline, 
     run_dir.mkdir()
     bzimage = tmp_path / "bzImage"
     bzimage.write_bytes(b"kernel")
-    spec = RunSpec(request=BuildRequest(kernel="debian:6.1", series="tests/data/series/underflow"),
+    spec = RunSpec(request=BuildRequest(kernel="debian:6.1", series="tests/data/series/kmemleak"),
                    plan=load_plan("default"), pressure=parse_pressure("balloon", 2048),
-                   command="rig run --series tests/data/series/underflow --pressure balloon", bzimage=bzimage)
+                   command="rig run --series tests/data/series/kmemleak --pressure balloon", bzimage=bzimage)
     pipeline = Pipeline(spec, run_dir)
     attempt = _Attempt(1, run_dir / "attempt-1")
     attempt.vm_dir.mkdir(parents=True)
-    (attempt.vm_dir / "console.log").write_bytes((DATA / "console-underflow.log").read_bytes())
+    (attempt.vm_dir / "console.log").write_bytes((DATA / "console-kmemleak.log").read_bytes())
     (attempt.vm_dir / "qmp-events.jsonl").write_text('{"host_time": 1.0, "event": "BALLOON_CHANGE"}\n')
     collect_dir = attempt.directory / "collect"
     collect_dir.mkdir(parents=True)
@@ -64,7 +66,8 @@ def finished_run(tmp_path: Path, *, screendump: bool = True) -> tuple[Pipeline, 
     results.mkdir(parents=True)
     (results / "results.json").write_text(json.dumps(IGT_RESULTS))
     group = PreparedGroup(1, spec.plan.igt[0], ("vgem_basic@create", "vgem_basic@mmap",
-                                                 "dumb_buffer@create-valid-dumb", "kms_addfb_basic@too-high"))
+                                                 "dumb_buffer@create-valid-dumb", "dumb_buffer@map-valid",
+                                                 "kms_addfb_basic@too-high"))
     attempt.tests = results_from_dir(results, group, started_s=1.0)
     attempt.timeline = Timeline(tuple(Sample(float(t), 1650.0 - 110 * min(t, 8) + 110 * max(0, t - 14),
                                              1400.0 - 100 * min(t, 8), 2048.0 if t < 2 or t > 14 else 819.0,

@@ -17,7 +17,7 @@ from rundata import report_data
 def test_json_holds_findings_tests_timeline_and_phases(tmp_path: Path) -> None:
     data, _ = report_data(tmp_path)
     assert data["exit_code"] == 1
-    assert data["findings"][0]["title"] == "WARNING in drm_gem_shmem_put_pages"
+    assert data["findings"][0]["title"] == "memory leak in drm_prime_pages_to_sg"
     assert data["timeline"]["samples"][0]["balloon_mib"] == 2048.0
     assert set(data["phases"]) >= {"report"}
     assert data["kernel"]["profile"] == "default" and data["pressure"] == "balloon"
@@ -34,21 +34,22 @@ def test_junit_is_valid_xml_with_tests_and_findings(tmp_path: Path) -> None:
     assert cases["kms_addfb_basic@too-high"].find("failure") is None
     assert "expected failure" in cases["kms_addfb_basic@too-high"].find("system-out").text
     findings = suites["kernel-findings"]
-    assert findings.get("failures") == "2"
-    failure = next(c for c in findings.iter("testcase") if c.get("name") == "WARNING in drm_gem_shmem_put_pages")
-    assert "vgem_basic@mmap" in failure.find("failure").text
+    assert findings.get("failures") == "1"
+    failure = next(c for c in findings.iter("testcase") if c.get("name") == "memory leak in drm_prime_pages_to_sg")
+    assert "dumb_buffer@create-valid-dumb" in failure.find("failure").text
 
 
 def test_markdown_is_ready_to_paste(tmp_path: Path) -> None:
     data, _ = report_data(tmp_path)
     text = markdown.render(data)
-    assert text.startswith("rig found 2 new kernel reports")
-    assert "- series: tests/data/series/underflow" in text and "- config profile: default" in text
-    assert "## 1. WARNING in drm_gem_shmem_put_pages" in text
-    assert "Triggered by: vgem_basic@mmap (by pid)" in text
-    assert "    RIP: 0010:drm_gem_shmem_put_pages+0x9d/0xb0" in text  # the full report, indented
-    assert "Leaked: 2 objects, 64 bytes" in text
-    assert text.rstrip().endswith("    rig run --series tests/data/series/underflow --pressure balloon")
+    assert text.startswith("rig found 1 new kernel report with this series applied.")
+    assert "- series: tests/data/series/kmemleak" in text and "- config profile: default" in text
+    assert "## 1. memory leak in drm_prime_pages_to_sg" in text
+    assert "Triggered by: dumb_buffer@create-valid-dumb (by pid)" in text
+    assert "Also triggered by: dumb_buffer@map-valid, kms_addfb_basic@basic" in text
+    assert '    comm "kms_addfb_basic", pid 101' in text  # the full report, indented
+    assert "Leaked: 9 objects, 10880 bytes" in text
+    assert text.rstrip().endswith("    rig run --series tests/data/series/kmemleak --pressure balloon")
 
 
 def test_terminal_shows_findings_before_totals(tmp_path: Path) -> None:
@@ -56,8 +57,9 @@ def test_terminal_shows_findings_before_totals(tmp_path: Path) -> None:
     console = Console(record=True, width=120, color_system=None)
     terminal.render(data, console)
     out = console.export_text()
-    assert out.index("WARNING in drm_gem_shmem_put_pages") < out.index("Tests:")
-    assert "during: vgem_basic@mmap" in out and "expected:" in out and out.rstrip().splitlines()[-1].startswith("FAIL")
+    assert out.index("memory leak in drm_prime_pages_to_sg") < out.index("Tests:")
+    assert "during: dumb_buffer@create-valid-dumb" in out and "leaked: 9 x, 10880 bytes" in out
+    assert "expected:" in out and out.rstrip().splitlines()[-1].startswith("FAIL")
 
 
 def test_html_is_self_contained_with_plot_and_screendump(tmp_path: Path) -> None:
@@ -65,9 +67,9 @@ def test_html_is_self_contained_with_plot_and_screendump(tmp_path: Path) -> None
     page = html.render(data, run_dir)
     assert "<svg" in page and page.count("<polyline") == 4  # available, balloon, free, shrinkers
     assert "data:image/png;base64," in page
-    assert page.count("<details") == 2 and "drm_gem_shmem_vm_close" in page
+    assert page.count("<details") == 1 and "virtio_gpu_object_create" in page
     assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")  # nothing to fetch
-    assert "&lt;TASK&gt;" in page  # report text escaped
+    assert "comm &quot;dumb_buffer&quot;" in page  # report text escaped
 
 
 def test_timeline_svg_without_samples() -> None:
@@ -131,3 +133,16 @@ def test_report_html_renders_in_headless_chromium(tmp_path: Path) -> None:
     png = shot.read_bytes()
     assert png.startswith(b"\x89PNG")
     assert _png_colours(png) > 20  # text, plot lines, badges: not a blank page
+
+
+def test_lock_chain_appears_in_every_human_report(tmp_path: Path) -> None:
+    data, run_dir = report_data(tmp_path)
+    data["findings"][0].update(kind="lockdep", title="possible deadlock in vgem_fence_signal_ioctl",
+                               lock_chain=["reservation_ww_class_mutex", "fs_reclaim", "dma_fence_map"],
+                               leak_groups=[], also=[])
+    chain = "reservation_ww_class_mutex -> fs_reclaim -> dma_fence_map"
+    assert f"Lock chain: {chain}" in markdown.render(data)
+    assert html.html.escape(chain) in html.render(data, run_dir)
+    console = Console(record=True, width=140, color_system=None)
+    terminal.render(data, console)
+    assert f"locks:  {chain}" in console.export_text()

@@ -25,23 +25,33 @@ def test_markers_follow_igt_and_rig_lines() -> None:
     text = _console("console-underflow.log") + "[   70.1][  T500] rig: start script:dri-clients\n"
     markers = find_markers(text)
     started = [(m.test, m.pid) for m in markers if m.starts]
-    assert ("vgem_basic@mmap", "315") in started
-    assert ("dumb_buffer@create-valid-dumb", "320") in started
+    assert ("vgem_basic@mmap", "70") in started
+    assert ("dumb_buffer@create-valid-dumb", "96") in started
     assert started[-1] == ("script:dri-clients", "500")
 
 
 def test_warning_is_attributed_to_the_subtest_of_its_task() -> None:
+    """A real console of the underflow series (tests/data/series/underflow) under rig run."""
     console = _console("console-underflow.log")
+    verdict = judge({"console": parse_log(console)}, console, [], load_plan("default"))
+    (warning,) = verdict.findings
+    assert warning.finding.title == "WARNING in drm_gem_shmem_put_pages_locked"
+    assert (warning.test, warning.attribution, warning.status) == ("vgem_basic@mmap", "pid", NEW)
+    assert verdict.exit_code == 1
+    assert verdict.summary().startswith("FAIL: 1 new finding,")
+
+
+def test_leak_is_attributed_to_the_tests_that_allocated_it() -> None:
+    """A real run of the kmemleak series: kmemleak names each object's allocating pid and the
+    console says which subtest each pid ran."""
+    console = _console("console-kmemleak.log")
     verdict = judge({"console": parse_log(console), "kmemleak": parse_log((DATA / "kmemleak.txt").read_bytes())},
                     console, [], load_plan("default"))
-    by_title = {f.finding.title: f for f in verdict.findings}
-    warning = by_title["WARNING in drm_gem_shmem_put_pages"]
-    assert (warning.test, warning.attribution, warning.status) == ("vgem_basic@mmap", "pid", NEW)
-    # kmemleak names the allocating task's pid; the console says what that pid ran
-    leak = by_title["memory leak in drm_prime_pages_to_sg"]
+    (leak,) = verdict.findings
+    assert leak.finding.title == "memory leak in drm_prime_pages_to_sg"
     assert (leak.test, leak.attribution, leak.source) == ("dumb_buffer@create-valid-dumb", "pid", "kmemleak")
-    assert verdict.exit_code == 1
-    assert verdict.summary().startswith("FAIL: 2 new findings")
+    assert leak.also == ("dumb_buffer@map-valid", "kms_addfb_basic@basic")
+    assert sum(g.count for g in leak.finding.leak_groups) == 13
 
 
 def test_lockdep_keeps_its_chain_and_subtest() -> None:
@@ -56,7 +66,7 @@ def test_lockdep_keeps_its_chain_and_subtest() -> None:
 
 def test_without_caller_ids_the_last_started_test_is_taken() -> None:
     console = re.sub(r"\[ *T\d+\] ", "", _console("console-underflow.log"))
-    assert "[  T315]" not in console
+    assert "[   T70]" not in console
     verdict = judge({"console": parse_log(console)}, console, [], load_plan("default"))
     (finding,) = [f for f in verdict.findings if f.finding.kind == "warning"]
     assert (finding.test, finding.attribution) == ("vgem_basic@mmap", "time")
