@@ -33,7 +33,8 @@ def render(data: dict[str, Any]) -> str:
     lines.append(f"- kernel: {_kernel_line(data)}")
     lines.append(f"- base: {kernel.get('base') or kernel.get('spec', '?')}")
     if series:
-        lines.append(f"- series: {series.get('spec')} ({len(series.get('patches', []))} patches)")
+        count = len(series.get("patches", []))
+        lines.append(f"- series: {series.get('spec')} ({count} patch{'es' if count != 1 else ''})")
         for patch in series.get("patches", []):
             lines.append(f"  - [{patch.get('number')}] {patch.get('subject')} ({patch.get('author')})")
     else:
