@@ -136,3 +136,19 @@ def test_a_host_fault_every_time_is_a_host_problem(tmp_path: Path, monkeypatch) 
     outcome = pipeline.run()
     assert outcome.exit_code == 3
     assert outcome.data["findings"][0]["status"] == "host-fault"
+
+
+@pytest.mark.parametrize("name,patches", [("lockdep", 2), ("kmemleak", 1), ("underflow", 1), ("harmless", 2)])
+def test_the_test_series_read_as_rig_reads_them(name: str, patches: int, tmp_path: Path) -> None:
+    import tomllib
+
+    from rig.series import load
+
+    directory = Path(__file__).resolve().parent.parent / "data" / "series" / name
+    series = load(str(directory), tmp_path / "work")
+    assert len(series.patches) == patches
+    assert all(p.subject.startswith("drm/") for p in series.patches)
+    expected = tomllib.loads((directory / "expected.toml").read_text())
+    assert expected["exit_code"] == (0 if name == "harmless" else 1)
+    for finding in expected.get("finding", []):
+        assert finding["title"] and finding["test"] and finding["kind"]
