@@ -110,7 +110,9 @@ def cut_reports(log: LogText) -> Iterator[RawReport]:
     taken_until: dict[str, int] = {}  # printk caller -> offset up to which its lines are taken
     text = log.text
     last_boot = -1
-    for line_start in _header_lines(text):
+    hint_lines = _header_lines(text)
+    hinted = frozenset(hint_lines)  # a line holds a header hint iff it starts at one of these
+    for line_start in hint_lines:
         line_end = text.find("\n", line_start)
         match = HEADERS.search(text, line_start, line_end if line_end >= 0 else len(text))
         if match is None:
@@ -133,7 +135,7 @@ def cut_reports(log: LogText) -> Iterator[RawReport]:
         probe = RawReport(kind, log.lines_from(line_start, HEAD_LINES), 0, col, False)
         if probe.rule() is None:
             continue  # a header cut short ("INFO: t"): the full line usually follows
-        raw = _extent(log, line, col, kind)
+        raw = _extent(log, line, col, kind, hinted, probe.lines[1:])
         taken_until[line.caller] = raw.lines[-1].end
         yield raw
 
@@ -149,11 +151,17 @@ def _is_reboot(log: LogText, banner: Line, last_boot: int) -> bool:
     return False
 
 
-def _extent(log: LogText, header: Line, col: int, kind: ReportKind) -> RawReport:
-    """Cut the report that starts at `header`: its own lines up to where it ends."""
+def _extent(log: LogText, header: Line, col: int, kind: ReportKind, hinted: frozenset[int],
+            read: list[Line]) -> RawReport:
+    """Cut the report that starts at `header`: its own lines up to where it ends.
+
+    hinted: start offsets of the lines that hold a header hint (see _header_lines), which
+    spares a search of every line; read: the lines after the header already read.
+    """
     caller = header.caller
     mine = [header]
-    follow = _Ahead(log, header.end + 1, MAX_REPORT_LINES)
+    follow = _Ahead(log, header.end + 1, MAX_REPORT_LINES, read)
+    lines = follow.lines  # read ahead in small batches, as far as the report goes
     seen_stack = False
     nmi_dump = False
     skipped = 0  # consecutive lines from other sources
@@ -164,89 +172,108 @@ def _extent(log: LogText, header: Line, col: int, kind: ReportKind) -> RawReport
     # "=====" closes only the reports it opened (KASAN, UBSAN, KCSAN...), not a hung task's lock dump
     boxed = any(ln.msg.startswith("===") for ln in log.lines_before(header.start, 1))
     foreign_untimed = header.timestamp is not None
+    quiet_limit = QUIET_LINES_NO_STACK * (3 if boxed else 1)
+    follow_on = FOLLOW_ON.search
+    end_marker = END_MARKER.match
+    report_line = _REPORT_LINE.match
+    append = mine.append
     pos = -1
-    get = follow.get
-    hint = _HINT_RE.search
-    while (line := get(pos + 1)) is not None:
+    while True:
         pos += 1
-        if caller and line.caller and line.caller != caller:
+        if pos >= len(lines) and not follow.more():
+            # the log ended inside the report: damaged unless its stack made it out
+            truncated = follow.at_end and after_end < 0 and not seen_stack
+            if quiet:
+                del mine[len(mine) - quiet:]  # unrelated lines after the stack, up to the end of the log
+            break
+        line = lines[pos]
+        msg = line[2]
+        line_caller = line[4]
+        if caller and line_caller and line_caller != caller:
             if not nmi_dump:
                 skipped += 1
                 if skipped > MAX_FOREIGN_LINES:
                     break
                 continue  # another CPU or task printing in between
-        elif line.msg.startswith(("Sending NMI from CPU", "NMI backtrace for cpu")):
+        elif msg.startswith(_NMI_DUMP):
             nmi_dump = True  # the other CPUs' stacks, asked for by this report, print from NMI context
-        if foreign_untimed and line.timestamp is None and line.msg.strip():
+        if foreign_untimed and line[3] is None and msg.strip():
             skipped += 1
             if skipped > MAX_FOREIGN_LINES:
                 break
             continue  # not printk output: user space writing to the same console
         skipped = 0
-        msg = line.msg
         if after_end >= 0:
             # A panic right after the end marker is part of the same crash.
-            if pos - after_end > 3 or not (FOLLOW_ON.search(msg) or not msg.strip()):
+            if pos - after_end > 3 or not (follow_on(msg) or not msg.strip()):
                 break
-            if FOLLOW_ON.search(msg):
+            if follow_on(msg):
                 after_end = -1
         if parse_frame(msg) is not None:  # most report lines: no header, no end marker
             seen_stack = True
             quiet = 0
-            mine.append(line)
+            append(line)
             continue
-        if after_end < 0 and msg[:1] in _END_FIRST and END_MARKER.match(msg) and (
+        if after_end < 0 and msg[:1] in _END_FIRST and end_marker(msg) and (
                 msg[0] != "=" or (len(mine) > 2 and boxed)):
-            mine.append(line)
+            append(line)
             after_end = pos
             continue
-        if hint(msg) and _starts_report(msg) and not FOLLOW_ON.search(msg) and not _belongs(kind, msg):
+        if line[0] in hinted and _starts_report(msg) and not follow_on(msg) and not _belongs(kind, msg):
             if _inside_stack(mine, follow, pos):
                 continue  # another CPU's one-line message printed in the middle of our stack
             if not seen_stack and len(mine) <= NESTED_HEADER_LINES:
-                mine.append(line)  # a second header right below ours: one crash, two messages
+                append(line)  # a second header right below ours: one crash, two messages
                 continue
             break
         if is_leak and msg and not msg[0].isspace() and not msg.startswith("unreferenced"):
             # a leak report is the object line and its indented details
             if not msg.startswith("BUG: memory leak"):
                 break
-        if not _REPORT_LINE.match(msg):
+        if not report_line(msg):
             quiet += 1
-            if quiet >= (QUIET_LINES if seen_stack else QUIET_LINES_NO_STACK * (3 if boxed else 1)):
+            if quiet >= (QUIET_LINES if seen_stack else quiet_limit):
                 del mine[len(mine) - (quiet - 1):]
                 break
         else:
             quiet = 0
-        mine.append(line)
-    else:
-        # the log ended inside the report: damaged unless its stack made it out
-        truncated = follow.at_end and after_end < 0 and not seen_stack
-        if quiet:
-            del mine[len(mine) - quiet:]  # unrelated lines after the stack, up to the end of the log
+        append(line)
     while len(mine) > 1 and not mine[-1].msg.strip():
         mine.pop()
     before = _preamble(log, header)
     return RawReport(kind, before + mine, len(before), col, truncated)
 
 
+_NMI_DUMP = ("Sending NMI from CPU", "NMI backtrace for cpu")
+_BATCH = 16  # lines read at a time after a header: most reports end within a few batches
+
+
 class _Ahead:
     """The lines after a header, read only as far as the report goes."""
 
-    def __init__(self, log: LogText, start: int, limit: int) -> None:
+    def __init__(self, log: LogText, start: int, limit: int, read: list[Line]) -> None:
         self._log, self._next, self._limit = log, start, limit
-        self._lines: list[Line] = []
+        self.lines: list[Line] = read[:limit]
+        if self.lines:
+            self._next = self.lines[-1].end + 1
+
+    def more(self) -> bool:
+        """Read the next few lines; False when the log or the limit is reached."""
+        room = self._limit - len(self.lines)
+        if room <= 0 or self._next >= len(self._log.text):
+            return False
+        self._next = self._log.read_lines(self._next, min(_BATCH, room), self.lines)
+        return True
 
     def get(self, i: int) -> Line | None:
-        text = self._log.text
-        while len(self._lines) <= i and self._next < len(text) and len(self._lines) < self._limit:
-            line = self._log.line_at(self._next)
-            self._lines.append(line)
-            self._next = line.end + 1
-        return self._lines[i] if i < len(self._lines) else None
+        while len(self.lines) <= i:
+            if not self.more():
+                return None
+        return self.lines[i]
 
     @property
     def at_end(self) -> bool:
+        """Every line to the end of the log has been handed out."""
         return self._next >= len(self._log.text)
 
 

@@ -73,12 +73,24 @@ class SkipRule:
     def __init__(self, patterns: Iterable[str]) -> None:
         self.patterns = tuple(patterns)
         self._re = re.compile("|".join(f"(?:{p})" for p in self.patterns)) if self.patterns else None
+        # a search of the whole alternation costs microseconds, and a log names the same
+        # few thousand functions over and over
+        self._known: dict[str, bool] = {}
 
     def __add__(self, other: SkipRule) -> SkipRule:
         return SkipRule(self.patterns + other.patterns)
 
     def skips(self, func: str) -> bool:
-        return self._re is not None and self._re.search(func) is not None
+        known = self._known.get(func)
+        if known is None:
+            known = self._re is not None and self._re.search(func) is not None
+            if len(self._known) >= _MAX_KNOWN:
+                self._known.clear()
+            self._known[func] = known
+        return known
+
+
+_MAX_KNOWN = 1 << 16  # function names remembered per rule: bounds the memory of a long-lived process
 
 
 # Reporting machinery, allocators, locking primitives, generic library code (lists,

@@ -18,7 +18,8 @@ _PREFIX = re.compile(
 
 
 # The whole line in one match: [syslog level][printk time][caller id][one space]message.
-_LINE = re.compile(r"(<\d{1,2}>)?(?:\[\s*(\d+\.\d+)\])?(?:\[\s*([TC]\d+)\])?( ?)([^\n]*)")
+# A prefix never reaches into the next line, so a line of the log is one Line.
+_LINE = re.compile(r"(<\d{1,2}>)?(?:\[[^\S\n]*(\d+\.\d+)\])?(?:\[[^\S\n]*([TC]\d+)\])?( ?)([^\n]*)")
 
 
 class Line(NamedTuple):
@@ -80,12 +81,30 @@ class LogText:
     def lines_from(self, start: int, limit: int) -> list[Line]:
         """Up to `limit` lines beginning with the line at offset `start`."""
         out: list[Line] = []
-        pos, size = start, len(self.text)
-        while pos < size and len(out) < limit:
-            line = self.line_at(pos)
-            out.append(line)
-            pos = line.end + 1
+        self.read_lines(start, limit, out)
         return out
+
+    def read_lines(self, start: int, count: int, out: list[Line]) -> int:
+        """Append up to `count` lines beginning at offset `start` to `out`; the offset
+        after the last one read. line_at() inlined: reports are read a line at a time."""
+        text = self.text
+        size = len(text)
+        match = _LINE.match
+        new = tuple.__new__
+        pos = start
+        while pos < size and count > 0:
+            m = match(text, pos)
+            assert m is not None  # every part is optional
+            level, ts, caller, space, msg = m.groups()
+            if level is None and ts is None and caller is None:
+                msg = space + msg
+            if msg[-1:] == "\r":
+                msg = msg[:-1]
+            end = m.end()
+            out.append(new(Line, (pos, end, msg, float(ts) if ts else None, caller or "")))
+            pos = end + 1
+            count -= 1
+        return pos
 
     def lines_before(self, start: int, limit: int) -> list[Line]:
         """Up to `limit` lines ending just before offset `start`, nearest last."""
