@@ -17,21 +17,26 @@ _END_OF_LOCKS = re.compile(r"other info that might help|stack backtrace:|Possibl
 
 def lock_chain(msgs: list[str]) -> tuple[str, ...]:
     """Lock classes of the report in `msgs` (header first), in the order the dependency runs."""
-    for i, msg in enumerate(msgs):
-        if msg.strip() == "Chain exists of:" and i + 1 < len(msgs):
-            return tuple(part.strip() for part in msgs[i + 1].split("-->") if part.strip())
+    # A lockdep report runs to hundreds of lines: the plain text of each form is looked for
+    # in the whole report first, and lines are read one by one only where it is.
+    joined = "\n".join(msgs)
+    if "Chain exists of:" in joined:
+        for i, msg in enumerate(msgs):
+            if "Chain exists of:" in msg and msg.strip() == "Chain exists of:" and i + 1 < len(msgs):
+                return tuple(part.strip() for part in msgs[i + 1].split("-->") if part.strip())
     entries: dict[int, str] = {}
-    for msg in msgs:
-        m = _DEP_ENTRY.match(msg.strip())
-        if m is not None:
-            entries.setdefault(int(m.group(1)), m.group(2))
+    if "-> #" in joined:
+        for msg in msgs:
+            m = _DEP_ENTRY.match(msg.strip()) if "-> #" in msg else None
+            if m is not None:
+                entries.setdefault(int(m.group(1)), m.group(2))
     if entries:
         return tuple(entries[k] for k in sorted(entries))
+    end = _END_OF_LOCKS.search(joined)  # its strings hold no newline: the first line that has one
+    last = joined.count("\n", 0, end.start()) if end is not None else len(msgs)
     locks: list[str] = []
-    for msg in msgs:
-        if _END_OF_LOCKS.search(msg):
-            break
-        m = _AT_LINE.search(msg)
+    for msg in msgs[:last]:
+        m = _AT_LINE.search(msg) if ", at:" in msg else None
         if m is not None and m.group(1) not in locks:
             locks.append(m.group(1))
     return tuple(locks)

@@ -73,12 +73,14 @@ def candidates(msgs: list[str], places: tuple[Place, ...]) -> Iterator[tuple[str
 
 
 _TRACE_MARKER = re.compile(r"^(?:Call Trace|Call trace|Backtrace)\s*:")
+_TRACE_MARKER_STARTS = ("Call Trace", "Call trace", "Backtrace")  # a cheap test before the pattern
 _IN_TRACE = re.compile(r"^\s*(?:<(?:/?IRQ|/?TASK|/?NMI|/?SOFTIRQ|EOI)>|\r?$|r\d+:| r\d+:|Exception stack)")
 
 
 def main_trace(msgs: list[str]) -> list[str]:
     """The report's own call trace (the first one under "Call Trace:", else the first stack)."""
-    begin = next((i + 1 for i, msg in enumerate(msgs) if _TRACE_MARKER.match(msg)), None)
+    begin = next((i + 1 for i, msg in enumerate(msgs)
+                  if msg.startswith(_TRACE_MARKER_STARTS) and _TRACE_MARKER.match(msg)), None)
     if begin is None:
         begin = next((i for i, msg in enumerate(msgs) if parse_frame(msg) is not None), len(msgs))
     frames: list[str] = []

@@ -17,7 +17,7 @@ from rig.splat.text import LogText, decode
 
 def parse_log(data: bytes | str) -> list[Finding]:
     """Every kernel report in `data`, in log order."""
-    log = LogText(decode(data))
+    log = LogText(decode(data), data if isinstance(data, bytes) else None)
     findings: list[tuple[int, Finding]] = []  # (header offset, finding): log order is header order
     pending_leaks: list[RawReport] = []
     for raw in cut_reports(log):

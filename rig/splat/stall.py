@@ -37,6 +37,7 @@ _ANCHORS = re.compile(
 # The timer interrupt that fired the stall detector: frames below it are the detector itself.
 _TIMER_IRQ = re.compile(r"apic_timer_interrupt|hrtimer_interrupt|arch_timer_handler|timer_interrupt")
 _GRACE_PERIOD_DUMP = re.compile(r"RCU grace-period kthread stack dump")
+_PC = re.compile(r"\s*(?:RIP|IP|pc|PC is at|NIP|epc)\b")
 
 
 def stall_frame(candidates: list[tuple[str, int]], msgs: list[str], skip: _Skip,
@@ -91,7 +92,7 @@ def _irq_between(msgs: list[str], first: int, last: int) -> bool:
 
 
 def _looks_like_pc(msg: str) -> bool:
-    return bool(re.match(r"\s*(?:RIP|IP|pc|PC is at|NIP|epc)\b", msg))
+    return _PC.match(msg) is not None
 
 
 def _grace_period_dump(msgs: list[str]) -> tuple[int, int]:

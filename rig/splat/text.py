@@ -18,8 +18,10 @@ _PREFIX = re.compile(
 
 
 # The whole line in one match: [syslog level][printk time][caller id][one space]message.
-# A prefix never reaches into the next line, so a line of the log is one Line.
-_LINE = re.compile(r"(<\d{1,2}>)?(?:\[[^\S\n]*(\d+\.\d+)\])?(?:\[[^\S\n]*([TC]\d+)\])?( ?)([^\n]*)")
+# Groups: time, caller, message. The space is the prefix's only when a prefix part is
+# there (a prefix starts with "<" or "["). A prefix never reaches into the next line.
+_LINE = re.compile(r"(?:(?=[<\[])(?:<\d{1,2}>)?(?:\[[^\S\n]*(\d+\.\d+)\])?(?:\[[^\S\n]*([TC]\d+)\])? ?)?"
+                   r"([^\n]*)")
 
 
 class Line(NamedTuple):
@@ -59,8 +61,9 @@ def split_prefix(raw: str) -> tuple[str, float | None, str]:
 class LogText:
     """Random access to the lines of a decoded log, parsed lazily: logs can be huge."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, raw: bytes | None = None) -> None:
         self.text = text
+        self.raw = raw  # the bytes `text` was decoded from (see decode()), when it was
         self._line_count_pos = 0
         self._line_count = 1
 
@@ -68,12 +71,10 @@ class LogText:
         """The line beginning at offset `start`."""
         m = _LINE.match(self.text, start)
         assert m is not None  # every part is optional
-        level, ts, caller, space, msg = m.groups()
-        if level is None and ts is None and caller is None:
-            msg = space + msg  # no prefix: the leading space is the message's own
-        if msg.endswith("\r"):
+        ts, caller, msg = m.groups("")
+        if msg[-1:] == "\r":
             msg = msg[:-1]
-        return Line(start, m.end(), msg, float(ts) if ts else None, caller or "")
+        return Line(start, m.end(), msg, float(ts) if ts else None, caller)
 
     def line_start(self, pos: int) -> int:
         return self.text.rfind("\n", 0, pos) + 1
@@ -95,13 +96,11 @@ class LogText:
         while pos < size and count > 0:
             m = match(text, pos)
             assert m is not None  # every part is optional
-            level, ts, caller, space, msg = m.groups()
-            if level is None and ts is None and caller is None:
-                msg = space + msg
+            ts, caller, msg = m.groups("")
             if msg[-1:] == "\r":
                 msg = msg[:-1]
             end = m.end()
-            out.append(new(Line, (pos, end, msg, float(ts) if ts else None, caller or "")))
+            out.append(new(Line, (pos, end, msg, float(ts) if ts else None, caller)))
             pos = end + 1
             count -= 1
         return pos
