@@ -219,6 +219,7 @@ class Builder:
         self.timings = _Timings()
         self._optional_misses: tuple[str, ...] | None = None
         self._optional_absent: tuple[str, ...] = ()
+        self._compiler = ""
 
     def run(self) -> BuildArtifacts:
         request, reporter = self.request, self.reporter
@@ -242,7 +243,7 @@ class Builder:
         if series is None:
             series = self._load_series(src)
         self._list_patches(series)
-        compiler = compiler_id()
+        compiler = self._compiler = compiler_id()
         series_digest = series.digest if series else "none"
         quick_key = cache.digest(["quick", RECIPE_VERSION, src.source_id, series_digest,
                                   kconfig.fragments_digest(fragments), compiler, str(request.each_patch)])
@@ -366,20 +367,37 @@ class Builder:
             self._make(tree, build_dir, log, label, patch)
 
     def _configure(self, tree: Path, build_dir: Path, settings: dict[str, kconfig.Setting], log: Path) -> None:
+        rendered = kconfig.render(settings)
+        dot_config = build_dir / ".config"
+        state_file = build_dir / "rig-config-state.json"
+        # allnoconfig and the check give the same answer for the same fragment, Kconfig
+        # files and compiler: skip both then (seconds on every incremental build).
+        state = {"fragment": cache.digest([rendered]), "kconfig": kconfig_files_id(tree), "compiler": self._compiler}
+        previous = _read_json(state_file)
+        if (dot_config.exists() and all(previous.get(k) == v for k, v in state.items())
+                and previous.get("config_hash") == cache.file_digest(dot_config)):
+            self._note_optional(tuple(previous.get("warn", ())), tuple(previous.get("absent", ())))
+            return
         merged = build_dir / "rig-fragment.config"
-        merged.write_text(kconfig.render(settings))
+        merged.write_text(rendered)
         proc.run(make_argv(tree, build_dir, f"KCONFIG_ALLCONFIG={merged}", "allnoconfig"), env=make_env(),
                  timeout=CONFIG_TIMEOUT_S, log=log, what="make allnoconfig", error=KernelError,
                  hint="the kernel's configuration step failed; see the log")
-        misses = kconfig.check(settings, build_dir / ".config", tree, f"the {self.request.profile} profile")
+        misses = kconfig.check(settings, dot_config, tree, f"the {self.request.profile} profile")
         # An optional symbol this version lacks is what `# rig: optional` is for: noted
         # in metadata.json only. One the version has but Kconfig refused is worth a warning.
-        described = tuple(m.describe() for m in misses if not m.absent)
-        if described != self._optional_misses:  # once, not after every patch
-            for line in described:
+        warn = tuple(m.describe() for m in misses if not m.absent)
+        absent = tuple(m.describe() for m in misses if m.absent)
+        self._note_optional(warn, absent)
+        state_file.write_text(json.dumps({**state, "config_hash": cache.file_digest(dot_config),
+                                          "warn": list(warn), "absent": list(absent)}))
+
+    def _note_optional(self, warn: tuple[str, ...], absent: tuple[str, ...]) -> None:
+        if warn != self._optional_misses:  # once, not after every patch
+            for line in warn:
                 self.reporter.warn(f"optional option did not stick: {line}")
-        self._optional_misses = described
-        self._optional_absent = tuple(m.describe() for m in misses if m.absent)
+        self._optional_misses = warn
+        self._optional_absent = absent
 
     def _make(self, tree: Path, build_dir: Path, log: Path, label: str, patch: PatchInfo | None) -> None:
         estimate_file = build_dir / "rig-units.json"
@@ -404,7 +422,9 @@ class Builder:
         estimate_file.write_text(json.dumps({"units": units, "cold": cold}))
         if result.ok:
             return
-        where = first_error[0] if first_error else (result.stdout.strip().splitlines() or ["(no output)"])[-1]
+        tail = result.stdout.strip().splitlines() or ["(no output)"]
+        make_errors = [line.strip() for line in tail if "*** " in line]  # make's "*** [target] Error 1"
+        where = first_error[0] if first_error else (make_errors or tail)[0 if make_errors else -1]
         culprit = f"{patch.title()} breaks the build" if patch else f"the kernel does not build ({label})"
         raise KernelError(f"{culprit}:\n    {where}", log=log,
                           hint="fix the error above (the full make output is in the log)")
@@ -500,6 +520,21 @@ class Builder:
                           "built_in": facts.get("timings", {})},
             "make_units": facts.get("make_units"),
         }
+
+
+def kconfig_files_id(tree: Path) -> str:
+    """Identity of the tree's Kconfig files and kconfig tool, from git's index (fast)."""
+    listing = proc.run(["git", "ls-files", "-s", "--", ":(glob)**/Kconfig*", ":(glob)scripts/kconfig/**"],
+                       cwd=tree, timeout=120, what="git ls-files").stdout
+    return cache.digest([listing])
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _previous_units(path: Path) -> float | None:

@@ -9,6 +9,7 @@ and committed to a git repository so a series applies with `git am`.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -173,11 +174,25 @@ class PrivateApt:
             (self.lists / ".rig-updated").touch()
 
     def candidate(self, package: str) -> str | None:
+        # Remembered until the next update: apt-cache takes a second, a cache hit should not.
+        memo = self.lists / ".rig-candidates.json"
+        stamp = self.lists / ".rig-updated"
+        known: dict[str, str | None] = {}
+        if memo.exists() and stamp.exists() and memo.stat().st_mtime >= stamp.stat().st_mtime:
+            try:
+                known = json.loads(memo.read_text())
+            except ValueError:
+                known = {}
+        if package in known:
+            return known[package]
         result = proc.run(["apt-cache", *self.options(), "policy", package], timeout=120, what="apt-cache policy")
         match = re.search(r"^\s*Candidate:\s*(\S+)", result.stdout, re.M)
-        if match is None or match.group(1) == "(none)":
-            return None
-        return match.group(1)
+        version = None if match is None or match.group(1) == "(none)" else match.group(1)
+        if stamp.exists():
+            tmp = memo.with_suffix(".tmp")
+            tmp.write_text(json.dumps({**known, package: version}))
+            os.replace(tmp, memo)
+        return version
 
     def download(self, package: str, version: str, dest: Path) -> Path:
         dest.mkdir(parents=True, exist_ok=True)

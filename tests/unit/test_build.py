@@ -28,12 +28,13 @@ def kernel(tmp_path: Path) -> Path:
     return fake_kernel(tmp_path / "linux")
 
 
-def make_series(kernel: Path, tmp_path: Path, name: str, changes: list[tuple[str, str, str]]) -> Path:
+def make_series(kernel: Path, tmp_path: Path, name: str, changes: list[tuple[str, str, str]],
+                file: str = "drv.c") -> Path:
     """A directory of patches made by committing `changes` on a branch, then resetting."""
     base = git(kernel, "rev-parse", "HEAD").strip()
     git(kernel, "checkout", "-q", "-b", name)
     for subject, old, new in changes:
-        commit_change(kernel, subject, old, new)
+        commit_change(kernel, subject, old, new, file=file)
     format_patches(kernel, f"{base}..HEAD", tmp_path / name, cover=True)
     git(kernel, "checkout", "-q", "main")
     return tmp_path / name
@@ -186,3 +187,19 @@ def test_git_range_series_applies_on_the_start_of_the_range(tmp_path: Path, kern
     assert built.base_commit == base
     assert [p.subject for p in built.patches] == ["drv: return one", "drv: comment"]
     assert git(kernel, "rev-parse", "--abbrev-ref", "HEAD").strip() == "topic"
+
+
+def test_configuration_is_reused_until_fragments_or_kconfig_files_change(tmp_path: Path, kernel: Path) -> None:
+    one = make_series(kernel, tmp_path, "one", [("drv: return one", "return 0;", "return 1;")])
+    kconfig_patch = make_series(kernel, tmp_path, "kc", [("kconfig: describe DRM", 'bool "DRM"', 'bool "DRM core"')],
+                                file="Kconfig")
+    build(BuildRequest(kernel=str(kernel)), tmp_path / "a", progress=False)
+    assert "CONF    allnoconfig" in (tmp_path / "a" / "build.log").read_text()
+    build(BuildRequest(kernel=str(kernel), series=str(one)), tmp_path / "b", progress=False)
+    assert "CONF    allnoconfig" not in (tmp_path / "b" / "build.log").read_text()
+    build(BuildRequest(kernel=str(kernel), series=str(kconfig_patch)), tmp_path / "c", progress=False)
+    assert "CONF    allnoconfig" in (tmp_path / "c" / "build.log").read_text()
+    extra = tmp_path / "mine.config"
+    extra.write_text("CONFIG_DRM=y\nCONFIG_EXTRA_THING=y\n")
+    build(BuildRequest(kernel=str(kernel), series=str(one), extra_configs=(extra,)), tmp_path / "d", progress=False)
+    assert "CONF    allnoconfig" in (tmp_path / "d" / "build.log").read_text()

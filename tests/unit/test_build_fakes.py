@@ -34,14 +34,17 @@ allnoconfig:
 \tgrep -v '^CONFIG_RIG_' $(KCONFIG_ALLCONFIG) > $(O)/.config
 \t@echo "  CONF    allnoconfig"
 
-bzImage vmlinux:
-\tmkdir -p $(O)/arch/x86/boot $(O)/include/config
+vmlinux:
+\tmkdir -p $(O)/include/config
 \t@echo "  CC      drv.o"
 \t$(CC) -Werror=implicit-function-declaration -c drv.c -o $(O)/drv.o
 \tcp $(O)/drv.o $(O)/vmlinux
-\tcp $(O)/drv.o $(O)/arch/x86/boot/bzImage
 \techo "0000000000000000 T drv_probe" > $(O)/System.map
 \techo "6.99.1-fake" > $(O)/include/config/kernel.release
+
+bzImage: vmlinux
+\tmkdir -p $(O)/arch/x86/boot
+\tcp $(O)/vmlinux $(O)/arch/x86/boot/bzImage
 
 .PHONY: allnoconfig bzImage vmlinux
 """
