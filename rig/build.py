@@ -483,11 +483,12 @@ class Builder:
         request = self.request
         command = ["rig", "build", "--kernel", request.kernel, "--profile", request.profile]
         if request.series:
-            command += ["--series", request.series]
+            local = Path(request.series).expanduser()
+            command += ["--series", str(local.resolve()) if local.exists() else request.series]
         if request.base:
             command += ["--base", request.base]
         for extra in request.extra_configs:
-            command += ["--config", str(extra)]
+            command += ["--config", str(Path(extra).resolve())]
         if request.each_patch:
             command.append("--each-patch")
         build_dir = cache.cache_root() / "build" / f"{src.tree_key}-{request.profile}"
