@@ -5,16 +5,21 @@ ordinary console chatter (the bulk of a real console log), and times parse_log o
 Prints MB/s per size, the cost relative to a baseline measured in the same run on the
 same log (decoding it and splitting it into lines, the least any line-based reader does),
 and the growth ratio: time per MB at the largest size over time per MB at the smallest
-(1.0 is linear). Times are CPU seconds of this process (the machine may be shared, and
-wall time would move with its load). Ratios, not absolute times, are what to compare
-between machines.
+(1.0 is linear). That ratio also moves with the mix of reports each size happens to draw,
+so the largest log is also parsed cut into pieces of the smallest size: its time whole
+over the sum of its pieces' times is the growth that comes from size alone. Times are CPU
+seconds of this process (the machine may be shared, and wall time would move with its
+load), the best of several runs: at least --repeat, and enough to parse --work MB per size,
+since a small log takes milliseconds and one slow run would decide its figure. Ratios, not
+absolute times, are what to compare between machines.
 
-    .venv/bin/python bench/bench_splat.py [--sizes 1,4,16,64] [--repeat 3]
+    .venv/bin/python bench/bench_splat.py [--sizes 1,4,16,64] [--repeat 3] [--work 64]
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import random
 import sys
@@ -97,10 +102,25 @@ def measure(text: str, repeat: int) -> tuple[float, int]:
     return best, found
 
 
+def pieces(text: str, size: int) -> list[str]:
+    """`text` cut at line ends into pieces of about `size` characters."""
+    out = []
+    start = 0
+    while start < len(text):
+        end = text.find("\n", start + size)
+        end = len(text) if end < 0 else end + 1
+        out.append(text[start:end])
+        start = end
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="1,4,16,64", help="log sizes in MB (default: %(default)s)")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per size, best kept (default: %(default)s)")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="least runs per size up to 16 MB (2 above), best kept (default: %(default)s)")
+    parser.add_argument("--work", type=float, default=64,
+                        help="MB parsed per size at least, in as many runs as that takes (default: %(default)s)")
     parser.add_argument("--shares", default="0.1,0.01",
                         help="share of the log's bytes that are kernel reports; one table each "
                              "(default: %(default)s: report-dense, and a more typical console)")
@@ -112,10 +132,11 @@ def main() -> int:
         print(f"\nreports make up {share:.0%} of the log's bytes")
         print(f"{'size MB':>8} {'seconds':>9} {'MB/s':>8} {'findings':>9} {'s per MB':>9} {'vs smallest':>12} "
               f"{'x baseline':>11}")
-        base = per_mb = 0.0
+        base = per_mb = seconds = 0.0
+        text = ""
         for mb in sizes:
             text = build_log(int(mb * MB), logs, share=share)
-            repeat = args.repeat if mb <= 16 else 1
+            repeat = max(args.repeat if mb <= 16 else 2, math.ceil(args.work / mb))
             seconds, found = measure(text, repeat)
             floor = baseline(text, repeat)
             per_mb = seconds / mb
@@ -123,6 +144,12 @@ def main() -> int:
             print(f"{mb:8.0f} {seconds:9.3f} {mb / seconds:8.1f} {found:9d} {per_mb:9.4f} {per_mb / base:12.2f} "
                   f"{seconds / floor:11.1f}")
         print(f"growth ratio (time per MB, largest / smallest): {per_mb / base:.2f}  (1.00 = linear)")
+        if len(sizes) > 1:
+            parts = pieces(text, int(sizes[0] * MB))
+            repeat = max(2, math.ceil(args.work / sizes[-1]))
+            in_pieces = sum(measure(part, repeat)[0] for part in parts)
+            print(f"largest log whole / in {len(parts)} pieces of {sizes[0]:.0f} MB: {seconds / in_pieces:.2f}  "
+                  f"(1.00 = linear; same reports, size alone)")
     return 0
 
 

@@ -225,14 +225,17 @@ def _extent(log: LogText, header: Line, col: int, kind: ReportKind, hinted: froz
     report_line = _REPORT_LINE.match
     append = mine.append
     pos = -1
+    have = len(lines)
     while True:
         pos += 1
-        if pos >= len(lines) and not follow.more():
-            # the log ended inside the report: damaged unless its stack made it out
-            truncated = follow.at_end and after_end < 0 and not seen_stack
-            if quiet:
-                del mine[len(mine) - quiet:]  # unrelated lines after the stack, up to the end of the log
-            break
+        if pos >= have:
+            if not follow.more():
+                # the log ended inside the report: damaged unless its stack made it out
+                truncated = follow.at_end and after_end < 0 and not seen_stack
+                if quiet:
+                    del mine[len(mine) - quiet:]  # unrelated lines after the stack, up to the end of the log
+                break
+            have = len(lines)
         line = lines[pos]
         msg = line[2]
         line_caller = line[4]
@@ -242,7 +245,7 @@ def _extent(log: LogText, header: Line, col: int, kind: ReportKind, hinted: froz
                 if skipped > MAX_FOREIGN_LINES:
                     break
                 continue  # another CPU or task printing in between
-        elif msg.startswith(_NMI_DUMP):
+        elif not nmi_dump and "NMI" in msg and msg.startswith(_NMI_DUMP):
             nmi_dump = True  # the other CPUs' stacks, asked for by this report, print from NMI context
         if foreign_untimed and line[3] is None and msg.strip():
             skipped += 1
@@ -256,7 +259,8 @@ def _extent(log: LogText, header: Line, col: int, kind: ReportKind, hinted: froz
                 break
             if follow_on(msg):
                 after_end = -1
-        if parse_frame(msg) is not None:  # most report lines: no header, no end marker
+        # most report lines: no header, no end marker (parse_frame's own first test, inline)
+        if msg and (msg[0] in _FRAME_FIRST or "+0x" in msg) and parse_frame(msg) is not None:
             seen_stack = True
             quiet = 0
             append(line)
@@ -292,6 +296,7 @@ def _extent(log: LogText, header: Line, col: int, kind: ReportKind, hinted: froz
 
 
 _NMI_DUMP = ("Sending NMI from CPU", "NMI backtrace for cpu")
+_FRAME_FIRST = frozenset(" \t[0?")  # how a stack line without "+0x" in it may start
 _BATCH = 16  # lines read at a time after a header: most reports end within a few batches
 
 

@@ -93,16 +93,16 @@ class LogText:
         match = _LINE.match
         new = tuple.__new__
         pos = start
-        while pos < size and count > 0:
-            m = match(text, pos)
-            assert m is not None  # every part is optional
-            ts, caller, msg = m.groups("")
+        for _ in range(count):
+            if pos >= size:
+                break
+            m = match(text, pos)  # never None: every part is optional
+            ts, caller, msg = m.groups("")  # type: ignore[union-attr]
             if msg[-1:] == "\r":
                 msg = msg[:-1]
-            end = m.end()
+            end = m.end()  # type: ignore[union-attr]
             out.append(new(Line, (pos, end, msg, float(ts) if ts else None, caller)))
             pos = end + 1
-            count -= 1
         return pos
 
     def lines_before(self, start: int, limit: int) -> list[Line]:
@@ -117,9 +117,11 @@ class LogText:
         return out
 
     def line_number(self, pos: int) -> int:
-        """1-based line number of offset `pos`; cheap when asked in increasing order."""
-        if pos < self._line_count_pos:
-            self._line_count_pos, self._line_count = 0, 1
-        self._line_count += self.text.count("\n", self._line_count_pos, pos)
+        """1-based line number of offset `pos`; counts only from the offset asked before,
+        forwards or back (reports come in nearly increasing order, interleaved ones not)."""
+        if pos >= self._line_count_pos:
+            self._line_count += self.text.count("\n", self._line_count_pos, pos)
+        else:
+            self._line_count -= self.text.count("\n", pos, self._line_count_pos)
         self._line_count_pos = pos
         return self._line_count
