@@ -1,10 +1,10 @@
 """Cutting reports out of a console log: where each one starts and where it ends.
 
-The whole log is scanned once for plain strings that every report header holds
-(str.find, fast); only the lines holding one are matched against the header patterns.
-From a header, lines are read one at a time, only as far as the report goes: lines of
-other printk callers and of user space are left out, and the report ends at its end
-marker, at the next report, or after a few lines that are no part of any report.
+The whole log is scanned for plain strings that every report header holds (one fast
+scan each, no per-line work); only the lines holding one are matched against the header
+patterns. From a header, lines are read a few at a time, only as far as the report goes:
+lines of other printk callers and of user space are left out, and the report ends at its
+end marker, at the next report, or after a few lines that are no part of any report.
 """
 
 from __future__ import annotations
@@ -113,12 +113,13 @@ _HINT_SCANS = tuple(
 
 
 def _header_lines(log: LogText) -> list[int]:
-    """Start offsets of the lines holding a header hint, in order.
+    """Start offsets (in the text) of the lines holding a header hint, in order.
 
-    The scans run over bytes, one per character (twice as fast as over the two-byte form
-    a str takes when the log holds any character beyond Latin-1): the bytes the log was
-    decoded from when they are ASCII, else an ASCII image of the text (hints are ASCII,
-    so they are found at the same places).
+    The scans run over bytes, one per character: the regex engine scans a str that holds
+    any character beyond Latin-1 at two bytes a character, half as fast. Those bytes are
+    the ones the log was decoded from (offsets carried over to the text when they hold
+    anything beyond ASCII), or, for a log given as str, its ASCII image with "?" for
+    every other character: hints are ASCII, so they are found at the same places.
     """
     raw = log.raw
     mapped = raw is not None and not raw.isascii()
@@ -325,7 +326,7 @@ class _Ahead:
 
     @property
     def at_end(self) -> bool:
-        """Every line to the end of the log has been handed out."""
+        """The lines read reach the end of the log."""
         return self._next >= len(self._log.text)
 
 

@@ -4,6 +4,7 @@ them: no timestamps, caller ids, CRLF, other CPUs' lines in between, a log cut s
 from __future__ import annotations
 
 import json
+import random
 import re
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 
 from rig import cli
 from rig.splat import Finding, parse_log
+from rig.splat.text import LogText
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "splat"
 LOCKDEP = DATA / "lockdep-dma-resv-fence-6.1.log"
@@ -135,6 +137,30 @@ def test_positions_are_offsets_into_the_decoded_log() -> None:
     assert text[finding.start:].split("\n", 1)[0].endswith("=" * 54)
     assert finding.line == 5
     assert text.count("\n", 0, finding.start) + 1 == finding.line
+
+
+def test_bytes_and_text_give_the_same_findings_beyond_ascii() -> None:
+    # header lines are looked for in the raw bytes and their offsets carried over to the
+    # text: multi-byte characters, stray bytes and a sequence cut short by a newline
+    # all shift them
+    noise = "ünïcode ✓ line\n".encode() + b"stray \xff\xfe bytes\n cut \xe2\x82\n"
+    data = noise + KMEMLEAK.read_bytes() + noise * 3 + LOCKDEP.read_bytes() + noise
+    text = data.decode("utf-8", "replace")
+    from_bytes, from_text = parse_log(data), parse_log(text)
+    assert [f.kind for f in from_bytes] == ["kmemleak", "kmemleak", "lockdep"]
+    assert from_bytes == from_text
+    for finding in from_bytes:
+        assert text[finding.start:finding.end].endswith(finding.report.rsplit("\n", 1)[-1])
+        assert text.count("\n", 0, finding.start) + 1 == finding.line
+
+
+def test_line_numbers_asked_in_any_order() -> None:
+    text = "a\nbb\n\nccc\r\n\nd"
+    log = LogText(text)
+    offsets = list(range(len(text) + 1))
+    random.Random(4).shuffle(offsets)
+    for pos in offsets:
+        assert log.line_number(pos) == text.count("\n", 0, pos) + 1
 
 
 def test_signature_ignores_addresses_offsets_pids_and_times() -> None:
