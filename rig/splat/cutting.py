@@ -161,13 +161,12 @@ def cut_reports(log: LogText) -> Iterator[RawReport]:
     hint_lines = _header_lines(log)
     hinted = frozenset(hint_lines)  # a line holds a header hint iff it starts at one of these
     for line_start in hint_lines:
-        line_end = text.find("\n", line_start)
-        match = HEADERS.search(text, line_start, line_end if line_end >= 0 else len(text))
-        if match is None:
-            continue
         line = log.line_at(line_start)
         if taken_until.get(line.caller, -1) > line_start:
             continue  # inside a report already cut (a follow-on line or its own echo)
+        match = HEADERS.search(text, line_start, line.end)  # the costlier test second
+        if match is None:
+            continue
         raw_len = line.end - line_start - (1 if text.endswith("\r", line_start, line.end) else 0)
         col = max(match.start() - line_start - (raw_len - len(line.msg)), 0)
         kind = _kind_of(match)
