@@ -8,7 +8,7 @@ import pytest
 from rig.cli import build_parser
 from rig.commands.run import spec_from_args
 from rig.errors import KernelError, UserError
-from rundata import finished_run
+from tests.unit.rundata import finished_run
 
 
 def test_a_finished_run_is_judged_and_every_report_written(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import pytest
 from rich.console import Console
 
 from rig.report import html, junit, markdown, terminal
-from rundata import report_data
+from tests.unit.rundata import report_data
 
 
 def test_json_holds_findings_tests_timeline_and_phases(tmp_path: Path) -> None:
