@@ -13,8 +13,10 @@ from typing import TextIO
 
 from rig import image as image_mod
 from rig.accel import choose_accel
+from rig.commands._machine_options import add_machine_arguments
+from rig.commands.build import add_build_arguments
 from rig.errors import UserError
-from rig.qemu.argv import GPU_DEVICES, MachineSpec, build_argv, render
+from rig.qemu.argv import MachineSpec, build_argv, render
 from rig.rundir import new_run_dir, reproduce_command, write_metadata
 from rig.vm import boot_guest, free_port, run_sync
 
@@ -33,27 +35,8 @@ DEFAULT_COMMAND_TIMEOUT_S = 3600.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    try:
-        from rig.commands.build import add_build_arguments
-    except ImportError:  # a tree without rig's kernel builder: --bzimage only
-        parser.add_argument("--kernel", help=argparse.SUPPRESS)
-    else:
-        add_build_arguments(parser)
-    parser.add_argument("--bzimage", type=Path, metavar="PATH",
-                        help="boot this kernel image as it is instead of building --kernel")
-    vm = parser.add_argument_group("machine")
-    vm.add_argument("--gpu", default="virtio-gpu", choices=list(GPU_DEVICES),
-                    help="GPU device model (default: %(default)s)")
-    vm.add_argument("--memory", type=int, default=2048, metavar="MiB", help="guest memory (default: %(default)s)")
-    vm.add_argument("--cpus", type=int, default=2, metavar="N", help="virtual CPUs (default: %(default)s)")
-    vm.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto",
-                    help="accelerator; auto probes KVM briefly and falls back to TCG (default: %(default)s)")
-    vm.add_argument("--append", action="append", default=[], metavar="ARG",
-                    help="extra kernel command-line argument; repeatable")
-    vm.add_argument("--image", default="default", metavar="RECIPE",
-                    help="guest image recipe (default: %(default)s)")
-    vm.add_argument("--ready-timeout", type=float, default=300.0, metavar="S",
-                    help="how long the guest may take to answer SSH (default: %(default)s)")
+    add_build_arguments(parser)
+    vm = add_machine_arguments(parser)
     vm.add_argument("--timeout", type=float, default=DEFAULT_COMMAND_TIMEOUT_S, metavar="S",
                     help="how long CMD may run (default: %(default)s)")
     parser.add_argument("--out", type=Path, metavar="DIR", help="run directory (default: a new one)")

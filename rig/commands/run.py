@@ -10,11 +10,11 @@ from pathlib import Path
 
 from rich.console import Console
 
+from rig.commands._machine_options import add_machine_arguments
 from rig.commands.build import add_build_arguments, request_from_args
 from rig.errors import UserError
 from rig.pipeline import DEFAULT_DEADLINE_S, RunSpec
 from rig.plan import load_plan, shipped_plans
-from rig.qemu.argv import GPU_DEVICES
 from rig.rundir import new_run_dir, reproduce_command
 from rig.verdict import baseline_from_report, load_baseline
 from rig.workloads.pressure import KINDS, parse_pressure
@@ -51,19 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="fresh guests to try after a known emulator fault (default: %(default)s)")
     tests.add_argument("--deadline", type=float, default=DEFAULT_DEADLINE_S, metavar="S",
                        help="the whole run's time limit in seconds, build included (default: %(default)s)")
-    vm = parser.add_argument_group("machine")
-    vm.add_argument("--bzimage", type=Path, metavar="PATH", help="boot this kernel image instead of building")
-    vm.add_argument("--gpu", default="virtio-gpu", choices=list(GPU_DEVICES),
-                    help="GPU device model (default: %(default)s)")
-    vm.add_argument("--memory", type=int, default=2048, metavar="MiB", help="guest memory (default: %(default)s)")
-    vm.add_argument("--cpus", type=int, default=2, metavar="N", help="virtual CPUs (default: %(default)s)")
-    vm.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto",
-                    help="accelerator; auto probes KVM briefly and falls back to TCG (default: %(default)s)")
-    vm.add_argument("--append", action="append", default=[], metavar="ARG",
-                    help="extra kernel command-line argument; repeatable")
-    vm.add_argument("--image", default="default", metavar="RECIPE", help="guest image recipe (default: %(default)s)")
-    vm.add_argument("--ready-timeout", type=float, default=300.0, metavar="S",
-                    help="how long the guest may take to answer SSH (default: %(default)s)")
+    add_machine_arguments(parser)
     parser.add_argument("--out", type=Path, metavar="DIR", help="run directory (default: a new one under rig-runs/)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
 
