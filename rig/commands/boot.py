@@ -74,6 +74,8 @@ def _command(args: argparse.Namespace) -> list[str]:
 
 
 def _dry_run(args: argparse.Namespace, out: Path) -> int:
+    if args.bzimage is not None and not args.bzimage.is_file():
+        raise UserError(f"--bzimage {args.bzimage}: no such file", hint="give the path of a built bzImage")
     kernel = args.bzimage.resolve() if args.bzimage is not None else Path(f"<bzImage of {args.kernel}>")
     built = image_mod.find_image(args.image)
     disk = out / "vm" / "overlay.qcow2"
