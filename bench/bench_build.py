@@ -154,8 +154,9 @@ def main() -> int:
     patch = sorted(ONE_PATCH.glob("*.patch"))[0]
     with machine_lock():
         build(base_request, work / "rig-base", progress=False)  # the build directory at the base
-        # An earlier run may have compiled this very patch: start the warm build from an
-        # empty ccache, as a developer's first build of a new patch does.
+        # An earlier run may have built this very patch: forget finished builds and start
+        # from an empty ccache, as a developer's first build of a new patch does.
+        shutil.rmtree(cache.cache_root() / "builds", ignore_errors=True)
         if shutil.which("ccache"):
             proc.run(["ccache", "-C"], env=make_env(), timeout=600, what="ccache -C")
         rig_warm = measure(lambda: build(BuildRequest(kernel="debian:6.1", series=str(ONE_PATCH)),
