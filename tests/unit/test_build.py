@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_build_fakes import commit_change, fake_kernel, format_patches, git
+from .test_build_fakes import commit_change, fake_kernel, format_patches, git
 
 from rig import build as build_mod
 from rig import cli, source

@@ -5,7 +5,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from test_build_fakes import commit_change, fake_kernel, format_patches, git
+from .test_build_fakes import commit_change, fake_kernel, format_patches, git
 
 from rig import series
 from rig.errors import InfraError, UserError

@@ -3,7 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_build_fakes import commit_change, fake_kernel, git
+from .test_build_fakes import commit_change, fake_kernel, git
 
 from rig import source
 from rig.errors import UserError
