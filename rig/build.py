@@ -409,6 +409,7 @@ class Builder:
         units = 0
         first_error: list[str] = []
 
+        prefix = f"{tree}/"
         with self.reporter.task(f"building {label}", total=estimate) as bar:
             def on_line(line: str) -> None:
                 nonlocal units
@@ -416,7 +417,8 @@ class Builder:
                     units += 1
                     bar.advance()
                 elif not first_error and (COMPILER_ERROR.match(line) or LINKER_ERROR.match(line)):
-                    first_error.append(line.strip())
+                    # Paths relative to the kernel tree, as in the patch, not to rig's worktree.
+                    first_error.append(line.strip().replace(prefix, ""))
 
             result = proc.run(make_argv(tree, build_dir, "bzImage", "vmlinux"), env=make_env(),
                               timeout=MAKE_TIMEOUT_S, log=log, on_line=on_line, check=False, what="make")
