@@ -48,4 +48,4 @@ def test_each_patch_names_the_patch_that_breaks_the_build(kernel_6_1, tmp_path: 
         build(request, tmp_path / "each", progress=False)
     message = info.value.message
     assert 'patch 2 "drm/vgem: count the opens of the device" breaks the build' in message
-    assert "drivers/gpu/drm/vgem/vgem_drv.c:" in message and "vgem_count_open" in message
+    assert "\n    drivers/gpu/drm/vgem/vgem_drv.c:" in message and "vgem_count_open" in message

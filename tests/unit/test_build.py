@@ -93,6 +93,7 @@ def test_each_patch_names_the_first_patch_that_breaks_the_build(tmp_path: Path, 
     message = info.value.message
     assert 'patch 2 "drv: call the helper" breaks the build' in message
     assert "drv.c:4:" in message and "drv_helper" in message  # gcc's first error, file:line
+    assert "worktrees" not in message  # named as in the patch, not by rig's worktree path
     assert info.value.log == tmp_path / "each" / "build.log"
 
 
