@@ -11,10 +11,9 @@ import sys
 import tomllib
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent.parent
-sys.path.insert(0, str(REPO / "tests" / "unit"))
+from tests.unit.test_report import _png_colours, screenshot
 
-from test_report import _png_colours, screenshot  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent.parent
 
 SERIES = REPO / "tests" / "data" / "series"
 
