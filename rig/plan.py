@@ -31,6 +31,7 @@ from __future__ import annotations
 import fnmatch
 import re
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -156,6 +157,22 @@ def _number(value: Any, where: str, problems: list[str], default: float) -> floa
     return float(value)
 
 
+def _array_of_tables(table: dict[str, Any], key: str, label: str,
+                     problems: list[str]) -> Iterator[tuple[int, str, dict[str, Any]]]:
+    """The tables of a TOML `[[label]]` array as (1-based index, "label #i", table); a value
+    of the wrong shape becomes a problem, so every problem in a plan is listed at once."""
+    raw = table.get(key, [])
+    if not isinstance(raw, list):
+        problems.append(f"{label}: must be an array of tables ([[{label}]])")
+        return
+    for index, entry in enumerate(raw, 1):
+        where = f"{label} #{index}"
+        if not isinstance(entry, dict):
+            problems.append(f"{where}: must be a table")
+            continue
+        yield index, where, entry
+
+
 def _unknown_keys(table: dict[str, Any], allowed: set[str], where: str, problems: list[str]) -> None:
     for key in sorted(set(table) - allowed):
         problems.append(f"{where}: unknown key '{key}' (known: {', '.join(sorted(allowed))})")
@@ -188,15 +205,7 @@ def _build(data: dict[str, Any], name: str, source: str, problems: list[str]) ->
                               DEFAULT_PER_TEST_TIMEOUT_S)
     inactivity = _number(igt.get("inactivity_timeout_s"), "igt.inactivity_timeout_s", problems,
                          DEFAULT_INACTIVITY_TIMEOUT_S)
-    raw_groups = igt.get("group", [])
-    if not isinstance(raw_groups, list):
-        problems.append("igt.group: must be an array of tables ([[igt.group]])")
-        raw_groups = []
-    for index, group in enumerate(raw_groups, 1):
-        where = f"igt.group #{index}"
-        if not isinstance(group, dict):
-            problems.append(f"{where}: must be a table")
-            continue
+    for index, where, group in _array_of_tables(igt, "group", "igt.group", problems):
         _unknown_keys(group, {"driver", "tests", "per_test_timeout_s"}, where, problems)
         driver = _driver(group.get("driver"), where, problems)
         tests = group.get("tests")
@@ -226,16 +235,8 @@ def _build(data: dict[str, Any], name: str, source: str, problems: list[str]) ->
         suites.append(suite)
 
     scripts: list[Script] = []
-    raw_scripts = data.get("script", [])
-    if not isinstance(raw_scripts, list):
-        problems.append("script: must be an array of tables ([[script]])")
-        raw_scripts = []
     names: set[str] = set()
-    for index, script in enumerate(raw_scripts, 1):
-        where = f"script #{index}"
-        if not isinstance(script, dict):
-            problems.append(f"{where}: must be a table")
-            continue
+    for index, where, script in _array_of_tables(data, "script", "script", problems):
         _unknown_keys(script, {"name", "argv", "timeout_s", "driver"}, where, problems)
         sname = script.get("name")
         if not isinstance(sname, str) or not _NAME_RE.match(sname):
@@ -253,15 +254,7 @@ def _build(data: dict[str, Any], name: str, source: str, problems: list[str]) ->
         scripts.append(Script(sname, tuple(argv), timeout, driver))
 
     expected: list[ExpectedFailure] = []
-    raw_expected = data.get("expected_failure", [])
-    if not isinstance(raw_expected, list):
-        problems.append("expected_failure: must be an array of tables ([[expected_failure]])")
-        raw_expected = []
-    for index, entry in enumerate(raw_expected, 1):
-        where = f"expected_failure #{index}"
-        if not isinstance(entry, dict):
-            problems.append(f"{where}: must be a table")
-            continue
+    for _, where, entry in _array_of_tables(data, "expected_failure", "expected_failure", problems):
         _unknown_keys(entry, {"test", "reason"}, where, problems)
         test = entry.get("test")
         reason = entry.get("reason")
