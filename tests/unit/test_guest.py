@@ -53,14 +53,34 @@ class FakeSshd(paramiko.ServerInterface):
             for block in iter(lambda: child.stderr.read1(65536), b""):  # type: ignore[union-attr]
                 channel.sendall_stderr(block)
 
+        def pump_stdin() -> None:
+            # The client's EOF comes after the server acknowledged the exec request, so
+            # closing the channel only after it keeps the close from overtaking the
+            # acknowledgement (which a client rightly takes as a failed exec).
+            try:
+                for block in iter(lambda: channel.recv(65536), b""):
+                    child.stdin.write(block)  # type: ignore[union-attr]
+                    child.stdin.flush()  # type: ignore[union-attr]
+            except OSError:  # the program ended without reading all its input, as programs may
+                pass
+            finally:
+                try:
+                    child.stdin.close()  # type: ignore[union-attr]
+                except OSError:
+                    pass
+
         err = threading.Thread(target=pump_stderr, daemon=True)
         err.start()
-        child.stdin.close()
+        stdin = threading.Thread(target=pump_stdin, daemon=True)
+        stdin.start()
         try:
             for block in iter(lambda: child.stdout.read1(65536), b""):  # type: ignore[union-attr]
                 channel.sendall(block)
             err.join()
-            channel.send_exit_status(child.wait())
+            status = child.wait()
+            stdin.join()
+            # sshd reports a death by signal as exit-signal; as a status it reads 128 + N
+            channel.send_exit_status(status if status >= 0 else 128 - status)
             channel.shutdown_write()
             channel.close()
         except (OSError, EOFError):
