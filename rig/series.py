@@ -244,7 +244,8 @@ def apply(patch: PatchInfo, worktree: Path) -> None:
     )
     if result.ok:
         return
-    proc.run(["git", "am", "--abort"], cwd=worktree, timeout=GIT_AM_TIMEOUT_S, check=False)
+    # --abort records the reset in the reflog, which needs a committer identity too
+    proc.run(["git", "am", "--abort"], cwd=worktree, timeout=GIT_AM_TIMEOUT_S, env=AM_ENV, check=False)
     output = "\n".join(part for part in (result.stdout, result.stderr) if part).strip()
     files = conflicting_files(output)
     # git's advice on --continue/--skip/--abort does not apply: rig has aborted already.
