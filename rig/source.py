@@ -343,7 +343,7 @@ def worktree(source: KernelSource) -> Path:
         return path
     # A run killed half-way through `git am` leaves it in progress; drop it.
     if (path / git(["rev-parse", "--git-path", "rebase-apply"], path).stdout.strip()).exists():
-        git(["am", "--abort"], path, check=False)
+        git(["am", "--abort"], path, check=False, env=GIT_IDENTITY)  # the reflog entry needs an identity
     git(["checkout", "-q", "--detach", "--force", source.base_commit], path, timeout=1800, what="git checkout")
     git(["clean", "-q", "-f", "-d", "-x"], path, timeout=1800, what="git clean")
     return path
