@@ -10,7 +10,6 @@ Builds are cached twice over:
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
@@ -255,7 +254,7 @@ class Builder:
         if entry is not None:
             return self._finish(entry, src, series, settings, fragments, compiler, quick_key, cache_hit=True)
 
-        reporter.step(f"waiting for the build lock {build_lock_path()}" if self._lock_busy() else "building")
+        reporter.step(f"waiting for the build lock {build_lock_path()}" if cache.is_locked(build_lock_path()) else "building")
         with self._locks(src):
             entry = _lookup(quick_key)  # another rig may have built it while we waited
             if entry is None:
@@ -270,17 +269,6 @@ class Builder:
         with cache.locked(build_lock_path(), timeout_s=MAKE_TIMEOUT_S, what="a kernel build"):
             with cache.locked(tree_lock, timeout_s=MAKE_TIMEOUT_S, what=f"building {src.tree_key}"):
                 yield
-
-    def _lock_busy(self) -> bool:
-        path = build_lock_path()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            fcntl.flock(handle, fcntl.LOCK_UN)
-        return False
 
     # --- inputs -----------------------------------------------------------------------
 

@@ -78,6 +78,18 @@ def locked(path: Path, *, timeout_s: float = 3600.0, what: str = "") -> Iterator
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def is_locked(path: Path) -> bool:
+    """Whether another process holds the lock `locked(path)` takes (to say why rig waits)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
+
+
 def publish(staging: Path, final: Path) -> Path:
     """Move a fully written staging directory or file into place in one rename."""
     if final.exists():
