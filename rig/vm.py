@@ -103,13 +103,17 @@ class VM:
             return await self.call(self.guest.run, argv, timeout=timeout, check=check, env=env, input=input,
                                    on_stdout=on_stdout, on_stderr=on_stderr)
         except GuestTimeout as exc:
-            raise GuestTimeout(f"{exc.message}\n  console tail:\n{indent(self.machine.console_tail(30))}",
+            raise GuestTimeout(exc.message + with_console_tail(self.machine),
                                hint=exc.hint, log=self.console_log) from exc
         except GuestUnreachable as exc:
             if self.machine.exited or self.machine.panicked:
                 raise died(self.machine) from exc
-            raise KernelError(f"the guest stopped answering SSH: {exc.message}\n  console tail:\n"
-                              + indent(self.machine.console_tail(30)), log=self.console_log) from exc
+            raise KernelError(f"the guest stopped answering SSH: {exc.message}" + with_console_tail(self.machine), log=self.console_log) from exc
+
+
+def with_console_tail(machine: Machine, lines: int = 30) -> str:
+    """The console's last lines, to end an error message with what the guest said last."""
+    return "\n  console tail:\n" + indent(machine.console_tail(lines))
 
 
 def died(machine: Machine) -> KernelError | InfraError:
@@ -119,14 +123,13 @@ def died(machine: Machine) -> KernelError | InfraError:
                            log=machine.console_log, hint="the console log has the whole report")
     status = machine.returncode
     if status is not None and status < 0:
-        return InfraError(f"QEMU was killed by signal {-status} (not by rig)\n  console tail:\n"
-                          + indent(machine.console_tail(20)), log=machine.console_log,
+        return InfraError(f"QEMU was killed by signal {-status} (not by rig)" + with_console_tail(machine, 20), log=machine.console_log,
                           hint="something on the host killed QEMU (OOM killer? another user?); run again")
     if status not in (0, None):
         return InfraError(f"QEMU failed with exit status {status}:\n" + indent(_qemu_tail(machine)),
                           log=machine.spec.qemu_log)
-    return KernelError(f"the guest powered off or rebooted unexpectedly (QEMU exit status {status})\n"
-                       "  console tail:\n" + indent(machine.console_tail(30)), log=machine.console_log)
+    return KernelError(f"the guest powered off or rebooted unexpectedly (QEMU exit status {status})"
+                       + with_console_tail(machine), log=machine.console_log)
 
 
 def _qemu_tail(machine: Machine) -> str:
@@ -188,8 +191,7 @@ async def wait_ready(machine: Machine, image: GuestImage, port: int, timeout_s: 
         remaining = deadline - now
         if remaining <= 0:
             raise KernelError(
-                f"the guest did not answer SSH within {timeout_s:.0f} s ({last_error})\n  console tail:\n"
-                + indent(machine.console_tail(30)),
+                f"the guest did not answer SSH within {timeout_s:.0f} s ({last_error})" + with_console_tail(machine),
                 log=machine.console_log,
                 hint="the kernel may hang at boot, or lack a driver the image needs (virtio-blk, virtio-net, ext4)")
         init = machine.init_seen_at
@@ -237,7 +239,7 @@ async def _wait_mark(machine: Machine, guest: Guest, mark: str, timeout_s: float
             if (await watch(machine, check)).ok:
                 return
             raise KernelError(f"rig-init started sshd but did not report '{mark}' within {timeout_s:.0f} s, and "
-                              "debugfs is not mounted\n  console tail:\n" + indent(machine.console_tail(30)),
+                              "debugfs is not mounted" + with_console_tail(machine),
                               log=machine.console_log)
         await machine.changed(0.05)
 
