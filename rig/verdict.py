@@ -19,109 +19,59 @@ from typing import Any
 
 from rig.errors import UserError
 from rig.plan import Plan
-from rig.splat.attribution import TestSpan, log_test_spans, running_test
+from rig.splat.attribution import TestSpan, log_test_spans, running_test, started_by
 from rig.splat.model import Finding
 from rig.workloads import TestResult
 
 NEW, PRE_EXISTING, HOST_FAULT = "new", "pre-existing", "host-fault"
 
-# printk prefix: optional "[  12.345678]" time and "[T123]"/"[C0]" caller id.
-_PREFIX = r"^(?:<\d+>)?(?:\[ *(?P<time>\d+\.\d+)\])?[ \t]*(?:\[ *(?P<caller>[TC]\d+)\])?[ \t]*"
-_IGT_RE = re.compile(_PREFIX + r"\[IGT\] (?P<binary>[\w\-]+): (?P<what>starting subtest|starting dynamic subtest"
-                     r"|finished subtest|finished dynamic subtest|executing|exiting)[ \t]*(?P<name>[^,\s]*)", re.M)
-_RIG_RE = re.compile(_PREFIX + r"rig: (?P<what>start|end) (?P<name>\S+)", re.M)
 _KMEMLEAK_PID_RE = re.compile(r'comm "(?P<comm>[^"]*)", pid (?P<pid>\d+)')
 
 
-@dataclass(frozen=True)
-class Marker:
-    """A test boundary seen in the kernel log."""
-
-    offset: int  # position in the decoded log
-    time: float | None  # printk time
-    pid: str | None  # "123" from a [T123] caller id
-    test: str  # "vgem_basic@mmap", "vgem_basic" (executing), "script:x"
-    starts: bool
+def _span_name(span: TestSpan) -> str:
+    if span.framework == "igt":
+        return span.name.removeprefix("igt@")
+    return f"kunit:{span.name}" if span.framework == "kunit" else span.name
 
 
-def find_markers(text: str) -> list[Marker]:
-    markers: list[Marker] = []
-    for match in _IGT_RE.finditer(text):
-        what, binary, name = match["what"], match["binary"], match["name"]
-        caller = match["caller"]
-        pid = caller[1:] if caller and caller.startswith("T") else None
-        stamp = float(match["time"]) if match["time"] else None
-        if what == "starting subtest":
-            markers.append(Marker(match.start(), stamp, pid, f"{binary}@{name}", True))
-        elif what == "starting dynamic subtest":
-            parent = next((m.test for m in reversed(markers) if m.starts and m.test.startswith(binary + "@")), binary)
-            markers.append(Marker(match.start(), stamp, pid, f"{parent}@{name}", True))
-        elif what == "executing":
-            markers.append(Marker(match.start(), stamp, pid, binary, True))
-        elif what in ("finished subtest", "exiting"):
-            markers.append(Marker(match.start(), stamp, pid, f"{binary}@{name}" if name else binary, False))
-    for match in _RIG_RE.finditer(text):
-        caller = match["caller"]
-        markers.append(Marker(match.start(), float(match["time"]) if match["time"] else None,
-                              caller[1:] if caller and caller.startswith("T") else None,
-                              match["name"], match["what"] == "start"))
-    return sorted(markers, key=lambda m: m.offset)
+def _last_test_of_pid(spans: list[TestSpan], pid: str) -> str | None:
+    """The last IGT subtest the task started, else the last binary or script it started."""
+    names = [_span_name(s) for s in started_by(spans, f"T{pid}")]
+    subtests = [n for n in names if "@" in n]
+    return (subtests or names or [None])[-1]
 
 
-def _running_at(markers: list[Marker], offset: int, pid: str | None = None) -> str | None:
-    """The most specific test started before `offset` (by `pid` when given) and not finished."""
-    current: str | None = None
-    for marker in markers:
-        if marker.offset > offset:
-            break
-        if pid is not None and marker.pid != pid:
-            continue
-        if marker.starts:
-            # A subtest refines the binary's "executing"; a new binary replaces both.
-            current = marker.test
-        elif current is not None and (marker.test == current or marker.test == current.split("@")[0]):
-            current = None if pid is None else current  # a pid's last test is still its test
-    return current
-
-
-def _last_test_of_pid(markers: list[Marker], pid: str) -> str | None:
-    tests = [m.test for m in markers if m.pid == pid and m.starts]
-    subtests = [t for t in tests if "@" in t]
-    return (subtests or tests or [None])[-1]
-
-
-def leak_tests(finding: Finding, markers: list[Marker]) -> tuple[str, ...]:
+def leak_tests(finding: Finding, spans: list[TestSpan]) -> tuple[str, ...]:
     """Every test whose process allocated one of a kmemleak finding's objects, in order."""
     tests: dict[str, None] = {}
     for match in _KMEMLEAK_PID_RE.finditer(finding.report):
-        test = _last_test_of_pid(markers, match["pid"])
+        test = _last_test_of_pid(spans, match["pid"])
         if test:
             tests.setdefault(test, None)
     return tuple(tests)
 
 
-def _span_name(span: TestSpan) -> str:
-    return span.name.removeprefix("igt@") if span.framework == "igt" else f"kunit:{span.name}"
+def attribute(finding: Finding, spans: list[TestSpan], source: str) -> tuple[str | None, str]:
+    """(test, how): how is "pid", "time", "boot" or "unknown".
 
-
-def attribute(finding: Finding, markers: list[Marker], source: str, spans: list[TestSpan] | None = None
-              ) -> tuple[str | None, str]:
-    """(test, how): how is "pid", "time", "boot" or "unknown"."""
+    `spans` come from the console log: only console findings can be placed by their
+    offset in it; a kmemleak or dmesg finding is placed by the task that printed or
+    allocated it."""
     if source == "kmemleak":
-        tests = leak_tests(finding, markers)
+        tests = leak_tests(finding, spans)
         return (tests[0], "pid") if tests else (None, "unknown")
-    pid = finding.caller[1:] if finding.caller.startswith("T") else None
-    if pid:
-        test = _running_at(markers, finding.start, pid)
-        if test:
-            return test, "pid"
-    span = running_test(spans or [], offset=finding.start)
+    if finding.caller.startswith("T"):
+        # the last test the reporting task started: a report it printed belongs to it,
+        # even after that test's own end line (its teardown still runs)
+        mine = started_by(spans, finding.caller, before=finding.start if source == "console" else None)
+        if mine:
+            return _span_name(mine[-1]), "pid"
+    if source != "console":
+        return None, "unknown"
+    span = running_test(spans, offset=finding.start)
     if span is not None:
         return _span_name(span), "time"
-    test = _running_at(markers, finding.start)
-    if test:
-        return test, "time"
-    if not any(m.offset < finding.start for m in markers):
+    if not any(s.start < finding.start for s in spans if s.framework != "kunit"):
         return None, "boot"
     return None, "unknown"
 
@@ -304,7 +254,6 @@ def judge(
     `sources` maps where findings came from ("console", "kmemleak", "dmesg") to what the
     parser found there; dmesg only counts when the console had nothing (they overlap).
     """
-    markers = find_markers(console_text)
     spans = log_test_spans(console_text)
     ordered: list[tuple[Finding, str]] = []
     for source in ("console", "kmemleak", "dmesg"):
@@ -313,8 +262,7 @@ def judge(
         ordered += [(f, source) for f in sources.get(source, [])]
     judged: list[JudgedFinding] = []
     for finding, source, count in _dedupe(ordered):
-        # dmesg offsets are not console offsets: only the pid can place those reports.
-        test, how = attribute(finding, markers, source, spans if source == "console" else None)
+        test, how = attribute(finding, spans, source)
         fault = host_fault_of(finding)
         if fault is not None:
             status, note = HOST_FAULT, fault.explanation
@@ -322,7 +270,7 @@ def judge(
             status, note = PRE_EXISTING, f"also seen on the base kernel ({baseline.kernel_release})"
         else:
             status, note = NEW, ""
-        also = leak_tests(finding, markers)[1:] if source == "kmemleak" else ()
+        also = leak_tests(finding, spans)[1:] if source == "kmemleak" else ()
         judged.append(JudgedFinding(finding, source, test, how, status, note, count, also))
     expected: list[tuple[str, str]] = []
     unexpected: list[str] = []

@@ -11,7 +11,8 @@ from rig.errors import UserError
 from rig.plan import load_plan
 from rig.splat import parse_log
 from rig.splat.model import Finding
-from rig.verdict import HOST_FAULT, NEW, PRE_EXISTING, find_markers, judge, load_baseline
+from rig.splat.attribution import log_test_spans
+from rig.verdict import HOST_FAULT, NEW, PRE_EXISTING, judge, load_baseline
 from rig.workloads import FAIL, PASS, TestResult
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "run"
@@ -23,11 +24,10 @@ def _console(name: str) -> str:
 
 def test_markers_follow_igt_and_rig_lines() -> None:
     text = _console("console-underflow.log") + "[   70.1][  T500] rig: start script:dri-clients\n"
-    markers = find_markers(text)
-    started = [(m.test, m.pid) for m in markers if m.starts]
-    assert ("vgem_basic@mmap", "70") in started
-    assert ("dumb_buffer@create-valid-dumb", "96") in started
-    assert started[-1] == ("script:dri-clients", "500")
+    started = [(s.name, s.task) for s in log_test_spans(text)]
+    assert ("igt@vgem_basic@mmap", "T70") in started
+    assert ("igt@dumb_buffer@create-valid-dumb", "T96") in started
+    assert started[-1] == ("script:dri-clients", "T500")
 
 
 def test_warning_is_attributed_to_the_subtest_of_its_task() -> None:
