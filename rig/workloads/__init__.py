@@ -4,8 +4,13 @@ output under the run directory."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from rig.vm import VM
 
 # Normalised statuses: IGT, KUnit and scripts each have their own words for these.
 PASS, FAIL, SKIP, TIMEOUT, CRASH, WARN, ABSENT = "pass", "fail", "skip", "timeout", "crash", "warn", "absent"
@@ -40,3 +45,35 @@ class TestResult:
 
 def result_from_json(data: dict[str, Any]) -> TestResult:
     return TestResult(**{k: data.get(k) for k in TestResult.__dataclass_fields__})  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- the workload protocol
+# A run's attempt boots a guest, prepares every workload of the plan (checks and copies
+# that may fail fast, before pressure starts), then runs them one after the other inside
+# one pressure session. Each workload returns its test results; the attempt records them
+# as they come, so an error in a later workload loses nothing.
+
+
+@dataclass(frozen=True)
+class WorkloadContext:
+    """What a running workload may use: the guest, where to keep raw output, the time
+    base of the timeline, its time budget, and the pressure session's wrapper."""
+
+    vm: VM
+    out: Path  # the attempt's directory; each workload writes under its own subdirectory
+    t0: float  # time.monotonic() when the workloads started (the timeline's zero)
+    budget_s: float  # time this workload may take at most
+    wrap: list[str] | None = None  # argv prefix that puts a guest command under pressure (memcg)
+    say: Callable[[str], None] = print
+
+
+class Workload(Protocol):
+    """One part of a plan: an IGT group, KUnit suites, a script."""
+
+    label: str  # for progress lines and the pressure timeline's notes
+
+    async def prepare(self, vm: VM) -> None:
+        """Check what can be checked before the workloads start (UserError/InfraError)."""
+
+    async def run(self, ctx: WorkloadContext) -> list[TestResult]:
+        """Run with ctx.budget_s; return the test results (raw output kept under ctx.out)."""

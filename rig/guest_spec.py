@@ -1,0 +1,76 @@
+"""The guest a command asks for, as one frozen value checked before any side effect.
+
+`rig boot` and `rig run` build a GuestSpec from their options and validate it before
+anything is built or downloaded: a bad `--cpus` or `--append` is bad input found in a
+second, not after a twenty-minute kernel build.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rig.errors import UserError
+from rig.target import DEFAULT_TARGET, Target
+
+ACCELERATORS = ("kvm", "tcg")
+MEMORY_MIB = (512, 65536)  # below 512 MiB the debug kernel, sshd and IGT do not fit
+CPUS = (1, 64)
+# Linux truncates longer command lines on x86 (COMMAND_LINE_SIZE is 2048); rig's own
+# arguments take about 300 characters, so the user's share is what is left below 1024.
+USER_CMDLINE_MAX = 640
+
+
+@dataclass(frozen=True)
+class GuestSpec:
+    """What the guest machine is: architecture, GPU model, size, accelerator, kernel
+    arguments, image, and how long it may take to answer SSH."""
+
+    target: Target = DEFAULT_TARGET
+    gpu: str = "virtio-gpu"
+    memory_mib: int = 2048
+    cpus: int = 2
+    accel: str | None = None  # None: probe KVM, fall back to TCG
+    cmdline_extra: tuple[str, ...] = ()
+    image: str = "default"
+    ready_timeout_s: float = 300.0
+
+    def problems(self) -> list[str]:
+        """Every problem at once, each naming the option to fix."""
+        found = []
+        if self.gpu not in self.target.gpus:
+            found.append(f"--gpu {self.gpu}: not a GPU model on {self.target.name} "
+                         f"(give one of {', '.join(self.target.gpus)})")
+        if not MEMORY_MIB[0] <= self.memory_mib <= MEMORY_MIB[1]:
+            found.append(f"--memory {self.memory_mib}: give MiB between {MEMORY_MIB[0]} and {MEMORY_MIB[1]}")
+        if not CPUS[0] <= self.cpus <= CPUS[1]:
+            found.append(f"--cpus {self.cpus}: give between {CPUS[0]} and {CPUS[1]}")
+        if self.accel is not None and self.accel not in ACCELERATORS:
+            found.append(f"--accel {self.accel}: give auto, {' or '.join(ACCELERATORS)}")
+        for extra in self.cmdline_extra:
+            if not extra or any(c.isspace() for c in extra) or not extra.isprintable():
+                found.append(f"--append {extra!r}: empty or has spaces; pass each kernel argument "
+                             "with its own --append")
+        if len(" ".join(self.cmdline_extra)) > USER_CMDLINE_MAX:
+            found.append(f"--append: the extra kernel arguments are longer than {USER_CMDLINE_MAX} characters")
+        if not self.image or "/" in self.image and not self.image.endswith(".toml"):
+            found.append(f"--image {self.image!r}: give a recipe name from images/ or a .toml file")
+        if not self.ready_timeout_s > 0:
+            found.append(f"--ready-timeout {self.ready_timeout_s:g}: give a positive number of seconds")
+        return found
+
+    def validate(self) -> GuestSpec:
+        problems = self.problems()
+        if problems:
+            raise UserError("cannot use this guest machine:\n    " + "\n    ".join(problems),
+                            hint="see --help for the accepted values")
+        return self
+
+    @property
+    def driver(self) -> str | None:
+        """The DRM driver the guest binds to the GPU model."""
+        return self.target.gpu(self.gpu).driver
+
+    def to_json(self) -> dict[str, object]:
+        return {"arch": self.target.name, "gpu": self.gpu, "memory_mib": self.memory_mib, "cpus": self.cpus,
+                "accel": self.accel, "cmdline_extra": list(self.cmdline_extra), "image": self.image,
+                "ready_timeout_s": self.ready_timeout_s}

@@ -1,0 +1,134 @@
+"""One frozen description per guest architecture: everything that differs between an
+x86_64 and an arm64 guest lives here, as data, and nowhere else.
+
+The build reads the make variables, the cross compiler, the kernel image path and the
+Kconfig directory; the QEMU command line reads the binary, machine, CPU, console, bus
+and GPU table; the verdict reads the known host faults. Adding an architecture is
+adding a value to TARGETS (syzkaller's archConfigs and tuxmake's arch/*.ini have the
+same shape).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from rig.errors import UserError
+
+
+@dataclass(frozen=True)
+class GpuModel:
+    """A GPU device model as rig names it: the QEMU devices that make it, and the DRM
+    driver the guest kernel binds to it (None: no GPU)."""
+
+    name: str
+    devices: tuple[str, ...]
+    driver: str | None
+
+
+@dataclass(frozen=True)
+class Target:
+    """A guest architecture."""
+
+    name: str  # rig's name, as given to --arch
+    uname_machine: str  # what `uname -m` says in the guest
+    # QEMU
+    qemu: str  # binary name (on PATH) or "rig" for rig's own build (see rig.qemu.build)
+    machine: str  # -machine
+    cpu: str | None  # -cpu (None: QEMU's default for the machine)
+    console: str  # the kernel's console device
+    cmdline: tuple[str, ...]  # kernel arguments only this target needs
+    gpus: Mapping[str, GpuModel]
+    panic_device: str | None  # the pvpanic device, where the machine has one
+    # Kernel build
+    kernel_arch: str  # make ARCH=
+    cross_compile: str  # make CROSS_COMPILE= ("" for a native build)
+    compiler: str  # the C compiler binary, for the build cache key
+    kernel_image: str  # the bootable image, relative to the build directory
+    kconfig_arch: str  # arch/<this>/ holds the architecture's Kconfig files
+    config_fragments: tuple[str, ...]  # kernel-configs/ fragments for this target, before the profile's
+    # Known host faults (names in rig.verdict's table) that only happen on this target.
+    host_faults: tuple[str, ...] = ()
+    gpu_default: str = "virtio-gpu"
+    extra_devices: tuple[str, ...] = field(default=())  # always on this target's command line
+
+    def gpu(self, name: str) -> GpuModel:
+        try:
+            return self.gpus[name]
+        except KeyError:
+            raise UserError(f"--gpu {name}: not a GPU model rig has on {self.name}",
+                            hint=f"give one of {', '.join(self.gpus)}") from None
+
+    def make_variables(self) -> list[str]:
+        variables = [f"ARCH={self.kernel_arch}"]
+        if self.cross_compile:
+            variables.append(f"CROSS_COMPILE={self.cross_compile}")
+        return variables
+
+
+def _gpus(*models: GpuModel) -> Mapping[str, GpuModel]:
+    return MappingProxyType({model.name: model for model in models})
+
+
+X86_64 = Target(
+    name="x86_64",
+    uname_machine="x86_64",
+    qemu="qemu-system-x86_64",
+    machine="q35",
+    cpu=None,
+    console="ttyS0,115200",
+    # One 8250 port: the console. Probing the legacy ports that QEMU does not emulate
+    # costs boot time.
+    cmdline=("8250.nr_uarts=1",),
+    gpus=_gpus(
+        GpuModel("virtio-gpu", ("virtio-gpu-pci",), "virtio_gpu"),
+        GpuModel("virtio-vga", ("virtio-vga",), "virtio_gpu"),
+        GpuModel("bochs", ("bochs-display",), "bochs-drm"),
+        GpuModel("cirrus", ("cirrus-vga",), "cirrus"),
+        GpuModel("none", (), None),
+    ),
+    panic_device="pvpanic-pci",
+    kernel_arch="x86_64",
+    cross_compile="",
+    compiler="gcc",
+    kernel_image="arch/x86/boot/bzImage",
+    kconfig_arch="x86",
+    config_fragments=(),
+    # The MTTCG int3 in __x64_sys_getrandom (cross-modifying code under multi-threaded TCG).
+    host_faults=("int3-in-getrandom",),
+)
+
+ARM64 = Target(
+    name="arm64",
+    uname_machine="aarch64",
+    qemu="rig",  # the Mali model is in rig's own QEMU build only
+    machine="virt,gic-version=3",
+    # Plain `max` emulates pointer authentication in full and boots about 2.5 times slower.
+    cpu="max,pauth-impdef=on",
+    console="ttyAMA0",
+    cmdline=(),
+    gpus=_gpus(
+        GpuModel("virtio-gpu", ("virtio-gpu-pci",), "virtio_gpu"),
+        GpuModel("none", (), None),
+    ),
+    panic_device="pvpanic-pci",
+    kernel_arch="arm64",
+    cross_compile="aarch64-linux-gnu-",
+    compiler="aarch64-linux-gnu-gcc",
+    kernel_image="arch/arm64/boot/Image",
+    kconfig_arch="arm64",
+    config_fragments=("arm64.config",),
+)
+
+TARGETS: Mapping[str, Target] = MappingProxyType({t.name: t for t in (X86_64, ARM64)})
+DEFAULT_TARGET = X86_64
+
+
+def target(name: str) -> Target:
+    """The target for an --arch value."""
+    try:
+        return TARGETS[name]
+    except KeyError:
+        raise UserError(f"--arch {name}: rig has no such guest architecture",
+                        hint=f"give one of {', '.join(TARGETS)}") from None
