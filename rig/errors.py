@@ -56,3 +56,11 @@ class Interrupted(RigError):
 
     exit_code = 130
     label = "interrupted"
+
+
+class DeadlineExceeded(RigError):
+    """The run's overall deadline (--deadline) ended it: most often a kernel that hangs
+    without a report, so the kernel's fault unless the deadline was simply too short."""
+
+    exit_code = 1
+    label = "deadline"

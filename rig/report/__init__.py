@@ -1,22 +1,22 @@
-"""Renderers of a run's report. They all read the same plain data (what report.json
-holds), so each can be tested with realistic data and re-run on an old report.json."""
+"""Renderers of a run's report. They all read one RunReport (rig.report.model), which
+report.json holds and loads back, so each can be re-run on an old report.json."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from rig.report import html, json_report, junit, markdown
-
-FILES = {"report.json": json_report.render, "junit.xml": junit.render, "report.md": markdown.render,
-         "report.html": html.render}
+from rig.report.model import RunReport
 
 
-def write_all(data: dict[str, Any], run_dir: Path) -> dict[str, Path]:
-    """Write every report file into `run_dir`; returns name -> path."""
+def write_all(report: RunReport, run_dir: Path) -> dict[str, Path]:
+    """Write every report file into `run_dir` (report.json first: the others are views
+    of it, and it must exist even if a view fails); returns name -> path."""
+    views = {"report.json": json_report.render, "junit.xml": junit.render, "report.md": markdown.render,
+             "report.html": lambda r: html.render(r, run_dir)}
     written: dict[str, Path] = {}
-    for name, render in FILES.items():
+    for name, render in views.items():
         path = run_dir / name
-        path.write_text(render(data, run_dir) if name == "report.html" else render(data))
+        path.write_text(render(report))
         written[name] = path
     return written

@@ -9,13 +9,14 @@ import html
 from pathlib import Path
 from typing import Any
 
-_FAILING = {"fail", "timeout", "crash"}
+from rig.report.model import Outcome, RunReport
+from rig.verdict import JudgedFinding
 
 CSS = """
 body{font-family:system-ui,-apple-system,sans-serif;margin:2em auto;max-width:1100px;color:#1d1d1f;padding:0 1em}
 h1{font-size:1.5em;margin-bottom:.2em} h2{font-size:1.2em;margin-top:1.6em;border-bottom:1px solid #ddd}
 .verdict{font-weight:600;padding:.5em .8em;border-radius:6px;display:inline-block}
-.fail{background:#fde8e8;color:#9b1c1c} .pass{background:#e6f6ea;color:#1e6b34}
+.fail{background:#fde8e8;color:#9b1c1c} .error{color:#9b1c1c;font-weight:600} .pass{background:#e6f6ea;color:#1e6b34}
 table{border-collapse:collapse;width:100%;font-size:.9em} td,th{padding:.25em .6em;border-bottom:1px solid #eee;text-align:left}
 tr.bad td{color:#9b1c1c;font-weight:600} tr.expected td{color:#8a6d00}
 details{border:1px solid #ddd;border-radius:6px;margin:.6em 0;padding:.4em .8em}
@@ -117,8 +118,8 @@ def timeline_svg(timeline: dict[str, Any]) -> str:
     return "".join(parts) + f'<div class="legend">{legend}</div>'
 
 
-def _screendump(data: dict[str, Any], run_dir: Path | None) -> str:
-    relative = (data.get("artifacts") or {}).get("screendump")
+def _screendump(report: RunReport, run_dir: Path | None) -> str:
+    relative = report.artifacts.screendump
     if not relative or run_dir is None:
         return "<p>No screendump was taken.</p>"
     path = run_dir / relative
@@ -128,67 +129,66 @@ def _screendump(data: dict[str, Any], run_dir: Path | None) -> str:
     return f'<img class="screen" alt="the guest display at the end of the run" src="data:image/png;base64,{encoded}">'
 
 
-def _finding(number: int, finding: dict[str, Any]) -> str:
-    status = finding.get("status", "new")
-    meta = [f"status: {_e(status)}", f"kind: {_e(finding['kind'])}",
-            f"test: {_e(finding.get('test') or finding.get('attribution', 'unknown'))}"]
-    if finding.get("also"):
-        meta.append(f"also: {_e(', '.join(finding['also']))}")
-    if finding.get("count", 1) > 1:
-        meta.append(f"seen {finding['count']} times")
+def _finding(number: int, judged: JudgedFinding) -> str:
+    finding, status = judged.finding, str(judged.status)
+    meta = [f"status: {_e(status)}", f"kind: {_e(finding.kind)}", f"test: {_e(judged.test or judged.attribution)}"]
+    if judged.also:
+        meta.append(f"also: {_e(', '.join(judged.also))}")
+    if judged.count > 1:
+        meta.append(f"seen {judged.count} times")
     body = [f'<div class="meta">{" &middot; ".join(meta)}</div>']
-    if finding.get("lock_chain"):
-        body.append(f'<div class="meta">lock chain: <code>{_e(" -> ".join(finding["lock_chain"]))}</code></div>')
-    for group in finding.get("leak_groups", []):
-        body.append(f'<div class="meta">leaked {group["count"]} object(s), {group["total_bytes"]} bytes, from '
-                    f'<code>{_e(" <- ".join(group["frames"][:4]))}</code></div>')
-    if finding.get("note"):
-        body.append(f'<div class="meta">note: {_e(finding["note"])}</div>')
-    body.append(f"<pre>{_e(finding.get('report', ''))}</pre>")
+    if finding.lock_chain:
+        body.append(f'<div class="meta">lock chain: <code>{_e(" -> ".join(finding.lock_chain))}</code></div>')
+    for group in finding.leak_groups:
+        body.append(f'<div class="meta">leaked {group.count} object(s), {group.total_bytes} bytes, from '
+                    f'<code>{_e(" <- ".join(group.frames[:4]))}</code></div>')
+    if judged.note:
+        body.append(f'<div class="meta">note: {_e(judged.note)}</div>')
+    body.append(f"<pre>{_e(finding.report)}</pre>")
     return (f'<details class="{_e(status)}" {"open" if status == "new" and number == 1 else ""}>'
-            f"<summary>{number}. {_e(finding['title'])}</summary>{''.join(body)}</details>")
+            f"<summary>{number}. {_e(finding.title)}</summary>{''.join(body)}</details>")
 
 
-def render(data: dict[str, Any], run_dir: Path | None = None) -> str:
-    verdict = data.get("verdict", {})
-    kernel = data.get("kernel", {})
-    series = data.get("series") or {}
-    plan = data.get("plan", {})
-    findings = data.get("findings", [])
-    tests = data.get("tests", [])
-    expected = {e["test"]: e["reason"] for e in verdict.get("expected_failures", [])}
-    css_class = "fail" if verdict.get("exit_code") else "pass"
+def render(report: RunReport, run_dir: Path | None = None) -> str:
+    verdict, kernel, series, plan = report.verdict, report.kernel, report.series, report.plan
+    decision = report.decision
+    expected = dict(verdict.expected_failures)
+    css_class = "pass" if decision.outcome is Outcome.PASS else "fail"
     out = ["<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">",
-           f"<title>rig run: {_e(verdict.get('summary', ''))}</title><style>{CSS}</style></head><body>",
-           f"<h1>rig run report</h1><div class=\"verdict {css_class}\">{_e(verdict.get('summary', ''))}</div>",
-           "<dl>",
-           f"<dt>kernel</dt><dd>{_e(kernel.get('spec', '?'))} ({_e(kernel.get('release') or '?')}), "
-           f"profile {_e(kernel.get('profile', 'default'))}</dd>",
-           f"<dt>series</dt><dd>{_e(series.get('spec', 'none'))}"]
-    if series.get("patches"):
-        out.append("<ol>" + "".join(f"<li>{_e(p.get('subject'))} <small>({_e(p.get('author'))})</small></li>"
-                                    for p in series["patches"]) + "</ol>")
+           f"<title>rig run: {_e(decision.summary)}</title><style>{CSS}</style></head><body>",
+           f"<h1>rig run report</h1><div class=\"verdict {css_class}\">{_e(decision.summary)}</div>"]
+    if report.error is not None:
+        error = report.error
+        out.append(f'<p class="error">The run ended early during {_e(error.phase.value)}: {_e(error.headline)}</p>')
+        if error.hint:
+            out.append(f"<p>What to do: {_e(error.hint)}</p>")
+    out += ["<dl>",
+            f"<dt>kernel</dt><dd>{_e(kernel.spec)} ({_e(kernel.release or '?')}), {_e(kernel.arch)}, "
+            f"profile {_e(kernel.profile)}</dd>",
+            f"<dt>series</dt><dd>{_e(series.spec if series else 'none')}"]
+    if series and series.patches:
+        out.append("<ol>" + "".join(f"<li>{_e(p.subject)} <small>({_e(p.author)})</small></li>"
+                                    for p in series.patches) + "</ol>")
     out.append("</dd>")
-    out.append(f"<dt>plan</dt><dd>{_e(plan.get('name'))}: {_e(plan.get('description', ''))}</dd>")
-    out.append(f"<dt>pressure</dt><dd>{_e(data.get('pressure', 'none'))}</dd>")
-    out.append(f"<dt>reproduce</dt><dd><code>{_e(data.get('command', ''))}</code></dd></dl>")
-    out.append(f"<h2>Findings ({len(findings)})</h2>")
-    out.append("".join(_finding(i, f) for i, f in enumerate(findings, 1)) or "<p>No kernel reports.</p>")
+    out.append(f"<dt>plan</dt><dd>{_e(plan.name)}: {_e(plan.description)}</dd>")
+    out.append(f"<dt>pressure</dt><dd>{_e(report.pressure)}</dd>")
+    out.append(f"<dt>reproduce</dt><dd><code>{_e(report.command)}</code></dd></dl>")
+    out.append(f"<h2>Findings ({len(verdict.findings)})</h2>")
+    out.append("".join(_finding(i, f) for i, f in enumerate(verdict.findings, 1)) or "<p>No kernel reports.</p>")
     out.append("<h2>Memory timeline</h2>")
-    out.append(timeline_svg(data.get("timeline") or {}))
-    out.append(f"<h2>Tests ({len(tests)})</h2><table><tr><th>test</th><th>driver</th><th>result</th>"
+    out.append(timeline_svg(report.timeline.to_json() if report.timeline else {}))
+    out.append(f"<h2>Tests ({len(verdict.tests)})</h2><table><tr><th>test</th><th>driver</th><th>result</th>"
                "<th>time (s)</th><th>note</th></tr>")
-    for test in tests:
-        failing = test["status"] in _FAILING
-        row_class = ("expected" if test["name"] in expected else "bad") if failing else ""
-        note = f"expected: {expected[test['name']]}" if failing and test["name"] in expected else (
-            "unexpected failure" if failing else "")
-        duration = test.get("duration_s")
-        out.append(f'<tr class="{row_class}"><td>{_e(test["name"])}</td><td>{_e(test.get("driver") or "-")}</td>'
-                   f'<td>{_e(test["raw_status"])}</td><td>{"" if duration is None else f"{duration:.2f}"}</td>'
+    for test in verdict.tests:
+        row_class = ("expected" if test.name in expected else "bad") if test.failing else ""
+        note = f"expected: {expected[test.name]}" if test.failing and test.name in expected else (
+            "unexpected failure" if test.failing else "")
+        duration = test.duration_s
+        out.append(f'<tr class="{row_class}"><td>{_e(test.name)}</td><td>{_e(test.driver or "-")}</td>'
+                   f'<td>{_e(test.raw_status)}</td><td>{"" if duration is None else f"{duration:.2f}"}</td>'
                    f"<td>{_e(note)}</td></tr>")
     out.append("</table>")
     out.append("<h2>Display at the end of the run</h2>")
-    out.append(_screendump(data, run_dir))
+    out.append(_screendump(report, run_dir))
     out.append("</body></html>\n")
     return "".join(out)

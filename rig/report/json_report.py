@@ -1,12 +1,11 @@
-"""report.json: everything machine-readable, the source the other renderers read."""
+"""report.json: everything machine-readable; RunReport.from_json loads it back."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
 
-SCHEMA_VERSION = 1
+from rig.report.model import RunReport
 
 
-def render(data: dict[str, Any]) -> str:
-    return json.dumps({"schema": SCHEMA_VERSION, **data}, indent=2, sort_keys=False, default=str) + "\n"
+def render(report: RunReport) -> str:
+    return json.dumps(report.to_json(), indent=2, sort_keys=False, default=str) + "\n"

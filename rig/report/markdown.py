@@ -3,87 +3,80 @@ both rendered and in a mail client: report texts in indented code blocks)."""
 
 from __future__ import annotations
 
-from typing import Any
-
-_FAILING = {"fail", "timeout", "crash"}
+from rig.report.model import RunReport
 
 
 def _indent(text: str) -> str:
     return "\n".join(("    " + line) if line else "" for line in text.rstrip().splitlines())
 
 
-def _kernel_line(data: dict[str, Any]) -> str:
-    kernel = data.get("kernel", {})
-    return f"{kernel.get('spec', '?')} ({kernel.get('release') or 'release unknown'})"
+def _plural(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
 
 
-def render(data: dict[str, Any]) -> str:
-    kernel = data.get("kernel", {})
-    series = data.get("series") or {}
-    verdict = data.get("verdict", {})
-    findings = data.get("findings", [])
+def render(report: RunReport) -> str:
+    verdict, kernel, series = report.verdict, report.kernel, report.series
     lines: list[str] = []
-    new = [f for f in findings if f.get("status") == "new"]
     applied = " with this series applied" if series else ""
+    new = verdict.new_findings
     if new:
-        lines.append(f"rig found {len(new)} new kernel report{'s' if len(new) != 1 else ''}{applied}.")
+        lines.append(f"rig found {_plural(len(new), 'new kernel report', 'new kernel reports')}{applied}.")
     else:
         lines.append(f"rig found no new kernel reports{applied}.")
+    error = report.error
+    if error is not None:
+        lines.append("")
+        lines.append(f"The run ended early during {error.phase.value}: {error.headline}")
     lines.append("")
-    lines.append(f"- kernel: {_kernel_line(data)}")
-    lines.append(f"- base: {kernel.get('base') or kernel.get('spec', '?')}")
+    lines.append(f"- kernel: {kernel.spec} ({kernel.release or 'release unknown'}), {kernel.arch}")
+    lines.append(f"- base: {kernel.base}")
     if series:
-        count = len(series.get("patches", []))
-        lines.append(f"- series: {series.get('spec')} ({count} patch{'es' if count != 1 else ''})")
-        for patch in series.get("patches", []):
-            lines.append(f"  - [{patch.get('number')}] {patch.get('subject')} ({patch.get('author')})")
+        lines.append(f"- series: {series.spec} ({_plural(len(series.patches), 'patch', 'patches')})")
+        for patch in series.patches:
+            lines.append(f"  - [{patch.number}] {patch.subject} ({patch.author})")
     else:
         lines.append("- series: none")
-    lines.append(f"- config profile: {kernel.get('profile', 'default')}")
-    plan = data.get("plan", {})
-    lines.append(f"- tests: plan '{plan.get('name')}' ({plan.get('description', '')}), "
-                 f"memory pressure: {data.get('pressure', 'none')}")
-    machine = data.get("machine", {})
-    if machine:
-        lines.append(f"- machine: QEMU {machine.get('accel', '')}, {machine.get('cpus')} vCPUs, "
-                     f"{machine.get('memory_mib')} MiB, GPU {machine.get('gpu')}")
-    lines.append(f"- verdict: {verdict.get('summary', '')}")
+    lines.append(f"- config profile: {kernel.profile}")
+    lines.append(f"- tests: plan '{report.plan.name}' ({report.plan.description}), "
+                 f"memory pressure: {report.pressure}")
+    machine = report.machine
+    lines.append(f"- machine: QEMU {machine.accel or ''} {machine.arch}, {machine.cpus} vCPUs, "
+                 f"{machine.memory_mib} MiB, GPU {machine.gpu}")
+    lines.append(f"- verdict: {report.decision.summary}")
     lines.append("")
-    for number, finding in enumerate(findings, 1):
-        status = finding.get("status", "new")
-        lines.append(f"## {number}. {finding['title']}" + ("" if status == "new" else f" ({status})"))
+    for number, judged in enumerate(verdict.findings, 1):
+        finding, status = judged.finding, str(judged.status)
+        lines.append(f"## {number}. {finding.title}" + ("" if status == "new" else f" ({status})"))
         lines.append("")
-        where = finding.get("test") or ("boot" if finding.get("attribution") == "boot" else "unknown")
-        lines.append(f"Triggered by: {where}" + (f" (by {finding['attribution']})" if finding.get("test") else ""))
-        if finding.get("also"):
-            lines.append(f"Also triggered by: {', '.join(finding['also'])}")
-        if finding.get("lock_chain"):
-            lines.append(f"Lock chain: {' -> '.join(finding['lock_chain'])}")
-        for group in finding.get("leak_groups", []):
-            lines.append(f"Leaked: {group['count']} object{'s' if group['count'] != 1 else ''}, "
-                         f"{group['total_bytes']} bytes, from {' <- '.join(group['frames'][:4])}")
-        if finding.get("count", 1) > 1:
-            lines.append(f"Seen {finding['count']} times.")
-        if finding.get("note"):
-            lines.append(f"Note: {finding['note']}")
+        where = judged.test or ("boot" if judged.attribution == "boot" else "unknown")
+        lines.append(f"Triggered by: {where}" + (f" (by {judged.attribution})" if judged.test else ""))
+        if judged.also:
+            lines.append(f"Also triggered by: {', '.join(judged.also)}")
+        if finding.lock_chain:
+            lines.append(f"Lock chain: {' -> '.join(finding.lock_chain)}")
+        for group in finding.leak_groups:
+            lines.append(f"Leaked: {_plural(group.count, 'object', 'objects')}, {group.total_bytes} bytes, "
+                         f"from {' <- '.join(group.frames[:4])}")
+        if judged.count > 1:
+            lines.append(f"Seen {judged.count} times.")
+        if judged.note:
+            lines.append(f"Note: {judged.note}")
         lines.append("")
-        lines.append(_indent(finding.get("report", "")))
+        lines.append(_indent(finding.report))
         lines.append("")
-    failing = [t for t in data.get("tests", []) if t["status"] in _FAILING]
-    expected = {e["test"] for e in verdict.get("expected_failures", [])}
-    unexpected = [t for t in failing if t["name"] not in expected]
+    unexpected = [t for t in verdict.tests if t.name in verdict.unexpected_failures]
     if unexpected:
         lines.append("## Failing tests")
         lines.append("")
         for test in unexpected:
-            lines.append(f"- {test['name']} ({test.get('driver') or 'any driver'}): {test['raw_status']}")
+            lines.append(f"- {test.name} ({test.driver or 'any driver'}): {test.raw_status}")
         lines.append("")
-    totals = verdict.get("totals") or data.get("totals", {})
+    totals = verdict.totals()
     if totals:
         lines.append("Test totals: " + ", ".join(f"{count} {status}" for status, count in totals.items()))
         lines.append("")
     lines.append("Reproduce with:")
     lines.append("")
-    lines.append(_indent(data.get("command", "rig run")))
+    lines.append(_indent(report.command or "rig run"))
     lines.append("")
     return "\n".join(lines)

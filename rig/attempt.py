@@ -1,0 +1,178 @@
+"""One attempt of a run: boot a fresh guest, run the plan's workloads under memory
+pressure, collect, stop; as one unit that always returns a frozen result.
+
+Whatever goes wrong inside (bad input found late, the host failing, the kernel dying or
+hanging, Ctrl-C or SIGTERM, the run's deadline, even a bug in rig) is caught at this
+boundary and recorded with the phase it happened in, next to everything gathered before
+it: the caller always has something to report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rig import collect
+from rig.errors import DeadlineExceeded, RigError
+from rig.guest_spec import GuestSpec
+from rig.image import GuestImage
+from rig.plan import Plan
+from rig.report.model import AttemptError, ErrorKind, Phase
+from rig.workloads import TestResult, WorkloadContext
+from rig.workloads.pressure import Pressure, PressureSession, Timeline
+
+log = logging.getLogger(__name__)
+
+# The kernel console goes to the GPU model's framebuffer (fb1; vkms, built in and probed
+# first, is fb0), so the screendump at the end shows the guest's last messages.
+FBCON_ON_GPU = "fbcon=map:1"
+# Time kept back from the workloads for collection (two kmemleak scans, copies) and reports.
+COLLECT_RESERVE_S = 240.0
+# The least a workload is given, even late in a run: less cannot even start igt_runner.
+MIN_WORKLOAD_BUDGET_S = 60.0
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class AttemptPlan:
+    """What every attempt of a run does: the same guest, plan and pressure each time."""
+
+    kernel: Path
+    image: GuestImage
+    guest: GuestSpec
+    plan: Plan
+    pressure: Pressure
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    """What one attempt gathered, and how it ended."""
+
+    number: int
+    directory: Path
+    tests: tuple[TestResult, ...]
+    timeline: Timeline | None
+    collected: collect.Collected
+    accel: str | None
+    durations: dict[str, float]  # phase -> seconds, for the phases it reached
+    error: AttemptError | None
+
+    @property
+    def vm_dir(self) -> Path:
+        return self.directory / "vm"
+
+
+@dataclass
+class _Progress:
+    """The attempt's state while it runs; frozen into an AttemptResult at the boundary."""
+
+    phase: Phase = Phase.BOOT
+    tests: list[TestResult] = field(default_factory=list)
+    timeline: Timeline | None = None
+    collected: collect.Collected | None = None
+    accel: str | None = None
+    durations: dict[str, float] = field(default_factory=dict)
+    phase_started: float = field(default_factory=time.monotonic)
+
+    def enter(self, phase: Phase) -> None:
+        self.end_phase()
+        self.phase = phase
+        self.phase_started = time.monotonic()
+
+    def end_phase(self) -> None:
+        self.durations[self.phase.value] = round(time.monotonic() - self.phase_started, 2)
+
+
+def run_attempt(number: int, what: AttemptPlan, directory: Path, *, deadline: float,
+                say: Say = lambda _: None) -> AttemptResult:
+    """Run one attempt until `deadline` (a time.monotonic() value); never raises RigError."""
+    from rig.vm import run_sync
+
+    progress = _Progress()
+    error: AttemptError | None = None
+    try:
+        run_sync(_in_guest(what, directory, progress, deadline, say))
+    except RigError as exc:
+        error = AttemptError.from_exception(exc, progress.phase)
+    except Exception as exc:  # a bug in rig: keep the attempt's material and report it as one
+        (directory / "rig-traceback.txt").write_text(traceback.format_exc())
+        log.exception("attempt %d", number)
+        error = AttemptError(ErrorKind.BUG, progress.phase, f"rig failed: {type(exc).__name__}: {exc}",
+                             hint="this is a bug in rig; report it with " + str(directory / "rig-traceback.txt"))
+    finally:
+        progress.end_phase()
+    collected = collect.after_guest(progress.collected, directory / "collect", directory / "vm" / "console.log",
+                                    directory / "vm" / "qmp-events.jsonl")
+    return AttemptResult(number, directory, tuple(progress.tests), progress.timeline, collected, progress.accel,
+                         dict(progress.durations), error)
+
+
+async def _in_guest(what: AttemptPlan, directory: Path, progress: _Progress, deadline: float, say: Say) -> None:
+    budget = deadline - time.monotonic()
+    try:
+        await asyncio.wait_for(_boot_and_work(what, directory, progress, deadline, say), budget)
+    except asyncio.TimeoutError:
+        raise DeadlineExceeded(f"the run's deadline was reached during {progress.phase.value}; the guest was stopped",
+                               hint="raise --deadline, or use a smaller --plan") from None
+
+
+async def _boot_and_work(what: AttemptPlan, directory: Path, progress: _Progress, deadline: float,
+                         say: Say) -> None:
+    from rig.vm import boot_guest
+    from rig.workloads.plan import workloads_for
+
+    guest = what.guest
+    if guest.gpu != "none" and not any(arg.startswith("fbcon=") for arg in guest.cmdline_extra):
+        guest = _with_cmdline(guest, FBCON_ON_GPU)
+    say(f"booting the guest ({guest.target.name}, {guest.gpu})")
+    async with boot_guest(what.kernel, what.image, directory / "vm", guest) as vm:
+        progress.accel = vm.accel
+        progress.enter(Phase.PREPARE)
+        say(f"guest ready in {progress.durations['boot']:.0f} s ({vm.accel}); running plan '{what.plan.name}' "
+            f"under pressure '{what.pressure.label}'")
+        workloads = workloads_for(what.plan)
+        for workload in workloads:
+            await workload.prepare(vm)
+        progress.enter(Phase.WORKLOADS)
+        t0 = time.monotonic()
+        quiet_since: float | None = None
+        session = PressureSession(vm, what.pressure, directory / "pressure", guest.memory_mib, t0)
+        try:
+            async with session:
+                for workload in workloads:
+                    session.note(workload.label)
+                    say(workload.label)
+                    budget = max(MIN_WORKLOAD_BUDGET_S, deadline - time.monotonic() - COLLECT_RESERVE_S)
+                    context = WorkloadContext(vm, directory, t0, budget, session.wrap, say)
+                    progress.tests += await workload.run(context)
+            quiet_since = time.monotonic()
+        finally:
+            progress.timeline = session.timeline
+        progress.enter(Phase.COLLECT)
+        # Lands on the guest's display too (the console is on its framebuffer).
+        await vm.kmsg(f"rig: {_tally(progress.tests)}; collecting reports")
+        say("collecting kmemleak, dmesg, lockdep state and a screendump")
+        progress.collected = await collect.from_guest(vm, directory / "collect",
+                                                      kmemleak=what.plan.kmemleak_scan != "off",
+                                                      quiet_since=quiet_since)
+        progress.enter(Phase.SHUTDOWN)
+
+
+def _with_cmdline(guest: GuestSpec, arg: str) -> GuestSpec:
+    import dataclasses
+
+    return dataclasses.replace(guest, cmdline_extra=(*guest.cmdline_extra, arg))
+
+
+def _tally(tests: list[TestResult]) -> str:
+    counts: dict[str, int] = {}
+    for test in tests:
+        counts[str(test.status)] = counts.get(str(test.status), 0) + 1
+    return f"{len(tests)} tests done (" + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + ")"
+

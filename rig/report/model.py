@@ -1,0 +1,360 @@
+"""The run report: one frozen, versioned value that every renderer reads.
+
+`RunReport.to_json()` is report.json; `RunReport.from_json()` loads it back, old schema
+versions included, so a report can be rendered again or used as a baseline later.
+`decide()` is the one place that turns a verdict and the attempts into an outcome, an
+exit code and the summary line: renderers print them, they never re-derive them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from rig.errors import DeadlineExceeded, InfraError, Interrupted, KernelError, RigError, UserError
+from rig.verdict import Verdict
+from rig.workloads.pressure import Timeline, timeline_from_json
+
+# 1: rig 0.x's untyped report (no attempt errors, no outcome); 2: this module.
+SCHEMA_VERSION = 2
+
+
+class Phase(StrEnum):
+    """Where in a run something happened."""
+
+    BUILD = "build"
+    IMAGE = "image"
+    BOOT = "boot"
+    PREPARE = "prepare"  # the workloads' checks in the booted guest
+    WORKLOADS = "workloads"
+    COLLECT = "collect"
+    SHUTDOWN = "shutdown"
+    REPORT = "report"
+
+
+class ErrorKind(StrEnum):
+    """Whose fault an error was; each kind has its exit code."""
+
+    USER = "user"
+    HOST = "host"
+    KERNEL = "kernel"
+    DEADLINE = "deadline"
+    INTERRUPT = "interrupt"
+    BUG = "bug"
+
+    @property
+    def exit_code(self) -> int:
+        return _EXIT_CODES[self]
+
+
+_EXIT_CODES = {ErrorKind.USER: UserError.exit_code, ErrorKind.HOST: InfraError.exit_code,
+               ErrorKind.KERNEL: KernelError.exit_code, ErrorKind.DEADLINE: DeadlineExceeded.exit_code,
+               ErrorKind.INTERRUPT: Interrupted.exit_code, ErrorKind.BUG: RigError.exit_code}
+# Most specific first: DeadlineExceeded and Interrupted are RigErrors too.
+_KINDS: tuple[tuple[type[RigError], ErrorKind], ...] = (
+    (DeadlineExceeded, ErrorKind.DEADLINE), (Interrupted, ErrorKind.INTERRUPT), (UserError, ErrorKind.USER),
+    (InfraError, ErrorKind.HOST), (KernelError, ErrorKind.KERNEL))
+
+
+@dataclass(frozen=True)
+class AttemptError:
+    """How an attempt ended early: whose fault, in which phase, and what to do."""
+
+    kind: ErrorKind
+    phase: Phase
+    message: str
+    hint: str | None = None
+    log: str | None = None
+
+    @classmethod
+    def from_exception(cls, exc: RigError, phase: Phase) -> AttemptError:
+        kind = next((kind for type_, kind in _KINDS if isinstance(exc, type_)), ErrorKind.BUG)
+        return cls(kind, phase, exc.message, exc.hint, str(exc.log) if exc.log else None)
+
+    @property
+    def headline(self) -> str:
+        return self.message.splitlines()[0] if self.message else self.kind.value
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind.value, "phase": self.phase.value, "message": self.message, "hint": self.hint,
+                "log": self.log, "exit_code": self.kind.exit_code}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> AttemptError:
+        return cls(ErrorKind(data["kind"]), Phase(data["phase"]), str(data["message"]), data.get("hint"),
+                   data.get("log"))
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """One guest run of the report: where its files are and how it ended."""
+
+    number: int
+    directory: str  # relative to the run directory
+    accel: str | None
+    durations: Mapping[str, float]  # phase -> seconds
+    error: AttemptError | None = None
+    host_fault: str | None = None  # a known emulator fault seen in this attempt (then retried)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"number": self.number, "directory": self.directory, "accel": self.accel,
+                "durations": dict(self.durations), "error": self.error.to_json() if self.error else None,
+                "host_fault": self.host_fault}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> AttemptRecord:
+        error = data.get("error")
+        if isinstance(error, str):  # schema 1 kept only the first line of the message
+            error = {"kind": "kernel", "phase": "workloads", "message": error}
+        durations = data.get("durations") or {key.removesuffix("_s"): value for key in ("boot_s", "workloads_s",
+                                                                                       "collect_s")
+                                              if (value := data.get(key)) is not None}
+        return cls(int(data["number"]), str(data.get("directory") or ""), data.get("accel"), dict(durations),
+                   AttemptError.from_json(error) if error else None, data.get("host_fault"))
+
+
+class Outcome(StrEnum):
+    PASS = "pass"
+    FAIL = "fail"  # new findings or unexpected test failures: the series broke something
+    KERNEL_PROBLEM = "kernel problem"  # the guest died or hung without a report rig could judge
+    HOST_PROBLEM = "host problem"
+    BAD_INPUT = "bad input"
+    INTERRUPTED = "interrupted"
+    RIG_BUG = "rig bug"
+
+
+_OUTCOME_OF_ERROR = {ErrorKind.USER: Outcome.BAD_INPUT, ErrorKind.HOST: Outcome.HOST_PROBLEM,
+                     ErrorKind.KERNEL: Outcome.KERNEL_PROBLEM, ErrorKind.DEADLINE: Outcome.KERNEL_PROBLEM,
+                     ErrorKind.INTERRUPT: Outcome.INTERRUPTED, ErrorKind.BUG: Outcome.RIG_BUG}
+
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: Outcome
+    exit_code: int
+    summary: str
+    reason: str = ""  # why, when it is not the verdict alone
+
+
+def decide(verdict: Verdict, attempts: Sequence[AttemptRecord]) -> Decision:
+    """The run's outcome, exit code and summary line: the only place they are decided.
+
+    The judged attempt is the last one. Ctrl-C and rig's own bugs win (the verdict is
+    incomplete); then new findings or unexpected failures (exit 1: what the developer came
+    for, even if the guest died afterwards); then how the attempt ended; then a known
+    emulator fault in every attempt (no verdict on the kernel); else a pass.
+    """
+    last = attempts[-1] if attempts else None
+    error = last.error if last else None
+    failed = bool(verdict.new_findings or verdict.unexpected_failures)
+    reason = ""
+    if error is not None and error.kind in (ErrorKind.INTERRUPT, ErrorKind.BUG):
+        outcome = _OUTCOME_OF_ERROR[error.kind]
+    elif failed:
+        outcome = Outcome.FAIL
+    elif error is not None:
+        outcome = _OUTCOME_OF_ERROR[error.kind]
+    elif last is not None and last.host_fault is not None:
+        outcome = Outcome.HOST_PROBLEM
+        reason = (f"every attempt hit a known emulator fault ({last.host_fault}): no verdict on the kernel")
+    elif last is None:
+        outcome, reason = Outcome.HOST_PROBLEM, "no attempt ran"
+    else:
+        outcome = Outcome.PASS
+    if error is not None:
+        reason = f"{error.headline} (during {error.phase.value}, attempt {last.number if last else '?'})"
+    exit_code = {Outcome.PASS: 0, Outcome.FAIL: 1, Outcome.KERNEL_PROBLEM: 1, Outcome.HOST_PROBLEM: 3,
+                 Outcome.BAD_INPUT: 2, Outcome.INTERRUPTED: 130, Outcome.RIG_BUG: 4}[outcome]
+    counts = _counts(verdict)
+    summary = f"{outcome.value.upper()}: " + (f"{reason}; " if reason else "") + counts
+    return Decision(outcome, exit_code, summary, reason)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _counts(verdict: Verdict) -> str:
+    parts = [_plural(len(verdict.new_findings), "new finding")]
+    if verdict.pre_existing:
+        parts.append(f"{len(verdict.pre_existing)} pre-existing")
+    if verdict.host_faults:
+        parts.append(_plural(len(verdict.host_faults), "host fault"))
+    parts.append(f"{_plural(len(verdict.tests), 'test')}, {_plural(len(verdict.unexpected_failures), 'unexpected failure')}")
+    if verdict.expected_failures:
+        parts.append(f"{len(verdict.expected_failures)} expected")
+    return ", ".join(parts)
+
+
+# ---------------------------------------------------------------- what was run
+
+
+@dataclass(frozen=True)
+class Patch:
+    number: int
+    subject: str
+    author: str
+
+
+@dataclass(frozen=True)
+class SeriesInfo:
+    spec: str
+    patches: tuple[Patch, ...]
+
+
+@dataclass(frozen=True)
+class KernelInfo:
+    spec: str  # --kernel, or the image given with --kernel-image
+    release: str | None
+    base: str  # what the series was applied on
+    profile: str
+    extra_configs: tuple[str, ...] = ()
+    image: str | None = None  # the booted kernel image, relative to the run directory when inside it
+    cache_hit: bool | None = None
+    arch: str = "x86_64"
+
+
+@dataclass(frozen=True)
+class PlanInfo:
+    name: str
+    source: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class MachineInfo:
+    arch: str
+    gpu: str
+    memory_mib: int
+    cpus: int
+    accel: str | None
+
+
+@dataclass(frozen=True)
+class Artifacts:
+    """Files of the judged attempt, relative to the run directory."""
+
+    console: str | None = None
+    dmesg: str | None = None
+    kmemleak: str | None = None
+    screendump: str | None = None
+    igt_results: str | None = None
+    tainted: int | None = None
+    taint_flags: str | None = None
+    lockdep_debug_locks: int | None = None
+    problems: tuple[str, ...] = ()  # what could not be collected, and why
+
+
+# ---------------------------------------------------------------- the report
+
+
+@dataclass(frozen=True)
+class RunReport:
+    rig_version: str
+    command: str
+    run_dir: Path
+    kernel: KernelInfo
+    series: SeriesInfo | None
+    plan: PlanInfo
+    pressure: str
+    machine: MachineInfo
+    verdict: Verdict
+    attempts: tuple[AttemptRecord, ...]
+    timeline: Timeline | None = None
+    artifacts: Artifacts = field(default_factory=Artifacts)
+    phases: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def decision(self) -> Decision:
+        return decide(self.verdict, self.attempts)
+
+    @property
+    def exit_code(self) -> int:
+        return self.decision.exit_code
+
+    @property
+    def error(self) -> AttemptError | None:
+        """How the judged (last) attempt ended early, if it did."""
+        return self.attempts[-1].error if self.attempts else None
+
+    def to_json(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        decision = self.decision
+        verdict = self.verdict.to_json()
+        verdict.update(exit_code=decision.exit_code, summary=decision.summary)
+        return {
+            "schema": SCHEMA_VERSION,
+            "rig_version": self.rig_version,
+            "command": self.command,
+            "run_dir": str(self.run_dir),
+            "exit_code": decision.exit_code,
+            "outcome": decision.outcome.value,
+            "summary": decision.summary,
+            "error": self.error.to_json() if self.error else None,
+            "kernel": {**asdict(self.kernel), "extra_configs": list(self.kernel.extra_configs)},
+            "series": ({"spec": self.series.spec, "patches": [asdict(p) for p in self.series.patches]}
+                       if self.series else None),
+            "plan": asdict(self.plan),
+            "pressure": self.pressure,
+            "machine": asdict(self.machine),
+            "verdict": verdict,
+            "findings": [f.to_json() for f in self.verdict.findings],
+            "tests": [t.to_json() for t in self.verdict.tests],
+            "totals": self.verdict.totals(),
+            "timeline": self.timeline.to_json() if self.timeline else None,
+            "attempts": [a.to_json() for a in self.attempts],
+            "artifacts": {**asdict(self.artifacts), "problems": list(self.artifacts.problems)},
+            "lockdep_debug_locks": self.artifacts.lockdep_debug_locks,
+            "phases": dict(self.phases),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RunReport:
+        """A report.json of any schema version back into a RunReport."""
+        from rig.verdict import verdict_from_json
+
+        schema = int(data.get("schema", 1))
+        if schema > SCHEMA_VERSION:
+            raise UserError(f"this report.json has schema {schema}, newer than this rig understands "
+                            f"({SCHEMA_VERSION})", hint="upgrade rig to read it")
+        kernel = dict(data.get("kernel") or {})
+        machine = dict(data.get("machine") or {})
+        series = data.get("series")
+        artifacts = dict(data.get("artifacts") or {})
+        collected = dict(data.get("collected") or {})  # schema 1 kept taint and problems here
+        timeline = data.get("timeline")
+        return cls(
+            rig_version=str(data.get("rig_version", "")),
+            command=str(data.get("command", "")),
+            run_dir=Path(str(data.get("run_dir", "."))),
+            kernel=KernelInfo(
+                spec=str(kernel.get("spec", "")), release=kernel.get("release"),
+                base=str(kernel.get("base") or kernel.get("spec", "")), profile=str(kernel.get("profile", "default")),
+                extra_configs=tuple(kernel.get("extra_configs") or ()),
+                image=kernel.get("image", kernel.get("bzimage")), cache_hit=kernel.get("cache_hit"),
+                arch=str(kernel.get("arch", machine.get("arch", "x86_64")))),
+            series=(SeriesInfo(str(series.get("spec", "")),
+                               tuple(Patch(int(p["number"]), str(p.get("subject", "")), str(p.get("author", "")))
+                                     for p in series.get("patches", [])))
+                    if series else None),
+            plan=PlanInfo(**{k: str(v) for k, v in (data.get("plan") or {"name": "?", "source": "?"}).items()
+                             if k in ("name", "source", "description")}),
+            pressure=str(data.get("pressure", "")),
+            machine=MachineInfo(str(machine.get("arch", "x86_64")), str(machine.get("gpu", "")),
+                                int(machine.get("memory_mib", 0)), int(machine.get("cpus", 0)), machine.get("accel")),
+            verdict=verdict_from_json(data),
+            attempts=tuple(AttemptRecord.from_json(a) for a in data.get("attempts") or ()),
+            timeline=timeline_from_json(timeline) if timeline else None,
+            artifacts=Artifacts(
+                console=artifacts.get("console"), dmesg=artifacts.get("dmesg"), kmemleak=artifacts.get("kmemleak"),
+                screendump=artifacts.get("screendump"), igt_results=artifacts.get("igt_results"),
+                tainted=artifacts.get("tainted", collected.get("tainted")),
+                taint_flags=artifacts.get("taint_flags", collected.get("taint_flags")),
+                lockdep_debug_locks=data.get("lockdep_debug_locks"),
+                problems=tuple(artifacts.get("problems", collected.get("problems")) or ())),
+            phases=dict(data.get("phases") or {}),
+        )
