@@ -1,0 +1,93 @@
+"""`rig run` when the guest or QEMU dies mid-plan, for real: the report is written, the
+exit code says whose fault it was, and the summary says what happened in which phase."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent.parent
+PLANS = REPO / "tests" / "data" / "plans"
+
+
+def _kernel_image(kernel) -> Path:  # BuildArtifacts
+    return Path(getattr(kernel, "kernel_image", None) or kernel.bzimage)
+
+
+def _qemu_pids(marker: Path) -> list[int]:
+    """QEMU processes whose command line names a path under `marker`."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and b"qemu-system" in argv[0] and any(str(marker).encode() in arg for arg in argv):
+            pids.append(int(entry.name))
+    return pids
+
+
+def _start(out: Path, *args: str) -> tuple[subprocess.Popen[str], list[str]]:
+    proc = subprocess.Popen([sys.executable, "-m", "rig", "run", "--out", str(out), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    lines: list[str] = []
+
+    def read() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.append(line)
+
+    threading.Thread(target=read, daemon=True).start()
+    return proc, lines
+
+
+def test_qemu_killed_from_outside_after_boot_is_a_host_problem_with_a_report(kernel_6_1, guest_image,
+                                                                             tmp_path: Path) -> None:
+    out = tmp_path / "killed"
+    proc, lines = _start(out, "--bzimage", str(_kernel_image(kernel_6_1)),
+                         "--plan", str(PLANS / "wait.toml"), "--pressure", "none")
+    deadline = time.monotonic() + 900
+    while not any("running plan" in line for line in lines):  # the guest is up, the workloads begin
+        assert proc.poll() is None, "".join(lines)[-3000:]
+        assert time.monotonic() < deadline, "".join(lines)[-3000:]
+        time.sleep(0.5)
+    time.sleep(5)  # well inside the script's two minutes
+    pids = _qemu_pids(out)
+    assert len(pids) == 1, pids
+    os.kill(pids[0], signal.SIGKILL)
+    stdout, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 3, stdout[-2000:] + "".join(lines)[-3000:]
+    data = json.loads((out / "report.json").read_text())
+    assert data["exit_code"] == 3 and data["outcome"] == "host problem"
+    assert data["error"]["kind"] == "host" and data["error"]["phase"] == "workloads"
+    assert "killed by signal 9" in data["error"]["message"]
+    assert data["summary"].startswith("HOST PROBLEM:") and "during workloads" in data["summary"]
+    markdown = (out / "report.md").read_text()
+    assert "ended early during workloads" in markdown and "killed by signal 9" in markdown
+    assert (out / "attempt-1" / "collect" / "console.log").is_file()
+    assert not _qemu_pids(out)
+
+
+def test_a_guest_that_dies_mid_plan_fails_the_run_and_says_so(kernel_6_1, guest_image, tmp_path: Path) -> None:
+    out = tmp_path / "panic"
+    done = subprocess.run([sys.executable, "-m", "rig", "run", "--quiet", "--out", str(out),
+                           "--bzimage", str(_kernel_image(kernel_6_1)), "--plan", str(PLANS / "panic.toml"),
+                           "--pressure", "none"], capture_output=True, text=True, timeout=1200, cwd=REPO)
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
+    data = json.loads((out / "report.json").read_text())
+    # exit 1 either way: the panic is a finding of its own (FAIL) or, unparsed, a kernel problem
+    assert data["outcome"] in ("fail", "kernel problem") and not data["summary"].startswith("PASS")
+    assert "panicked" in data["summary"] and "during workloads" in data["summary"]
+    assert data["error"]["kind"] == "kernel" and data["error"]["phase"] == "workloads"
+    # the workload that ran before the crash is kept, and the panic is a finding from the console
+    assert {t["name"]: t["status"] for t in data["tests"]}.get("script:first") == "pass"
+    assert any("sysrq" in f["title"].lower() or f["kind"] in ("panic", "bug", "oops") for f in data["findings"])
+    assert not _qemu_pids(out)
