@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 RIG = REPO / ".venv" / "bin" / "rig"
 AIM = 0.80
-PHASES = ("build", "image", "boot", "workloads", "collect", "report")
+PHASES = ("build", "image", "boot", "workloads", "collect", "shutdown", "report")
 
 
 def one_run(args: argparse.Namespace, out: Path) -> tuple[float, dict[str, float], int]:

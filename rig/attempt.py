@@ -133,14 +133,13 @@ async def _boot_and_work(what: AttemptPlan, directory: Path, progress: _Progress
     say(f"booting the guest ({guest.target.name}, {guest.gpu})")
     async with boot_guest(what.kernel, what.image, directory / "vm", guest) as vm:
         progress.accel = vm.accel
-        progress.enter(Phase.PREPARE)
+        progress.enter(Phase.WORKLOADS)  # preparing them (checks in the guest) is part of the workloads
         say(f"guest ready in {progress.durations['boot']:.0f} s ({vm.accel}); running plan '{what.plan.name}' "
             f"under pressure '{what.pressure.label}'")
+        t0 = time.monotonic()
         workloads = workloads_for(what.plan)
         for workload in workloads:
             await workload.prepare(vm)
-        progress.enter(Phase.WORKLOADS)
-        t0 = time.monotonic()
         quiet_since: float | None = None
         session = PressureSession(vm, what.pressure, directory / "pressure", guest.memory_mib, t0)
         try:

@@ -28,7 +28,6 @@ class Phase(StrEnum):
     BUILD = "build"
     IMAGE = "image"
     BOOT = "boot"
-    PREPARE = "prepare"  # the workloads' checks in the booted guest
     WORKLOADS = "workloads"
     COLLECT = "collect"
     SHUTDOWN = "shutdown"
