@@ -152,3 +152,20 @@ def test_the_test_series_read_as_rig_reads_them(name: str, patches: int, tmp_pat
     assert expected["exit_code"] == (0 if name == "harmless" else 1)
     for finding in expected.get("finding", []):
         assert finding["title"] and finding["test"] and finding["kind"]
+
+
+@pytest.mark.parametrize("bad", [["--cpus", "0"], ["--append", "a b"], ["--gpu", "bochs", "--arch", "arm64"]])
+def test_bad_machine_options_stop_rig_run_before_anything_is_built(bad: list[str], monkeypatch, capsys,
+                                                                    tmp_path: Path) -> None:
+    import rig.pipeline
+    from rig.cli import main
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("rig run started work before checking its options")
+
+    monkeypatch.setattr(rig.pipeline, "build", must_not_run)
+    monkeypatch.setattr(rig.pipeline, "ensure_image", must_not_run)
+    assert main(["run", "--out", str(tmp_path / "out"), *bad]) == 2
+    err = capsys.readouterr().err
+    assert bad[0] in err and "what to do" in err
+    assert not (tmp_path / "out").exists()
