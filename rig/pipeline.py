@@ -18,18 +18,16 @@ from pathlib import Path
 from typing import Any
 
 from rig import __version__, collect
+from rig.analysis import Analysis, RawMaterial, analyse, igt_kmemleak_reports
 from rig.build import BuildArtifacts, BuildRequest, build
 from rig.errors import InfraError, Interrupted, KernelError, RigError
 from rig.image import GuestImage, ensure_image
 from rig.plan import Plan
 from rig.report import write_all
 from rig.rundir import write_metadata
-from rig.splat import parse_log
-from rig.splat.model import Finding
-from rig.verdict import Baseline, Verdict, host_fault_of, judge
+from rig.verdict import Baseline, Verdict, judge
 from rig.workloads import TestResult
 from rig.workloads import igt as igt_workload
-from rig.workloads import kunit as kunit_workload
 from rig.workloads.pressure import Pressure, PressureSession, Timeline
 from rig.workloads.script import run_script
 
@@ -78,6 +76,7 @@ class _Attempt:
     accel: str = ""
     error: RigError | None = None
     host_fault: str | None = None
+    analysis: Analysis | None = None
 
     @property
     def vm_dir(self) -> Path:
@@ -131,7 +130,7 @@ class Pipeline:
                     raise InfraError(f"the run's deadline ({self.spec.deadline_s:.0f} s) left no time for the guest",
                                      hint="raise --deadline")
                 run_sync(self._guest(attempt, kernel, image))
-                attempt.host_fault = self._host_fault(attempt)
+                attempt.host_fault = self._analysis(attempt).host_fault
                 if attempt.host_fault is None or number > self.spec.retries:
                     break
                 self.say(f"host fault in attempt {number} ({attempt.host_fault}); retrying in a fresh guest")
@@ -241,42 +240,24 @@ class Pipeline:
 
     # ------------------------------------------------------------ judging
 
-    @staticmethod
-    def _console_text(attempt: _Attempt) -> str:
-        collected = attempt.collected
-        if collected is None or collected.console is None:
-            return ""
-        return collected.console.read_bytes().decode(errors="replace")
-
-    def _findings(self, attempt: _Attempt) -> dict[str, list[Finding]]:
-        collected = attempt.collected
-        sources: dict[str, list[Finding]] = {"console": parse_log(self._console_text(attempt))}
-        if collected is not None and collected.kmemleak is not None:
-            sources["kmemleak"] = parse_log(collected.kmemleak.read_bytes())
-        for group_dir in sorted((attempt.directory / "igt").glob("group-*/results")):
-            # kmemleak=each: igt_runner saved a report after each test.
-            for path in sorted(group_dir.rglob("kmemleak.txt")):
-                sources.setdefault("kmemleak", []).extend(parse_log(path.read_bytes()))
-        if collected is not None and collected.dmesg is not None:
-            sources["dmesg"] = parse_log(collected.dmesg.read_bytes())
-        return sources
-
-    def _host_fault(self, attempt: _Attempt) -> str | None:
-        for finding in parse_log(self._console_text(attempt)):
-            fault = host_fault_of(finding)
-            if fault is not None:
-                return fault.name
-        return None
+    def _analysis(self, attempt: _Attempt) -> Analysis:
+        if attempt.analysis is None:
+            collected = attempt.collected
+            kmemleak = (collected.kmemleak,) if collected is not None and collected.kmemleak is not None else ()
+            raw = RawMaterial(console=collected.console if collected else None,
+                              dmesg=collected.dmesg if collected else None,
+                              kmemleak=kmemleak + igt_kmemleak_reports(attempt.directory / "igt"),
+                              tests=tuple(attempt.tests),
+                              lockdep_stats=collected.lockdep_stats if collected else None)
+            attempt.analysis = analyse(raw, self.spec.plan)
+        return attempt.analysis
 
     def _report(self, attempt: _Attempt) -> RunOutcome:
         started = time.monotonic()
         problems: list[str] = []
         if attempt.error is not None:
             problems.append(attempt.error.message.splitlines()[0])
-        tests = list(attempt.tests)
-        console = self._console_text(attempt)
-        tests += kunit_workload.results_from_console(console, self.spec.plan.kunit_suites)
-        verdict = judge(self._findings(attempt), console, tests, self.spec.plan, baseline=self.spec.baseline,
+        verdict = judge(self._analysis(attempt), self.spec.plan, baseline=self.spec.baseline,
                         problems=problems + list(attempt.collected.problems if attempt.collected else ()))
         data = self._data(attempt, verdict)
         self.phases["report"] = time.monotonic() - started
@@ -353,8 +334,7 @@ class Pipeline:
                 "screendump": rel(collected.screendump) if collected else None,
                 "igt_results": rel(attempt.directory / "igt"),
             },
-            "lockdep_debug_locks": (collect.lockdep_debug_locks(collected.lockdep_stats.read_text())
-                                    if collected and collected.lockdep_stats else None),
+            "lockdep_debug_locks": self._analysis(attempt).debug_locks,
         }
 
 
