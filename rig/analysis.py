@@ -27,6 +27,7 @@ from rig.splat.attribution import Placement, TestSpan, attribute, log_test_spans
 from rig.splat.ktap import parse_ktap
 from rig.splat.model import Finding, Source
 from rig.splat.text import decode
+from rig.workloads.kunit import results_from_console
 
 # ------------------------------------------------------------------ host faults
 
@@ -188,6 +189,4 @@ def _kunit_from_console(tests: tuple[TestResult, ...], console: str, plan: Plan)
     as a workload: once the workloads' results have any KUnit case, this adds nothing."""
     if not plan.kunit_suites or any(t.kind is TestKind.KUNIT for t in tests):
         return ()
-    from rig.workloads.kunit import results_from_console  # the workload's map of KTAP results
-
     return tuple(results_from_console(console, plan.kunit_suites))

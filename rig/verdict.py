@@ -12,6 +12,7 @@ the rest. Only new findings and unexpected failures fail a run.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -175,7 +176,7 @@ class Verdict:
 
 
 def judge(analysis: Analysis, plan: Plan, *, baseline: Baseline | None = None,
-          problems: tuple[str, ...] | list[str] = ()) -> Verdict:
+          problems: Iterable[str] = ()) -> Verdict:
     """Classify an attempt's findings and tests: the whole verdict of one run.
     `problems` are what went wrong with the run itself (the analysis adds its own)."""
     judged: list[JudgedFinding] = []

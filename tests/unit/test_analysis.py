@@ -14,6 +14,7 @@ from rig.results import TestName, TestResult, TestStatus
 from rig.splat.attribution import Placement
 from rig.splat.model import Source
 from rig.verdict import HOST_FAULT, NEW, judge
+from tests.unit.test_pipeline import INT3_CONSOLE  # a real MTTCG fault
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "run"
 PLAN = load_plan("default")
@@ -126,20 +127,6 @@ def test_dmesg_counts_only_when_the_console_has_nothing(tmp_path: Path) -> None:
     assert finding.source is Source.DMESG
     lockdep_console = DATA / "console-lockdep.log"
     assert [f.source for f in _analyse(lockdep_console, dmesg=dmesg).findings] == [Source.CONSOLE]
-
-
-INT3_CONSOLE = """\
-[    9.101000][    T1] random: crng init done
-[    9.102000][  T150] int3: 0000 [#1] PREEMPT SMP NOPTI
-[    9.102100][  T150] CPU: 1 PID: 150 Comm: sshd Not tainted 6.1.176 #1
-[    9.102300][  T150] RIP: 0010:__x64_sys_getrandom+0x1/0x90
-[    9.102600][  T150] Call Trace:
-[    9.102700][  T150]  <TASK>
-[    9.102800][  T150]  do_syscall_64+0x38/0x90
-[    9.102900][  T150]  entry_SYSCALL_64_after_hwframe+0x63/0xcd
-[    9.103000][  T150]  </TASK>
-[    9.103100][  T150] ---[ end trace 0000000000000000 ]---
-"""
 
 
 def test_int3_in_getrandom_is_a_host_fault_of_the_attempt(tmp_path: Path) -> None:

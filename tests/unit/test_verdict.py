@@ -33,7 +33,7 @@ def _analysed(finding: Finding, **more: object) -> AnalysedFinding:
 def test_a_host_fault_is_not_a_finding_of_the_series() -> None:
     fault = _analysed(_finding("int3 in __x64_sys_getrandom"), host_fault=KNOWN_HOST_FAULTS[0])
     verdict = judge(_analysis(fault), PLAN)
-    assert verdict.findings[0].status is FindingStatus.HOST_FAULT and verdict.exit_code == 0
+    assert verdict.findings[0].status is HOST_FAULT is FindingStatus.HOST_FAULT and verdict.exit_code == 0
     assert verdict.findings[0].note == KNOWN_HOST_FAULTS[0].explanation
     assert verdict.summary() == "PASS: 0 new findings, 1 host fault, 0 tests, 0 unexpected failures"
 
