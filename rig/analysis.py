@@ -15,6 +15,7 @@ nothing here decides pass or fail.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,17 +170,19 @@ def _analysed(finding: Finding, source: Source, count: int, spans: tuple[TestSpa
 
 # The validator's banner at boot: without it the kernel has no lockdep.
 _LOCKDEP_BANNER = "Lock dependency validator:"
-_LOCKDEP_OFF = "turning off the locking correctness validator"
-# Reports that clear debug_locks: lockdep's own (it stops after its first), and the ones
-# that go through oops_enter() or panic(), which call debug_locks_off().
-_DEBUG_LOCKS_OFF_KINDS = frozenset({"lockdep", "oops", "gpf", "panic"})
+# What turns debug_locks off, as the console shows it: lockdep's own reports (it stops
+# after its first) and its "turning off" notes; die(), whose header ends in the error
+# code and the oops count ("Oops: 0002 [#1]", "invalid opcode: 0000 [#1]", arm64's
+# "Internal error: Oops: 0000000096000005 [#1]"), and panic(): both call debug_locks_off().
+_DEBUG_LOCKS_OFF = re.compile(r"turning off the locking correctness validator|: [0-9a-f]+ \[#\d+\]|"
+                              r"Kernel panic - not syncing")
 
 
 def _debug_locks_from_console(console: str, findings: list[Finding]) -> int | None:
     """What /proc/lockdep_stats would have said, when it could not be read."""
     if _LOCKDEP_BANNER not in console:
         return None
-    if _LOCKDEP_OFF in console or any(f.kind in _DEBUG_LOCKS_OFF_KINDS for f in findings):
+    if any(f.kind == "lockdep" for f in findings) or _DEBUG_LOCKS_OFF.search(console):
         return 0
     return 1
 

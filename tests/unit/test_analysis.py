@@ -194,3 +194,19 @@ def test_test_name_parts_and_results() -> None:
     assert result.test_name == TestName.parse("kunit:drm_mm.drm_test_mm_init") and result.failing
     with pytest.raises(ValueError):
         TestResult("x", "igt", "broken", "?", None)  # a status outside the enum is a bug in a workload
+
+
+@pytest.mark.parametrize("line, debug_locks", [
+    ("[   20.0][  T70] BUG: kernel NULL pointer dereference, address: 0000000000000008\n"
+     "[   20.0][  T70] #PF: supervisor read access in kernel mode\n[   20.0][  T70] Oops: 0000 [#1] PREEMPT SMP\n", 0),
+    ("[   20.0][  T70] invalid opcode: 0000 [#1] PREEMPT SMP NOPTI\n", 0),
+    ("[   20.0][  T70] Kernel panic - not syncing: hung_task: blocked tasks\n", 0),
+    ("[   20.0][  T70] BUG: MAX_LOCKDEP_KEYS too low!\n[   20.0][  T70] turning off the locking correctness validator.\n",
+     0),
+    ("[   20.0][  T70] rig: start script:dri-clients\n", 1),
+])
+def test_debug_locks_read_from_the_console(tmp_path: Path, line: str, debug_locks: int) -> None:
+    console = tmp_path / "console.log"
+    banner = "[    0.0][    T0] Lock dependency validator: Copyright (c) 2006 Red Hat, Inc., Ingo Molnar\n"
+    console.write_text(banner + line)
+    assert _analyse(console).debug_locks == debug_locks
