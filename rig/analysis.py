@@ -119,22 +119,21 @@ def analyse(raw: RawMaterial, plan: Plan) -> Analysis:
     console = decode(console_bytes or b"")
     ktap = parse_ktap(console)
     spans = tuple(log_test_spans(console, ktap=ktap))
-    by_source: dict[Source, list[Finding]] = {
-        Source.CONSOLE: parse_log(console_bytes) if console_bytes else [],
-        Source.KMEMLEAK: [f for path in raw.kmemleak for f in parse_log(_read(path, "kmemleak report", problems)
-                                                                            or b"")],
-        # dmesg is the same kernel log read over SSH: it only counts when the console
-        # (which survives a panic, and has every line) has nothing.
-        Source.DMESG: parse_log(_read(raw.dmesg, "dmesg", problems) or b""),
-    }
-    ordered = [(f, s) for s in (Source.CONSOLE, Source.KMEMLEAK, Source.DMESG) for f in by_source[s]
-               if not (s is Source.DMESG and by_source[Source.CONSOLE])]
+    console_findings = parse_log(console_bytes) if console_bytes else []
+    kmemleak_findings = [f for path in raw.kmemleak
+                         for f in parse_log(_read(path, "kmemleak report", problems) or b"")]
+    # dmesg is the same kernel log read over SSH: it only counts when the console (which
+    # survives a panic, and has every line) has nothing.
+    dmesg_findings = [] if console_findings else parse_log(_read(raw.dmesg, "dmesg", problems) or b"")
+    ordered = ([(f, Source.CONSOLE) for f in console_findings] + [(f, Source.KMEMLEAK) for f in kmemleak_findings]
+               + [(f, Source.DMESG) for f in dmesg_findings])
     findings = tuple(_analysed(finding, source, count, spans) for finding, source, count in _dedupe(ordered))
     host_fault = next((f.host_fault.name for f in findings if f.host_fault is not None), None)
     stats = _read(raw.lockdep_stats, "lockdep_stats", problems)
     debug_locks = (lockdep_debug_locks(decode(stats)) if stats is not None
-                   else _debug_locks_from_console(console, by_source[Source.CONSOLE]))
-    tests = raw.tests + _kunit_from_console(raw.tests, console, plan)
+                   else _debug_locks_from_console(console, console_findings))
+    tests = tuple(raw.tests)
+    tests += _kunit_from_console(tests, console, plan)
     return Analysis(findings, spans, tests, host_fault, debug_locks, tuple(problems))
 
 
