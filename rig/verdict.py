@@ -1,112 +1,42 @@
 """The verdict: which findings are the series' doing, which tests failed unexpectedly.
 
-Each finding is attributed to the test that was running when it appeared: IGT writes
-"[IGT] <binary>: starting subtest <name>" to the kernel log, and with printk caller ids
-every line says which task printed it, so a report printed by (or a kmemleak object
-allocated by) a test's process names that test; otherwise the last test started before
-the report is taken. Known host faults (emulator trouble, not kernel bugs) are marked
-and make the pipeline retry. Findings that the base kernel shows too are pre-existing.
+    judge(analysis, plan, *, baseline=None, problems=()) -> Verdict
+
+rig.analysis has already read the attempt once: each finding comes with its test (see
+rig.splat.attribution) and, when it is an emulator's fault rather than the kernel's, the
+known host fault it is. The verdict classifies each finding (a host fault, one the base
+kernel shows too, or new) and sorts the failing tests into those the plan expects and
+the rest. Only new findings and unexpected failures fail a run.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from rig.analysis import KNOWN_HOST_FAULTS, AnalysedFinding, Analysis, HostFault, host_fault_of
 from rig.errors import UserError
 from rig.plan import Plan
-from rig.splat.attribution import TestSpan, log_test_spans, running_test, started_by
+from rig.results import TestResult
 from rig.splat.model import Finding
-from rig.workloads import TestResult
 
-NEW, PRE_EXISTING, HOST_FAULT = "new", "pre-existing", "host-fault"
-
-_KMEMLEAK_PID_RE = re.compile(r'comm "(?P<comm>[^"]*)", pid (?P<pid>\d+)')
+__all__ = ["HOST_FAULT", "KNOWN_HOST_FAULTS", "NEW", "PRE_EXISTING", "Baseline", "FindingStatus", "HostFault",
+           "JudgedFinding", "Verdict", "baseline_from_report", "host_fault_of", "judge", "load_baseline"]
 
 
-def _span_name(span: TestSpan) -> str:
-    if span.framework == "igt":
-        return span.name.removeprefix("igt@")
-    return f"kunit:{span.name}" if span.framework == "kunit" else span.name
+class FindingStatus(StrEnum):
+    """report.json's findings[].status."""
+
+    NEW = "new"
+    PRE_EXISTING = "pre-existing"
+    HOST_FAULT = "host-fault"
 
 
-def _last_test_of_pid(spans: list[TestSpan], pid: str) -> str | None:
-    """The last IGT subtest the task started, else the last binary or script it started."""
-    names = [_span_name(s) for s in started_by(spans, f"T{pid}")]
-    subtests = [n for n in names if "@" in n]
-    return (subtests or names or [None])[-1]
-
-
-def leak_tests(finding: Finding, spans: list[TestSpan]) -> tuple[str, ...]:
-    """Every test whose process allocated one of a kmemleak finding's objects, in order."""
-    tests: dict[str, None] = {}
-    for match in _KMEMLEAK_PID_RE.finditer(finding.report):
-        test = _last_test_of_pid(spans, match["pid"])
-        if test:
-            tests.setdefault(test, None)
-    return tuple(tests)
-
-
-def attribute(finding: Finding, spans: list[TestSpan], source: str) -> tuple[str | None, str]:
-    """(test, how): how is "pid", "time", "boot" or "unknown".
-
-    `spans` come from the console log: only console findings can be placed by their
-    offset in it; a kmemleak or dmesg finding is placed by the task that printed or
-    allocated it."""
-    if source == "kmemleak":
-        tests = leak_tests(finding, spans)
-        return (tests[0], "pid") if tests else (None, "unknown")
-    if finding.caller.startswith("T"):
-        # the last test the reporting task started: a report it printed belongs to it,
-        # even after that test's own end line (its teardown still runs)
-        mine = started_by(spans, finding.caller, before=finding.start if source == "console" else None)
-        if mine:
-            return _span_name(mine[-1]), "pid"
-    if source != "console":
-        return None, "unknown"
-    span = running_test(spans, offset=finding.start)
-    if span is not None:
-        return _span_name(span), "time"
-    if not any(s.start < finding.start for s in spans if s.framework != "kunit"):
-        return None, "boot"
-    return None, "unknown"
-
-
-# ------------------------------------------------------------------ host faults
-
-
-@dataclass(frozen=True)
-class HostFault:
-    name: str
-    explanation: str
-
-    def matches(self, finding: Finding) -> bool:
-        raise NotImplementedError
-
-
-@dataclass(frozen=True)
-class _Int3InGetrandom(HostFault):
-    def matches(self, finding: Finding) -> bool:
-        text = finding.report
-        return ("int3" in finding.title or "int3:" in text) and (
-            "getrandom" in text or any("getrandom" in f for f in finding.frames))
-
-
-# Seen under multi-threaded TCG: a static key patched right after "crng init done" makes
-# a vCPU execute a half-written instruction (cross-modifying code), an emulator fault.
-KNOWN_HOST_FAULTS: tuple[HostFault, ...] = (
-    _Int3InGetrandom("mttcg-int3-getrandom",
-                     "int3 in __x64_sys_getrandom right after crng init: QEMU multi-threaded TCG executing "
-                     "code while a static key is patched; not a kernel bug. rig retries the run."),
-)
-
-
-def host_fault_of(finding: Finding) -> HostFault | None:
-    return next((fault for fault in KNOWN_HOST_FAULTS if fault.matches(finding)), None)
+NEW, PRE_EXISTING, HOST_FAULT = FindingStatus.NEW, FindingStatus.PRE_EXISTING, FindingStatus.HOST_FAULT
 
 
 # ------------------------------------------------------------------ baseline
@@ -155,18 +85,37 @@ def load_baseline(path: Path) -> Baseline:
 
 @dataclass(frozen=True)
 class JudgedFinding:
-    finding: Finding
-    source: str  # "console", "kmemleak", "dmesg"
-    test: str | None
-    attribution: str  # "pid", "time", "boot", "unknown"
-    status: str  # NEW, PRE_EXISTING, HOST_FAULT
+    analysed: AnalysedFinding
+    status: FindingStatus
     note: str = ""
-    count: int = 1  # the same report (same signature) seen this many times
-    also: tuple[str, ...] = ()  # other tests the same report came from (kmemleak objects of several tests)
+
+    @property
+    def finding(self) -> Finding:
+        return self.analysed.finding
+
+    @property
+    def source(self) -> str:  # "console", "kmemleak", "dmesg"
+        return str(self.analysed.source)
+
+    @property
+    def test(self) -> str | None:
+        return str(self.analysed.test) if self.analysed.test is not None else None
+
+    @property
+    def attribution(self) -> str:  # "pid", "time", "boot", "unknown"
+        return str(self.analysed.placement)
+
+    @property
+    def count(self) -> int:
+        return self.analysed.count
+
+    @property
+    def also(self) -> tuple[str, ...]:
+        return tuple(str(t) for t in self.analysed.also)
 
     def to_json(self) -> dict[str, Any]:
         data = self.finding.to_json()
-        data.update(source=self.source, test=self.test, attribution=self.attribution, status=self.status,
+        data.update(source=self.source, test=self.test, attribution=self.attribution, status=str(self.status),
                     note=self.note, count=self.count, also=list(self.also))
         return data
 
@@ -195,7 +144,7 @@ class Verdict:
     def totals(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for test in self.tests:
-            counts[test.status] = counts.get(test.status, 0) + 1
+            counts[str(test.status)] = counts.get(str(test.status), 0) + 1
         return dict(sorted(counts.items()))
 
     def summary(self) -> str:
@@ -226,56 +175,22 @@ class Verdict:
         }
 
 
-def _dedupe(findings: Iterable[tuple[Finding, str]]) -> list[tuple[Finding, str, int]]:
-    seen: dict[str, int] = {}
-    out: list[tuple[Finding, str, int]] = []
-    for finding, source in findings:
-        key = finding.signature or finding.title
-        if key in seen:
-            f, s, n = out[seen[key]]
-            out[seen[key]] = (f, s, n + 1)
-            continue
-        seen[key] = len(out)
-        out.append((finding, source, 1))
-    return out
-
-
-def judge(
-    sources: dict[str, list[Finding]],
-    console_text: str,
-    tests: Iterable[TestResult],
-    plan: Plan,
-    *,
-    baseline: Baseline | None = None,
-    problems: Iterable[str] = (),
-) -> Verdict:
-    """Attribute, classify and count: the whole verdict of one run.
-
-    `sources` maps where findings came from ("console", "kmemleak", "dmesg") to what the
-    parser found there; dmesg only counts when the console had nothing (they overlap).
-    """
-    spans = log_test_spans(console_text)
-    ordered: list[tuple[Finding, str]] = []
-    for source in ("console", "kmemleak", "dmesg"):
-        if source == "dmesg" and sources.get("console"):
-            continue
-        ordered += [(f, source) for f in sources.get(source, [])]
+def judge(analysis: Analysis, plan: Plan, *, baseline: Baseline | None = None,
+          problems: Iterable[str] = ()) -> Verdict:
+    """Classify an attempt's findings and tests: the whole verdict of one run.
+    `problems` are what went wrong with the run itself (the analysis adds its own)."""
     judged: list[JudgedFinding] = []
-    for finding, source, count in _dedupe(ordered):
-        test, how = attribute(finding, spans, source)
-        fault = host_fault_of(finding)
-        if fault is not None:
-            status, note = HOST_FAULT, fault.explanation
-        elif baseline is not None and baseline.has(finding):
-            status, note = PRE_EXISTING, f"also seen on the base kernel ({baseline.kernel_release})"
+    for analysed in analysis.findings:
+        if analysed.host_fault is not None:
+            judged.append(JudgedFinding(analysed, HOST_FAULT, analysed.host_fault.explanation))
+        elif baseline is not None and baseline.has(analysed.finding):
+            judged.append(JudgedFinding(analysed, PRE_EXISTING,
+                                        f"also seen on the base kernel ({baseline.kernel_release})"))
         else:
-            status, note = NEW, ""
-        also = leak_tests(finding, spans)[1:] if source == "kmemleak" else ()
-        judged.append(JudgedFinding(finding, source, test, how, status, note, count, also))
+            judged.append(JudgedFinding(analysed, NEW))
     expected: list[tuple[str, str]] = []
     unexpected: list[str] = []
-    test_list = tuple(tests)
-    for test in test_list:
+    for test in analysis.tests:
         if not test.failing:
             continue
         allowance = plan.expected_failure(test.name)
@@ -283,4 +198,5 @@ def judge(
             expected.append((test.name, allowance.reason))
         else:
             unexpected.append(test.name)
-    return Verdict(tuple(judged), test_list, tuple(expected), tuple(unexpected), baseline, tuple(problems))
+    return Verdict(tuple(judged), analysis.tests, tuple(expected), tuple(unexpected), baseline,
+                   (*problems, *analysis.problems))

@@ -1,46 +1,68 @@
-"""Which test was running when the kernel reported a problem.
+"""Which test a kernel report belongs to.
 
-    log_test_spans(data: bytes | str) -> list[TestSpan]
+    log_test_spans(data: bytes | str, *, ktap=None) -> list[TestSpan]
         the IGT binaries, subtests and dynamic subtests (from the "[IGT] <binary>: ..."
         lines IGT writes to the kernel log), rig's own guest scripts (its "rig: start NAME"
-        and "rig: end NAME" lines) and the KUnit suites and cases (KTAP) of a log
+        and "rig: end NAME" lines) and the KUnit suites and cases (KTAP) of a log; give
+        `ktap` when the log's KTAP is parsed already
+    attribute(finding, spans, source) -> Attribution
+        the one place a finding gets its test: (test, placement, also), see below
     started_by(spans, task, *, before=None) -> list[TestSpan]
         the spans whose first line that task printed (printk caller id "T123"), in order
     running_test(spans, *, offset=None, timestamp=None) -> TestSpan | None
         the innermost test whose span holds a log offset (same log) or a printk time
         (a finding from another capture of the same boot, e.g. dmesg over SSH)
-    attribute(findings, spans) -> list[tuple[Finding, TestSpan | None]]
 
 A test that never logged its end (the kernel died in it) runs to the end of the log.
+
+How a finding is placed, best evidence first (with printk caller ids every console line
+says which task printed it, and the spans say which task started which test):
+  pid   kmemleak names the task that allocated each leaked object, a report names the
+        task that printed it: the last test that task started (an IGT subtest before
+        its binary). A report belongs to that test even after the test's end line (its
+        teardown still runs). A leak's objects may come from several tests: the first
+        is the test, the others are `also`.
+  time  the innermost test running at the report's console offset (a console finding)
+        or at its printk time (a dmesg finding)
+  boot  the report came before any test started
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 
-from rig.splat.ktap import KtapTest, parse_ktap
-from rig.splat.model import Finding
+from rig.results import TestKind, TestName
+from rig.splat.igt import result_of_exit_code, word_result
+from rig.splat.ktap import KtapRun, KtapTest, parse_ktap
+from rig.splat.model import Finding, Source
 from rig.splat.text import decode, split_prefix
 
 _IGT = re.compile(r"\[IGT\] (\S+): (executing|exiting, ret=(-?\d+)|starting (dynamic )?subtest (\S+)|"
                   r"finished subtest (\S+), (\w+))")
 _SCRIPT = re.compile(r"rig: (start|end) (\S+)")
-_IGT_WORDS = {"SUCCESS": "pass", "FAIL": "fail", "SKIP": "skip", "CRASH": "crash", "TIMEOUT": "timeout"}
 
 
 @dataclass(frozen=True)
 class TestSpan:
     __test__ = False  # not a pytest test class, despite the name
 
-    framework: str  # "igt" or "kunit"
-    name: str  # igt@binary[@subtest[@dynamic]], or the KUnit path suite.case[.param]
+    framework: str  # "igt", "kunit" or "script"
+    name: str  # igt@binary[@subtest[@dynamic]], the KUnit path suite.case[.param], or script:name
     start: int  # log offset of the line that started it
     end: int  # log offset just past the line that ended it (end of log if it never ended)
     start_time: float | None
     end_time: float | None
     result: str = ""  # pass/fail/skip/... when the log says, "" when it never finished
     task: str = ""  # printk caller id ("T123") of the line that started it, when the log has them
+
+    @property
+    def test(self) -> TestName:
+        if self.framework == "script":
+            return TestName(TestKind.SCRIPT, self.name.removeprefix("script:"))
+        return TestName(TestKind(self.framework), self.name.removeprefix("igt@"))
 
     def holds(self, *, offset: int | None = None, timestamp: float | None = None) -> bool:
         if offset is not None:
@@ -50,10 +72,10 @@ class TestSpan:
         return False
 
 
-def log_test_spans(data: bytes | str) -> list[TestSpan]:
+def log_test_spans(data: bytes | str, *, ktap: KtapRun | None = None) -> list[TestSpan]:
     text = decode(data)
     spans = _igt_spans(text) + _script_spans(text)
-    for test in parse_ktap(text).tests:
+    for test in (ktap if ktap is not None else parse_ktap(text)).tests:
         spans.extend(_kunit_spans(test))
     spans.sort(key=lambda s: (s.start, -s.end))
     return spans
@@ -70,14 +92,64 @@ def running_test(spans: list[TestSpan], *, offset: int | None = None,
     return max(holding, key=lambda s: s.start_time or 0.0)
 
 
-def attribute(findings: list[Finding], spans: list[TestSpan]) -> list[tuple[Finding, TestSpan | None]]:
-    return [(f, running_test(spans, offset=f.start)) for f in findings]
-
-
-def started_by(spans: list[TestSpan], task: str, *, before: int | None = None) -> list[TestSpan]:
+def started_by(spans: Sequence[TestSpan], task: str, *, before: int | None = None) -> list[TestSpan]:
     """The spans `task` started (before a log offset, when given), in log order: a
     report printed by that task belongs to the last of them, even one already finished."""
     return [s for s in spans if s.task == task and (before is None or s.start <= before)]
+
+
+class Placement(StrEnum):
+    """How a finding's test was found (report.json's "attribution")."""
+
+    PID = "pid"
+    TIME = "time"
+    BOOT = "boot"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class Attribution:
+    test: TestName | None
+    placement: Placement
+    also: tuple[TestName, ...] = ()  # other tests the same report came from (a leak's objects)
+
+
+def attribute(finding: Finding, spans: Sequence[TestSpan], source: Source) -> Attribution:
+    """The test `finding` belongs to. `spans` come from the console log: only a console
+    finding can be placed by its offset in it, a dmesg finding by its printk time, a
+    kmemleak finding only by the tasks that allocated its objects."""
+    by_pid = _tests_of_tasks(spans, [f"T{pid}" for pid in finding.pids])
+    if by_pid:
+        return Attribution(by_pid[0], Placement.PID, by_pid[1:])
+    if finding.caller.startswith("T"):
+        mine = started_by(spans, finding.caller, before=finding.start if source is Source.CONSOLE else None)
+        if mine:
+            return Attribution(mine[-1].test, Placement.PID)
+    if source is Source.CONSOLE:
+        span = running_test(spans, offset=finding.start)
+        started_before = any(s.start < finding.start for s in spans if s.framework != "kunit")
+    elif source is Source.DMESG and finding.timestamp is not None:
+        span = running_test(spans, timestamp=finding.timestamp)
+        started_before = any(s.start_time is not None and s.start_time < finding.timestamp
+                             for s in spans if s.framework != "kunit")
+    else:
+        return Attribution(None, Placement.UNKNOWN)
+    if span is not None:
+        return Attribution(span.test, Placement.TIME)
+    # KUnit runs at boot: its suites do not make a later report "after the tests started"
+    return Attribution(None, Placement.UNKNOWN if started_before else Placement.BOOT)
+
+
+def _tests_of_tasks(spans: Sequence[TestSpan], tasks: Sequence[str]) -> tuple[TestName, ...]:
+    """For each task, the last IGT subtest it started, else the last binary or script it
+    started; each test once, in the tasks' order."""
+    tests: dict[TestName, None] = {}
+    for task in tasks:
+        names = [s.test for s in started_by(spans, task)]
+        subtests = [n for n in names if n.is_igt_subtest]
+        if subtests or names:
+            tests.setdefault((subtests or names)[-1], None)
+    return tuple(tests)
 
 
 @dataclass
@@ -147,7 +219,7 @@ def _igt_spans(text: str) -> list[TestSpan]:
             for name in [n for n in opened if n.startswith(top + "@")]:
                 close(name)
             code = int(m.group(3))
-            close(top, {0: "pass", 77: "skip", 98: "fail", 112: "abort"}.get(code, "fail"))
+            close(top, result_of_exit_code(code))
         elif what.startswith("starting"):
             if top not in opened:
                 opened[top] = _Open(top, line_start, ts, caller)
@@ -160,7 +232,7 @@ def _igt_spans(text: str) -> list[TestSpan]:
                 current[binary] = f"{top}@{m.group(5)}"
                 opened[current[binary]] = _Open(current[binary], line_start, ts, caller)
         else:  # finished subtest NAME, RESULT: NAME is a subtest or a dynamic subtest
-            result = _IGT_WORDS.get(m.group(7), m.group(7).lower())
+            result = word_result(m.group(7))
             parent = current.get(binary, "")
             dynamic = f"{parent}@{m.group(6)}"
             if parent and dynamic in opened:

@@ -9,6 +9,8 @@
     result_of_exit_code(code) -> str
         0 pass, 77 skip, 78 timeout, 79 notrun (no such subtest / bad option),
         98 fail, 112 abort, a signal (negative, or 128+N from a shell) crash
+    RESULT_STATUS[result] -> TestStatus
+        what an IGT result counts as in rig's verdict
 
 Every result uses igt_runner's names: pass, fail, skip, crash, timeout, incomplete,
 abort, notrun, warn, dmesg-warn, dmesg-fail. Test names use igt_runner's form
@@ -24,16 +26,43 @@ from dataclasses import dataclass
 from typing import Any
 
 from rig.errors import UserError
+from rig.results import TestStatus
 
 EXIT_SUCCESS, EXIT_SKIP, EXIT_TIMEOUT, EXIT_INVALID, EXIT_FAILURE, EXIT_ABORT = 0, 77, 78, 79, 98, 112
 
-RESULTS = ("pass", "fail", "skip", "crash", "timeout", "incomplete", "abort", "notrun", "warn",
-           "dmesg-warn", "dmesg-fail")
-_BAD = frozenset({"fail", "crash", "timeout", "incomplete", "abort", "dmesg-fail", "warn", "dmesg-warn"})
+# The one map of IGT's words, for everything rig reads from IGT: exit codes (a test
+# binary's, or "[IGT] x: exiting, ret=N" in the kernel log), the words a binary prints for
+# a finished subtest (also in the kernel log's "[IGT] x: finished subtest y, WORD"), and
+# igt_runner's result names -> rig's statuses.
+EXIT_RESULT = {EXIT_SUCCESS: "pass", EXIT_SKIP: "skip", EXIT_TIMEOUT: "timeout", EXIT_INVALID: "notrun",
+               EXIT_FAILURE: "fail", EXIT_ABORT: "abort"}
+WORD_RESULT = {"SUCCESS": "pass", "FAIL": "fail", "SKIP": "skip", "CRASH": "crash", "TIMEOUT": "timeout",
+               "ABORT": "abort", "NOTRUN": "notrun", "WARN": "warn"}
+# dmesg-warn is a passing test during which the kernel logged a warning: the warning
+# itself becomes a finding, the test passed. A test that never finished (incomplete,
+# abort) crashed as far as the verdict goes.
+RESULT_STATUS = {
+    "pass": TestStatus.PASS,
+    "dmesg-warn": TestStatus.WARN,
+    "warn": TestStatus.WARN,
+    "skip": TestStatus.SKIP,
+    "notrun": TestStatus.SKIP,
+    "fail": TestStatus.FAIL,
+    "dmesg-fail": TestStatus.FAIL,
+    "timeout": TestStatus.TIMEOUT,
+    "crash": TestStatus.CRASH,
+    "incomplete": TestStatus.CRASH,
+    "abort": TestStatus.CRASH,
+}
+RESULTS = tuple(RESULT_STATUS)
+# what IgtResult.failed counts: everything but a clean pass or skip
+_BAD = frozenset(r for r, status in RESULT_STATUS.items() if status.failing or status is TestStatus.WARN)
 
-# what a test binary prints for a finished subtest
-_WORDS = {"SUCCESS": "pass", "FAIL": "fail", "SKIP": "skip", "CRASH": "crash", "TIMEOUT": "timeout",
-          "ABORT": "abort", "NOTRUN": "notrun", "WARN": "warn"}
+
+def word_result(word: str) -> str:
+    """igt_runner's result name for a word IGT printed ("SUCCESS" -> "pass")."""
+    return WORD_RESULT.get(word, word.lower())
+
 
 _VERSION = re.compile(r"^IGT-Version: (\S+)")
 _START = re.compile(r"^Starting (dynamic )?subtest: (\S+)")
@@ -88,8 +117,7 @@ def result_of_exit_code(code: int | None) -> str:
         return "incomplete"
     if code < 0 or code > 128:
         return "crash"  # killed by a signal (negative from Python, 128+N from a shell)
-    return {EXIT_SUCCESS: "pass", EXIT_SKIP: "skip", EXIT_TIMEOUT: "timeout", EXIT_INVALID: "notrun",
-            EXIT_FAILURE: "fail", EXIT_ABORT: "abort"}.get(code, "fail")
+    return EXIT_RESULT.get(code, "fail")
 
 
 def parse_igt_output(stdout: bytes | str, *, binary: str = "", exit_code: int | None = None) -> IgtRun:
@@ -118,7 +146,7 @@ def parse_igt_output(stdout: bytes | str, *, binary: str = "", exit_code: int | 
         if m is not None:
             dynamic = m.group(1) == "Dynamic s"
             name = f"igt@{binary}@{open_subtest}@{m.group(2)}" if dynamic else f"igt@{binary}@{m.group(2)}"
-            result = _WORDS.get(m.group(3), m.group(3).lower())
+            result = word_result(m.group(3))
             duration = float(m.group(4)) if m.group(4) else None
             results.append(IgtResult(name, result, duration))
             if dynamic:

@@ -1,4 +1,6 @@
-"""kmemleak objects: what leaked, how big, and from which allocation backtrace."""
+"""kmemleak objects: what leaked, how big, from which allocation backtrace, and which
+task allocated it (kmemleak's `comm "name", pid N` line: the pid names the test whose
+process allocated the object; see rig.splat.attribution)."""
 
 from __future__ import annotations
 
@@ -9,13 +11,14 @@ from rig.splat.frames import parse_frame
 from rig.splat.model import LeakGroup
 
 _OBJECT = re.compile(r"unreferenced object 0x[0-9a-f]+ \(size (\d+)\)")
-_COMM = re.compile(r'^\s*comm "(.*)", pid')
+_COMM = re.compile(r'^\s*comm "(.*)", pid (\d+)')
 
 
 @dataclass(frozen=True)
 class LeakObject:
     size: int
     comm: str
+    pid: int | None  # the allocating task; None when the report lost that line
     frames: tuple[str, ...]  # allocation backtrace, innermost first
 
 
@@ -24,13 +27,14 @@ def parse_object(msgs: list[str]) -> LeakObject:
     m = _OBJECT.search(msgs[0]) if msgs else None
     size = int(m.group(1)) if m else 0
     comm = ""
+    pid: int | None = None
     frames: list[str] = []
     in_backtrace = False
     for msg in msgs[1:]:
         if not comm:
             c = _COMM.match(msg)
             if c is not None:
-                comm = c.group(1)
+                comm, pid = c.group(1), int(c.group(2))
                 continue
         if msg.strip().startswith("backtrace"):
             in_backtrace = True
@@ -40,7 +44,7 @@ def parse_object(msgs: list[str]) -> LeakObject:
             if parsed is None:
                 break
             frames.append(parsed[0])
-    return LeakObject(size, comm, tuple(frames))
+    return LeakObject(size, comm, pid, tuple(frames))
 
 
 def group_objects(objects: list[LeakObject]) -> tuple[LeakGroup, ...]:
@@ -49,9 +53,15 @@ def group_objects(objects: list[LeakObject]) -> tuple[LeakGroup, ...]:
     for obj in objects:
         groups.setdefault(obj.frames, []).append(obj)
     out = [
-        LeakGroup(frames=frames, count=len(objs), total_bytes=sum(o.size for o in objs), comm=objs[0].comm)
+        LeakGroup(frames=frames, count=len(objs), total_bytes=sum(o.size for o in objs), comm=objs[0].comm,
+                  pids=pids_of(objs))
         for frames, objs in groups.items()
     ]
     order = {g.frames: i for i, g in enumerate(out)}
     out.sort(key=lambda g: (-g.total_bytes, order[g.frames]))
     return tuple(out)
+
+
+def pids_of(objects: list[LeakObject]) -> tuple[int, ...]:
+    """The allocating pids, each once, in the objects' order."""
+    return tuple(dict.fromkeys(o.pid for o in objects if o.pid is not None))

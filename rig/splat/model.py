@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any
 
 
@@ -14,6 +15,7 @@ class LeakGroup:
     count: int  # how many unreferenced objects came from this backtrace
     total_bytes: int  # sum of their sizes
     comm: str = ""  # task that allocated the first object of the group
+    pids: tuple[int, ...] = ()  # the tasks that allocated its objects, each once, in log order
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,9 @@ class Finding:
     leak_groups: tuple[LeakGroup, ...] = ()  # kmemleak objects grouped by allocation backtrace
     caller: str = ""  # printk caller id of the first line ("T123", "C0"), when the log has it
     alt_titles: tuple[str, ...] = field(default=())  # other names the same report is known by
+    # kmemleak: the pids that allocated the leaked objects, each once, in log order (the
+    # tests those tasks ran are where the leak comes from)
+    pids: tuple[int, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """A plain dict for JSON output, same field names as the dataclass."""
@@ -45,8 +50,20 @@ class Finding:
         data["frames"] = list(self.frames)
         data["lock_chain"] = list(self.lock_chain)
         data["alt_titles"] = list(self.alt_titles)
+        data["pids"] = list(self.pids)
         data["leak_groups"] = [
-            {"frames": list(g.frames), "count": g.count, "total_bytes": g.total_bytes, "comm": g.comm}
+            {"frames": list(g.frames), "count": g.count, "total_bytes": g.total_bytes, "comm": g.comm,
+             "pids": list(g.pids)}
             for g in self.leak_groups
         ]
         return data
+
+
+class Source(StrEnum):
+    """Where a finding was read: the serial console (the whole boot, survives a panic),
+    dmesg read over SSH (the same boot, when the console was lost), or a kmemleak report
+    (/sys/kernel/debug/kmemleak, or igt_runner's copy after each test)."""
+
+    CONSOLE = "console"
+    DMESG = "dmesg"
+    KMEMLEAK = "kmemleak"

@@ -106,5 +106,6 @@ def _leak_findings(log: LogText, objects: list[RawReport]) -> list[tuple[int, Fi
             frames=members[0][1].frames,
             leak_groups=groups,
             caller=first.caller,
+            pids=kmemleak.pids_of([obj for _, obj in members]),
         )))
     return out

@@ -5,46 +5,24 @@ output under the run directory."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
+
+# Statuses and results live in rig.results; these names stay for the workloads' imports.
+from rig.results import FAILING, TestResult, TestStatus, result_from_json
 
 if TYPE_CHECKING:
     from rig.vm import VM
 
-# Normalised statuses: IGT, KUnit and scripts each have their own words for these.
-PASS, FAIL, SKIP, TIMEOUT, CRASH, WARN, ABSENT = "pass", "fail", "skip", "timeout", "crash", "warn", "absent"
-FAILING = frozenset({FAIL, TIMEOUT, CRASH})
+PASS, FAIL, SKIP, TIMEOUT, CRASH, WARN, ABSENT = (TestStatus.PASS, TestStatus.FAIL, TestStatus.SKIP,
+                                                  TestStatus.TIMEOUT, TestStatus.CRASH, TestStatus.WARN,
+                                                  TestStatus.ABSENT)
+__all__ = ["ABSENT", "CRASH", "FAIL", "FAILING", "GUEST_DIR", "PASS", "SKIP", "TIMEOUT", "WARN", "TestResult",
+           "Workload", "WorkloadContext", "result_from_json"]
 
 # Where rig keeps its files inside the guest (a tmpfs).
 GUEST_DIR = "/tmp/rig"
-
-
-@dataclass(frozen=True)
-class TestResult:
-    """One test case: an IGT subtest, a KUnit case or a script."""
-
-    __test__ = False  # a name pytest would otherwise try to collect
-
-    name: str  # "vgem_basic@mmap", "kunit:drm_mm.drm_test_mm_init", "script:dri-clients"
-    kind: str  # "igt" | "kunit" | "script"
-    status: str  # one of PASS FAIL SKIP TIMEOUT CRASH WARN ABSENT
-    raw_status: str  # what the test framework said ("dmesg-warn", "ok", exit code ...)
-    duration_s: float | None
-    driver: str | None = None  # IGT_FORCE_DRIVER it ran with
-    detail: str = ""  # the end of the test's output, for failures
-    started_s: float | None = None  # seconds since the workloads started (host clock)
-
-    @property
-    def failing(self) -> bool:
-        return self.status in FAILING
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def result_from_json(data: dict[str, Any]) -> TestResult:
-    return TestResult(**{k: data.get(k) for k in TestResult.__dataclass_fields__})  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------- the workload protocol

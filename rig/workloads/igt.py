@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING
 
 from rig.errors import InfraError, UserError
 from rig.plan import IgtGroup, Plan, expand
+from rig.splat.igt import RESULT_STATUS as _STATUS
 from rig.splat.igt import IgtRun, parse_results_json
-from rig.workloads import CRASH, FAIL, GUEST_DIR, PASS, SKIP, TIMEOUT, WARN, TestResult
+from rig.workloads import CRASH, FAIL, GUEST_DIR, TIMEOUT, TestResult
 
 if TYPE_CHECKING:
     from rig.vm import VM
@@ -30,23 +31,6 @@ LIST_TIMEOUT_S = 60.0
 # Runner start-up, results.json generation and copying, beyond the tests' own budget.
 RUNNER_SLACK_S = 120.0
 RESULTS_TIMEOUT_S = 60.0
-
-# igt_runner's result words -> rig's statuses. dmesg-warn is a passing test during which
-# the kernel logged a warning: the warning itself becomes a finding, the test passed.
-_STATUS = {
-    "pass": PASS,
-    "dmesg-warn": WARN,
-    "warn": WARN,
-    "skip": SKIP,
-    "notrun": SKIP,
-    "fail": FAIL,
-    "dmesg-fail": FAIL,
-    "timeout": TIMEOUT,
-    "crash": CRASH,
-    "incomplete": CRASH,
-    "abort": CRASH,
-}
-
 
 @dataclass(frozen=True)
 class PreparedGroup:

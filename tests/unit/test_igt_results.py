@@ -4,14 +4,17 @@ subtest was running when the kernel reported a problem."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
 from rig.errors import UserError
 from rig.splat import parse_log
-from rig.splat.attribution import attribute, log_test_spans, running_test
-from rig.splat.igt import parse_igt_output, parse_results_json, result_of_exit_code
+from rig.results import TestName
+from rig.splat.attribution import Placement, attribute, log_test_spans, running_test
+from rig.splat.igt import RESULT_STATUS, parse_igt_output, parse_results_json, result_of_exit_code
+from rig.splat.model import Source
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "splat"
 
@@ -100,8 +103,17 @@ def test_finding_is_attributed_to_the_running_subtest() -> None:
     spans = log_test_spans(log)
     assert [(s.name, s.result) for s in spans] == [("igt@vgem_basic", "pass"),
                                                    ("igt@vgem_basic@dmabuf-fence-before", "pass")]
-    ((finding, span),) = attribute(parse_log(log), spans)
-    assert span is not None and span.name == "igt@vgem_basic@dmabuf-fence-before"
+    (finding,) = parse_log(log)
+    where = attribute(finding, spans, Source.CONSOLE)
+    # the task that printed the report started that subtest
+    assert (where.test, where.placement) == (TestName.parse("vgem_basic@dmabuf-fence-before"), Placement.PID)
+    # without caller ids, the subtest running at the report's place in the log
+    anonymous = re.sub(r"\[ *T\d+\]", "", log)
+    (finding,) = parse_log(anonymous)
+    where = attribute(finding, log_test_spans(anonymous), Source.CONSOLE)
+    assert (str(where.test), where.placement) == ("vgem_basic@dmabuf-fence-before", Placement.TIME)
+    # the same report read from dmesg: placed by its printk time
+    assert attribute(finding, log_test_spans(anonymous), Source.DMESG).placement is Placement.TIME
     by_time = running_test(spans, timestamp=finding.timestamp)
     assert by_time is not None and by_time.name == "igt@vgem_basic@dmabuf-fence-before"
     assert running_test(spans, timestamp=10.0) is None
@@ -135,3 +147,22 @@ def test_kunit_case_attribution() -> None:
     assert running_test(spans, offset=expectation).name == "drm_buddy.drm_test_buddy_alloc_contiguous"
     crash = log.index("BUG: kernel NULL")
     assert running_test(spans, offset=crash).name == "drm_exec"
+
+
+def test_markers_follow_igt_and_rig_lines() -> None:
+    run = Path(__file__).resolve().parent.parent / "data" / "run"
+    text = (run / "console-underflow.log").read_text() + "[   70.1][  T500] rig: start script:dri-clients\n"
+    spans = log_test_spans(text)
+    started = [(s.name, s.task) for s in spans]
+    assert ("igt@vgem_basic@mmap", "T70") in started
+    assert ("igt@dumb_buffer@create-valid-dumb", "T96") in started
+    assert started[-1] == ("script:dri-clients", "T500")
+    assert str(spans[-1].test) == "script:dri-clients" and spans[-1].result == ""
+    # "[IGT] x: exiting, ret=77" ends the binary's span as skipped (IGT's exit codes, one map)
+    assert {s.result for s in spans if s.name == "igt@vgem_basic"} >= {"pass", "skip"}
+
+
+@pytest.mark.parametrize("result, status", [("pass", "pass"), ("dmesg-warn", "warn"), ("notrun", "skip"),
+                                            ("dmesg-fail", "fail"), ("incomplete", "crash"), ("abort", "crash")])
+def test_igt_results_map_to_rig_statuses(result: str, status: str) -> None:
+    assert RESULT_STATUS[result] == status
