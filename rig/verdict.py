@@ -138,8 +138,14 @@ class Verdict:
         return tuple(f for f in self.findings if f.status == HOST_FAULT)
 
     @property
-    def exit_code(self) -> int:
-        return 1 if self.new_findings or self.unexpected_failures else 0
+    def pre_existing(self) -> tuple[JudgedFinding, ...]:
+        return tuple(f for f in self.findings if f.status == PRE_EXISTING)
+
+    @property
+    def failed(self) -> bool:
+        """The series broke something: a new finding or an unexpected test failure
+        (rig.report.model.decide turns this, and how the run ended, into the exit code)."""
+        return bool(self.new_findings or self.unexpected_failures)
 
     def totals(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -147,25 +153,8 @@ class Verdict:
             counts[str(test.status)] = counts.get(str(test.status), 0) + 1
         return dict(sorted(counts.items()))
 
-    def summary(self) -> str:
-        parts = []
-        new = self.new_findings
-        parts.append(f"{len(new)} new finding{'s' if len(new) != 1 else ''}")
-        pre = [f for f in self.findings if f.status == PRE_EXISTING]
-        if pre:
-            parts.append(f"{len(pre)} pre-existing")
-        if self.host_faults:
-            parts.append(f"{len(self.host_faults)} host fault{'s' if len(self.host_faults) != 1 else ''}")
-        parts.append(f"{len(self.tests)} tests, {len(self.unexpected_failures)} unexpected failure"
-                     f"{'s' if len(self.unexpected_failures) != 1 else ''}")
-        if self.expected_failures:
-            parts.append(f"{len(self.expected_failures)} expected")
-        return ("FAIL: " if self.exit_code else "PASS: ") + ", ".join(parts)
-
     def to_json(self) -> dict[str, Any]:
         return {
-            "exit_code": self.exit_code,
-            "summary": self.summary(),
             "new_findings": len(self.new_findings),
             "host_faults": len(self.host_faults),
             "unexpected_failures": list(self.unexpected_failures),
@@ -200,3 +189,32 @@ def judge(analysis: Analysis, plan: Plan, *, baseline: Baseline | None = None,
             unexpected.append(test.name)
     return Verdict(tuple(judged), analysis.tests, tuple(expected), tuple(unexpected), baseline,
                    (*problems, *analysis.problems))
+
+
+def verdict_from_json(data: dict[str, Any]) -> Verdict:
+    """A report.json's verdict, findings and tests back into a Verdict (any schema)."""
+    from rig.results import TestName
+    from rig.splat.attribution import Placement
+    from rig.splat.model import Source
+
+    def test_name(text: str | None) -> TestName | None:
+        return TestName.parse(text) if text else None
+
+    findings = []
+    for item in data.get("findings", ()):
+        analysed = AnalysedFinding(Finding.from_json(item), Source(item.get("source", "console")),
+                                   test_name(item.get("test")), Placement(item.get("attribution", "unknown")),
+                                   tuple(TestName.parse(t) for t in item.get("also", ())), int(item.get("count", 1)))
+        findings.append(JudgedFinding(analysed, FindingStatus(item.get("status", "new")), str(item.get("note", ""))))
+    verdict = data.get("verdict") or {}
+    baseline = verdict.get("baseline")
+    return Verdict(
+        findings=tuple(findings),
+        tests=tuple(TestResult.from_json(t) for t in data.get("tests", ())),
+        expected_failures=tuple((e["test"], e.get("reason", "")) for e in verdict.get("expected_failures", ())),
+        unexpected_failures=tuple(verdict.get("unexpected_failures", ())),
+        baseline=(Baseline(str(baseline.get("source", "")), str(baseline.get("kernel_release", "")),
+                           frozenset(baseline.get("signatures", ())), frozenset(baseline.get("titles", ())))
+                  if baseline else None),
+        problems=tuple(verdict.get("problems", ())),
+    )

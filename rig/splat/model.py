@@ -58,6 +58,20 @@ class Finding:
         ]
         return data
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Finding:
+        """The inverse of to_json (report.json back into findings)."""
+        groups = tuple(LeakGroup(tuple(g.get("frames", ())), int(g.get("count", 0)), int(g.get("total_bytes", 0)),
+                                 str(g.get("comm", "")), tuple(g.get("pids", ())))
+                       for g in data.get("leak_groups", ()))
+        return cls(title=str(data["title"]), kind=str(data.get("kind", "")), corrupted=bool(data.get("corrupted")),
+                   signature=str(data.get("signature", "")), report=str(data.get("report", "")),
+                   start=int(data.get("start", 0)), end=int(data.get("end", 0)), line=int(data.get("line", 0)),
+                   timestamp=data.get("timestamp"), frames=tuple(data.get("frames", ())),
+                   lock_chain=tuple(data.get("lock_chain", ())), leak_groups=groups,
+                   caller=str(data.get("caller", "")), alt_titles=tuple(data.get("alt_titles", ())),
+                   pids=tuple(data.get("pids", ())))
+
 
 class Source(StrEnum):
     """Where a finding was read: the serial console (the whole boot, survives a panic),

@@ -11,7 +11,10 @@ from pathlib import Path
 
 from rig.build import BuildRequest
 from rig.collect import Collected, after_guest
-from rig.pipeline import Pipeline, RunSpec, _Attempt
+from rig.attempt import AttemptResult
+from rig.guest_spec import GuestSpec
+from rig.pipeline import Run, RunSpec
+from rig.report.model import RunReport
 from rig.plan import load_plan
 from rig.workloads.igt import PreparedGroup, results_from_dir
 from rig.workloads.pressure import Sample, Timeline, parse_pressure
@@ -37,20 +40,22 @@ IGT_RESULTS = {"tests": {
 }}
 
 
-def finished_run(tmp_path: Path, *, screendump: bool = True) -> tuple[Pipeline, _Attempt]:
+def finished_run(tmp_path: Path, *, screendump: bool = True) -> tuple[Run, AttemptResult]:
+    """A Run whose first attempt left the kmemleak series' real material on disk."""
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    bzimage = tmp_path / "bzImage"
-    bzimage.write_bytes(b"kernel")
+    kernel_image = tmp_path / "bzImage"
+    kernel_image.write_bytes(b"kernel")
     spec = RunSpec(request=BuildRequest(kernel="debian:6.1", series="tests/data/series/kmemleak"),
-                   plan=load_plan("default"), pressure=parse_pressure("balloon", 2048),
-                   command="rig run --series tests/data/series/kmemleak --pressure balloon", bzimage=bzimage)
-    pipeline = Pipeline(spec, run_dir)
-    attempt = _Attempt(1, run_dir / "attempt-1")
-    attempt.vm_dir.mkdir(parents=True)
-    (attempt.vm_dir / "console.log").write_bytes((DATA / "console-kmemleak.log").read_bytes())
-    (attempt.vm_dir / "qmp-events.jsonl").write_text('{"host_time": 1.0, "event": "BALLOON_CHANGE"}\n')
-    collect_dir = attempt.directory / "collect"
+                   plan=load_plan("default"), pressure=parse_pressure("balloon", 2048), guest=GuestSpec(),
+                   command="rig run --series tests/data/series/kmemleak --pressure balloon", kernel_image=kernel_image)
+    run = Run(spec, run_dir)
+    directory = run_dir / "attempt-1"
+    vm_dir = directory / "vm"
+    vm_dir.mkdir(parents=True)
+    (vm_dir / "console.log").write_bytes((DATA / "console-kmemleak.log").read_bytes())
+    (vm_dir / "qmp-events.jsonl").write_text('{"host_time": 1.0, "event": "BALLOON_CHANGE"}\n')
+    collect_dir = directory / "collect"
     collect_dir.mkdir(parents=True)
     (collect_dir / "kmemleak.txt").write_bytes((DATA / "kmemleak.txt").read_bytes())
     (collect_dir / "lockdep_stats.txt").write_text(" debug_locks:                             1\n")
@@ -60,26 +65,34 @@ def finished_run(tmp_path: Path, *, screendump: bool = True) -> tuple[Pipeline, 
         shot.write_bytes(tiny_png())
     collected = Collected(collect_dir, kmemleak=collect_dir / "kmemleak.txt",
                           lockdep_stats=collect_dir / "lockdep_stats.txt", tainted=512, screendump=shot)
-    attempt.collected = after_guest(collected, collect_dir, attempt.vm_dir / "console.log",
-                                    attempt.vm_dir / "qmp-events.jsonl")
-    results = attempt.directory / "igt" / "group-1-vgem" / "results"
+    collected = after_guest(collected, collect_dir, vm_dir / "console.log", vm_dir / "qmp-events.jsonl")
+    results = directory / "igt" / "group-1-vgem" / "results"
     results.mkdir(parents=True)
     (results / "results.json").write_text(json.dumps(IGT_RESULTS))
     group = PreparedGroup(1, spec.plan.igt[0], ("vgem_basic@create", "vgem_basic@mmap",
                                                  "dumb_buffer@create-valid-dumb", "dumb_buffer@map-valid",
                                                  "kms_addfb_basic@too-high"))
-    attempt.tests = results_from_dir(results, group, started_s=1.0)
-    attempt.timeline = Timeline(tuple(Sample(float(t), 1650.0 - 110 * min(t, 8) + 110 * max(0, t - 14),
-                                             1400.0 - 100 * min(t, 8), 2048.0 if t < 2 or t > 14 else 819.0,
-                                             3000 + 50 * t) for t in range(20)),
-                                ((1.0, "balloon to 819 MiB"), (14.0, "balloon back to 2048 MiB")),
-                                {"sb-ext4-11": 900})
-    attempt.accel = "tcg"
-    pipeline.attempts.append(attempt)
-    return pipeline, attempt
+    timeline = Timeline(tuple(Sample(float(t), 1650.0 - 110 * min(t, 8) + 110 * max(0, t - 14),
+                                     1400.0 - 100 * min(t, 8), 2048.0 if t < 2 or t > 14 else 819.0,
+                                     3000 + 50 * t) for t in range(20)),
+                        ((1.0, "balloon to 819 MiB"), (14.0, "balloon back to 2048 MiB")),
+                        {"sb-ext4-11": 900})
+    attempt = AttemptResult(1, directory, tuple(results_from_dir(results, group, started_s=1.0)), timeline, collected,
+                            "tcg", {"boot": 20.0, "workloads": 60.0, "collect": 10.0}, None)
+    return run, attempt
 
 
-def report_data(tmp_path: Path) -> tuple[dict, Path]:
-    pipeline, attempt = finished_run(tmp_path)
-    outcome = pipeline._report(attempt)
-    return outcome.data, outcome.run_dir
+def run_with(run: Run, monkeypatch, *attempts: AttemptResult) -> RunReport:
+    """Run `run` with these attempts standing in for real guests (the attempt seam)."""
+    import rig.pipeline
+
+    queue = list(attempts)
+    monkeypatch.setattr(type(run), "_image", lambda self: None)
+    monkeypatch.setattr(rig.pipeline, "run_attempt", lambda number, *args, **kwargs: queue.pop(0))
+    return run.run()
+
+
+def report_data(tmp_path: Path, monkeypatch) -> tuple[RunReport, Path]:
+    run, attempt = finished_run(tmp_path)
+    report = run_with(run, monkeypatch, attempt)
+    return report, run.run_dir

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -7,17 +8,21 @@ import pytest
 
 from rig.cli import build_parser
 from rig.commands.run import spec_from_args
-from rig.errors import KernelError, UserError
-from tests.unit.rundata import finished_run
+from rig import collect
+from rig.attempt import AttemptResult
+from rig.errors import UserError
+from rig.pipeline import Run
+from rig.report.model import AttemptError, ErrorKind, Outcome, Phase, decide
+from tests.unit.rundata import finished_run, run_with
 
 
-def test_a_finished_run_is_judged_and_every_report_written(tmp_path: Path) -> None:
-    pipeline, attempt = finished_run(tmp_path)
-    outcome = pipeline._report(attempt)
-    assert outcome.exit_code == 1
+def test_a_finished_run_is_judged_and_every_report_written(tmp_path: Path, monkeypatch) -> None:
+    run, attempt = finished_run(tmp_path)
+    report = run_with(run, monkeypatch, attempt)
+    assert report.exit_code == 1
     for name in ("report.json", "junit.xml", "report.md", "report.html"):
-        assert (outcome.run_dir / name).is_file(), name
-    data = json.loads((outcome.run_dir / "report.json").read_text())
+        assert (run.run_dir / name).is_file(), name
+    data = json.loads((run.run_dir / "report.json").read_text())
     (leak,) = data["findings"]
     assert leak["title"] == "memory leak in drm_prime_pages_to_sg"
     assert leak["test"] == "dumb_buffer@create-valid-dumb" and "kms_addfb_basic@basic" in leak["also"]
@@ -27,26 +32,60 @@ def test_a_finished_run_is_judged_and_every_report_written(tmp_path: Path) -> No
     assert data["lockdep_debug_locks"] == 1
     # KUnit suites of the plan that this kernel's console never showed are absent, not failed
     assert {t["status"] for t in data["tests"] if t["kind"] == "kunit"} == {"absent"}
-    assert (outcome.run_dir / "metadata.json").is_file()
+    assert data["summary"].startswith("FAIL: 1 new finding") and data["error"] is None
+    assert (run.run_dir / "metadata.json").is_file()
 
 
-def test_a_guest_that_died_without_a_parsable_report_still_fails_the_run(tmp_path: Path) -> None:
-    pipeline, attempt = finished_run(tmp_path)
+def _died(attempt: AttemptResult, error: AttemptError) -> AttemptResult:
+    """The attempt as if its guest had died mid-plan: no kernel report, fewer tests."""
     (attempt.directory / "collect" / "kmemleak.txt").write_text("")
     (attempt.directory / "collect" / "console.log").write_text("[    1.0] booting\n")
-    attempt.tests = []
-    attempt.error = KernelError("the guest stopped answering SSH")
-    outcome = pipeline._report(attempt)
-    assert outcome.exit_code == 1
-    assert "the guest stopped answering SSH" in outcome.data["verdict"]["problems"][0]
+    return dataclasses.replace(attempt, tests=attempt.tests[:1], error=error)
 
 
-def test_a_clean_run_exits_zero(tmp_path: Path) -> None:
-    pipeline, attempt = finished_run(tmp_path)
+def test_a_guest_that_died_mid_plan_fails_the_run_and_the_summary_says_so(tmp_path: Path, monkeypatch) -> None:
+    run, attempt = finished_run(tmp_path)
+    error = AttemptError(ErrorKind.KERNEL, Phase.WORKLOADS, "the guest stopped answering SSH")
+    report = run_with(run, monkeypatch, _died(attempt, error))
+    assert report.exit_code == 1 and report.decision.outcome is Outcome.KERNEL_PROBLEM
+    summary = report.decision.summary
+    assert summary.startswith("KERNEL PROBLEM: the guest stopped answering SSH (during workloads, attempt 1)")
+    data = json.loads((run.run_dir / "report.json").read_text())
+    assert data["exit_code"] == 1 and data["verdict"]["summary"] == summary and "PASS" not in summary
+    assert data["error"]["phase"] == "workloads" and len(data["tests"]) >= 1
+    assert "ended early during workloads" in (run.run_dir / "report.md").read_text()
+
+
+@pytest.mark.parametrize("kind,code,outcome", [(ErrorKind.HOST, 3, Outcome.HOST_PROBLEM),
+                                               (ErrorKind.INTERRUPT, 130, Outcome.INTERRUPTED),
+                                               (ErrorKind.DEADLINE, 1, Outcome.KERNEL_PROBLEM),
+                                               (ErrorKind.USER, 2, Outcome.BAD_INPUT),
+                                               (ErrorKind.BUG, 4, Outcome.RIG_BUG)])
+def test_how_an_attempt_ended_decides_the_exit_code(kind: ErrorKind, code: int, outcome: Outcome,
+                                                    tmp_path: Path, monkeypatch) -> None:
+    run, attempt = finished_run(tmp_path)
+    report = run_with(run, monkeypatch, _died(attempt, AttemptError(kind, Phase.COLLECT, "it ended")))
+    assert (report.exit_code, report.decision.outcome) == (code, outcome)
+    assert json.loads((run.run_dir / "report.json").read_text())["exit_code"] == code
+
+
+def test_new_findings_outrank_a_host_problem_but_not_an_interrupt(tmp_path: Path, monkeypatch) -> None:
+    run, attempt = finished_run(tmp_path)  # its console has a new kmemleak finding
+    report = run_with(run, monkeypatch, dataclasses.replace(
+        attempt, error=AttemptError(ErrorKind.HOST, Phase.COLLECT, "QEMU was killed by signal 9 (not by rig)")))
+    assert report.exit_code == 1 and "QEMU was killed" in report.decision.summary
+    interrupted = decide(report.verdict, [dataclasses.replace(report.attempts[0], error=AttemptError(
+        ErrorKind.INTERRUPT, Phase.WORKLOADS, "interrupted (Ctrl-C)"))])
+    assert interrupted.exit_code == 130
+
+
+def test_a_clean_run_exits_zero(tmp_path: Path, monkeypatch) -> None:
+    run, attempt = finished_run(tmp_path)
     (attempt.directory / "collect" / "kmemleak.txt").write_text("")
     (attempt.directory / "collect" / "console.log").write_text("[    1.0] booting\n")
-    outcome = pipeline._report(attempt)
-    assert outcome.exit_code == 0 and outcome.data["findings"] == []
+    report = run_with(run, monkeypatch, attempt)
+    assert report.exit_code == 0 and report.verdict.findings == ()
+    assert report.decision.summary.startswith("PASS: 0 new findings")
 
 
 def _args(*argv: str):
@@ -98,44 +137,38 @@ INT3_CONSOLE = """\
 """
 
 
+def _booted_with(console: str, run: Run, number: int) -> AttemptResult:
+    """What an attempt whose guest printed `console` leaves behind."""
+    directory = run.run_dir / f"attempt-{number}"
+    (directory / "vm").mkdir(parents=True, exist_ok=True)
+    (directory / "vm" / "console.log").write_text(console)
+    collected = collect.after_guest(None, directory / "collect", directory / "vm" / "console.log", None)
+    return AttemptResult(number, directory, (), None, collected, "tcg", {"boot": 1.0}, None)
+
+
 def test_a_host_fault_is_retried_in_a_fresh_guest(tmp_path: Path, monkeypatch) -> None:
-    pipeline, _ = finished_run(tmp_path)
-    pipeline.attempts.clear()
-    monkeypatch.setattr(type(pipeline), "_image", lambda self: None)
-    boots: list[int] = []
-
-    async def fake_guest(self, attempt, kernel, image) -> None:  # the guest seam: what a boot leaves on disk
-        boots.append(attempt.number)
-        attempt.vm_dir.mkdir(parents=True, exist_ok=True)
-        text = INT3_CONSOLE if attempt.number == 1 else "[    1.0][    T1] Run /sbin/rig-init as init process\n"
-        (attempt.vm_dir / "console.log").write_text(text)
-        from rig import collect
-        attempt.collected = collect.after_guest(None, attempt.directory / "collect", attempt.vm_dir / "console.log",
-                                                None)
-
-    monkeypatch.setattr(type(pipeline), "_guest", fake_guest)
-    outcome = pipeline.run()
-    assert boots == [1, 2]
-    assert outcome.exit_code == 0 and outcome.data["findings"] == []
-    assert [a["host_fault"] for a in outcome.data["attempts"]] == ["mttcg-int3-getrandom", None]
+    run, _ = finished_run(tmp_path)
+    clean = "[    1.0][    T1] Run /sbin/rig-init as init process\n"
+    report = run_with(run, monkeypatch, _booted_with(INT3_CONSOLE, run, 1), _booted_with(clean, run, 2))
+    assert report.exit_code == 0 and report.verdict.findings == ()
+    assert [a.host_fault for a in report.attempts] == ["mttcg-int3-getrandom", None]
 
 
 def test_a_host_fault_every_time_is_a_host_problem(tmp_path: Path, monkeypatch) -> None:
-    pipeline, _ = finished_run(tmp_path)
-    pipeline.attempts.clear()
-    monkeypatch.setattr(type(pipeline), "_image", lambda self: None)
+    run, _ = finished_run(tmp_path)
+    report = run_with(run, monkeypatch, _booted_with(INT3_CONSOLE, run, 1), _booted_with(INT3_CONSOLE, run, 2))
+    assert report.exit_code == 3 and report.decision.outcome is Outcome.HOST_PROBLEM
+    assert str(report.verdict.findings[0].status) == "host-fault"
+    assert "known emulator fault" in report.decision.summary
 
-    async def fake_guest(self, attempt, kernel, image) -> None:
-        attempt.vm_dir.mkdir(parents=True, exist_ok=True)
-        (attempt.vm_dir / "console.log").write_text(INT3_CONSOLE)
-        from rig import collect
-        attempt.collected = collect.after_guest(None, attempt.directory / "collect", attempt.vm_dir / "console.log",
-                                                None)
 
-    monkeypatch.setattr(type(pipeline), "_guest", fake_guest)
-    outcome = pipeline.run()
-    assert outcome.exit_code == 3
-    assert outcome.data["findings"][0]["status"] == "host-fault"
+def test_no_retry_without_time_left_and_the_first_attempt_is_still_reported(tmp_path: Path, monkeypatch) -> None:
+    run, _ = finished_run(tmp_path)
+    run.deadline = 0.0  # the deadline passed during the first attempt
+    report = run_with(run, monkeypatch, _booted_with(INT3_CONSOLE, run, 1))
+    assert len(report.attempts) == 1 and report.exit_code == 3
+    assert any("no time left" in problem for problem in report.verdict.problems)
+    assert (run.run_dir / "report.json").is_file()
 
 
 @pytest.mark.parametrize("name,patches", [("lockdep", 2), ("kmemleak", 1), ("underflow", 1), ("harmless", 2)])

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import shutil
 import struct
 import subprocess
@@ -11,21 +12,23 @@ import pytest
 from rich.console import Console
 
 from rig.report import html, junit, markdown, terminal
+from rig.report.model import RunReport
 from tests.unit.rundata import report_data
 
 
-def test_json_holds_findings_tests_timeline_and_phases(tmp_path: Path) -> None:
-    data, _ = report_data(tmp_path)
-    assert data["exit_code"] == 1
+def test_json_holds_findings_tests_timeline_and_phases(tmp_path: Path, monkeypatch) -> None:
+    report, run_dir = report_data(tmp_path, monkeypatch)
+    data = json.loads((run_dir / "report.json").read_text())
+    assert data["exit_code"] == 1 and data["outcome"] == "fail" and data["schema"] == 2
     assert data["findings"][0]["title"] == "memory leak in drm_prime_pages_to_sg"
     assert data["timeline"]["samples"][0]["balloon_mib"] == 2048.0
     assert set(data["phases"]) >= {"report"}
     assert data["kernel"]["profile"] == "default" and data["pressure"] == "balloon"
 
 
-def test_junit_is_valid_xml_with_tests_and_findings(tmp_path: Path) -> None:
-    data, _ = report_data(tmp_path)
-    root = ET.fromstring(junit.render(data))
+def test_junit_is_valid_xml_with_tests_and_findings(tmp_path: Path, monkeypatch) -> None:
+    report, _ = report_data(tmp_path, monkeypatch)
+    root = ET.fromstring(junit.render(report))
     suites = {s.get("name"): s for s in root.iter("testsuite")}
     assert {"igt", "kunit", "kernel-findings"} <= set(suites)
     igt = suites["igt"]
@@ -39,9 +42,9 @@ def test_junit_is_valid_xml_with_tests_and_findings(tmp_path: Path) -> None:
     assert "dumb_buffer@create-valid-dumb" in failure.find("failure").text
 
 
-def test_markdown_is_ready_to_paste(tmp_path: Path) -> None:
-    data, _ = report_data(tmp_path)
-    text = markdown.render(data)
+def test_markdown_is_ready_to_paste(tmp_path: Path, monkeypatch) -> None:
+    report, _ = report_data(tmp_path, monkeypatch)
+    text = markdown.render(report)
     assert text.startswith("rig found 1 new kernel report with this series applied.")
     assert "- series: tests/data/series/kmemleak" in text and "- config profile: default" in text
     assert "## 1. memory leak in drm_prime_pages_to_sg" in text
@@ -52,19 +55,19 @@ def test_markdown_is_ready_to_paste(tmp_path: Path) -> None:
     assert text.rstrip().endswith("    rig run --series tests/data/series/kmemleak --pressure balloon")
 
 
-def test_terminal_shows_findings_before_totals(tmp_path: Path) -> None:
-    data, _ = report_data(tmp_path)
+def test_terminal_shows_findings_before_totals(tmp_path: Path, monkeypatch) -> None:
+    report, _ = report_data(tmp_path, monkeypatch)
     console = Console(record=True, width=120, color_system=None)
-    terminal.render(data, console)
+    terminal.render(report, console)
     out = console.export_text()
     assert out.index("memory leak in drm_prime_pages_to_sg") < out.index("Tests:")
     assert "during: dumb_buffer@create-valid-dumb" in out and "leaked: 9 x, 10880 bytes" in out
     assert "expected:" in out and out.rstrip().splitlines()[-1].startswith("FAIL")
 
 
-def test_html_is_self_contained_with_plot_and_screendump(tmp_path: Path) -> None:
-    data, run_dir = report_data(tmp_path)
-    page = html.render(data, run_dir)
+def test_html_is_self_contained_with_plot_and_screendump(tmp_path: Path, monkeypatch) -> None:
+    report, run_dir = report_data(tmp_path, monkeypatch)
+    page = html.render(report, run_dir)
     assert "<svg" in page and page.count("<polyline") == 4  # available, balloon, free, shrinkers
     assert "data:image/png;base64," in page
     assert page.count("<details") == 1 and "virtio_gpu_object_create" in page
@@ -127,22 +130,47 @@ def screenshot(page: Path, out: Path, size: str = "1200,2400") -> Path:
     return out
 
 
-def test_report_html_renders_in_headless_chromium(tmp_path: Path) -> None:
-    data, run_dir = report_data(tmp_path)
+def test_report_html_renders_in_headless_chromium(tmp_path: Path, monkeypatch) -> None:
+    report, run_dir = report_data(tmp_path, monkeypatch)
     shot = screenshot(run_dir / "report.html", tmp_path / "shot.png")
     png = shot.read_bytes()
     assert png.startswith(b"\x89PNG")
     assert _png_colours(png) > 20  # text, plot lines, badges: not a blank page
 
 
-def test_lock_chain_appears_in_every_human_report(tmp_path: Path) -> None:
-    data, run_dir = report_data(tmp_path)
+def test_lock_chain_appears_in_every_human_report(tmp_path: Path, monkeypatch) -> None:
+    report, run_dir = report_data(tmp_path, monkeypatch)
+    data = json.loads((run_dir / "report.json").read_text())
     data["findings"][0].update(kind="lockdep", title="possible deadlock in vgem_fence_signal_ioctl",
                                lock_chain=["reservation_ww_class_mutex", "fs_reclaim", "dma_fence_map"],
                                leak_groups=[], also=[])
+    report = RunReport.from_json(data)
     chain = "reservation_ww_class_mutex -> fs_reclaim -> dma_fence_map"
-    assert f"Lock chain: {chain}" in markdown.render(data)
-    assert html.html.escape(chain) in html.render(data, run_dir)
+    assert f"Lock chain: {chain}" in markdown.render(report)
+    assert html.html.escape(chain) in html.render(report, run_dir)
     console = Console(record=True, width=140, color_system=None)
-    terminal.render(data, console)
+    terminal.render(report, console)
     assert f"locks:  {chain}" in console.export_text()
+
+
+def test_report_json_loads_back_into_the_same_report(tmp_path: Path, monkeypatch) -> None:
+    report, run_dir = report_data(tmp_path, monkeypatch)
+    data = json.loads((run_dir / "report.json").read_text())
+    again = RunReport.from_json(data)
+    assert json.loads(json.dumps(again.to_json(), default=str)) == data
+    assert markdown.render(again) == (run_dir / "report.md").read_text()
+
+
+def test_a_schema_1_report_still_loads_and_renders(tmp_path: Path, monkeypatch) -> None:
+    report, run_dir = report_data(tmp_path, monkeypatch)
+    data = json.loads((run_dir / "report.json").read_text())
+    # what rig wrote before the report had a type: no outcome, errors as one line, bzimage
+    old = {k: v for k, v in data.items() if k not in ("schema", "outcome", "summary", "error", "artifacts")}
+    old["kernel"] = {**{k: v for k, v in data["kernel"].items() if k not in ("image", "arch")}, "bzimage": "bzImage"}
+    old["attempts"] = [{"number": 1, "directory": "attempt-1", "host_fault": None, "error": "the guest stopped",
+                        "boot_s": 20.0, "workloads_s": 60.0, "collect_s": 10.0}]
+    old["collected"] = {"tainted": 512, "taint_flags": "W", "problems": []}
+    again = RunReport.from_json(old)
+    assert again.kernel.image == "bzImage" and again.artifacts.tainted == 512
+    assert again.attempts[0].error is not None and again.attempts[0].durations["boot"] == 20.0
+    assert again.exit_code == 1 and "memory leak in drm_prime_pages_to_sg" in markdown.render(again)

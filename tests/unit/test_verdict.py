@@ -8,10 +8,11 @@ import pytest
 from rig.analysis import KNOWN_HOST_FAULTS, AnalysedFinding, Analysis
 from rig.errors import UserError
 from rig.plan import load_plan
+from rig.report.model import AttemptRecord, decide
 from rig.results import TestName, TestResult
 from rig.splat.attribution import Placement
 from rig.splat.model import Finding, Source
-from rig.verdict import HOST_FAULT, NEW, PRE_EXISTING, FindingStatus, judge, load_baseline
+from rig.verdict import HOST_FAULT, NEW, PRE_EXISTING, FindingStatus, judge, load_baseline, verdict_from_json
 from rig.workloads import FAIL, PASS
 
 PLAN = load_plan("default")
@@ -33,9 +34,10 @@ def _analysed(finding: Finding, **more: object) -> AnalysedFinding:
 def test_a_host_fault_is_not_a_finding_of_the_series() -> None:
     fault = _analysed(_finding("int3 in __x64_sys_getrandom"), host_fault=KNOWN_HOST_FAULTS[0])
     verdict = judge(_analysis(fault), PLAN)
-    assert verdict.findings[0].status is HOST_FAULT is FindingStatus.HOST_FAULT and verdict.exit_code == 0
+    assert verdict.findings[0].status is HOST_FAULT is FindingStatus.HOST_FAULT and not verdict.failed
     assert verdict.findings[0].note == KNOWN_HOST_FAULTS[0].explanation
-    assert verdict.summary() == "PASS: 0 new findings, 1 host fault, 0 tests, 0 unexpected failures"
+    assert decide(verdict, [AttemptRecord(1, "attempt-1", "tcg", {})]).summary == (
+        "PASS: 0 new findings, 1 host fault, 0 tests, 0 unexpected failures")
 
 
 def test_expected_and_unexpected_failures() -> None:
@@ -45,9 +47,9 @@ def test_expected_and_unexpected_failures() -> None:
     verdict = judge(_analysis(tests=tests), PLAN)
     assert [t for t, _ in verdict.expected_failures] == ["kms_addfb_basic@too-high"]
     assert verdict.unexpected_failures == ("dumb_buffer@map-valid",)
-    assert verdict.exit_code == 1
+    assert verdict.failed
     passing = judge(_analysis(tests=(tests[0], tests[2])), PLAN)
-    assert passing.exit_code == 0 and passing.totals() == {"fail": 1, "pass": 1}
+    assert not passing.failed and passing.totals() == {"fail": 1, "pass": 1}
 
 
 def test_findings_of_the_base_kernel_are_pre_existing(tmp_path: Path) -> None:
@@ -62,7 +64,7 @@ def test_findings_of_the_base_kernel_are_pre_existing(tmp_path: Path) -> None:
     verdict = judge(_analysis(old, new), PLAN, baseline=baseline)
     assert [f.status for f in verdict.findings] == [PRE_EXISTING, NEW]
     assert "6.1.176" in verdict.findings[0].note
-    assert judge(_analysis(old), PLAN, baseline=baseline).exit_code == 0
+    assert judge(_analysis(old), PLAN, baseline=baseline).failed is False
 
 
 def test_a_baseline_that_is_not_a_report_is_a_user_error(tmp_path: Path) -> None:
@@ -92,5 +94,8 @@ def test_report_json_keeps_its_keys_and_strings() -> None:
     assert data["tests"] == [{"name": "dumb_buffer@map-valid", "kind": "igt", "status": "fail", "raw_status": "fail",
                               "duration_s": 0.1, "driver": None, "detail": "", "started_s": None}]
     assert data["verdict"]["unexpected_failures"] == ["dumb_buffer@map-valid"]
-    assert data["verdict"]["summary"] == "FAIL: 1 new finding, 1 tests, 1 unexpected failure"
+    # report.json loads back into the same verdict
+    again = verdict_from_json(data)
+    assert again.to_json() == verdict.to_json() and again.findings[0].to_json() == verdict.findings[0].to_json()
+    assert again.tests == verdict.tests
     assert TestResult.from_json(data["tests"][0]) == tests[0]
