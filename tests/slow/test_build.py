@@ -20,7 +20,7 @@ MUST_HAVE = ("PROVE_LOCKING", "DEBUG_KMEMLEAK", "DRM_VIRTIO_GPU", "DRM_VGEM", "D
 
 
 def test_default_profile_builds_a_bootable_image_with_the_debug_options(kernel_6_1) -> None:  # type: ignore[no-untyped-def]
-    with open(kernel_6_1.bzimage, "rb") as f:
+    with open(kernel_6_1.kernel_image, "rb") as f:
         header = f.read(0x210)
     assert header[0x202:0x206] == b"HdrS"  # the x86 boot protocol's signature
     assert kernel_6_1.vmlinux.read_bytes()[:4] == b"\x7fELF"
@@ -37,7 +37,7 @@ def test_the_same_request_again_is_a_cache_hit(kernel_6_1, tmp_path: Path) -> No
     again = build(BuildRequest(kernel="debian:6.1"), tmp_path / "again", progress=False)
     took = time.monotonic() - started
     assert again.cache_hit, f"rebuilt instead of reusing {kernel_6_1.cache_entry}"
-    assert again.bzimage.read_bytes() == kernel_6_1.bzimage.read_bytes()
+    assert again.kernel_image.read_bytes() == kernel_6_1.kernel_image.read_bytes()
     print(f"cache hit in {took:.1f} s")
 
 

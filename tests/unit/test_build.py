@@ -46,7 +46,7 @@ def test_build_with_series_then_cache_hit_without_a_worktree(tmp_path: Path, ker
     request = BuildRequest(kernel=str(kernel), series=str(patches))
     first = build(request, tmp_path / "out1", progress=False)
     assert not first.cache_hit
-    assert first.bzimage.read_bytes() and first.vmlinux.exists() and first.system_map.exists()
+    assert first.kernel_image.read_bytes() and first.vmlinux.exists() and first.system_map.exists()
     assert first.kernel_release == "6.99.1-fake"
     assert [p.subject for p in first.patches] == ["drv: return one"]
     assert first.config.name == ".config" and "CONFIG_PROVE_LOCKING=y" in first.config.read_text()
@@ -63,7 +63,7 @@ def test_build_with_series_then_cache_hit_without_a_worktree(tmp_path: Path, ker
     monkeypatch.setattr(source, "worktree", lambda src: pytest.fail("a cache hit must not touch a worktree"))
     second = build(request, tmp_path / "out2", progress=False)
     assert second.cache_hit
-    assert second.bzimage.read_bytes() == first.bzimage.read_bytes()
+    assert second.kernel_image.read_bytes() == first.kernel_image.read_bytes()
     assert second.head_commit == first.head_commit
     assert json.loads((tmp_path / "out2" / "metadata.json").read_text())["build"]["cache"]["hit"] is True
 

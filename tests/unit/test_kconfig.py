@@ -76,7 +76,7 @@ def test_a_line_that_is_not_config_names_file_and_line(tmp_path: Path) -> None:
 def test_later_fragment_wins_and_render_round_trips(tmp_path: Path) -> None:
     a = write(tmp_path / "a.config", "CONFIG_DRM=y\nCONFIG_KASAN=y\n")
     b = write(tmp_path / "b.config", "# CONFIG_KASAN is not set\n")
-    merged = kconfig.merge([a, b])
+    merged = kconfig.merge([a, b], target="x86_64")
     assert merged["KASAN"].value == "n"
     rendered = write(tmp_path / "merged.config", kconfig.render(merged))
     assert kconfig.read_config(rendered) == {"DRM": "y", "KASAN": "n"}
@@ -85,14 +85,14 @@ def test_later_fragment_wins_and_render_round_trips(tmp_path: Path) -> None:
 def test_shipped_profiles_parse_and_carry_the_debug_options() -> None:
     profiles = kconfig.load_profiles()
     assert {"default", "kasan", "kunit"} <= set(profiles)
-    default = kconfig.merge(list(profiles["default"].fragments))
+    default = kconfig.merge(list(profiles["default"].fragments), target="x86_64")
     for symbol in ("PROVE_LOCKING", "DEBUG_KMEMLEAK", "DRM_VIRTIO_GPU", "DRM_VGEM", "DRM_VKMS",
                    "SHRINKER_DEBUG", "PVPANIC", "PRINTK_CALLER", "DEBUG_WW_MUTEX_SLOWPATH"):
         assert default[symbol].value == "y" and not default[symbol].optional, symbol
     assert default["DEBUG_KMEMLEAK_AUTO_SCAN"].value == "n"
     assert "KASAN" not in default
-    assert kconfig.merge(list(profiles["kasan"].fragments))["KASAN"].value == "y"
-    assert kconfig.merge(list(profiles["kunit"].fragments))["DRM_KUNIT_TEST"].value == "y"
+    assert kconfig.merge(list(profiles["kasan"].fragments), target="x86_64")["KASAN"].value == "y"
+    assert kconfig.merge(list(profiles["kunit"].fragments), target="x86_64")["DRM_KUNIT_TEST"].value == "y"
 
 
 def test_unknown_profile_lists_the_known_ones() -> None:
@@ -131,7 +131,7 @@ CONFIG_MMU=y
 CONFIG_LOCKDEP_BITS=15
 CONFIG_DRM_GEM_SHMEM_HELPER=y
 """)
-    misses = {m.setting.symbol: m for m in kconfig.verify(kconfig.merge([fragment]), dot_config, tree)}
+    misses = {m.setting.symbol: m for m in kconfig.verify(kconfig.merge([fragment], target="x86_64"), dot_config, tree, arch="x86")}
     assert set(misses) == {"DRM", "DRM_VGEM", "NOT_IN_THIS_KERNEL", "ARM64_ONLY", "LOCKDEP_BITS",
                            "DRM_GEM_SHMEM_HELPER"}
     assert "unmet dependency: depends on PCI && MMU [PCI=n, MMU=y]" in misses["DRM"].reason
@@ -145,12 +145,12 @@ CONFIG_DRM_GEM_SHMEM_HELPER=y
 def test_check_fails_on_required_and_returns_optional_misses(tmp_path: Path, tree: Path) -> None:
     dot_config = write(tmp_path / ".config", "CONFIG_MMU=y\nCONFIG_PCI=y\nCONFIG_DRM=y\n")
     optional = write(tmp_path / "opt.config", "CONFIG_DRM=y\n# rig: optional\nCONFIG_NOT_IN_THIS_KERNEL=y\n")
-    misses = kconfig.check(kconfig.merge([optional]), dot_config, tree, "test")
+    misses = kconfig.check(kconfig.merge([optional], target="x86_64"), dot_config, tree, "test", arch="x86")
     assert [m.setting.symbol for m in misses] == ["NOT_IN_THIS_KERNEL"]
 
     required = write(tmp_path / "req.config", "CONFIG_DRM=y\nCONFIG_NOT_IN_THIS_KERNEL=y\n")
     with pytest.raises(UserError) as info:
-        kconfig.check(kconfig.merge([required]), dot_config, tree, "test")
+        kconfig.check(kconfig.merge([required], target="x86_64"), dot_config, tree, "test", arch="x86")
     assert "CONFIG_NOT_IN_THIS_KERNEL=y (req.config:2)" in info.value.message
     assert "not in this kernel version" in info.value.message
     assert "# rig: optional" in (info.value.hint or "")
