@@ -6,6 +6,7 @@ import pytest
 
 from rig import kconfig
 from rig.errors import UserError
+from rig.target import ARM64, X86_64
 
 KCONFIG = """\
 menu "Graphics"
@@ -42,7 +43,7 @@ def write(path: Path, text: str) -> Path:
 def tree(tmp_path: Path) -> Path:
     root = tmp_path / "linux"
     write(root / "drivers" / "gpu" / "drm" / "Kconfig", KCONFIG)
-    # Another architecture's Kconfig must not count: rig builds x86_64.
+    # Only the Kconfig files of the architecture being built count.
     write(root / "arch" / "arm64" / "Kconfig", "config ARM64_ONLY\n\tbool \"arm64\"\n")
     write(root / "arch" / "x86" / "Kconfig", "config X86\n\tdef_bool y\n")
     return root
@@ -154,3 +155,41 @@ def test_check_fails_on_required_and_returns_optional_misses(tmp_path: Path, tre
     assert "CONFIG_NOT_IN_THIS_KERNEL=y (req.config:2)" in info.value.message
     assert "not in this kernel version" in info.value.message
     assert "# rig: optional" in (info.value.hint or "")
+
+
+def test_only_tag_keeps_a_line_to_its_targets(tmp_path: Path) -> None:
+    fragment = write(tmp_path / "f.config", """\
+CONFIG_DRM=y
+# rig: only x86_64
+CONFIG_UNWINDER_ORC=y
+# rig: only x86_64 arm64
+# rig: optional
+CONFIG_KVM_GUEST=y
+CONFIG_PRINTK=y
+""")
+    settings = kconfig.parse_fragment(fragment)
+    assert [(s.symbol, s.only, s.optional) for s in settings] == [
+        ("DRM", (), False), ("UNWINDER_ORC", ("x86_64",), False), ("KVM_GUEST", ("x86_64", "arm64"), True),
+        ("PRINTK", (), False)]
+    assert list(kconfig.merge([fragment], target="x86_64")) == ["DRM", "UNWINDER_ORC", "KVM_GUEST", "PRINTK"]
+    assert list(kconfig.merge([fragment], target="arm64")) == ["DRM", "KVM_GUEST", "PRINTK"]
+    assert list(kconfig.merge([fragment], target="riscv64")) == ["DRM", "PRINTK"]
+
+
+def test_shipped_fragments_for_arm64_leave_the_pc_out() -> None:
+    fragments = [kconfig.CONFIGS_DIR / name for name in ARM64.config_fragments]
+    merged = kconfig.merge([*fragments, *kconfig.profile("default").fragments], target=ARM64.name)
+    for symbol in ("ARM64", "SERIAL_AMBA_PL011_CONSOLE", "DRM_PANFROST", "PROVE_LOCKING", "DEBUG_KMEMLEAK",
+                   "DRM_VIRTIO_GPU", "VIRTIO_BLK"):
+        assert merged[symbol].value == "y", symbol
+    for symbol in ("ACPI", "UNWINDER_ORC", "SERIAL_8250", "HYPERVISOR_GUEST", "DRM_BOCHS"):
+        assert symbol not in merged, symbol
+    assert "ARM64" not in kconfig.merge(list(kconfig.profile("default").fragments), target=X86_64.name)
+
+
+def test_kconfig_definitions_read_the_targets_arch_directory_only(tree: Path) -> None:
+    on_x86 = kconfig.kconfig_definitions(tree, X86_64.kconfig_arch)
+    on_arm64 = kconfig.kconfig_definitions(tree, ARM64.kconfig_arch)
+    assert "X86" in on_x86 and "ARM64_ONLY" not in on_x86
+    assert "ARM64_ONLY" in on_arm64 and "X86" not in on_arm64
+    assert "DRM" in on_x86 and "DRM" in on_arm64  # the generic Kconfig files count for every target
