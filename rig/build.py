@@ -108,6 +108,7 @@ class ResolvedBuild:
     compiler: str  # first line of `<compiler> --version`
     make_variables: tuple[str, ...]  # ARCH=, CROSS_COMPILE=, CC= on every make command line
     resolve_timings: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    resolve_s: float = 0.0  # how long resolving took, counted into every build's duration
 
     @property
     def target(self) -> Target:
@@ -325,7 +326,7 @@ def resolve(request: BuildRequest, out: Path, *, reporter: Reporter | None = Non
         request=request, source=src, series=series, fragments=fragments,
         settings=MappingProxyType(settings), fragments_digest=kconfig.fragments_digest(list(fragments)),
         compiler=compiler_id(target), make_variables=make_variables(target),
-        resolve_timings=MappingProxyType(dict(timings.stages)),
+        resolve_timings=MappingProxyType(dict(timings.stages)), resolve_s=timings.total(),
     )
 
 
@@ -409,9 +410,10 @@ class _PrefixBuild:
             reporter.step(f"waiting for the build lock {lock}")
         with self._locks():
             entry = BUILDS.resolve(quick_key)  # another rig may have built it while we waited
+            made = False
             if entry is None:
-                entry = self._build_locked(quick_key)
-        return self._finish(entry, quick_key, cache_hit=False)
+                entry, made = self._build_locked(quick_key)
+        return self._finish(entry, quick_key, cache_hit=not made)
 
     @contextmanager
     def _locks(self) -> Iterator[None]:
@@ -424,7 +426,8 @@ class _PrefixBuild:
 
     # --- building under the lock --------------------------------------------------------
 
-    def _build_locked(self, quick_key: str) -> Path:
+    def _build_locked(self, quick_key: str) -> tuple[Path, bool]:
+        """The entry of this build, and whether make made it (else it was in the cache)."""
         build_dir = self.resolved.build_dir
         build_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         log = self.out / "build.log"
@@ -436,13 +439,13 @@ class _PrefixBuild:
         # the profile, or rig's own earlier key of the same build): then the finished
         # build is already in the cache.
         full_key = self.resolved.full_key(self.k, cache.file_digest(build_dir / ".config"))
-        if BUILDS.lookup(full_key) is not None:
+        if (entry := BUILDS.lookup(full_key)) is not None:
             BUILDS.alias(quick_key, full_key)
-            return BUILDS.entry(full_key)
+            return entry, False
         with self.timings.stage("make"):
             self._make(tree, build_dir, log)
         head = source.git(["rev-parse", "HEAD"], tree).stdout.strip()
-        return self._store(build_dir, log, full_key, quick_key, head)
+        return self._store(build_dir, log, full_key, quick_key, head), True
 
     def _prepare_tree(self) -> Path:
         """rig's worktree at the base with the first k patches applied.
@@ -571,6 +574,8 @@ class _PrefixBuild:
         resolved = self.resolved
         if cache_hit:
             self.reporter.step(f"cache hit: {self.label} is the build in {entry}")
+        elif self.resolved.request.each_patch and self.k < len(self.resolved.patches):
+            self.reporter.step(f"{self.label} builds")
         files = resolved.artifact_files()
         placed = _link_into(entry, self.out, [*files, "build.log"], {resolved.image_name, "vmlinux"})
         facts = json.loads((entry / "entry.json").read_text())
@@ -581,7 +586,7 @@ class _PrefixBuild:
             base_commit=resolved.source.base_commit, head_commit=facts["head_commit"],
             profile=resolved.request.profile, out_dir=self.out.resolve(), cache_key=entry.name, cache_entry=entry,
             config_warnings=tuple(facts.get("optional_misses", ())), metadata=self.out / "metadata.json",
-            duration_s=self.timings.total() + sum(resolved.resolve_timings.values()), target=resolved.target,
+            duration_s=round(self.timings.total() + resolved.resolve_s, 2), target=resolved.target,
         )
         write_metadata(self.out, {"build": self._metadata(artifacts, quick_key, facts)})
         return artifacts

@@ -351,3 +351,11 @@ def test_arch_option_takes_the_known_targets_only(tmp_path: Path, capsys: pytest
     with pytest.raises(SystemExit):
         cli.main(["build", "--arch", "riscv64", "--out", str(tmp_path / "out")])
     assert "riscv64" in capsys.readouterr().err
+
+
+def test_other_inputs_that_give_the_same_config_reuse_the_finished_build(tmp_path: Path, kernel: Path) -> None:
+    plain = build(BuildRequest(kernel=str(kernel)), tmp_path / "a", progress=False)
+    extra = tmp_path / "same.config"
+    extra.write_text("CONFIG_SLUB_DEBUG=y\n")  # the profile's last line again: the same .config
+    again = build(BuildRequest(kernel=str(kernel), extra_configs=(extra,)), tmp_path / "b", progress=False)
+    assert again.cache_hit and again.cache_key == plain.cache_key
