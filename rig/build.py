@@ -465,7 +465,8 @@ class _PrefixBuild:
         with self.timings.stage("worktree"):
             if (isinstance(applied, list) and len(applied) <= self.k and applied == wanted[:len(applied)]
                     and state.get("base") == resolved.source.base_commit and (tree / ".git").exists()
-                    and source.git(["rev-parse", "HEAD"], tree, check=False).stdout.strip() == state.get("head")):
+                    and source.git(["rev-parse", "HEAD"], tree, check=False).stdout.strip() == state.get("head")
+                    and _clean(tree)):
                 start = len(applied)
             else:
                 self.reporter.step("preparing rig's worktree at the base commit")
@@ -637,6 +638,13 @@ def kconfig_files_id(tree: Path) -> str:
     listing = proc.run(["git", "ls-files", "-s", "--", ":(glob)**/Kconfig*", ":(glob)scripts/kconfig/**"],
                        cwd=tree, timeout=120, what="git ls-files").stdout
     return cache.digest([listing])
+
+
+def _clean(tree: Path) -> bool:
+    """Whether the worktree's tracked files are as its HEAD has them (nobody edited them
+    by hand since rig applied its patches)."""
+    status = source.git(["status", "--porcelain", "--untracked-files=no"], tree, check=False)
+    return status.ok and not status.stdout.strip()
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -359,3 +359,13 @@ def test_other_inputs_that_give_the_same_config_reuse_the_finished_build(tmp_pat
     extra.write_text("CONFIG_SLUB_DEBUG=y\n")  # the profile's last line again: the same .config
     again = build(BuildRequest(kernel=str(kernel), extra_configs=(extra,)), tmp_path / "b", progress=False)
     assert again.cache_hit and again.cache_key == plain.cache_key
+
+
+def test_a_worktree_edited_by_hand_is_reset_before_the_next_prefix(tmp_path: Path, kernel: Path) -> None:
+    patches = make_series(kernel, tmp_path, "one", [("drv: return one", "return 0;", "return 1;")])
+    resolved = build_mod.resolve(BuildRequest(kernel=str(kernel), series=str(patches)), tmp_path / "out")
+    build_mod.build_prefix(resolved, 0, tmp_path / "k0")
+    drv = resolved.worktree / "drv.c"
+    drv.write_text(drv.read_text().replace("return 0;", "return 0; /* edited */"))
+    build_mod.build_prefix(resolved, 1, tmp_path / "k1")  # would not apply on the edited file
+    assert "edited" not in drv.read_text() and "return 1;" in drv.read_text()
