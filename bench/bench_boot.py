@@ -38,7 +38,7 @@ def kernel_path(args: argparse.Namespace, work: Path) -> Path:
         return Path(args.bzimage)
     from rig.build import BuildRequest, build
 
-    return build(BuildRequest(kernel=args.kernel), work / "build", progress=False).bzimage
+    return build(BuildRequest(kernel=args.kernel), work / "build", progress=False).kernel_image
 
 
 async def one_boot(kernel: Path, run_dir: Path, cpus: int) -> dict[str, float]:

@@ -35,7 +35,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from rig import cache, kconfig, proc, source  # noqa: E402
-from rig.build import BuildRequest, build, build_lock_path, make_argv, make_env  # noqa: E402
+from rig.build import BUILDS, BuildRequest, build, build_lock_path, make_argv, make_env, make_variables  # noqa: E402
+from rig.target import X86_64  # noqa: E402
 
 ONE_PATCH = REPO / "tests" / "data" / "series" / "build-one-drm-patch"
 MAKE_TIMEOUT_S = 4 * 3600.0
@@ -101,7 +102,7 @@ def bare_make_of_the_patch(src: source.KernelSource, patch: Path, log: Path) -> 
 
 def rig_make(tree: Path, build_dir: Path, log: Path) -> None:
     # No ccache: rig's warm build met the patched file as a ccache miss, so this compiles it too.
-    proc.run(make_argv(tree, build_dir, "bzImage"), env={**make_env(), "CCACHE_DISABLE": "1"},
+    proc.run(make_argv(tree, build_dir, make_variables(X86_64), "bzImage"), env={**make_env(), "CCACHE_DISABLE": "1"},
              timeout=MAKE_TIMEOUT_S, log=log, what="make bzImage")
 
 
@@ -156,7 +157,7 @@ def main() -> int:
         build(base_request, work / "rig-base", progress=False)  # the build directory at the base
         # An earlier run may have built this very patch: forget finished builds and start
         # from an empty ccache, as a developer's first build of a new patch does.
-        shutil.rmtree(cache.cache_root() / "builds", ignore_errors=True)
+        shutil.rmtree(BUILDS.root(), ignore_errors=True)
         if shutil.which("ccache"):
             proc.run(["ccache", "-C"], env=make_env(), timeout=600, what="ccache -C")
         rig_warm = measure(lambda: build(BuildRequest(kernel="debian:6.1", series=str(ONE_PATCH)),

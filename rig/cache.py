@@ -6,10 +6,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
 import os
 import shutil
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from rig.errors import InfraError
@@ -99,3 +101,73 @@ def publish(staging: Path, final: Path) -> Path:
             final.unlink()
     os.replace(staging, final)
     return final
+
+
+# --- stores: one API for every kind of finished, cached result -------------------------
+
+
+@dataclass(frozen=True)
+class Store:
+    """One kind of cached result (kernel builds, guest images): each entry a directory
+    `<cache>/<kind>/<key>/`, written elsewhere and published whole with one rename, so a
+    reader sees a complete entry or none. Aliases in `<kind>/index/` point cheap keys
+    (computed before any work) at an entry (whose key may only be known after it).
+    """
+
+    kind: str  # the directory under the cache root: "builds", "images"
+    # Whether an entry directory is whole (a marker file, or sizes recorded in it).
+    is_complete: Callable[[Path], bool]
+
+    def root(self) -> Path:
+        return cache_dir(self.kind)
+
+    def entry(self, key: str) -> Path:
+        return self.root() / key
+
+    def lookup(self, key: str) -> Path | None:
+        """The complete entry of `key`, or None."""
+        entry = self.entry(key)
+        return entry if entry.is_dir() and self.is_complete(entry) else None
+
+    def entries(self) -> list[Path]:
+        """Every complete entry, sorted (staging directories and the index left out)."""
+        return [d for d in sorted(self.root().iterdir())
+                if not d.name.startswith(".") and d.name != "index" and d.is_dir() and self.is_complete(d)]
+
+    @contextlib.contextmanager
+    def lock(self, key: str, *, timeout_s: float = 3600.0, what: str = "") -> Iterator[None]:
+        """The lock of one entry (beside it): one rig makes it, the others wait and reuse it."""
+        with locked(self.root() / f"{key}.lock", timeout_s=timeout_s, what=what):
+            yield
+
+    def staging(self, key: str) -> Path:
+        """A fresh, private directory to write the entry of `key` in before publishing it."""
+        staging = self.root() / f".{key}.staging-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(mode=0o700)
+        return staging
+
+    def publish(self, staging: Path, key: str) -> Path:
+        return publish(staging, self.entry(key))
+
+    def remove(self, key: str) -> None:
+        """Delete an entry (a process still reading its files keeps them until it closes them)."""
+        with self.lock(key, timeout_s=60, what=f"removing {self.kind} entry {key}"):
+            shutil.rmtree(self.entry(key), ignore_errors=True)
+        (self.root() / f"{key}.lock").unlink(missing_ok=True)
+
+    def alias(self, alias: str, key: str) -> None:
+        """Point `alias` at the entry of `key` (atomically: a reader sees the old or the new)."""
+        index = self.root() / "index" / f"{alias}.json"
+        index.parent.mkdir(parents=True, exist_ok=True)
+        tmp = index.with_name(f".{index.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"entry": key}))
+        os.replace(tmp, index)
+
+    def resolve(self, alias: str) -> Path | None:
+        """The complete entry `alias` points at, or None."""
+        try:
+            key = json.loads((self.root() / "index" / f"{alias}.json").read_text())["entry"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return self.lookup(str(key))

@@ -175,8 +175,17 @@ def _uris(text: str) -> list[str]:
 # ---------------------------------------------------------------- the cache
 
 
+# Complete once manifest.json is in: _build writes it last.
+IMAGES = cache.Store("images", lambda entry: (entry / "manifest.json").is_file())
+
+
 def images_root() -> Path:
-    return cache.cache_dir("images")
+    return IMAGES.root()
+
+
+def image_key(recipe: Recipe) -> str:
+    """The cache key of a recipe's image: its name (for people listing the cache) and hash."""
+    return f"{recipe.name}-{recipe_hash(recipe)}"
 
 
 def image_at(directory: Path) -> GuestImage:
@@ -191,7 +200,7 @@ def image_at(directory: Path) -> GuestImage:
 
 
 def list_images() -> list[GuestImage]:
-    return [image_at(d) for d in sorted(images_root().iterdir()) if (d / "manifest.json").is_file()]
+    return [image_at(entry) for entry in IMAGES.entries()]
 
 
 def find_image(recipe: str) -> GuestImage | None:
@@ -199,9 +208,8 @@ def find_image(recipe: str) -> GuestImage | None:
     for image in list_images():
         if image.recipe_hash.startswith(recipe) and len(recipe) >= 6:
             return image
-    loaded = load_recipe(recipe)
-    directory = images_root() / f"{loaded.name}-{recipe_hash(loaded)}"
-    return image_at(directory) if (directory / "manifest.json").is_file() else None
+    entry = IMAGES.lookup(image_key(load_recipe(recipe)))
+    return image_at(entry) if entry is not None else None
 
 
 def stale_images() -> list[GuestImage]:
@@ -220,31 +228,26 @@ def stale_images() -> list[GuestImage]:
 
 def remove_image(item: GuestImage) -> None:
     """Delete a cached image (a QEMU still using it keeps its open file until it exits)."""
-    with cache.locked(item.root.with_name(item.root.name + ".lock"), timeout_s=60, what="removing a guest image"):
-        shutil.rmtree(item.root, ignore_errors=True)
-    item.root.with_name(item.root.name + ".lock").unlink(missing_ok=True)
+    IMAGES.remove(item.root.name)
 
 
 def ensure_image(recipe: str = "default", *, progress: bool = True, rebuild: bool = False) -> GuestImage:
     """The guest image of `recipe`, built once and then taken from rig's cache."""
     loaded = load_recipe(recipe)
-    digest = recipe_hash(loaded)
-    final = images_root() / f"{loaded.name}-{digest}"
-    if (final / "manifest.json").is_file() and not rebuild:
-        return image_at(final)
-    with cache.locked(final.with_name(final.name + ".lock"), what=f"building guest image {loaded.name}"):
-        if (final / "manifest.json").is_file() and not rebuild:
-            return image_at(final)  # another rig built it while we waited
-        staging = final.with_name(f".{final.name}.staging-{os.getpid()}")
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(mode=0o700)
+    key = image_key(loaded)
+    if not rebuild and (entry := IMAGES.lookup(key)) is not None:
+        return image_at(entry)
+    with IMAGES.lock(key, what=f"building guest image {loaded.name}"):
+        if not rebuild and (entry := IMAGES.lookup(key)) is not None:
+            return image_at(entry)  # another rig built it while we waited
+        staging = IMAGES.staging(key)
         try:
-            _build(loaded, digest, staging, _reporter(progress))
-            cache.publish(staging, final)
+            _build(loaded, recipe_hash(loaded), staging, _reporter(progress))
+            entry = IMAGES.publish(staging, key)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-    return image_at(final)
+    return image_at(entry)
 
 
 def _reporter(progress: bool) -> Callable[[str], None]:

@@ -22,6 +22,8 @@ from rig.errors import UserError
 CONFIGS_DIR = Path(__file__).resolve().parent.parent / "kernel-configs"
 
 OPTIONAL_TAG = re.compile(r"^#\s*rig:\s*optional\b")
+# "# rig: only x86_64" (or several target names): the next line is for those targets only.
+ONLY_TAG = re.compile(r"^#\s*rig:\s*only\s+(?P<targets>[\w\s]+?)\s*$")
 SET_LINE = re.compile(r"^(CONFIG_[A-Za-z0-9_]+)=(.*)$")
 UNSET_LINE = re.compile(r"^#\s*(CONFIG_[A-Za-z0-9_]+) is not set\s*$")
 
@@ -34,6 +36,10 @@ class Setting:
     value: str  # "y", "n", "m", a number or a quoted string, as written
     optional: bool
     origin: str  # "file:line", for messages
+    only: tuple[str, ...] = ()  # the targets (rig.target names) this line is for; empty: all
+
+    def applies_to(self, target: str) -> bool:
+        return not self.only or target in self.only
 
 
 @dataclass(frozen=True)
@@ -62,7 +68,8 @@ class Profile:
 
 
 def parse_fragment(path: Path) -> list[Setting]:
-    """Settings of one fragment; a `# rig: optional` line marks the next setting optional."""
+    """Settings of one fragment; a `# rig: optional` line marks the next setting optional,
+    a `# rig: only TARGET...` line makes it apply to those targets only."""
     try:
         lines = path.read_text().splitlines()
     except OSError as exc:
@@ -70,22 +77,27 @@ def parse_fragment(path: Path) -> list[Setting]:
                         hint="pass --config with a readable file of CONFIG_FOO=y lines") from exc
     settings: list[Setting] = []
     optional_next = False
+    only_next: tuple[str, ...] = ()
     for number, raw in enumerate(lines, 1):
         line = raw.strip()
         origin = f"{path.name}:{number}"
         if OPTIONAL_TAG.match(line):
             optional_next = True
             continue
+        if only := ONLY_TAG.match(line):
+            only_next = tuple(only.group("targets").split())
+            continue
         if unset := UNSET_LINE.match(line):
-            settings.append(Setting(unset.group(1)[len("CONFIG_"):], "n", optional_next, origin))
+            settings.append(Setting(unset.group(1)[len("CONFIG_"):], "n", optional_next, origin, only_next))
         elif assign := SET_LINE.match(line):
-            settings.append(Setting(assign.group(1)[len("CONFIG_"):], assign.group(2).strip(), optional_next, origin))
+            settings.append(Setting(assign.group(1)[len("CONFIG_"):], assign.group(2).strip(), optional_next, origin,
+                                    only_next))
         elif line and not line.startswith("#"):
             raise UserError(f"{path}:{number} is not a kernel config line: {raw!r}",
                             hint="fragments hold lines like CONFIG_FOO=y or '# CONFIG_FOO is not set'")
         else:
             continue
-        optional_next = False
+        optional_next, only_next = False, ()
     return settings
 
 
@@ -106,11 +118,14 @@ def profile(name: str, configs_dir: Path = CONFIGS_DIR) -> Profile:
     return profiles[name]
 
 
-def merge(fragments: list[Path]) -> dict[str, Setting]:
-    """Settings by symbol; a later fragment wins, as with merge_config.sh."""
+def merge(fragments: list[Path], *, target: str) -> dict[str, Setting]:
+    """Settings by symbol for one target (a rig.target name); a later fragment wins, as
+    with merge_config.sh. Lines marked for other targets are left out."""
     merged: dict[str, Setting] = {}
     for fragment in fragments:
         for setting in parse_fragment(fragment):
+            if not setting.applies_to(target):
+                continue
             merged.pop(setting.symbol, None)  # keep the order of the last mention
             merged[setting.symbol] = setting
     return merged
@@ -142,10 +157,11 @@ def read_config(path: Path) -> dict[str, str]:
     return values
 
 
-def kconfig_definitions(tree: Path) -> dict[str, list[str]]:
-    """Symbol -> the text of each of its `config`/`menuconfig` blocks in the tree's Kconfig files."""
+def kconfig_definitions(tree: Path, arch: str) -> dict[str, list[str]]:
+    """Symbol -> the text of each of its `config`/`menuconfig` blocks in the tree's Kconfig
+    files: the generic ones and those of arch/<arch>/ (a Target's kconfig_arch)."""
     definitions: dict[str, list[str]] = {}
-    for path in _kconfig_files(tree):
+    for path in _kconfig_files(tree, arch):
         current: str | None = None
         block: list[str] = []
         for line in path.read_text(errors="replace").splitlines():
@@ -163,8 +179,9 @@ def kconfig_definitions(tree: Path) -> dict[str, list[str]]:
     return definitions
 
 
-def _kconfig_files(tree: Path) -> list[Path]:
-    # Only x86 among the architectures: rig builds x86_64 guests.
+def _kconfig_files(tree: Path, arch: str) -> list[Path]:
+    # Only the target's architecture: a symbol another architecture defines is not one
+    # this build can have.
     skip_top = {".git", "Documentation", "tools", "samples"}
     found = []
     for dirpath, subdirs, files in os.walk(tree):
@@ -172,7 +189,7 @@ def _kconfig_files(tree: Path) -> list[Path]:
         if directory == tree:
             subdirs[:] = [d for d in subdirs if d not in skip_top]
         elif directory == tree / "arch":
-            subdirs[:] = [d for d in subdirs if d == "x86"]
+            subdirs[:] = [d for d in subdirs if d == arch]
         found += [directory / f for f in files if f.startswith("Kconfig")]
     return found
 
@@ -286,13 +303,13 @@ def _unmet(deps: list[str], config: dict[str, str]) -> list[str]:
     return unmet
 
 
-def verify(settings: dict[str, Setting], config_path: Path, tree: Path) -> list[Miss]:
+def verify(settings: dict[str, Setting], config_path: Path, tree: Path, *, arch: str) -> list[Miss]:
     """Every asked-for symbol the .config lacks, each with why."""
     config = read_config(config_path)
     failed = [s for s in settings.values() if not _matches(s.value, config.get(s.symbol))]
     if not failed:
         return []
-    definitions = kconfig_definitions(tree)
+    definitions = kconfig_definitions(tree, arch)
     misses = []
     for setting in failed:
         actual = config.get(setting.symbol)
@@ -316,9 +333,10 @@ def verify(settings: dict[str, Setting], config_path: Path, tree: Path) -> list[
     return misses
 
 
-def check(settings: dict[str, Setting], config_path: Path, tree: Path, config_label: str) -> list[Miss]:
+def check(settings: dict[str, Setting], config_path: Path, tree: Path, config_label: str,
+          *, arch: str) -> list[Miss]:
     """Raise UserError when a required symbol did not stick; return the optional misses."""
-    misses = verify(settings, config_path, tree)
+    misses = verify(settings, config_path, tree, arch=arch)
     required = [m for m in misses if not m.setting.optional]
     if required:
         # Only the required misses: an optional option this version lacks is expected here.

@@ -300,7 +300,7 @@ def _local(spec: str, path: Path, base: str | None) -> KernelSource:
         raise UserError(f"--kernel {spec} is not a git checkout",
                         hint=f"pass --kernel as one of: {KERNEL_FORMS}")
     top = Path(result.stdout.strip())
-    if not (top / "Kconfig").exists() or not (top / "arch" / "x86").is_dir():
+    if not (top / "Kconfig").exists() or not (top / "arch").is_dir():
         raise UserError(f"--kernel {spec} is a git checkout but not a Linux kernel tree",
                         hint=f"pass --kernel as one of: {KERNEL_FORMS}")
     rev = base or "HEAD"

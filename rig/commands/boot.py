@@ -63,7 +63,7 @@ def _kernel(args: argparse.Namespace, out: Path) -> Path:
 
     artifacts = build(request_from_args(args), out / "build", progress=not args.quiet)
     _say(args, f"kernel {artifacts.kernel_release} ({'cache hit' if artifacts.cache_hit else 'built'})")
-    return artifacts.bzimage
+    return artifacts.kernel_image
 
 
 def _command(args: argparse.Namespace) -> list[str]:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 from pathlib import Path
 
-from rig.build import BuildArtifacts, BuildRequest, build
-from rig.rundir import new_run_dir, reproduce_command, write_metadata
+from rig.build import BuildArtifacts, BuildRequest, build, reproduce_argv
+from rig.rundir import new_run_dir, write_metadata
+from rig.target import DEFAULT_TARGET, TARGETS, target
 
 NAME = "build"
 HELP = "build the kernel with your series applied and the debug options of a profile (cached)"
@@ -16,6 +18,7 @@ EXAMPLES = [
     "rig build --kernel ~/linux --series v6.12..my-branch --profile kasan",
     "rig build --kernel debian:6.12 --series patches/ --each-patch",
     "rig build --kernel debian:7.2 --config my-options.config --out /tmp/k",
+    "rig build --arch arm64 --kernel debian:6.12",
 ]
 
 
@@ -25,6 +28,9 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--kernel", default="debian:6.1", metavar="SPEC",
                        help="debian:6.1, debian:6.12, debian:7.2 (Debian's sources) or the path of a "
                             "kernel git checkout (default: %(default)s)")
+    group.add_argument("--arch", default=DEFAULT_TARGET.name, choices=sorted(TARGETS),
+                       help="guest architecture the kernel is built for (cross-compiled when it is not the "
+                            "host's) (default: %(default)s)")
     group.add_argument("--base", metavar="REV",
                        help="commit of a local --kernel checkout to apply the series on (default: A of a "
                             "--series A..B range, else HEAD)")
@@ -47,13 +53,14 @@ def request_from_args(args: argparse.Namespace) -> BuildRequest:
         profile=args.profile,
         extra_configs=tuple(args.extra_configs),
         each_patch=args.each_patch,
+        target=target(args.arch),
     )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_build_arguments(parser)
     parser.add_argument("--out", type=Path, metavar="DIR",
-                        help="where to put bzImage, vmlinux, System.map, .config, build.log and metadata.json "
+                        help="where to put the kernel image (bzImage, Image), vmlinux, System.map, .config, build.log and metadata.json "
                              "(default: a new run directory)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -68,14 +75,14 @@ def summary(artifacts: BuildArtifacts) -> list[str]:
         lines.append(f"patch   {patch.number}: {patch.subject} ({patch.author})")
     for warning in artifacts.config_warnings:
         lines.append(f"note    optional option missing: {warning}")
-    lines.append(f"bzImage {artifacts.bzimage}")
+    lines.append(f"{artifacts.kernel_image.name:<7} {artifacts.kernel_image}")
     return lines
 
 
 def run(args: argparse.Namespace) -> int:
     request = request_from_args(args)
     out = new_run_dir("build", args.out)
-    write_metadata(out, {"command": reproduce_command()})
+    write_metadata(out, {"command": shlex.join(reproduce_argv(request))})
     artifacts = build(request, out, progress=not args.quiet)
     for line in summary(artifacts):
         print(line)

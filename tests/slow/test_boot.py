@@ -67,7 +67,7 @@ def test_boot_drm_igt_qmp_and_files(kernel_6_1, guest_image, tmp_path: Path) -> 
     run_dir = tmp_path / "vm"
 
     async def scenario() -> None:
-        async with boot_guest(kernel_6_1.bzimage, guest_image, run_dir) as vm:
+        async with boot_guest(kernel_6_1.kernel_image, guest_image, run_dir) as vm:
             assert vm.accel in ("kvm", "tcg") and vm.accel_reason
             uname = await vm.run(["uname", "-r"], timeout=60)
             assert uname.stdout.strip() == kernel_6_1.kernel_release
@@ -106,7 +106,7 @@ def test_boot_drm_igt_qmp_and_files(kernel_6_1, guest_image, tmp_path: Path) -> 
 
 def test_rig_boot_runs_a_command_and_passes_its_status(kernel_6_1, guest_image, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "run"
-    result = rig("boot", "--bzimage", str(kernel_6_1.bzimage), "--out", str(out), "--",
+    result = rig("boot", "--bzimage", str(kernel_6_1.kernel_image), "--out", str(out), "--",
                  "sh", "-c", "uname -r; cat /sys/kernel/debug/dri/*/name; exit 7")
     assert result.returncode == 7, result.stderr
     assert kernel_6_1.kernel_release in result.stdout
@@ -119,7 +119,7 @@ def test_rig_boot_runs_a_command_and_passes_its_status(kernel_6_1, guest_image, 
 @pytest.mark.parametrize("gpu, driver", [("bochs", "bochs-drm"), ("cirrus", "cirrus")])
 def test_other_gpu_models_bind_their_driver(kernel_6_1, guest_image, tmp_path: Path, gpu: str, driver: str) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "run"
-    result = rig("boot", "--bzimage", str(kernel_6_1.bzimage), "--gpu", gpu, "--out", str(out), "--quiet", "--",
+    result = rig("boot", "--bzimage", str(kernel_6_1.kernel_image), "--gpu", gpu, "--out", str(out), "--quiet", "--",
                  "sh", "-c", "cat /sys/kernel/debug/dri/*/name")
     assert result.returncode == 0, result.stderr
     drivers = {line.split()[0] for line in result.stdout.splitlines() if line.strip()}
@@ -132,7 +132,7 @@ def test_guest_panic_exits_1_within_10_s_with_the_console(kernel_6_1, guest_imag
     marker = tmp_path / "panicked-at"
     # The guest prints nothing more after the sysrq; rig's clock starts when the command is sent.
     command = "sleep 1; echo c > /proc/sysrq-trigger"
-    rig_proc = start_rig("boot", "--bzimage", str(kernel_6_1.bzimage), "--out", str(out), "--", "sh", "-c", command)
+    rig_proc = start_rig("boot", "--bzimage", str(kernel_6_1.kernel_image), "--out", str(out), "--", "sh", "-c", command)
     wait_for(lambda: booted(out),
              300, "the guest to boot")
     marker.write_text(str(time.monotonic()))
@@ -149,7 +149,7 @@ def test_boot_failure_is_a_kernel_error_with_the_console(kernel_6_1, guest_image
     run_dir = tmp_path / "vm"
 
     async def scenario() -> None:
-        async with boot_guest(kernel_6_1.bzimage, guest_image, run_dir, cmdline_extra=("root=/dev/vdz",)):
+        async with boot_guest(kernel_6_1.kernel_image, guest_image, run_dir, cmdline_extra=("root=/dev/vdz",)):
             raise AssertionError("a guest without its root filesystem answered SSH")
 
     with pytest.raises(KernelError) as info:
@@ -162,7 +162,7 @@ def test_hanging_command_and_frozen_guest_hit_their_deadlines(kernel_6_1, guest_
     run_dir = tmp_path / "vm"
 
     async def scenario() -> None:
-        async with boot_guest(kernel_6_1.bzimage, guest_image, run_dir) as vm:
+        async with boot_guest(kernel_6_1.kernel_image, guest_image, run_dir) as vm:
             started = time.monotonic()
             with pytest.raises(GuestTimeout) as hang:
                 await vm.run(["sleep", "600"], timeout=5)
@@ -183,7 +183,7 @@ def test_hanging_command_and_frozen_guest_hit_their_deadlines(kernel_6_1, guest_
 
 def test_qemu_killed_mid_run_is_reported_and_nothing_is_left(kernel_6_1, guest_image, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "run"
-    rig_proc = start_rig("boot", "--bzimage", str(kernel_6_1.bzimage), "--out", str(out), "--", "sleep", "600")
+    rig_proc = start_rig("boot", "--bzimage", str(kernel_6_1.kernel_image), "--out", str(out), "--", "sleep", "600")
     wait_for(lambda: booted(out),
              300, "the guest to boot")
     (pid,) = qemu_processes(str(out))
@@ -197,7 +197,7 @@ def test_qemu_killed_mid_run_is_reported_and_nothing_is_left(kernel_6_1, guest_i
 @pytest.mark.parametrize("signum, words", [(signal.SIGINT, "interrupted (Ctrl-C)"), (signal.SIGTERM, "terminated")])
 def test_rig_interrupted_mid_run_stops_qemu(kernel_6_1, guest_image, tmp_path: Path, signum: int, words: str) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "run"
-    rig_proc = start_rig("boot", "--bzimage", str(kernel_6_1.bzimage), "--out", str(out), "--", "sleep", "600")
+    rig_proc = start_rig("boot", "--bzimage", str(kernel_6_1.kernel_image), "--out", str(out), "--", "sleep", "600")
     wait_for(lambda: booted(out),
              300, "the guest to boot")
     assert qemu_processes(str(out))
@@ -210,7 +210,7 @@ def test_rig_interrupted_mid_run_stops_qemu(kernel_6_1, guest_image, tmp_path: P
 
 def test_even_a_sigkilled_rig_leaves_no_qemu(kernel_6_1, guest_image, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "run"
-    rig_proc = start_rig("boot", "--bzimage", str(kernel_6_1.bzimage), "--out", str(out), "--", "sleep", "600")
+    rig_proc = start_rig("boot", "--bzimage", str(kernel_6_1.kernel_image), "--out", str(out), "--", "sleep", "600")
     wait_for(lambda: booted(out), 300, "the guest to boot")
     assert qemu_processes(str(out))
     rig_proc.kill()  # no finally block runs: the kernel's parent-death signal must do it
@@ -221,7 +221,7 @@ def test_even_a_sigkilled_rig_leaves_no_qemu(kernel_6_1, guest_image, tmp_path: 
 def test_rig_boot_command_past_its_timeout_exits_1_with_the_console(kernel_6_1, guest_image, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "run"
     started = time.monotonic()
-    result = rig("boot", "--bzimage", str(kernel_6_1.bzimage), "--out", str(out), "--timeout", "5", "--",
+    result = rig("boot", "--bzimage", str(kernel_6_1.kernel_image), "--out", str(out), "--timeout", "5", "--",
                  "sleep", "600")
     assert result.returncode == 1, result.stderr
     assert "did not finish within 5 s" in result.stderr and "console tail" in result.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from rig import kconfig
 from rig.build import BuildRequest, build
 from rig.errors import KernelError
+from rig.target import ARM64
 
 SERIES = Path(__file__).resolve().parent.parent / "data" / "series"
 
@@ -20,7 +22,7 @@ MUST_HAVE = ("PROVE_LOCKING", "DEBUG_KMEMLEAK", "DRM_VIRTIO_GPU", "DRM_VGEM", "D
 
 
 def test_default_profile_builds_a_bootable_image_with_the_debug_options(kernel_6_1) -> None:  # type: ignore[no-untyped-def]
-    with open(kernel_6_1.bzimage, "rb") as f:
+    with open(kernel_6_1.kernel_image, "rb") as f:
         header = f.read(0x210)
     assert header[0x202:0x206] == b"HdrS"  # the x86 boot protocol's signature
     assert kernel_6_1.vmlinux.read_bytes()[:4] == b"\x7fELF"
@@ -37,7 +39,7 @@ def test_the_same_request_again_is_a_cache_hit(kernel_6_1, tmp_path: Path) -> No
     again = build(BuildRequest(kernel="debian:6.1"), tmp_path / "again", progress=False)
     took = time.monotonic() - started
     assert again.cache_hit, f"rebuilt instead of reusing {kernel_6_1.cache_entry}"
-    assert again.bzimage.read_bytes() == kernel_6_1.bzimage.read_bytes()
+    assert again.kernel_image.read_bytes() == kernel_6_1.kernel_image.read_bytes()
     print(f"cache hit in {took:.1f} s")
 
 
@@ -49,3 +51,16 @@ def test_each_patch_names_the_patch_that_breaks_the_build(kernel_6_1, tmp_path: 
     message = info.value.message
     assert 'patch 2 "drm/vgem: count the opens of the device" breaks the build' in message
     assert "\n    drivers/gpu/drm/vgem/vgem_drv.c:" in message and "vgem_count_open" in message
+
+
+@pytest.mark.skipif(shutil.which("aarch64-linux-gnu-gcc") is None, reason="needs gcc-aarch64-linux-gnu")
+def test_arm64_target_cross_builds_an_image_with_panfrost(tmp_path: Path) -> None:
+    built = build(BuildRequest(kernel="debian:6.1", target=ARM64), tmp_path / "arm64", progress=False)
+    assert built.kernel_image.name == "Image"
+    with open(built.kernel_image, "rb") as f:
+        header = f.read(0x40)
+    assert header[0x38:0x3C] == b"ARM\x64"  # the arm64 Image header's magic
+    config = kconfig.read_config(built.config)
+    assert [s for s in ("ARM64", "DRM_PANFROST", "SERIAL_AMBA_PL011_CONSOLE", "PROVE_LOCKING", "DEBUG_KMEMLEAK",
+                        "DRM_VIRTIO_GPU") if config.get(s) != "y"] == []
+    assert config.get("SERIAL_8250", "n") == "n" and config.get("UNWINDER_ORC", "n") == "n"

@@ -3,7 +3,10 @@ real git worktrees, real `git am`, real gcc and ccache, rig's real cache."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shlex
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,7 +15,8 @@ from .test_build_fakes import commit_change, fake_kernel, format_patches, git
 from rig import build as build_mod
 from rig import cli, source
 from rig.build import BuildRequest, build
-from rig.errors import KernelError, UserError
+from rig.errors import InfraError, KernelError, UserError
+from rig.target import ARM64
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "series"
 
@@ -46,7 +50,7 @@ def test_build_with_series_then_cache_hit_without_a_worktree(tmp_path: Path, ker
     request = BuildRequest(kernel=str(kernel), series=str(patches))
     first = build(request, tmp_path / "out1", progress=False)
     assert not first.cache_hit
-    assert first.bzimage.read_bytes() and first.vmlinux.exists() and first.system_map.exists()
+    assert first.kernel_image.read_bytes() and first.vmlinux.exists() and first.system_map.exists()
     assert first.kernel_release == "6.99.1-fake"
     assert [p.subject for p in first.patches] == ["drv: return one"]
     assert first.config.name == ".config" and "CONFIG_PROVE_LOCKING=y" in first.config.read_text()
@@ -63,7 +67,7 @@ def test_build_with_series_then_cache_hit_without_a_worktree(tmp_path: Path, ker
     monkeypatch.setattr(source, "worktree", lambda src: pytest.fail("a cache hit must not touch a worktree"))
     second = build(request, tmp_path / "out2", progress=False)
     assert second.cache_hit
-    assert second.bzimage.read_bytes() == first.bzimage.read_bytes()
+    assert second.kernel_image.read_bytes() == first.kernel_image.read_bytes()
     assert second.head_commit == first.head_commit
     assert json.loads((tmp_path / "out2" / "metadata.json").read_text())["build"]["cache"]["hit"] is True
 
@@ -204,3 +208,164 @@ def test_configuration_is_reused_until_fragments_or_kconfig_files_change(tmp_pat
     extra.write_text("CONFIG_DRM=y\nCONFIG_EXTRA_THING=y\n")
     build(BuildRequest(kernel=str(kernel), series=str(one), extra_configs=(extra,)), tmp_path / "d", progress=False)
     assert "CONF    allnoconfig" in (tmp_path / "d" / "build.log").read_text()
+
+
+# --- resolved inputs, prefixes and targets ----------------------------------------------
+
+# The arm64 target's make variables, files and fragments, compiled by the host's gcc (the
+# fake Makefile builds one C file): everything the build takes from the target but the
+# cross compiler.
+FAKE_ARM64 = dataclasses.replace(ARM64, cross_compile="", compiler="gcc")
+
+
+def first_patch_only(series: Path, out: Path) -> Path:
+    """A series of the first patch of `series`, the same mail byte for byte."""
+    out.mkdir()
+    first = sorted(p for p in series.glob("*.patch") if not p.name.startswith("0000-"))[0]
+    shutil.copy(first, out / first.name)
+    return out
+
+
+def test_resolve_gathers_every_input_once(tmp_path: Path, kernel: Path) -> None:
+    patches = make_series(kernel, tmp_path, "two", [
+        ("drv: return one", "return 0;", "return 1;"),
+        ("drv: comment", "/* A driver. */", "/* A driver that probes. */"),
+    ])
+    extra = tmp_path / "mine.config"
+    extra.write_text("CONFIG_MINE=y\n")
+    resolved = build_mod.resolve(BuildRequest(kernel=str(kernel), series=str(patches), extra_configs=(extra,)),
+                                 tmp_path / "out")
+    assert resolved.source.base_commit == git(kernel, "rev-parse", "HEAD").strip()
+    assert [p.subject for p in resolved.patches] == ["drv: return one", "drv: comment"]
+    assert [f.name for f in resolved.fragments] == ["base.config", "locking.config", "memory.config", "mine.config"]
+    assert resolved.settings["MINE"].value == "y" and resolved.settings["UNWINDER_ORC"].value == "y"
+    assert resolved.compiler.startswith("gcc")
+    assert resolved.make_variables[0] == "ARCH=x86_64"
+    assert all(p.path.is_file() for p in resolved.patches)  # the patch files live under out/
+
+
+def test_the_target_chooses_fragments_make_variables_and_compiler(tmp_path: Path, kernel: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(build_mod, "compiler_id", lambda target: f"{target.compiler} 12.2.0")
+    resolved = build_mod.resolve(BuildRequest(kernel=str(kernel), target=ARM64), tmp_path / "out")
+    assert [f.name for f in resolved.fragments] == ["arm64.config", "base.config", "locking.config", "memory.config"]
+    assert resolved.settings["DRM_PANFROST"].value == "y"
+    assert "UNWINDER_ORC" not in resolved.settings and "SERIAL_8250" not in resolved.settings  # x86-only lines
+    assert resolved.compiler == "aarch64-linux-gnu-gcc 12.2.0"
+    assert resolved.make_variables[:2] == ("ARCH=arm64", "CROSS_COMPILE=aarch64-linux-gnu-")
+    if shutil.which("ccache"):
+        assert resolved.make_variables[2:] == ("CC=ccache aarch64-linux-gnu-gcc",)
+    assert resolved.build_dir.name.endswith("-default-arm64")
+    x86 = build_mod.resolve(BuildRequest(kernel=str(kernel)), tmp_path / "out-x86")
+    assert x86.make_variables[0] == "ARCH=x86_64" and not any(v.startswith("CROSS_COMPILE") for v in x86.make_variables)
+    assert x86.build_dir.name.endswith("-default")  # x86_64's directories keep their names
+    assert resolved.quick_key(0) != x86.quick_key(0)
+
+
+def test_a_missing_cross_compiler_names_its_package(tmp_path: Path, kernel: Path) -> None:
+    absent = dataclasses.replace(ARM64, compiler="rig-no-such-linux-gnu-gcc", cross_compile="rig-no-such-linux-gnu-")
+    with pytest.raises(InfraError) as info:
+        build_mod.resolve(BuildRequest(kernel=str(kernel), target=absent), tmp_path / "out")
+    assert "rig-no-such-linux-gnu-gcc" in info.value.message
+    assert "gcc-rig-no-such-linux-gnu" in (info.value.hint or "")
+
+
+def test_a_prefix_key_holds_only_its_own_patches(tmp_path: Path, kernel: Path) -> None:
+    more = make_series(kernel, tmp_path, "more", [
+        ("drv: return one", "return 0;", "return 1;"),
+        ("drv: comment", "/* A driver. */", "/* A driver that probes. */"),
+    ])
+    one = first_patch_only(more, tmp_path / "one")
+    plain = build_mod.resolve(BuildRequest(kernel=str(kernel)), tmp_path / "p")
+    a = build_mod.resolve(BuildRequest(kernel=str(kernel), series=str(one)), tmp_path / "a")
+    b = build_mod.resolve(BuildRequest(kernel=str(kernel), series=str(more)), tmp_path / "b")
+    assert a.quick_key(0) == b.quick_key(0) == plain.quick_key(0)  # the base tree, whatever follows
+    assert a.quick_key(1) == b.quick_key(1)  # the same first patch
+    assert len({b.quick_key(0), b.quick_key(1), b.quick_key(2)}) == 3
+    with pytest.raises(ValueError):
+        build_mod.build_prefix(a, 2, tmp_path / "a")
+
+
+def test_build_prefix_builds_k_patches_and_reuses_the_shorter_prefix_in_the_worktree(
+        tmp_path: Path, kernel: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    patches = make_series(kernel, tmp_path, "two", [
+        ("drv: return one", "return 0;", "return 1;"),
+        ("drv: return two", "return 1;", "return 2;"),
+    ])
+    resolved = build_mod.resolve(BuildRequest(kernel=str(kernel), series=str(patches)), tmp_path / "out")
+    base = build_mod.build_prefix(resolved, 0, tmp_path / "k0")
+    assert base.patches == () and base.head_commit == resolved.source.base_commit
+    # The worktree holds the base: patch 1 goes on top, without resetting the tree.
+    monkeypatch.setattr(source, "worktree", lambda src: pytest.fail("reset the worktree to apply one more patch"))
+    first = build_mod.build_prefix(resolved, 1, tmp_path / "k1")
+    assert [p.subject for p in first.patches] == ["drv: return one"] and not first.cache_hit
+    assert "return 1;" in (resolved.worktree / "drv.c").read_text()
+    assert first.head_commit != base.head_commit
+    # The same prefix of another request is the same build.
+    again = build(BuildRequest(kernel=str(kernel), series=str(first_patch_only(patches, tmp_path / "first"))),
+                  tmp_path / "again", progress=False)
+    assert again.cache_hit and again.cache_key == first.cache_key
+
+
+def test_each_patch_steps_are_cached_one_by_one(tmp_path: Path, kernel: Path) -> None:
+    patches = make_series(kernel, tmp_path, "breaks", [
+        ("drv: comment", "/* A driver. */", "/* A driver, probed once. */"),
+        ("drv: call the helper", "\treturn 0;", "\treturn drv_helper();"),
+    ])
+    request = BuildRequest(kernel=str(kernel), series=str(patches), each_patch=True)
+    with pytest.raises(KernelError, match='patch 2 "drv: call the helper" breaks the build'):
+        build(request, tmp_path / "each", progress=False)
+    resolved = build_mod.resolve(request, tmp_path / "again")
+    assert build_mod.build_prefix(resolved, 1, tmp_path / "again").cache_hit  # patch 1 built and kept
+
+
+def test_the_kernel_image_is_the_targets(tmp_path: Path, kernel: Path) -> None:
+    built = build(BuildRequest(kernel=str(kernel), target=FAKE_ARM64), tmp_path / "out", progress=False)
+    assert built.kernel_image == tmp_path / "out" / "Image" and built.kernel_image.read_bytes()
+    assert built.target is FAKE_ARM64
+    meta = json.loads((tmp_path / "out" / "metadata.json").read_text())["build"]
+    assert meta["target"]["kernel_image"] == "arch/arm64/boot/Image"
+    make = meta["reproduce"]["make"][1]
+    assert "ARCH=arm64" in make and make.endswith(" Image vmlinux")
+    assert "CONFIG_DRM_PANFROST=y" in built.config.read_text()
+    # The same tree for x86_64 is another build, in another build directory.
+    x86 = build(BuildRequest(kernel=str(kernel)), tmp_path / "x86", progress=False)
+    assert not x86.cache_hit and x86.kernel_image.name == "bzImage" and x86.cache_key != built.cache_key
+    assert len(list((tmp_path / "cache" / "build").iterdir())) == 2
+
+
+def test_the_reproduce_command_comes_from_the_request(tmp_path: Path, kernel: Path) -> None:
+    extra = tmp_path / "my options.config"
+    extra.write_text("CONFIG_MINE=y\n")
+    request = BuildRequest(kernel=str(kernel), profile="kasan", extra_configs=(extra,), target=ARM64)
+    argv = build_mod.reproduce_argv(request)
+    assert argv == ["rig", "build", "--kernel", str(kernel), "--arch", "arm64", "--profile", "kasan",
+                    "--config", str(extra.resolve())]
+    assert cli.main(["build", "--quiet", "--kernel", str(kernel), "--out", str(tmp_path / "out")]) == 0
+    meta = json.loads((tmp_path / "out" / "metadata.json").read_text())
+    expected = shlex.join(["rig", "build", "--kernel", str(kernel), "--arch", "x86_64", "--profile", "default"])
+    assert meta["command"] == expected and meta["build"]["reproduce"]["rig"] == expected
+
+
+def test_arch_option_takes_the_known_targets_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["build", "--arch", "riscv64", "--out", str(tmp_path / "out")])
+    assert "riscv64" in capsys.readouterr().err
+
+
+def test_other_inputs_that_give_the_same_config_reuse_the_finished_build(tmp_path: Path, kernel: Path) -> None:
+    plain = build(BuildRequest(kernel=str(kernel)), tmp_path / "a", progress=False)
+    extra = tmp_path / "same.config"
+    extra.write_text("CONFIG_SLUB_DEBUG=y\n")  # the profile's last line again: the same .config
+    again = build(BuildRequest(kernel=str(kernel), extra_configs=(extra,)), tmp_path / "b", progress=False)
+    assert again.cache_hit and again.cache_key == plain.cache_key
+
+
+def test_a_worktree_edited_by_hand_is_reset_before_the_next_prefix(tmp_path: Path, kernel: Path) -> None:
+    patches = make_series(kernel, tmp_path, "one", [("drv: return one", "return 0;", "return 1;")])
+    resolved = build_mod.resolve(BuildRequest(kernel=str(kernel), series=str(patches)), tmp_path / "out")
+    build_mod.build_prefix(resolved, 0, tmp_path / "k0")
+    drv = resolved.worktree / "drv.c"
+    drv.write_text(drv.read_text().replace("return 0;", "return 0; /* edited */"))
+    build_mod.build_prefix(resolved, 1, tmp_path / "k1")  # would not apply on the edited file
+    assert "edited" not in drv.read_text() and "return 1;" in drv.read_text()

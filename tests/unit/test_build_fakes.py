@@ -1,6 +1,6 @@
 """Small real git repositories shaped like a kernel tree, for the fast tier.
 
-The only fake is the tree's Makefile: it answers `allnoconfig` and `bzImage vmlinux`
+The only fake is the tree's Makefile: it answers `allnoconfig` and `bzImage vmlinux` (or `Image`)
 the way Kbuild does (files under O=, "  CC" lines, gcc's own errors) in milliseconds.
 Everything else (git, git am, gcc, rig's cache) is real.
 """
@@ -46,7 +46,12 @@ bzImage: vmlinux
 \tmkdir -p $(O)/arch/x86/boot
 \tcp $(O)/vmlinux $(O)/arch/x86/boot/bzImage
 
-.PHONY: allnoconfig bzImage vmlinux
+# arm64's image, where Kbuild leaves it for ARCH=arm64.
+Image: vmlinux
+\tmkdir -p $(O)/arch/$(ARCH)/boot
+\tcp $(O)/vmlinux $(O)/arch/$(ARCH)/boot/Image
+
+.PHONY: allnoconfig bzImage Image vmlinux
 """
 
 DRV_C = """\

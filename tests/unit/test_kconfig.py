@@ -6,6 +6,7 @@ import pytest
 
 from rig import kconfig
 from rig.errors import UserError
+from rig.target import ARM64, X86_64
 
 KCONFIG = """\
 menu "Graphics"
@@ -42,7 +43,7 @@ def write(path: Path, text: str) -> Path:
 def tree(tmp_path: Path) -> Path:
     root = tmp_path / "linux"
     write(root / "drivers" / "gpu" / "drm" / "Kconfig", KCONFIG)
-    # Another architecture's Kconfig must not count: rig builds x86_64.
+    # Only the Kconfig files of the architecture being built count.
     write(root / "arch" / "arm64" / "Kconfig", "config ARM64_ONLY\n\tbool \"arm64\"\n")
     write(root / "arch" / "x86" / "Kconfig", "config X86\n\tdef_bool y\n")
     return root
@@ -76,7 +77,7 @@ def test_a_line_that_is_not_config_names_file_and_line(tmp_path: Path) -> None:
 def test_later_fragment_wins_and_render_round_trips(tmp_path: Path) -> None:
     a = write(tmp_path / "a.config", "CONFIG_DRM=y\nCONFIG_KASAN=y\n")
     b = write(tmp_path / "b.config", "# CONFIG_KASAN is not set\n")
-    merged = kconfig.merge([a, b])
+    merged = kconfig.merge([a, b], target="x86_64")
     assert merged["KASAN"].value == "n"
     rendered = write(tmp_path / "merged.config", kconfig.render(merged))
     assert kconfig.read_config(rendered) == {"DRM": "y", "KASAN": "n"}
@@ -85,14 +86,14 @@ def test_later_fragment_wins_and_render_round_trips(tmp_path: Path) -> None:
 def test_shipped_profiles_parse_and_carry_the_debug_options() -> None:
     profiles = kconfig.load_profiles()
     assert {"default", "kasan", "kunit"} <= set(profiles)
-    default = kconfig.merge(list(profiles["default"].fragments))
+    default = kconfig.merge(list(profiles["default"].fragments), target="x86_64")
     for symbol in ("PROVE_LOCKING", "DEBUG_KMEMLEAK", "DRM_VIRTIO_GPU", "DRM_VGEM", "DRM_VKMS",
                    "SHRINKER_DEBUG", "PVPANIC", "PRINTK_CALLER", "DEBUG_WW_MUTEX_SLOWPATH"):
         assert default[symbol].value == "y" and not default[symbol].optional, symbol
     assert default["DEBUG_KMEMLEAK_AUTO_SCAN"].value == "n"
     assert "KASAN" not in default
-    assert kconfig.merge(list(profiles["kasan"].fragments))["KASAN"].value == "y"
-    assert kconfig.merge(list(profiles["kunit"].fragments))["DRM_KUNIT_TEST"].value == "y"
+    assert kconfig.merge(list(profiles["kasan"].fragments), target="x86_64")["KASAN"].value == "y"
+    assert kconfig.merge(list(profiles["kunit"].fragments), target="x86_64")["DRM_KUNIT_TEST"].value == "y"
 
 
 def test_unknown_profile_lists_the_known_ones() -> None:
@@ -131,7 +132,7 @@ CONFIG_MMU=y
 CONFIG_LOCKDEP_BITS=15
 CONFIG_DRM_GEM_SHMEM_HELPER=y
 """)
-    misses = {m.setting.symbol: m for m in kconfig.verify(kconfig.merge([fragment]), dot_config, tree)}
+    misses = {m.setting.symbol: m for m in kconfig.verify(kconfig.merge([fragment], target="x86_64"), dot_config, tree, arch="x86")}
     assert set(misses) == {"DRM", "DRM_VGEM", "NOT_IN_THIS_KERNEL", "ARM64_ONLY", "LOCKDEP_BITS",
                            "DRM_GEM_SHMEM_HELPER"}
     assert "unmet dependency: depends on PCI && MMU [PCI=n, MMU=y]" in misses["DRM"].reason
@@ -145,12 +146,50 @@ CONFIG_DRM_GEM_SHMEM_HELPER=y
 def test_check_fails_on_required_and_returns_optional_misses(tmp_path: Path, tree: Path) -> None:
     dot_config = write(tmp_path / ".config", "CONFIG_MMU=y\nCONFIG_PCI=y\nCONFIG_DRM=y\n")
     optional = write(tmp_path / "opt.config", "CONFIG_DRM=y\n# rig: optional\nCONFIG_NOT_IN_THIS_KERNEL=y\n")
-    misses = kconfig.check(kconfig.merge([optional]), dot_config, tree, "test")
+    misses = kconfig.check(kconfig.merge([optional], target="x86_64"), dot_config, tree, "test", arch="x86")
     assert [m.setting.symbol for m in misses] == ["NOT_IN_THIS_KERNEL"]
 
     required = write(tmp_path / "req.config", "CONFIG_DRM=y\nCONFIG_NOT_IN_THIS_KERNEL=y\n")
     with pytest.raises(UserError) as info:
-        kconfig.check(kconfig.merge([required]), dot_config, tree, "test")
+        kconfig.check(kconfig.merge([required], target="x86_64"), dot_config, tree, "test", arch="x86")
     assert "CONFIG_NOT_IN_THIS_KERNEL=y (req.config:2)" in info.value.message
     assert "not in this kernel version" in info.value.message
     assert "# rig: optional" in (info.value.hint or "")
+
+
+def test_only_tag_keeps_a_line_to_its_targets(tmp_path: Path) -> None:
+    fragment = write(tmp_path / "f.config", """\
+CONFIG_DRM=y
+# rig: only x86_64
+CONFIG_UNWINDER_ORC=y
+# rig: only x86_64 arm64
+# rig: optional
+CONFIG_KVM_GUEST=y
+CONFIG_PRINTK=y
+""")
+    settings = kconfig.parse_fragment(fragment)
+    assert [(s.symbol, s.only, s.optional) for s in settings] == [
+        ("DRM", (), False), ("UNWINDER_ORC", ("x86_64",), False), ("KVM_GUEST", ("x86_64", "arm64"), True),
+        ("PRINTK", (), False)]
+    assert list(kconfig.merge([fragment], target="x86_64")) == ["DRM", "UNWINDER_ORC", "KVM_GUEST", "PRINTK"]
+    assert list(kconfig.merge([fragment], target="arm64")) == ["DRM", "KVM_GUEST", "PRINTK"]
+    assert list(kconfig.merge([fragment], target="riscv64")) == ["DRM", "PRINTK"]
+
+
+def test_shipped_fragments_for_arm64_leave_the_pc_out() -> None:
+    fragments = [kconfig.CONFIGS_DIR / name for name in ARM64.config_fragments]
+    merged = kconfig.merge([*fragments, *kconfig.profile("default").fragments], target=ARM64.name)
+    for symbol in ("ARM64", "SERIAL_AMBA_PL011_CONSOLE", "DRM_PANFROST", "PROVE_LOCKING", "DEBUG_KMEMLEAK",
+                   "DRM_VIRTIO_GPU", "VIRTIO_BLK"):
+        assert merged[symbol].value == "y", symbol
+    for symbol in ("ACPI", "UNWINDER_ORC", "SERIAL_8250", "HYPERVISOR_GUEST", "DRM_BOCHS"):
+        assert symbol not in merged, symbol
+    assert "ARM64" not in kconfig.merge(list(kconfig.profile("default").fragments), target=X86_64.name)
+
+
+def test_kconfig_definitions_read_the_targets_arch_directory_only(tree: Path) -> None:
+    on_x86 = kconfig.kconfig_definitions(tree, X86_64.kconfig_arch)
+    on_arm64 = kconfig.kconfig_definitions(tree, ARM64.kconfig_arch)
+    assert "X86" in on_x86 and "ARM64_ONLY" not in on_x86
+    assert "ARM64_ONLY" in on_arm64 and "X86" not in on_arm64
+    assert "DRM" in on_x86 and "DRM" in on_arm64  # the generic Kconfig files count for every target
