@@ -28,7 +28,7 @@ def rig_run(*args: str, out: Path, timeout: float = 2400) -> tuple[subprocess.Co
 
 def test_clean_kernel_passes_with_the_timeline_and_the_page(kernel_6_1, guest_image, tmp_path: Path) -> None:
     out = tmp_path / "clean"
-    done, data = rig_run("--bzimage", str(kernel_6_1.bzimage), "--pressure", "balloon", out=out)
+    done, data = rig_run("--bzimage", str(kernel_6_1.kernel_image), "--pressure", "balloon", out=out)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert data["findings"] == [] and data["verdict"]["unexpected_failures"] == []
     assert {t["name"] for t in data["tests"]} >= {"vgem_basic@mmap", "dumb_buffer@create-valid-dumb",

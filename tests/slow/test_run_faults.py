@@ -17,7 +17,7 @@ PLANS = REPO / "tests" / "data" / "plans"
 
 
 def _kernel_image(kernel) -> Path:  # BuildArtifacts
-    return Path(getattr(kernel, "kernel_image", None) or kernel.bzimage)
+    return Path(kernel.kernel_image)
 
 
 def _qemu_pids(marker: Path) -> list[int]:
