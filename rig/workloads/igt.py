@@ -48,6 +48,11 @@ _STATUS = {
 }
 
 
+def group_label(index: int, group: IgtGroup) -> str:
+    """"2-virtio_gpu": names the group's directory and its events on the timeline."""
+    return f"{index}-{group.driver or 'any'}"
+
+
 @dataclass(frozen=True)
 class PreparedGroup:
     index: int
@@ -56,7 +61,7 @@ class PreparedGroup:
 
     @property
     def label(self) -> str:
-        return f"{self.index}-{self.group.driver or 'any'}"
+        return group_label(self.index, self.group)
 
 
 @dataclass(frozen=True)
@@ -188,7 +193,7 @@ class IgtWorkload:
 
     @property
     def label(self) -> str:
-        return f"IGT group {self.index}-{self.group.driver or 'any'}"
+        return f"IGT group {group_label(self.index, self.group)}"
 
     async def prepare(self, vm: VM) -> None:
         """Expand the group's patterns against the guest's IGT (a UserError names every
