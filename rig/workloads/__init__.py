@@ -26,10 +26,13 @@ GUEST_DIR = "/tmp/rig"
 
 
 # ---------------------------------------------------------------- the workload protocol
-# A run's attempt boots a guest, prepares every workload of the plan (checks and copies
-# that may fail fast, before pressure starts), then runs them one after the other inside
-# one pressure session. Each workload returns its test results; the attempt records them
-# as they come, so an error in a later workload loses nothing.
+# A run's attempt boots a guest, prepares every workload of the plan (checks that may
+# fail fast, before pressure starts), then runs them one after the other inside one
+# pressure session. Each workload returns its test results; the attempt records them as
+# they come, so an error in a later workload loses nothing.
+
+if TYPE_CHECKING:
+    from rig.plan import Plan
 
 
 @dataclass(frozen=True)
@@ -46,12 +49,29 @@ class WorkloadContext:
 
 
 class Workload(Protocol):
-    """One part of a plan: an IGT group, KUnit suites, a script."""
+    """One part of a plan: an IGT group, the KUnit suites, a script."""
 
-    label: str  # for progress lines and the pressure timeline's notes
+    @property
+    def label(self) -> str:
+        """For progress lines and the pressure timeline's events ("IGT group 1-vgem")."""
 
     async def prepare(self, vm: VM) -> None:
         """Check what can be checked before the workloads start (UserError/InfraError)."""
 
     async def run(self, ctx: WorkloadContext) -> list[TestResult]:
-        """Run with ctx.budget_s; return the test results (raw output kept under ctx.out)."""
+        """Run within ctx.budget_s; return the test results (raw output kept under ctx.out)."""
+
+
+def workloads_for(plan: Plan) -> list[Workload]:
+    """The plan's workloads in the order they run: IGT groups, KUnit, scripts."""
+    # Imported here: each workload module imports this package's results and constants.
+    from rig.workloads.igt import igt_workloads
+    from rig.workloads.kunit import KunitWorkload
+    from rig.workloads.script import ScriptWorkload
+
+    workloads: list[Workload] = list(igt_workloads(plan))
+    if plan.kunit_suites:
+        workloads.append(KunitWorkload(plan.kunit_suites))
+    workloads += [ScriptWorkload(script) for script in plan.scripts]
+    return workloads
+

@@ -18,7 +18,7 @@ from rig.errors import InfraError, UserError
 from rig.plan import IgtGroup, Plan, expand
 from rig.splat.igt import RESULT_STATUS as _STATUS
 from rig.splat.igt import IgtRun, parse_results_json
-from rig.workloads import CRASH, FAIL, GUEST_DIR, TIMEOUT, TestResult
+from rig.workloads import CRASH, FAIL, GUEST_DIR, TIMEOUT, TestResult, WorkloadContext
 
 if TYPE_CHECKING:
     from rig.vm import VM
@@ -32,6 +32,11 @@ LIST_TIMEOUT_S = 60.0
 RUNNER_SLACK_S = 120.0
 RESULTS_TIMEOUT_S = 60.0
 
+def group_label(index: int, group: IgtGroup) -> str:
+    """"2-virtio_gpu": names the group's directory and its events on the timeline."""
+    return f"{index}-{group.driver or 'any'}"
+
+
 @dataclass(frozen=True)
 class PreparedGroup:
     index: int
@@ -40,7 +45,7 @@ class PreparedGroup:
 
     @property
     def label(self) -> str:
-        return f"{self.index}-{self.group.driver or 'any'}"
+        return group_label(self.index, self.group)
 
 
 @dataclass(frozen=True)
@@ -140,6 +145,60 @@ async def prepare(vm: VM, plan: Plan) -> list[PreparedGroup]:
         raise UserError(f"plan {plan.source} names tests this guest cannot run:\n    " + "\n    ".join(problems),
                         hint="fix the test names (run `<test> --list-subtests` in `rig boot` to see them)")
     return prepared
+
+
+class _Listing:
+    """The plan's IGT patterns expanded in one guest: listed once for all groups (one
+    guest command, and every problem of every group in one error), again in a new guest."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self._vm: VM | None = None
+        self._groups: dict[int, PreparedGroup] = {}
+
+    async def group(self, vm: VM, index: int) -> PreparedGroup | None:
+        """Group `index` (1-based) expanded in `vm`; None: no test of it is in the guest."""
+        if self._vm is not vm:
+            self._groups = {prepared.index: prepared for prepared in await prepare(vm, self.plan)}
+            self._vm = vm
+        return self._groups.get(index)
+
+
+@dataclass(frozen=True)
+class IgtWorkload:
+    """One IGT group of the plan, run by one igt_runner; its raw output goes to
+    <out>/igt/group-<index>-<driver>/ (the runner's log and results directory)."""
+
+    index: int
+    group: IgtGroup
+    listing: _Listing
+    inactivity_s: float
+    kmemleak_each: bool
+
+    @property
+    def label(self) -> str:
+        return f"IGT group {group_label(self.index, self.group)}"
+
+    async def prepare(self, vm: VM) -> None:
+        """Expand the group's patterns against the guest's IGT (a UserError names every
+        test of every group the guest cannot run)."""
+        await self.listing.group(vm, self.index)
+
+    async def run(self, ctx: WorkloadContext) -> list[TestResult]:
+        prepared = await self.listing.group(ctx.vm, self.index)
+        if prepared is None:
+            return []
+        ctx.say(f"IGT on {self.group.driver or 'any driver'}: {len(prepared.tests)} tests")
+        run = await run_group(ctx.vm, prepared, ctx.out / "igt", inactivity_s=self.inactivity_s,
+                              kmemleak_each=self.kmemleak_each, budget_s=ctx.budget_s, t0=ctx.t0, wrap=ctx.wrap)
+        return list(run.results)
+
+
+def igt_workloads(plan: Plan) -> list[IgtWorkload]:
+    """One workload per IGT group, sharing one listing of the guest's tests."""
+    listing = _Listing(plan)
+    return [IgtWorkload(index, group, listing, plan.inactivity_timeout_s, plan.kmemleak_scan == "each")
+            for index, group in enumerate(plan.igt, 1)]
 
 
 async def run_group(vm: VM, prepared: PreparedGroup, out: Path, *, inactivity_s: float, kmemleak_each: bool,

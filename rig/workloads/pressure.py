@@ -16,9 +16,10 @@ import asyncio
 import contextlib
 import re
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rig.errors import UserError
 from rig.workloads import GUEST_DIR
@@ -26,7 +27,6 @@ from rig.workloads import GUEST_DIR
 if TYPE_CHECKING:
     from rig.vm import VM
 
-KINDS = ("none", "balloon", "stress", "memcg", "shrink")
 SAMPLE_PERIOD_S = 1.0
 # After the balloon gives memory back, keep sampling until the guest sees it again.
 RECOVERY_WAIT_S = 20.0
@@ -35,6 +35,8 @@ CONTROL_TIMEOUT_S = 30.0
 # Below this the debug kernel, sshd and igt_runner no longer fit (measured: about 300 MiB
 # used after boot with kmemleak's pool).
 MIN_GUEST_MIB = 384
+# The cgroup the workloads run in under `memcg` (cgroup v2 is mounted by rig-init).
+CGROUP = "/sys/fs/cgroup/rig-workloads"
 
 SAMPLER_SH = r"""#!/bin/sh
 # rig's timeline sampler: one line of memory facts per period until the stop file exists.
@@ -79,6 +81,8 @@ done
 
 # Starts argv detached from the SSH session (its own session, no terminal, no open
 # channel) and records its pid, so rig can stop exactly that process later.
+# Starts argv detached from the SSH session (its own session, no terminal, no open
+# channel) and records its pid, so rig can stop exactly that process later.
 _DETACH = 'setsid "$@" </dev/null >/dev/null 2>&1 & echo $! > "$0"'
 _STOP = 'kill "$(cat "$0")" 2>/dev/null; true'
 _ENTER_CGROUP = 'echo $$ > "$0/cgroup.procs" && exec "$@"'
@@ -100,6 +104,157 @@ class Pressure:
         return self.balloon_mib if self.balloon_mib is not None else max(MIN_GUEST_MIB, memory_mib * 2 // 5)
 
 
+# ------------------------------------------------------------------ the kinds
+
+
+class _Problem(Exception):
+    """A `kind=value` that does not parse; parse_pressure collects them all."""
+
+
+@dataclass(frozen=True)
+class PressureKind:
+    """One kind of pressure. Its class reads its `kind=value` option; an instance starts
+    it, stops it (one kind failing to stop must not keep the others from stopping: the
+    session runs each stop on its own) and may put the workloads under it (`wrap`)."""
+
+    name: ClassVar[str]
+    pressure: Pressure
+
+    @staticmethod
+    def option(value: str, memory_mib: int) -> dict[str, Any]:
+        """The Pressure fields `kind=value` sets."""
+        raise _Problem("takes no value")
+
+    async def start(self, session: PressureSession) -> None:
+        pass
+
+    async def stop(self, session: PressureSession) -> None:
+        pass
+
+    @property
+    def wrap(self) -> list[str] | None:
+        """argv prefix for a guest command that should run under this pressure; each
+        prefix ends by exec'ing the rest, so prefixes chain."""
+        return None
+
+
+class NoPressure(PressureKind):
+    name = "none"
+
+
+class Balloon(PressureKind):
+    """Squeezes the guest through QMP; gives the memory back and waits until the guest
+    sees it again, so the timeline ends with the recovered guest."""
+
+    name = "balloon"
+
+    @staticmethod
+    def option(value: str, memory_mib: int) -> dict[str, Any]:
+        if not value.isdigit() or int(value) < MIN_GUEST_MIB:
+            raise _Problem(f"give a size in MiB of at least {MIN_GUEST_MIB}")
+        if int(value) >= memory_mib:
+            raise _Problem(f"the target must be below the guest's memory ({memory_mib} MiB)")
+        return {"balloon_mib": int(value)}
+
+    async def start(self, session: PressureSession) -> None:
+        target = self.pressure.balloon_target(session.memory_mib)
+        await session.vm.machine.balloon(target)
+        session.note(f"balloon to {target} MiB")
+        await session.wait_balloon(lambda size: size <= target + 16, RECOVERY_WAIT_S)
+
+    async def stop(self, session: PressureSession) -> None:
+        await session.vm.machine.balloon(session.memory_mib)
+        session.note(f"balloon back to {session.memory_mib} MiB")
+        await session.wait_balloon(lambda size: size >= session.memory_mib - 16, RECOVERY_WAIT_S)
+        await asyncio.sleep(3 * SAMPLE_PERIOD_S)  # a few samples of the recovered guest
+
+
+class Stress(PressureKind):
+    """stress-ng's vm stressor in the guest, bounded in time should rig lose the guest."""
+
+    name = "stress"
+
+    @staticmethod
+    def option(value: str, memory_mib: int) -> dict[str, Any]:
+        if not re.fullmatch(r"\d{1,3}%|\d+[KMG]?", value) or (value.endswith("%") and int(value[:-1]) > 90):
+            raise _Problem("give a share of memory (25%) or a size (256M)")
+        return {"stress_bytes": value}
+
+    async def start(self, session: PressureSession) -> None:
+        await session.detach(f"{GUEST_DIR}/stress.pid",
+                             ["stress-ng", "--vm", "1", "--vm-bytes", self.pressure.stress_bytes,
+                              "--vm-keep", "--timeout", "3600s", "--quiet"])
+        session.note(f"stress-ng --vm-bytes {self.pressure.stress_bytes}")
+
+    async def stop(self, session: PressureSession) -> None:
+        await session.vm.run(["sh", "-c", _STOP, f"{GUEST_DIR}/stress.pid"], timeout=CONTROL_TIMEOUT_S)
+        session.note("stress-ng stopped")
+
+
+class Memcg(PressureKind):
+    """A cgroup v2 with memory.max that each workload's command enters (`wrap`)."""
+
+    name = "memcg"
+
+    @staticmethod
+    def option(value: str, memory_mib: int) -> dict[str, Any]:
+        if not value.isdigit() or int(value) < MIN_GUEST_MIB // 2:
+            raise _Problem(f"give a size in MiB of at least {MIN_GUEST_MIB // 2}")
+        return {"memcg_mib": int(value)}
+
+    async def start(self, session: PressureSession) -> None:
+        limit = self.pressure.memcg_mib * 1024 * 1024
+        await session.vm.run(["sh", "-c", 'echo +memory > /sys/fs/cgroup/cgroup.subtree_control; '
+                              'mkdir -p "$0" && echo "$1" > "$0/memory.max"', CGROUP, str(limit)],
+                             timeout=CONTROL_TIMEOUT_S, check=True)
+        session.note(f"memcg memory.max {self.pressure.memcg_mib} MiB")
+
+    # Nothing to stop: the cgroup empties when its workloads end, and the guest is shut down.
+
+    @property
+    def wrap(self) -> list[str] | None:
+        return ["sh", "-c", _ENTER_CGROUP, CGROUP]
+
+
+class Shrink(PressureKind):
+    """A guest loop asking every shrinker to scan, then dropping caches, each period."""
+
+    name = "shrink"
+
+    @staticmethod
+    def option(value: str, memory_mib: int) -> dict[str, Any]:
+        try:
+            period = float(value)
+        except ValueError:
+            period = 0.0
+        if not 0.5 <= period <= 600:
+            raise _Problem("give a period in seconds between 0.5 and 600")
+        return {"shrink_period_s": period}
+
+    async def start(self, session: PressureSession) -> None:
+        shrink = await session.put_script("shrink.sh", SHRINK_SH)
+        await session.detach(f"{GUEST_DIR}/shrink.pid",
+                             [shrink, f"{GUEST_DIR}/shrink.stop", str(self.pressure.shrink_period_s)])
+        session.note(f"shrinker scans every {self.pressure.shrink_period_s:g} s")
+
+    async def stop(self, session: PressureSession) -> None:
+        await session.vm.run(["touch", f"{GUEST_DIR}/shrink.stop"], timeout=CONTROL_TIMEOUT_S)
+
+
+# Start and stop order. The balloon comes last both ways: it squeezes a guest whose other
+# pressure already runs, and gives memory back once stress-ng has stopped, so the samples
+# of the recovered guest show it idle.
+ORDER: tuple[type[PressureKind], ...] = (Memcg, Shrink, Stress, Balloon)
+KINDS = (NoPressure.name, *(kind.name for kind in (Balloon, Stress, Memcg, Shrink)))
+_BY_NAME = {kind.name: kind for kind in (NoPressure, *ORDER)}
+
+
+def kinds_of(pressure: Pressure) -> tuple[PressureKind, ...]:
+    """The pressure's kinds in ORDER; `none` when it has none."""
+    chosen = tuple(kind(pressure) for kind in ORDER if kind.name in pressure.kinds)
+    return chosen or (NoPressure(pressure),)
+
+
 def parse_pressure(spec: str, memory_mib: int) -> Pressure:
     """`none`, or kinds joined by commas, each optionally `kind=value`:
     balloon=768 (MiB), stress=25% or stress=256M, memcg=512 (MiB), shrink=5 (s)."""
@@ -107,46 +262,25 @@ def parse_pressure(spec: str, memory_mib: int) -> Pressure:
     kinds: list[str] = []
     values: dict[str, Any] = {}
     for item in [s.strip() for s in spec.split(",") if s.strip()] or ["none"]:
-        kind, _, value = item.partition("=")
-        if kind not in KINDS:
-            problems.append(f"'{kind}' is not a pressure profile (known: {', '.join(KINDS)})")
+        name, _, value = item.partition("=")
+        kind = _BY_NAME.get(name)
+        if kind is None:
+            problems.append(f"'{name}' is not a pressure profile (known: {', '.join(KINDS)})")
             continue
-        if kind == "none":
-            if value:
-                problems.append("'none' takes no value")
-            continue
-        if kind in kinds:
-            problems.append(f"'{kind}' is given twice")
-        kinds.append(kind)
-        if not value:
-            continue
-        if kind in ("balloon", "memcg"):
-            if not value.isdigit() or int(value) < MIN_GUEST_MIB // (2 if kind == "memcg" else 1):
-                problems.append(f"{kind}={value}: give a size in MiB of at least "
-                                f"{MIN_GUEST_MIB // (2 if kind == 'memcg' else 1)}")
-            elif kind == "balloon" and int(value) >= memory_mib:
-                problems.append(f"balloon={value}: the target must be below the guest's memory ({memory_mib} MiB)")
-            else:
-                values[f"{kind}_mib"] = int(value)
-        elif kind == "stress":
-            if not re.fullmatch(r"\d{1,3}%|\d+[KMG]?", value) or (value.endswith("%") and int(value[:-1]) > 90):
-                problems.append(f"stress={value}: give a share of memory (25%) or a size (256M)")
-            else:
-                values["stress_bytes"] = value
-        elif kind == "shrink":
+        if value:
             try:
-                period = float(value)
-            except ValueError:
-                period = 0.0
-            if not 0.5 <= period <= 600:
-                problems.append(f"shrink={value}: give a period in seconds between 0.5 and 600")
-            else:
-                values["shrink_period_s"] = period
+                values.update(kind.option(value, memory_mib))
+            except _Problem as problem:
+                problems.append(f"{item}: {problem}")
+        if kind is NoPressure:
+            continue
+        if name in kinds:
+            problems.append(f"'{name}' is given twice")
+        kinds.append(name)
     if problems:
         raise UserError(f"--pressure {spec}: " + "; ".join(problems),
                         hint="for example --pressure balloon,shrink or --pressure balloon=768,memcg=512")
     return Pressure(tuple(kinds), **values)
-
 
 # ------------------------------------------------------------------ timeline
 
@@ -218,8 +352,16 @@ def merge(guest: list[Sample], balloon: list[tuple[float, float]]) -> list[Sampl
 
 
 class PressureSession:
-    """Starts the sampler and the chosen pressure; `stop()` undoes all of it and returns
-    the timeline. Use as `async with PressureSession(...) as session:`."""
+    """The sampler and the chosen kinds of pressure around the workloads:
+
+        async with PressureSession(vm, pressure, out, memory_mib, t0) as session:
+            session.note("IGT group 1-vgem")   # an event on the timeline
+            ... run a workload with session.wrap ...
+        session.timeline                       # always set once the block is left
+
+    Leaving the block undoes every kind, each on its own, and brings the sampler's
+    timeline back from the guest. A guest that died (or a stop that fails) leaves what
+    the host knows without it: the balloon readings and the events."""
 
     def __init__(self, vm: VM, pressure: Pressure, out: Path, memory_mib: int, t0: float) -> None:
         self.vm = vm
@@ -227,13 +369,12 @@ class PressureSession:
         self.out = out
         self.memory_mib = memory_mib
         self.t0 = t0
+        self.kinds = kinds_of(pressure)
         self.offset_s = 0.0
         self.events: list[tuple[float, str]] = []
         self.balloon_samples: list[tuple[float, float]] = []
         self._balloon_task: asyncio.Task[None] | None = None
-        self._stopped = False
         self.timeline: Timeline | None = None
-        self.cgroup = f"/sys/fs/cgroup/rig-workloads"
 
     def now(self) -> float:
         return round(time.monotonic() - self.t0, 2)
@@ -243,63 +384,57 @@ class PressureSession:
 
     @property
     def wrap(self) -> list[str] | None:
-        """argv prefix that puts a workload into the memory cgroup (memcg pressure)."""
-        if "memcg" not in self.pressure.kinds:
-            return None
-        return ["sh", "-c", _ENTER_CGROUP, self.cgroup]
+        """argv prefix that puts a workload's guest command under the pressure (memcg)."""
+        prefix = [word for kind in self.kinds for word in (kind.wrap or [])]
+        return prefix or None
 
     async def __aenter__(self) -> PressureSession:
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()  # undo what started before the failure
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    async def _put_script(self, name: str, text: str) -> str:
+    # ---- what the kinds use
+
+    async def put_script(self, name: str, text: str) -> str:
         local = self.out / name
         local.write_text(text)
         remote = f"{GUEST_DIR}/{name}"
         await self.vm.call(self.vm.guest.put, local, remote, mode=0o755)
         return remote
 
-    async def _detach(self, pidfile: str, argv: list[str]) -> None:
+    async def detach(self, pidfile: str, argv: list[str]) -> None:
         await self.vm.run(["sh", "-c", _DETACH, pidfile, *argv], timeout=CONTROL_TIMEOUT_S, check=True)
+
+    async def wait_balloon(self, reached: Callable[[float], bool], timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.balloon_samples and reached(self.balloon_samples[-1][1]):
+                return
+            await asyncio.sleep(SAMPLE_PERIOD_S)
+
+    # ---- start and stop
 
     async def start(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
         await self.vm.run(["mkdir", "-p", GUEST_DIR], timeout=CONTROL_TIMEOUT_S, check=True)
-        sampler = await self._put_script("sampler.sh", SAMPLER_SH)
+        sampler = await self.put_script("sampler.sh", SAMPLER_SH)
         before = time.monotonic()
         uptime = await self.vm.run(["cat", "/proc/uptime"], timeout=CONTROL_TIMEOUT_S, check=True)
         after = time.monotonic()
         # The guest read its clock somewhere inside the round trip: take the middle.
         self.offset_s = ((before + after) / 2 - self.t0) - float(uptime.stdout.split()[0])
-        await self._detach(f"{GUEST_DIR}/sampler.pid",
-                           [sampler, f"{GUEST_DIR}/timeline.txt", f"{GUEST_DIR}/sampler.stop", str(SAMPLE_PERIOD_S)])
+        await self.detach(f"{GUEST_DIR}/sampler.pid",
+                          [sampler, f"{GUEST_DIR}/timeline.txt", f"{GUEST_DIR}/sampler.stop", str(SAMPLE_PERIOD_S)])
         self._balloon_task = asyncio.create_task(self._sample_balloon())
         self.note("sampling started")
-        kinds = self.pressure.kinds
-        if "memcg" in kinds:
-            limit = self.pressure.memcg_mib * 1024 * 1024
-            await self.vm.run(["sh", "-c", 'echo +memory > /sys/fs/cgroup/cgroup.subtree_control; '
-                               'mkdir -p "$0" && echo "$1" > "$0/memory.max"', self.cgroup, str(limit)],
-                              timeout=CONTROL_TIMEOUT_S, check=True)
-            self.note(f"memcg memory.max {self.pressure.memcg_mib} MiB")
-        if "shrink" in kinds:
-            shrink = await self._put_script("shrink.sh", SHRINK_SH)
-            await self._detach(f"{GUEST_DIR}/shrink.pid",
-                               [shrink, f"{GUEST_DIR}/shrink.stop", str(self.pressure.shrink_period_s)])
-            self.note(f"shrinker scans every {self.pressure.shrink_period_s:g} s")
-        if "stress" in kinds:
-            await self._detach(f"{GUEST_DIR}/stress.pid",
-                               ["stress-ng", "--vm", "1", "--vm-bytes", self.pressure.stress_bytes,
-                                "--vm-keep", "--timeout", "3600s", "--quiet"])
-            self.note(f"stress-ng --vm-bytes {self.pressure.stress_bytes}")
-        if "balloon" in kinds:
-            target = self.pressure.balloon_target(self.memory_mib)
-            await self.vm.machine.balloon(target)
-            self.note(f"balloon to {target} MiB")
-            await self._wait_balloon(lambda size: size <= target + 16, RECOVERY_WAIT_S)
+        for kind in self.kinds:
+            await kind.start(self)
 
     async def _sample_balloon(self) -> None:
         while True:
@@ -308,47 +443,44 @@ class PressureSession:
                 self.balloon_samples.append((self.now(), float(size)))
             await asyncio.sleep(SAMPLE_PERIOD_S)
 
-    async def _wait_balloon(self, reached: Any, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.balloon_samples and reached(self.balloon_samples[-1][1]):
-                return
-            await asyncio.sleep(SAMPLE_PERIOD_S)
+    def _guest_gone(self) -> bool:
+        return bool(self.vm.machine.exited or self.vm.machine.panicked)
 
     async def stop(self) -> Timeline:
-        """Undo the pressure (each step on its own, so one failure does not skip the rest)."""
-        if self._stopped and self.timeline is not None:
+        """Undo the pressure and return the timeline (once; later calls return it again).
+        What could not be stopped or fetched is left out: stopping raises nothing but a
+        cancellation, and even then the partial timeline is kept."""
+        if self.timeline is not None:
             return self.timeline
-        self._stopped = True
-        kinds = self.pressure.kinds
-        if "stress" in kinds:
-            with contextlib.suppress(Exception):
-                await self.vm.run(["sh", "-c", _STOP, f"{GUEST_DIR}/stress.pid"], timeout=CONTROL_TIMEOUT_S)
-                self.note("stress-ng stopped")
-        if "shrink" in kinds:
-            with contextlib.suppress(Exception):
-                await self.vm.run(["touch", f"{GUEST_DIR}/shrink.stop"], timeout=CONTROL_TIMEOUT_S)
-        if "balloon" in kinds:
-            with contextlib.suppress(Exception):
-                await self.vm.machine.balloon(self.memory_mib)
-                self.note(f"balloon back to {self.memory_mib} MiB")
-                await self._wait_balloon(lambda size: size >= self.memory_mib - 16, RECOVERY_WAIT_S)
-                await asyncio.sleep(3 * SAMPLE_PERIOD_S)  # a few samples of the recovered guest
-        with contextlib.suppress(Exception):
-            await self.vm.run(["touch", f"{GUEST_DIR}/sampler.stop"], timeout=CONTROL_TIMEOUT_S)
+        try:
+            if not self._guest_gone():  # a dead guest has nothing to stop and no timeline to give
+                self.timeline = await self._stop_in_guest()
+        finally:
+            await self._stop_balloon_sampling()
+            if self.timeline is None:
+                self.timeline = self.partial_timeline()
+        return self.timeline
+
+    async def _stop_balloon_sampling(self) -> None:
         if self._balloon_task is not None:
             self._balloon_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._balloon_task
+            await asyncio.wait({self._balloon_task})  # its end, without taking its CancelledError
+
+    async def _stop_in_guest(self) -> Timeline:
+        for kind in self.kinds:
+            with contextlib.suppress(Exception):  # each on its own: one failure does not skip the rest
+                await kind.stop(self)
+        with contextlib.suppress(Exception):
+            await self.vm.run(["touch", f"{GUEST_DIR}/sampler.stop"], timeout=CONTROL_TIMEOUT_S)
+        await self._stop_balloon_sampling()
         text = ""
         local = self.out / "timeline.txt"
         with contextlib.suppress(Exception):
             await self.vm.call(self.vm.guest.get, f"{GUEST_DIR}/timeline.txt", local)
             text = local.read_text(errors="replace")
         samples, top = parse_sampler(text, self.offset_s)
-        self.timeline = Timeline(tuple(merge(samples, self.balloon_samples)), tuple(self.events), top)
-        return self.timeline
+        return Timeline(tuple(merge(samples, self.balloon_samples)), tuple(self.events), top)
 
     def partial_timeline(self) -> Timeline:
-        """What is known without the guest (after a crash): the balloon readings."""
+        """What is known without the guest (after a crash): the balloon readings and events."""
         return Timeline(tuple(merge([], self.balloon_samples)), tuple(self.events), {})

@@ -71,3 +71,28 @@ def test_expand_patterns_against_the_guest() -> None:
                      "core_hotunplug"]
     assert len(problems) == 2
     assert "nope" in problems[0] and "missing" in problems[1]
+
+
+def test_workloads_run_igt_groups_then_kunit_then_scripts() -> None:
+    from rig.workloads import workloads_for
+
+    plan = parse_plan("""
+[[igt.group]]
+driver = "vgem"
+tests = ["vgem_basic@*"]
+[[igt.group]]
+driver = "vkms"
+tests = ["kms_prop_blob@basic"]
+[kunit]
+suites = ["drm_mm"]
+[[script]]
+name = "one"
+argv = ["true"]
+[[script]]
+name = "two"
+argv = ["false"]
+""", name="t", source="t.toml")
+    assert [w.label for w in workloads_for(plan)] == [
+        "IGT group 1-vgem", "IGT group 2-vkms", "KUnit", "script one", "script two"]
+    bare = parse_plan('[[script]]\nname = "only"\nargv = ["true"]\n', name="t", source="t.toml")
+    assert [w.label for w in workloads_for(bare)] == ["script only"]  # no KUnit workload without suites

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from rig.errors import UserError
-from rig.workloads.pressure import Sample, merge, parse_pressure, parse_sampler
+from rig.workloads.pressure import KINDS, Balloon, Memcg, NoPressure, Sample, Shrink, Stress, kinds_of, merge, parse_pressure, parse_sampler
 
 
 def test_parse_profiles_and_values() -> None:
@@ -23,6 +23,21 @@ def test_every_bad_item_is_named() -> None:
     message = info.value.message
     for needle in ("balloon=4096", "'squeeze'", "shrink=0", "stress=lots", "memcg=10", "given twice"):
         assert needle in message, needle
+
+
+
+def test_none_takes_no_value() -> None:
+    with pytest.raises(UserError, match="none=1: takes no value"):
+        parse_pressure("none=1", 2048)
+
+
+def test_kinds_start_in_a_fixed_order_and_only_memcg_wraps() -> None:
+    pressure = parse_pressure("balloon,stress,shrink,memcg", 2048)
+    kinds = kinds_of(pressure)
+    assert [type(k) for k in kinds] == [Memcg, Shrink, Stress, Balloon]  # the balloon last, whatever the user's order
+    assert [k.name for k in kinds if k.wrap] == ["memcg"]
+    assert [type(k) for k in kinds_of(parse_pressure("none", 2048))] == [NoPressure]
+    assert KINDS == ("none", "balloon", "stress", "memcg", "shrink")  # what --help lists
 
 
 SAMPLER_OUTPUT = """\

@@ -1,11 +1,17 @@
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
-from rig.plan import IgtGroup
-from rig.workloads import CRASH, FAIL, PASS, SKIP, WARN
-from rig.workloads.igt import PreparedGroup, parse_subtest_list, results_from_dir, runner_argv, igt_testlist
+import pytest
+
+from rig.errors import UserError
+from rig.plan import IgtGroup, parse_plan
+from rig.workloads import CRASH, FAIL, PASS, SKIP, WARN, WorkloadContext
+from rig.workloads.igt import (RUNNER, PreparedGroup, igt_testlist, igt_workloads, parse_subtest_list,
+                               results_from_dir, runner_argv)
+from tests.unit.guestfake import FakeVM
 
 GROUP = PreparedGroup(2, IgtGroup("virtio_gpu", ("dumb_buffer@*",), 45.0),
                       ("dumb_buffer@create-valid-dumb", "dumb_buffer@map-valid", "dumb_buffer@map-uaf",
@@ -73,3 +79,79 @@ def test_one_listing_for_all_binaries() -> None:
     available, missing = parse_listing(stdout)
     assert available == {"vgem_basic": ["create", "mmap"], "core_hotunplug": [], "kms_prop_blob": ["basic"]}
     assert missing == ["not_there"]
+
+
+PLAN_TOML = """
+description = "two groups"
+[igt]
+inactivity_timeout_s = 90
+[[igt.group]]
+driver = "vgem"
+tests = ["vgem_basic@*"]
+[[igt.group]]
+driver = "virtio_gpu"
+tests = ["dumb_buffer@create-valid-dumb", "dumb_buffer@map-valid"]
+[kmemleak]
+scan = "each"
+"""
+
+LISTING = "create\nmmap\n@@rig-listed vgem_basic 0\ncreate-valid-dumb\nmap-valid\n@@rig-listed dumb_buffer 0\n"
+
+
+def _guest(tmp_path: Path, listing: str = LISTING) -> FakeVM:
+    def answer(argv: list[str]) -> str | None:
+        if "--list-subtests" in " ".join(argv):
+            return listing
+        return None
+
+    vm = FakeVM(answer)
+    results = tmp_path / "guest-results"
+    results.mkdir(parents=True)
+    (results / "results.json").write_text(json.dumps(RESULTS))
+    vm.guest.dirs["/tmp/rig/igt-results-2-virtio_gpu"] = results
+    return vm
+
+
+def test_one_listing_prepares_every_group(tmp_path: Path) -> None:
+    plan = parse_plan(PLAN_TOML, name="t", source="t.toml")
+    workloads = igt_workloads(plan)
+    assert [w.label for w in workloads] == ["IGT group 1-vgem", "IGT group 2-virtio_gpu"]
+    vm = _guest(tmp_path)
+
+    async def prepare_all(vm: FakeVM) -> None:
+        for workload in workloads:
+            await workload.prepare(vm)  # type: ignore[arg-type]
+
+    asyncio.run(prepare_all(vm))
+    assert len(vm.commands) == 1  # one guest command lists both groups' binaries
+    assert vm.commands[0][-2:] == ["vgem_basic", "dumb_buffer"]
+    again = _guest(tmp_path / "again")  # a new guest (the next attempt) is listed anew
+    asyncio.run(prepare_all(again))
+    assert len(again.commands) == 1
+
+
+def test_every_group_problem_in_one_error(tmp_path: Path) -> None:
+    plan = parse_plan(PLAN_TOML.replace("vgem_basic@*", "vgem_basic@nope").replace("map-valid", "map-gone"),
+                      name="t", source="t.toml")
+    vm = _guest(tmp_path)
+    with pytest.raises(UserError) as info:
+        asyncio.run(igt_workloads(plan)[1].prepare(vm))  # type: ignore[arg-type]
+    assert "igt.group #1" in info.value.message and "igt.group #2" in info.value.message
+
+
+def test_a_group_runs_under_the_wrap_and_returns_its_results(tmp_path: Path) -> None:
+    plan = parse_plan(PLAN_TOML, name="t", source="t.toml")
+    workload = igt_workloads(plan)[1]
+    vm = _guest(tmp_path)
+    said: list[str] = []
+    ctx = WorkloadContext(vm, tmp_path / "attempt", t0=0.0, budget_s=900.0,  # type: ignore[arg-type]
+                          wrap=["sh", "-c", "enter", "/cg"], say=said.append)
+    results = asyncio.run(workload.run(ctx))  # prepares itself when the attempt did not
+    runner = next(c for c in vm.commands if RUNNER in c)
+    assert runner[:4] == ["sh", "-c", "enter", "/cg"] and runner[4] == RUNNER
+    assert "--kmemleak=each" in runner and runner[runner.index("--inactivity-timeout") + 1] == "90"
+    statuses = {r.name: r.status for r in results}
+    assert statuses["dumb_buffer@create-valid-dumb"] == PASS and statuses["dumb_buffer@map-valid"] == WARN
+    assert said == ["IGT on virtio_gpu: 2 tests"]
+    group_dir = tmp_path / "attempt" / "igt" / "group-2-virtio_gpu"
+    assert (group_dir / "results" / "results.json").is_file() and (group_dir / "runner.log").is_file()

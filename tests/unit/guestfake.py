@@ -1,0 +1,82 @@
+"""A fake guest at the VM seam for the workload tests: answers `run` from a function of
+the argv, copies files as the real Guest would, and records every command in order."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rig.errors import InfraError
+from rig.guest import GuestResult
+
+Answer = Callable[[list[str]], "GuestResult | str | None"]
+
+
+class FakeMachine:
+    def __init__(self, console: str = "", memory_mib: int = 2048) -> None:
+        self.size = memory_mib
+        self.targets: list[int] = []
+        self.console = console
+        self.exited = False
+        self.panicked = False
+
+    async def balloon(self, target_mib: int) -> None:
+        self.targets.append(target_mib)
+        self.size = target_mib
+
+    async def query_balloon(self) -> int:
+        return self.size
+
+    def console_text(self) -> str:
+        return self.console
+
+
+class FakeGuest:
+    """Files the guest has (remote path -> bytes) and directories it can give back."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.dirs: dict[str, Path] = {}
+
+    def put(self, local: Path, remote: str, *, mode: int | None = None, timeout: float = 120) -> None:
+        self.files[remote] = local.read_bytes()
+
+    def get(self, remote: str, local: Path, *, timeout: float = 120) -> Path:
+        if remote not in self.files:
+            raise InfraError(f"no {remote} in the guest")
+        local.write_bytes(self.files[remote])
+        return local
+
+    def get_dir(self, remote: str, local: Path, *, timeout: float = 300) -> Path:
+        if remote not in self.dirs:
+            raise InfraError(f"no {remote} in the guest")
+        shutil.copytree(self.dirs[remote], local, dirs_exist_ok=True)
+        return local
+
+
+class FakeVM:
+    def __init__(self, answer: Answer | None = None, *, fail_on: str = "", console: str = "") -> None:
+        self.machine = FakeMachine(console)
+        self.guest = FakeGuest()
+        self.answer = answer
+        self.fail_on = fail_on
+        self.commands: list[list[str]] = []
+        self.timeouts: list[float] = []
+
+    async def run(self, argv: list[str], *, timeout: float, check: bool = False, env: Any = None) -> GuestResult:
+        self.commands.append(list(argv))
+        self.timeouts.append(timeout)
+        if self.fail_on and self.fail_on in " ".join(argv):
+            raise InfraError("connection lost")
+        answer = self.answer(list(argv)) if self.answer else None
+        if isinstance(answer, GuestResult):
+            return answer
+        return GuestResult(tuple(argv), 0, answer or "", "", 0.01)
+
+    async def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+
+    def words(self) -> list[str]:
+        return [" ".join(c) for c in self.commands]
