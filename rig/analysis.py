@@ -1,6 +1,6 @@
 """One analysis of an attempt's raw material: every source parsed exactly once.
 
-    analyse(raw: RawMaterial, plan: Plan) -> Analysis
+    analyse(raw: RawMaterial) -> Analysis
 
 The raw material is what a guest run leaves behind: the serial console log, dmesg read
 over SSH, kmemleak reports (the one collected at the end, and igt_runner's copy after each
@@ -21,14 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rig.collect import lockdep_debug_locks
-from rig.plan import Plan
-from rig.results import TestKind, TestName, TestResult
+from rig.results import TestName, TestResult
 from rig.splat import parse_log
 from rig.splat.attribution import Placement, TestSpan, attribute, log_test_spans
 from rig.splat.ktap import parse_ktap
 from rig.splat.model import Finding, Source
 from rig.splat.text import decode
-from rig.workloads.kunit import results_from_console
 
 # ------------------------------------------------------------------ host faults
 
@@ -113,7 +111,7 @@ class Analysis:
     problems: tuple[str, ...] = ()  # sources that were there but could not be read
 
 
-def analyse(raw: RawMaterial, plan: Plan) -> Analysis:
+def analyse(raw: RawMaterial) -> Analysis:
     problems: list[str] = []
     console_bytes = _read(raw.console, "console log", problems)
     console = decode(console_bytes or b"")
@@ -132,9 +130,7 @@ def analyse(raw: RawMaterial, plan: Plan) -> Analysis:
     stats = _read(raw.lockdep_stats, "lockdep_stats", problems)
     debug_locks = (lockdep_debug_locks(decode(stats)) if stats is not None
                    else _debug_locks_from_console(console, console_findings))
-    tests = tuple(raw.tests)
-    tests += _kunit_from_console(tests, console, plan)
-    return Analysis(findings, spans, tests, host_fault, debug_locks, tuple(problems))
+    return Analysis(findings, spans, tuple(raw.tests), host_fault, debug_locks, tuple(problems))
 
 
 def _read(path: Path | None, what: str, problems: list[str]) -> bytes | None:
@@ -184,11 +180,3 @@ def _debug_locks_from_console(console: str, findings: list[Finding]) -> int | No
     if any(f.kind == "lockdep" for f in findings) or _DEBUG_LOCKS_OFF.search(console):
         return 0
     return 1
-
-
-def _kunit_from_console(tests: tuple[TestResult, ...], console: str, plan: Plan) -> tuple[TestResult, ...]:
-    """The plan's KUnit results, read from the console's KTAP, until KUnit returns them
-    as a workload: once the workloads' results have any KUnit case, this adds nothing."""
-    if not plan.kunit_suites or any(t.kind is TestKind.KUNIT for t in tests):
-        return ()
-    return tuple(results_from_console(console, plan.kunit_suites))

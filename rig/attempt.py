@@ -125,7 +125,8 @@ async def _in_guest(what: AttemptPlan, directory: Path, progress: _Progress, dea
 async def _boot_and_work(what: AttemptPlan, directory: Path, progress: _Progress, deadline: float,
                          say: Say) -> None:
     from rig.vm import boot_guest
-    from rig.workloads.plan import workloads_for
+    from rig.workloads import workloads_for
+    from rig.workloads.script import kmsg
 
     guest = what.guest
     if guest.gpu != "none" and not any(arg.startswith("fbcon=") for arg in guest.cmdline_extra):
@@ -155,7 +156,7 @@ async def _boot_and_work(what: AttemptPlan, directory: Path, progress: _Progress
             progress.timeline = session.timeline
         progress.enter(Phase.COLLECT)
         # Lands on the guest's display too (the console is on its framebuffer).
-        await vm.kmsg(f"rig: {_tally(progress.tests)}; collecting reports")
+        await kmsg(vm, f"rig: {_tally(progress.tests)}; collecting reports")
         say("collecting kmemleak, dmesg, lockdep state and a screendump")
         progress.collected = await collect.from_guest(vm, directory / "collect",
                                                       kmemleak=what.plan.kmemleak_scan != "off",

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rig import __version__
-from rig.analysis import Analysis, RawMaterial, analyse
+from rig.analysis import Analysis, RawMaterial, analyse, igt_kmemleak_reports
 from rig.attempt import COLLECT_RESERVE_S, AttemptPlan, AttemptResult, run_attempt
 from rig.build import BuildArtifacts, BuildRequest, build
-from rig.collect import lockdep_debug_locks, taint_letters
+from rig.collect import taint_letters
 from rig.guest_spec import GuestSpec
 from rig.image import GuestImage, ensure_image
 from rig.plan import Plan
@@ -84,7 +84,7 @@ class Run:
             result = run_attempt(number, what, directory, deadline=self.deadline, say=self.say)
             for phase, seconds in result.durations.items():
                 self.phases[phase] = round(self.phases.get(phase, 0.0) + seconds, 2)
-            analysis = analyse(_raw_material(result), self.spec.plan)
+            analysis = analyse(_raw_material(result))
             attempts.append((result, analysis))
             if result.error is not None and result.error.kind in (ErrorKind.INTERRUPT, ErrorKind.BUG):
                 break
@@ -132,7 +132,7 @@ class Run:
                                          result.durations, result.error, found.host_fault)
                            for result, found in attempts),
             timeline=judged.timeline,
-            artifacts=self._artifacts(judged),
+            artifacts=self._artifacts(judged, analysis),
             phases=self.phases,
         )
         self.phases[Phase.REPORT.value] = round(time.monotonic() - started, 2)
@@ -168,24 +168,23 @@ class Run:
         patches = self.artifacts.patches if self.artifacts else ()
         return SeriesInfo(self.spec.request.series, tuple(Patch(p.number, p.subject, p.author) for p in patches))
 
-    def _artifacts(self, attempt: AttemptResult) -> Artifacts:
+    def _artifacts(self, attempt: AttemptResult, analysis: Analysis) -> Artifacts:
         collected = attempt.collected
-        stats = collected.lockdep_stats
         return Artifacts(
             console=self._rel(collected.console), dmesg=self._rel(collected.dmesg),
             kmemleak=self._rel(collected.kmemleak), screendump=self._rel(collected.screendump),
             igt_results=self._rel(attempt.directory / "igt"), tainted=collected.tainted,
             taint_flags=taint_letters(collected.tainted) if collected.tainted is not None else None,
-            lockdep_debug_locks=lockdep_debug_locks(stats.read_text()) if stats else None,
+            lockdep_debug_locks=analysis.debug_locks,
             problems=collected.problems)
 
 
 def _raw_material(attempt: AttemptResult) -> RawMaterial:
     collected = attempt.collected
     # kmemleak = "each": igt_runner saved a report after each test, beside the final scan.
-    per_test = tuple(sorted((attempt.directory / "igt").glob("group-*/results/**/kmemleak.txt")))
-    kmemleak = ((collected.kmemleak,) if collected.kmemleak else ()) + per_test
-    return RawMaterial(console=collected.console, dmesg=collected.dmesg, kmemleak=kmemleak, tests=attempt.tests)
+    kmemleak = ((collected.kmemleak,) if collected.kmemleak else ()) + igt_kmemleak_reports(attempt.directory / "igt")
+    return RawMaterial(console=collected.console, dmesg=collected.dmesg, kmemleak=kmemleak, tests=attempt.tests,
+                       lockdep_stats=collected.lockdep_stats)
 
 
 def run(spec: RunSpec, run_dir: Path, *, say: Say = _quiet, progress: bool = True) -> RunReport:
