@@ -53,8 +53,11 @@ class FakeVM:
         stdout = "29.5 0.0\n" if argv[:2] == ["cat", "/proc/uptime"] else ""
         return GuestResult(tuple(argv), 0, stdout, "", 0.01)
 
-    async def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        return fn(*args, **kwargs)
+    async def put(self, local: Path, remote: str, *, mode: int | None = None) -> None:
+        self.guest.put(local, remote, mode=mode)
+
+    async def get(self, remote: str, local: Path) -> Path:
+        return self.guest.get(remote, local)
 
 
 def _session(vm: FakeVM, spec: str, tmp_path: Path) -> PressureSession:
