@@ -112,8 +112,7 @@ class VM:
         the machine. A panic or QEMU exiting ends it at once; any error becomes the one
         `blame` decides (with the console tail where the console explains it)."""
         if self.machine.state.over:
-            await self.machine.wait_exit(PANIC_SETTLE_S)
-            raise blame(self.machine)
+            raise await death(self.machine)
         work = asyncio.get_running_loop().run_in_executor(self.threads, call)
         return await watch(self.machine, work)
 
@@ -189,6 +188,13 @@ def blame(machine: Machine, cause: RigError | None = None) -> RigError:
     return cause
 
 
+async def death(machine: Machine) -> RigError:
+    """The error for a machine found dead, once QEMU's exit and the console's last lines
+    (the rest of a panic report) are in."""
+    await machine.wait_exit(PANIC_SETTLE_S)
+    return blame(machine)
+
+
 def _qemu_tail(machine: Machine) -> str:
     return tail_text(machine.spec.qemu_log, 15)
 
@@ -214,8 +220,7 @@ async def watch(machine: Machine, work: Awaitable[T], *, explain_lost: bool = Tr
                         raise error from failure
                 return task.result()
             if machine.state.over:
-                await machine.wait_exit(PANIC_SETTLE_S)
-                raise blame(machine)
+                raise await death(machine)
     finally:
         if not task.done():
             task.cancel()  # the thread itself ends when its SSH socket dies with QEMU
@@ -240,15 +245,13 @@ async def wait_ready(machine: Machine, image: GuestImage, port: int, timeout_s: 
     last_error = "no answer yet"
     while True:
         if machine.state.over:
-            await machine.wait_exit(PANIC_SETTLE_S)
-            raise blame(machine)
+            raise await death(machine)
         now = time.monotonic()
         remaining = deadline - now
         if remaining <= 0:
-            raise KernelError(
-                f"the guest did not answer SSH within {timeout_s:.0f} s ({last_error})" + with_console_tail(machine),
-                log=machine.console_log,
-                hint="the kernel may hang at boot, or lack a driver the image needs (virtio-blk, virtio-net, ext4)")
+            raise blame(machine, GuestTimeout(
+                f"the guest did not answer SSH within {timeout_s:.0f} s ({last_error})",
+                hint="the kernel may hang at boot, or lack a driver the image needs (virtio-blk, virtio-net, ext4)"))
         init = machine.init_seen_at
         armed = (machine.console_marks.get(SSHD_MARK) is not None
                  or (init is not None and now - init > ARM_AFTER_INIT_S)
@@ -287,8 +290,7 @@ async def _wait_mark(machine: Machine, guest: Guest, mark: str, timeout_s: float
     deadline = time.monotonic() + timeout_s
     while machine.console_marks.get(mark) is None:
         if machine.state.over:
-            await machine.wait_exit(PANIC_SETTLE_S)
-            raise blame(machine)
+            raise await death(machine)
         if time.monotonic() > deadline:
             check = asyncio.to_thread(guest.run, ["grep", "-q", " /sys/kernel/debug ", "/proc/mounts"], timeout=30)
             if (await watch(machine, check)).ok:
