@@ -60,7 +60,10 @@ READY_MARK = "guest ready"
 READY_WAIT_S = 10.0
 ARM_AFTER_INIT_S = 3.0
 ARM_AFTER_START_S = 30.0
-# How long one connection may wait for sshd's greeting before a fresh one is tried.
+# How long the first connection may wait for sshd's greeting before a fresh one is tried;
+# each silent one doubles the wait (up to SSH_ATTEMPT_TIMEOUT_S): on a loaded host a TCG
+# guest's sshd may take longer than this to greet, and a fixed wait would then give up on
+# every connection (seen at load 10 on two cores: no login in 300 s).
 BANNER_WAIT_S = 1.5
 # Guest calls that may block at once (see VM.threads).
 GUEST_THREADS = 32
@@ -243,6 +246,7 @@ async def wait_ready(machine: Machine, image: GuestImage, port: int, timeout_s: 
     started = time.monotonic()
     deadline = started + timeout_s
     last_error = "no answer yet"
+    banner_wait = BANNER_WAIT_S
     while True:
         if machine.state.over:
             raise await death(machine)
@@ -261,7 +265,7 @@ async def wait_ready(machine: Machine, image: GuestImage, port: int, timeout_s: 
             continue
         attempt = asyncio.ensure_future(asyncio.to_thread(
             Guest.connect, port, image.ssh_key, image.known_hosts,
-            timeout=min(SSH_ATTEMPT_TIMEOUT_S, remaining), banner_wait_s=min(BANNER_WAIT_S, remaining)))
+            timeout=min(SSH_ATTEMPT_TIMEOUT_S, remaining), banner_wait_s=min(banner_wait, remaining)))
         try:
             guest = await watch(machine, attempt, explain_lost=False)
         except HostKeyMismatch:
@@ -269,6 +273,8 @@ async def wait_ready(machine: Machine, image: GuestImage, port: int, timeout_s: 
         except GuestUnreachable as exc:
             last_error = exc.message
             log.debug("SSH attempt at +%.2f s: %s", time.monotonic() - started, last_error)
+            # Only a silent connection waits this long; a refused or closed one ends at once.
+            banner_wait = min(banner_wait * 2, SSH_ATTEMPT_TIMEOUT_S)
             await asyncio.sleep(SSH_RETRY_S)
             continue
         log.debug("SSH login at +%.2f s", time.monotonic() - started)

@@ -343,3 +343,23 @@ def test_the_vm_has_no_unguarded_way_to_the_guest() -> None:
     public = {name for name in names if not name.startswith("_")}
     assert "guest" not in public and "call" not in public
     assert {"run", "put", "get", "get_dir", "shell", "kmsg"} <= public
+
+
+def test_a_slow_greeting_gets_a_longer_wait_each_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a loaded host sshd may greet later than the first wait: later connections wait
+    longer (up to one attempt's timeout), so readiness does not give up on each of them."""
+    waits: list[float] = []
+
+    def connect(port: int, key: Path, known_hosts: Path, *, timeout: float, banner_wait_s: float) -> Any:
+        waits.append(banner_wait_s)
+        if len(waits) < 6:
+            raise GuestUnreachable(f"sshd in the guest did not greet within {banner_wait_s:.1f} s")
+        return GuestAnswering(0)
+
+    monkeypatch.setattr(vm.Guest, "connect", connect)
+    monkeypatch.setattr(vm, "SSH_RETRY_S", 0.0)
+    machine = StandInMachine(tmp_path)
+    guest = asyncio.run(vm.wait_ready(machine, image(tmp_path), closed_port(), 600))  # type: ignore[arg-type]
+    assert isinstance(guest, GuestAnswering)
+    assert waits == [vm.BANNER_WAIT_S, 3.0, 6.0, vm.SSH_ATTEMPT_TIMEOUT_S, vm.SSH_ATTEMPT_TIMEOUT_S,
+                     vm.SSH_ATTEMPT_TIMEOUT_S]
