@@ -1,6 +1,9 @@
 """Which accelerator QEMU should use: KVM when a short probe proves it boots a kernel to
 power-off, else TCG. /dev/kvm opening is not enough: nested KVM can hang a guest forever,
-so the probe is a real tiny boot under a short deadline, and QEMU is killed if it hangs."""
+so the probe is a real tiny boot under a short deadline, and QEMU is killed if it hangs.
+
+KVM runs only guests of the host's own architecture: a foreign target (an arm64 guest on
+an x86_64 host) uses TCG without a probe, and says why."""
 
 from __future__ import annotations
 
@@ -12,8 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rig import cache, proc
+from rig.errors import UserError
+from rig.guest_spec import host_machine
 from rig.qemu import initramfs
-from rig.qemu.argv import QEMU
+from rig.target import Target
 
 # A working KVM boots a kernel + busybox initramfs to power-off in 1-2 s; a broken one
 # hangs. Generous enough for a loaded host, short enough not to matter when it fails.
@@ -49,7 +54,23 @@ def _kvm_usable() -> str | None:
     return None
 
 
-def probe_kvm(kernel: Path, *, timeout_s: float = PROBE_TIMEOUT_S) -> AccelChoice:
+def probe_argv(qemu: str, target: Target, kernel: Path, initrd: Path, console: Path) -> list[str]:
+    """The probe's QEMU command line: the smallest machine of `target` that boots to init."""
+    argv = [qemu, "-machine", target.machine, "-accel", "kvm"]
+    cpu = target.cpu_for("kvm")
+    if cpu is not None:
+        argv += ["-cpu", cpu]
+    return argv + [
+        "-m", "256", "-smp", "1",
+        "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+        "-kernel", str(kernel), "-initrd", str(initrd),
+        "-append", f"console={target.console} panic=-1 quiet",
+        "-chardev", f"file,id=console,path={str(console).replace(',', ',,')}",
+        "-serial", "chardev:console",
+    ]
+
+
+def probe_kvm(kernel: Path, target: Target, qemu: str, *, timeout_s: float = PROBE_TIMEOUT_S) -> AccelChoice:
     """Boot `kernel` with a power-off initramfs under KVM; KVM if it powers off in time."""
     unusable = _kvm_usable()
     if unusable is not None:
@@ -58,21 +79,14 @@ def probe_kvm(kernel: Path, *, timeout_s: float = PROBE_TIMEOUT_S) -> AccelChoic
         work = Path(tmp)
         initrd = initramfs.busybox_initramfs(PROBE_INIT, work / "probe.cpio")
         console = work / "console.log"
-        argv = [
-            QEMU, "-machine", "q35", "-accel", "kvm", "-m", "256", "-smp", "1",
-            "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-            "-kernel", str(kernel), "-initrd", str(initrd),
-            "-append", "console=ttyS0 panic=-1 quiet",
-            "-chardev", f"file,id=console,path={str(console).replace(',', ',,')}",
-            "-serial", "chardev:console",
-        ]
+        argv = probe_argv(qemu, target, kernel, initrd, console)
         started = time.monotonic()
         # spawn, not run: the probe QEMU is tied to rig's life even if rig is SIGKILLed.
-        qemu = proc.spawn(argv, log=work / "qemu.log")
+        process = proc.spawn(argv, log=work / "qemu.log")
         try:
-            status = qemu.wait(timeout_s)
+            status = process.wait(timeout_s)
         finally:
-            qemu.stop(grace_s=1.0)
+            process.stop(grace_s=1.0)
         if status is None:
             return AccelChoice("tcg", f"a KVM test boot did not power off within {timeout_s:.0f} s; nested KVM?")
         took = time.monotonic() - started
@@ -84,17 +98,25 @@ def probe_kvm(kernel: Path, *, timeout_s: float = PROBE_TIMEOUT_S) -> AccelChoic
         return AccelChoice("tcg", f"a KVM test boot failed (exit {status}: {detail})")
 
 
-def choose_accel(kernel: Path, requested: str | None = None) -> AccelChoice:
-    """`requested` if given ("kvm"/"tcg"), else $RIG_ACCEL, else the (cached) probe's verdict."""
+def choose_accel(kernel: Path, target: Target, qemu: str, requested: str | None = None) -> AccelChoice:
+    """`requested` if given ("kvm"/"tcg"), else $RIG_ACCEL, else TCG for a foreign target,
+    else the (cached) probe's verdict. `qemu` is the QEMU binary the guest will use."""
     wanted = requested or os.environ.get("RIG_ACCEL") or None
+    asker = "--accel" if requested else "RIG_ACCEL"
+    if wanted not in (None, "auto", "kvm", "tcg"):
+        raise UserError(f"accelerator '{wanted}' is not kvm, tcg or auto", hint=f"set {asker} to kvm, tcg or auto")
+    host = host_machine()
+    native = target.native_on(host)
+    if wanted == "kvm" and not native:
+        raise UserError(f"{asker} kvm: KVM cannot run {target.name} guests on this {host} host",
+                        hint=f"set {asker} to tcg or auto")
     if wanted in ("kvm", "tcg"):
         return AccelChoice(wanted, "asked for" if requested else "asked for by RIG_ACCEL")
-    if wanted not in (None, "auto"):
-        from rig.errors import UserError
-
-        raise UserError(f"accelerator '{wanted}' is not kvm, tcg or auto", hint="use --accel kvm|tcg|auto")
+    if not native:
+        return AccelChoice("tcg", f"the guest is {target.name} and the host {host}: KVM runs only the host's own "
+                                  "architecture")
     # KVM working is a property of the host, not of the kernel: one probe per host boot.
-    key = cache.digest([_boot_id(), proc.require_tool(QEMU, "qemu-system-x86")])
+    key = cache.digest([_boot_id(), qemu])
     entry = cache.cache_dir("accel") / f"{key}.json"
     try:
         saved = json.loads(entry.read_text())
@@ -102,7 +124,7 @@ def choose_accel(kernel: Path, requested: str | None = None) -> AccelChoice:
             return AccelChoice(saved["accel"], saved["reason"] + "; probed earlier on this host boot")
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    choice = probe_kvm(kernel)
+    choice = probe_kvm(kernel, target, qemu)
     tmp = entry.with_suffix(".tmp")
     tmp.write_text(json.dumps({"accel": choice.accel, "reason": choice.reason, "at": time.time()}))
     os.replace(tmp, entry)

@@ -33,6 +33,9 @@ USER = "root"
 HANDSHAKE_TIMEOUT_S = 15.0
 # A channel open or an SFTP round trip; a live guest answers these in well under a second.
 CHANNEL_TIMEOUT_S = 30.0
+# Copying one file, or a directory tree (IGT's results), over SFTP.
+COPY_TIMEOUT_S = 120.0
+TREE_TIMEOUT_S = 300.0
 READ_CHUNK = 65536
 
 
@@ -269,16 +272,18 @@ class Guest:
         channel.invoke_subsystem("sftp")
         return paramiko.SFTPClient(channel)
 
-    def put(self, local: Path, remote: str, *, timeout: float = 120.0, mode: int | None = None) -> None:
+    def put(self, local: Path, remote: str, *, timeout: float = COPY_TIMEOUT_S, mode: int | None = None) -> None:
         """Copy a host file into the guest (mode: the file's own unless given)."""
+        # Outside the try: a host file that is not there is not the guest's failure.
+        mode = mode if mode is not None else stat.S_IMODE(os.stat(local).st_mode)
         try:
             with self._sftp(timeout) as sftp:
                 sftp.put(str(local), remote)
-                sftp.chmod(remote, mode if mode is not None else stat.S_IMODE(os.stat(local).st_mode))
+                sftp.chmod(remote, mode)
         except (OSError, EOFError, paramiko.SSHException) as exc:
             raise GuestUnreachable(f"copying {local} to the guest's {remote} failed: {exc or type(exc).__name__}") from exc
 
-    def get(self, remote: str, local: Path, *, timeout: float = 120.0) -> Path:
+    def get(self, remote: str, local: Path, *, timeout: float = COPY_TIMEOUT_S) -> Path:
         """Copy a guest file to the host."""
         local.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -290,7 +295,7 @@ class Guest:
             raise GuestUnreachable(f"copying the guest's {remote} to {local} failed: {exc or type(exc).__name__}") from exc
         return local
 
-    def get_dir(self, remote: str, local: Path, *, timeout: float = 300.0) -> Path:
+    def get_dir(self, remote: str, local: Path, *, timeout: float = TREE_TIMEOUT_S) -> Path:
         """Copy a guest directory tree (regular files only) to the host."""
         deadline = time.monotonic() + timeout
         try:

@@ -7,15 +7,16 @@ second, not after a twenty-minute kernel build.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, replace
 
 from rig.errors import UserError
-from rig.target import DEFAULT_TARGET, Target
+from rig.target import DEFAULT_TARGET, GpuModel, Target
 
 ACCELERATORS = ("kvm", "tcg")
 MEMORY_MIB = (512, 65536)  # below 512 MiB the debug kernel, sshd and IGT do not fit
 CPUS = (1, 64)
-# Linux truncates longer command lines on x86 (COMMAND_LINE_SIZE is 2048); rig's own
+# Linux truncates longer command lines (COMMAND_LINE_SIZE is 2048 on x86 and arm64); rig's own
 # arguments take about 300 characters, so the user's share is what is left below 1024.
 USER_CMDLINE_MAX = 640
 
@@ -46,6 +47,9 @@ class GuestSpec:
             found.append(f"--cpus {self.cpus}: give between {CPUS[0]} and {CPUS[1]}")
         if self.accel is not None and self.accel not in ACCELERATORS:
             found.append(f"--accel {self.accel}: give auto, {' or '.join(ACCELERATORS)}")
+        elif self.accel == "kvm" and not self.target.native_on(host_machine()):
+            found.append(f"--accel kvm: KVM runs {host_machine()} guests only on this host, not "
+                         f"{self.target.name} (give --accel tcg or auto)")
         for extra in self.cmdline_extra:
             if not extra or any(c.isspace() for c in extra) or not extra.isprintable():
                 found.append(f"--append {extra!r}: empty or has spaces; pass each kernel argument "
@@ -66,11 +70,25 @@ class GuestSpec:
         return self
 
     @property
+    def gpu_model(self) -> GpuModel:
+        """The GPU model's QEMU devices and DRM driver (UserError if not on this target)."""
+        return self.target.gpu(self.gpu)
+
+    @property
     def driver(self) -> str | None:
         """The DRM driver the guest binds to the GPU model."""
-        return self.target.gpu(self.gpu).driver
+        return self.gpu_model.driver
+
+    def with_cmdline(self, *args: str) -> GuestSpec:
+        """The same guest with more kernel arguments."""
+        return replace(self, cmdline_extra=(*self.cmdline_extra, *args))
 
     def to_json(self) -> dict[str, object]:
         return {"arch": self.target.name, "gpu": self.gpu, "memory_mib": self.memory_mib, "cpus": self.cpus,
                 "accel": self.accel, "cmdline_extra": list(self.cmdline_extra), "image": self.image,
                 "ready_timeout_s": self.ready_timeout_s}
+
+
+def host_machine() -> str:
+    """The host's architecture as `uname -m` says it."""
+    return os.uname().machine

@@ -35,9 +35,11 @@ class Target:
     uname_machine: str  # what `uname -m` says in the guest
     # QEMU
     qemu: str  # binary name (on PATH) or "rig" for rig's own build (see rig.qemu.build)
+    qemu_package: str  # the Debian package with the binary, for the hint when it is missing
     machine: str  # -machine
-    cpu: str | None  # -cpu (None: QEMU's default for the machine)
-    console: str  # the kernel's console device
+    cpu: str | None  # -cpu under TCG (None: QEMU's default for the machine)
+    console: str  # the kernel's console device (console=)
+    virtio_bus: str  # how virtio devices attach: virtio-<kind>-<this> ("pci": virtio-blk-pci, ...)
     cmdline: tuple[str, ...]  # kernel arguments only this target needs
     gpus: Mapping[str, GpuModel]
     panic_device: str | None  # the pvpanic device, where the machine has one
@@ -52,6 +54,7 @@ class Target:
     host_faults: tuple[str, ...] = ()
     gpu_default: str = "virtio-gpu"
     extra_devices: tuple[str, ...] = field(default=())  # always on this target's command line
+    kvm_cpu: str | None = None  # -cpu under KVM (None: QEMU's default for the machine)
 
     def gpu(self, name: str) -> GpuModel:
         try:
@@ -59,6 +62,23 @@ class Target:
         except KeyError:
             raise UserError(f"--gpu {name}: not a GPU model rig has on {self.name}",
                             hint=f"give one of {', '.join(self.gpus)}") from None
+
+    def cpu_for(self, accel: str) -> str | None:
+        """The -cpu value under `accel` ("kvm" or "tcg")."""
+        return self.kvm_cpu if accel == "kvm" else self.cpu
+
+    @property
+    def qemu_system(self) -> str:
+        """The QEMU system emulator's program name for this guest."""
+        return f"qemu-system-{self.uname_machine}"
+
+    def virtio(self, kind: str) -> str:
+        """The QEMU device for a virtio `kind` ("blk", "net", "rng", "balloon") on this target's bus."""
+        return f"virtio-{kind}-{self.virtio_bus}"
+
+    def native_on(self, host_machine: str) -> bool:
+        """Whether a host whose `uname -m` is `host_machine` can run this guest under KVM."""
+        return host_machine == self.uname_machine
 
     def make_variables(self) -> list[str]:
         variables = [f"ARCH={self.kernel_arch}"]
@@ -75,9 +95,11 @@ X86_64 = Target(
     name="x86_64",
     uname_machine="x86_64",
     qemu="qemu-system-x86_64",
+    qemu_package="qemu-system-x86",
     machine="q35",
     cpu=None,
     console="ttyS0,115200",
+    virtio_bus="pci",
     # One 8250 port: the console. Probing the legacy ports that QEMU does not emulate
     # costs boot time.
     cmdline=("8250.nr_uarts=1",),
@@ -103,10 +125,13 @@ ARM64 = Target(
     name="arm64",
     uname_machine="aarch64",
     qemu="rig",  # the Mali model is in rig's own QEMU build only
+    qemu_package="",  # built by rig (rig.qemu.build), not installed from a package
     machine="virt,gic-version=3",
     # Plain `max` emulates pointer authentication in full and boots about 2.5 times slower.
     cpu="max,pauth-impdef=on",
     console="ttyAMA0",
+    # virt has a PCIe host bridge: the same virtio-*-pci devices as on x86_64.
+    virtio_bus="pci",
     cmdline=(),
     gpus=_gpus(
         GpuModel("virtio-gpu", ("virtio-gpu-pci",), "virtio_gpu"),
@@ -119,6 +144,8 @@ ARM64 = Target(
     kernel_image="arch/arm64/boot/Image",
     kconfig_arch="arm64",
     config_fragments=("arm64.config",),
+    # KVM on an arm64 host runs the host's own CPU; pauth-impdef is a TCG-only property.
+    kvm_cpu="host",
 )
 
 TARGETS: Mapping[str, Target] = MappingProxyType({t.name: t for t in (X86_64, ARM64)})

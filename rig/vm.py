@@ -1,9 +1,14 @@
 """Boot a kernel on a guest image and hand back a machine that answers SSH.
 
-`boot_guest` chooses the accelerator, makes a copy-on-write overlay of the image, starts
-QEMU, and waits until the guest answers SSH; a panic on the console, QEMU exiting or the
-deadline ends the wait with the console tail in the error. Leaving the context powers the
-guest off (or, if something failed, goes straight to QMP quit / SIGTERM / SIGKILL).
+`boot_guest` takes the guest as one validated GuestSpec: it finds the target's QEMU,
+chooses the accelerator, makes a copy-on-write overlay of the image, starts QEMU, and
+waits until the guest answers SSH; a panic on the console, QEMU exiting or the deadline
+ends the wait with the console tail in the error. Leaving the context powers the guest
+off (or, if something failed, goes straight to QMP quit / SIGTERM / SIGKILL).
+
+Every call into the guest (run, put, get, get_dir, shell, kmsg) goes through one guard,
+`VM._guarded`, and whose fault a failure is gets decided in one function, `blame`, from
+the machine's state (a MachineState value) and the call's own error.
 """
 
 from __future__ import annotations
@@ -24,12 +29,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from rig import image as image_mod
+from rig import proc
 from rig.accel import choose_accel
-from rig.errors import InfraError, Interrupted, KernelError, UserError
-from rig.guest import Guest, GuestResult, GuestTimeout, GuestUnreachable, HostKeyMismatch
+from rig.errors import InfraError, Interrupted, KernelError, RigError, UserError
+from rig.guest import (COPY_TIMEOUT_S, TREE_TIMEOUT_S, Guest, GuestResult, GuestTimeout, GuestUnreachable,
+                       HostKeyMismatch)
+from rig.guest_spec import GuestSpec
 from rig.image import GuestImage
 from rig.qemu.argv import SOCKET_PATH_MAX, MachineSpec
-from rig.qemu.machine import Machine, MachineError, indent
+from rig.qemu.machine import Life, Machine, MachineError, MachineState, indent, tail_text
+from rig.target import Target
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -37,6 +46,8 @@ log = logging.getLogger(__name__)
 # After a panic line, QEMU (panic=-1, -no-reboot) exits within a second; give the rest of
 # the report a moment to reach the log before rig reads it.
 PANIC_SETTLE_S = 3.0
+# How often a guest call looks at the machine's state while it waits.
+WATCH_INTERVAL_S = 0.1
 # How often readiness is re-tried while the guest's sshd is not up yet.
 SSH_RETRY_S = 0.1
 # A single SSH attempt during boot: short, so a panic or exit is noticed quickly.
@@ -49,12 +60,17 @@ READY_MARK = "guest ready"
 READY_WAIT_S = 10.0
 ARM_AFTER_INIT_S = 3.0
 ARM_AFTER_START_S = 30.0
-# How long one connection may wait for sshd's greeting before a fresh one is tried.
+# How long the first connection may wait for sshd's greeting before a fresh one is tried;
+# each silent one doubles the wait (up to SSH_ATTEMPT_TIMEOUT_S): on a loaded host a TCG
+# guest's sshd may take longer than this to greet, and a fixed wait would then give up on
+# every connection (seen at load 10 on two cores: no login in 300 s).
 BANNER_WAIT_S = 1.5
 # Guest calls that may block at once (see VM.threads).
 GUEST_THREADS = 32
 # QEMU may lose the race for the free port rig picked; try a fresh one this many times.
 PORT_ATTEMPTS = 3
+# A line written to the guest's kernel log.
+KMSG_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -74,41 +90,62 @@ class BootTimes:
 
 @dataclass(frozen=True)
 class VM:
+    """A booted guest. Talk to it only through its methods: each is guarded (see `_guarded`)."""
+
     machine: Machine
-    guest: Guest
+    _guest: Guest  # the SSH session; private, so no call can bypass the guard
     console_log: Path
     accel: str
     accel_reason: str
     run_dir: Path
     ssh_port: int
     times: BootTimes
+    spec: GuestSpec = field(default_factory=GuestSpec)
     # Guest calls block a thread each (a long IGT run, a sampler, a pressure loop at
     # once); their own pool, so they never starve asyncio's small default one.
     threads: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(GUEST_THREADS, "rig-guest"),
                                         repr=False, compare=False)
 
-    async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run a blocking Guest call in a thread while watching the machine: a panic or
-        QEMU exiting ends it at once with a KernelError carrying the console text."""
-        loop = asyncio.get_running_loop()
-        work = loop.run_in_executor(self.threads, functools.partial(fn, *args, **kwargs))
+    @property
+    def state(self) -> MachineState:
+        return self.machine.state
+
+    async def _guarded(self, call: Callable[[], T]) -> T:
+        """The one way into the guest: run the blocking `call` in a thread while watching
+        the machine. A panic or QEMU exiting ends it at once; any error becomes the one
+        `blame` decides (with the console tail where the console explains it)."""
+        if self.machine.state.over:
+            raise await death(self.machine)
+        work = asyncio.get_running_loop().run_in_executor(self.threads, call)
         return await watch(self.machine, work)
 
     async def run(self, argv: Sequence[str], *, timeout: float, check: bool = False,
                   env: Mapping[str, str] | None = None, input: bytes | None = None,
                   on_stdout: Callable[[bytes], None] | None = None,
                   on_stderr: Callable[[bytes], None] | None = None) -> GuestResult:
-        """guest.run, watched (see `call`); a timeout carries the console tail."""
-        try:
-            return await self.call(self.guest.run, argv, timeout=timeout, check=check, env=env, input=input,
-                                   on_stdout=on_stdout, on_stderr=on_stderr)
-        except GuestTimeout as exc:
-            raise GuestTimeout(exc.message + with_console_tail(self.machine),
-                               hint=exc.hint, log=self.console_log) from exc
-        except GuestUnreachable as exc:
-            if self.machine.exited or self.machine.panicked:
-                raise died(self.machine) from exc
-            raise KernelError(f"the guest stopped answering SSH: {exc.message}" + with_console_tail(self.machine), log=self.console_log) from exc
+        """Run argv in the guest (Guest.run), guarded."""
+        return await self._guarded(functools.partial(self._guest.run, argv, timeout=timeout, check=check, env=env,
+                                                     input=input, on_stdout=on_stdout, on_stderr=on_stderr))
+
+    async def put(self, local: Path, remote: str, *, timeout: float = COPY_TIMEOUT_S, mode: int | None = None) -> None:
+        """Copy a host file into the guest, guarded."""
+        await self._guarded(functools.partial(self._guest.put, local, remote, timeout=timeout, mode=mode))
+
+    async def get(self, remote: str, local: Path, *, timeout: float = COPY_TIMEOUT_S) -> Path:
+        """Copy a guest file to the host, guarded."""
+        return await self._guarded(functools.partial(self._guest.get, remote, local, timeout=timeout))
+
+    async def get_dir(self, remote: str, local: Path, *, timeout: float = TREE_TIMEOUT_S) -> Path:
+        """Copy a guest directory tree to the host, guarded."""
+        return await self._guarded(functools.partial(self._guest.get_dir, remote, local, timeout=timeout))
+
+    async def shell(self, *, idle_timeout: float | None = None) -> int:
+        """An interactive login shell on this terminal, guarded; its exit status."""
+        return await self._guarded(functools.partial(self._guest.interactive_shell, idle_timeout=idle_timeout))
+
+    async def kmsg(self, line: str, *, timeout: float = KMSG_TIMEOUT_S) -> None:
+        """Write `line` to the guest's kernel log (the console shows what rig did when)."""
+        await self.run(["sh", "-c", 'echo "$0" > /dev/kmsg', line], timeout=timeout)
 
 
 def with_console_tail(machine: Machine, lines: int = 30) -> str:
@@ -116,51 +153,77 @@ def with_console_tail(machine: Machine, lines: int = 30) -> str:
     return "\n  console tail:\n" + indent(machine.console_tail(lines))
 
 
-def died(machine: Machine) -> KernelError | InfraError:
-    """The error for a machine that panicked or whose QEMU is gone."""
-    if machine.panicked:
-        return KernelError(f"the guest kernel panicked: {machine.panic_line}\n" + indent(machine.panic_text()),
+def blame(machine: Machine, cause: RigError | None = None) -> RigError:
+    """Whose fault a failure is, decided here and nowhere else.
+
+    `cause` is the error a guest call (or QEMU's start) raised, None when the machine died
+    while rig was waiting. The machine's state decides first: a dead guest explains a
+    lost connection or a timeout better than they explain themselves. The kernel's fault
+    (KernelError): a panic, a power-off or reboot nobody asked for, a guest that stops
+    answering or does not finish in time. The host's (InfraError): QEMU killed by a
+    signal rig did not send, QEMU failing (to start, or with an error status).
+    """
+    state = machine.state
+    life = state.life
+    if life is Life.PANICKED:
+        return KernelError(f"the guest kernel panicked: {state.panic_line}\n" + indent(machine.panic_text()),
                            log=machine.console_log, hint="the console log has the whole report")
-    status = machine.returncode
-    if status is not None and status < 0:
-        return InfraError(f"QEMU was killed by signal {-status} (not by rig)" + with_console_tail(machine, 20), log=machine.console_log,
+    if life is Life.KILLED:
+        return InfraError(f"QEMU was killed by signal {state.signal} (not by rig)" + with_console_tail(machine, 20),
+                          log=machine.console_log,
                           hint="something on the host killed QEMU (OOM killer? another user?); run again")
-    if status not in (0, None):
-        return InfraError(f"QEMU failed with exit status {status}:\n" + indent(_qemu_tail(machine)),
-                          log=machine.spec.qemu_log)
-    return KernelError(f"the guest powered off or rebooted unexpectedly (QEMU exit status {status})"
-                       + with_console_tail(machine), log=machine.console_log)
+    if life is Life.FAILED:
+        return InfraError(f"QEMU failed with exit status {state.returncode}:\n" + indent(_qemu_tail(machine)),
+                          log=machine.spec.qemu_log, hint="check the QEMU arguments with --dry-run")
+    if life is Life.POWERED_OFF:
+        return KernelError(f"the guest powered off or rebooted unexpectedly (QEMU exit status {state.returncode})"
+                           + with_console_tail(machine), log=machine.console_log)
+    if cause is None:
+        # Not a death rig can explain: rig's own shutdown (STOPPED), or no QEMU yet.
+        return InfraError(f"the guest is {life.value} (QEMU exit status {state.returncode})",
+                          log=machine.console_log)
+    # QEMU still runs (or rig stopped it because of `cause`): the call's error says it.
+    if isinstance(cause, GuestTimeout):
+        return GuestTimeout(cause.message + with_console_tail(machine), hint=cause.hint, log=machine.console_log)
+    if isinstance(cause, GuestUnreachable) and life is Life.RUNNING:
+        return KernelError(f"the guest stopped answering SSH: {cause.message}" + with_console_tail(machine),
+                           log=machine.console_log, hint="the guest kernel may hang; the console log may say why")
+    return cause
+
+
+async def death(machine: Machine) -> RigError:
+    """The error for a machine found dead, once QEMU's exit and the console's last lines
+    (the rest of a panic report) are in."""
+    await machine.wait_exit(PANIC_SETTLE_S)
+    return blame(machine)
 
 
 def _qemu_tail(machine: Machine) -> str:
-    try:
-        return "\n".join(machine.spec.qemu_log.read_text(errors="replace").splitlines()[-10:])
-    except OSError:
-        return ""
+    return tail_text(machine.spec.qemu_log, 15)
 
 
 async def watch(machine: Machine, work: Awaitable[T], *, explain_lost: bool = True) -> T:
-    """Await `work` unless the machine panics or exits first.
+    """Await `work` unless the machine panics or exits first (then `blame`'s error).
 
-    explain_lost: if `work` loses its SSH connection, wait a moment for QEMU to exit and
-    report the panic or exit behind it instead (not while polling for readiness, where a
-    refused connection is expected)."""
+    explain_lost: an error of `work` goes through `blame` too, and a lost SSH connection
+    first waits a moment for QEMU's exit (SSH dies a moment before the exit is seen: a
+    panic or power-off explains the lost connection better than the connection itself).
+    Not while polling for readiness, where a refused connection is expected."""
     task = asyncio.ensure_future(work)
     try:
         while True:
-            done, _ = await asyncio.wait({task}, timeout=0.1)
+            done, _ = await asyncio.wait({task}, timeout=WATCH_INTERVAL_S)
             if done:
-                lost = task.exception()
-                if explain_lost and isinstance(lost, GuestUnreachable):
-                    # SSH dies a moment before QEMU's exit is seen: a panic or power-off
-                    # explains the lost connection better than the connection itself.
-                    await machine.wait_exit(PANIC_SETTLE_S)
-                    if machine.panicked or machine.exited:
-                        raise died(machine) from lost
+                failure = task.exception()
+                if explain_lost and isinstance(failure, RigError):
+                    if isinstance(failure, GuestUnreachable):
+                        await machine.wait_exit(PANIC_SETTLE_S)
+                    error = blame(machine, failure)
+                    if error is not failure:
+                        raise error from failure
                 return task.result()
-            if machine.panicked or machine.exited:
-                await machine.wait_exit(PANIC_SETTLE_S)
-                raise died(machine)
+            if machine.state.over:
+                raise await death(machine)
     finally:
         if not task.done():
             task.cancel()  # the thread itself ends when its SSH socket dies with QEMU
@@ -183,17 +246,16 @@ async def wait_ready(machine: Machine, image: GuestImage, port: int, timeout_s: 
     started = time.monotonic()
     deadline = started + timeout_s
     last_error = "no answer yet"
+    banner_wait = BANNER_WAIT_S
     while True:
-        if machine.panicked or machine.exited:
-            await machine.wait_exit(PANIC_SETTLE_S)
-            raise died(machine)
+        if machine.state.over:
+            raise await death(machine)
         now = time.monotonic()
         remaining = deadline - now
         if remaining <= 0:
-            raise KernelError(
-                f"the guest did not answer SSH within {timeout_s:.0f} s ({last_error})" + with_console_tail(machine),
-                log=machine.console_log,
-                hint="the kernel may hang at boot, or lack a driver the image needs (virtio-blk, virtio-net, ext4)")
+            raise blame(machine, GuestTimeout(
+                f"the guest did not answer SSH within {timeout_s:.0f} s ({last_error})",
+                hint="the kernel may hang at boot, or lack a driver the image needs (virtio-blk, virtio-net, ext4)"))
         init = machine.init_seen_at
         armed = (machine.console_marks.get(SSHD_MARK) is not None
                  or (init is not None and now - init > ARM_AFTER_INIT_S)
@@ -203,7 +265,7 @@ async def wait_ready(machine: Machine, image: GuestImage, port: int, timeout_s: 
             continue
         attempt = asyncio.ensure_future(asyncio.to_thread(
             Guest.connect, port, image.ssh_key, image.known_hosts,
-            timeout=min(SSH_ATTEMPT_TIMEOUT_S, remaining), banner_wait_s=min(BANNER_WAIT_S, remaining)))
+            timeout=min(SSH_ATTEMPT_TIMEOUT_S, remaining), banner_wait_s=min(banner_wait, remaining)))
         try:
             guest = await watch(machine, attempt, explain_lost=False)
         except HostKeyMismatch:
@@ -211,6 +273,8 @@ async def wait_ready(machine: Machine, image: GuestImage, port: int, timeout_s: 
         except GuestUnreachable as exc:
             last_error = exc.message
             log.debug("SSH attempt at +%.2f s: %s", time.monotonic() - started, last_error)
+            # Only a silent connection waits this long; a refused or closed one ends at once.
+            banner_wait = min(banner_wait * 2, SSH_ATTEMPT_TIMEOUT_S)
             await asyncio.sleep(SSH_RETRY_S)
             continue
         log.debug("SSH login at +%.2f s", time.monotonic() - started)
@@ -231,9 +295,8 @@ async def _wait_mark(machine: Machine, guest: Guest, mark: str, timeout_s: float
     needs) is there."""
     deadline = time.monotonic() + timeout_s
     while machine.console_marks.get(mark) is None:
-        if machine.panicked or machine.exited:
-            await machine.wait_exit(PANIC_SETTLE_S)
-            raise died(machine)
+        if machine.state.over:
+            raise await death(machine)
         if time.monotonic() > deadline:
             check = asyncio.to_thread(guest.run, ["grep", "-q", " /sys/kernel/debug ", "/proc/mounts"], timeout=30)
             if (await watch(machine, check)).ok:
@@ -244,62 +307,75 @@ async def _wait_mark(machine: Machine, guest: Guest, mark: str, timeout_s: float
         await machine.changed(0.05)
 
 
+def qemu_binary(target: Target, *, progress: bool = False) -> str:
+    """The QEMU program for `target`: the installed one, or rig's own build (built once,
+    then cached) for targets that need devices only rig's QEMU has."""
+    if target.qemu != "rig":
+        return proc.require_tool(target.qemu, target.qemu_package)
+    try:
+        from rig.qemu.build import ensure_qemu
+    except ModuleNotFoundError as exc:
+        if exc.name != "rig.qemu.build":
+            raise
+        raise InfraError(f"a {target.name} guest needs rig's own QEMU build (rig.qemu.build), which this rig "
+                         "does not have", hint="use a rig that builds its own QEMU, or boot an x86_64 guest") from exc
+    return str(ensure_qemu(progress=progress).binary)
+
+
 @contextlib.asynccontextmanager
-async def boot_guest(
-    kernel: Path,
-    image: GuestImage,
-    run_dir: Path,
-    *,
-    gpu: str = "virtio-gpu",
-    memory_mib: int = 2048,
-    cpus: int = 2,
-    cmdline_extra: tuple[str, ...] = (),
-    ready_timeout_s: float = 300,
-    accel: str | None = None,
-) -> AsyncIterator[VM]:
-    """Boot `kernel` on `image` (via an overlay in `run_dir`) and yield it once SSH answers."""
+async def boot_guest(kernel: Path, image: GuestImage, run_dir: Path, guest: GuestSpec) -> AsyncIterator[VM]:
+    """Boot `kernel` on `image` (via an overlay in `run_dir`) as the machine `guest`
+    describes, and yield it once SSH answers."""
+    guest.validate()
     if not kernel.is_file():
-        raise UserError(f"kernel image {kernel} does not exist", hint="pass a bzImage built by rig build")
+        raise UserError(f"kernel image {kernel} does not exist", hint="pass a kernel image built by rig build")
     run_dir.mkdir(parents=True, exist_ok=True)
     run_dir.chmod(0o700)
     socket_dir = None
     if len(str(run_dir.resolve() / "qmp.sock")) > SOCKET_PATH_MAX:
         socket_dir = Path(tempfile.mkdtemp(prefix="rig-qmp-"))  # 0700, like the run directory
     try:
-        async with _booted(kernel, image, run_dir, socket_dir, gpu=gpu, memory_mib=memory_mib, cpus=cpus,
-                           cmdline_extra=cmdline_extra, ready_timeout_s=ready_timeout_s, accel=accel) as vm:
+        async with _booted(kernel, image, run_dir, socket_dir, guest) as vm:
             yield vm
     finally:
         if socket_dir is not None:
             shutil.rmtree(socket_dir, ignore_errors=True)
 
 
+def _port_taken(machine: Machine) -> bool:
+    """QEMU could not forward the SSH port rig picked: someone took it in between."""
+    tail = _qemu_tail(machine)
+    return "hostfwd" in tail or "host forwarding" in tail
+
+
 @contextlib.asynccontextmanager
-async def _booted(kernel: Path, image: GuestImage, run_dir: Path, socket_dir: Path | None, *, gpu: str,
-                  memory_mib: int, cpus: int, cmdline_extra: tuple[str, ...], ready_timeout_s: float,
-                  accel: str | None) -> AsyncIterator[VM]:
-    choice = await asyncio.to_thread(choose_accel, kernel, accel)
+async def _booted(kernel: Path, image: GuestImage, run_dir: Path, socket_dir: Path | None,
+                  guest_spec: GuestSpec) -> AsyncIterator[VM]:
+    binary = await asyncio.to_thread(qemu_binary, guest_spec.target)
+    choice = await asyncio.to_thread(choose_accel, kernel, guest_spec.target, binary, guest_spec.accel)
     overlay = await asyncio.to_thread(image_mod.overlay, image, run_dir / "overlay.qcow2")
     for attempt in range(PORT_ATTEMPTS):
         port = free_port()
-        spec = MachineSpec(kernel=kernel.resolve(), run_dir=run_dir, accel=choice.accel, gpu=gpu,
-                           memory_mib=memory_mib, cpus=cpus, disk=overlay, ssh_port=port,
-                           init=image_mod.GUEST_INIT, cmdline_extra=tuple(cmdline_extra), socket_dir=socket_dir)
+        spec = MachineSpec(kernel=kernel.resolve(), run_dir=run_dir, guest=guest_spec, accel=choice.accel,
+                           binary=binary, disk=overlay, ssh_port=port, init=image_mod.GUEST_INIT,
+                           socket_dir=socket_dir)
         machine = Machine(spec)
         try:
             await machine.start()
             break
         except MachineError as exc:
-            if "hostfwd" in _qemu_tail(machine) or "host forwarding" in _qemu_tail(machine):
-                if attempt + 1 < PORT_ATTEMPTS:
-                    continue
-            raise exc
+            if _port_taken(machine) and attempt + 1 < PORT_ATTEMPTS:
+                continue
+            error = blame(machine, exc)
+            if error is exc:
+                raise
+            raise error from exc
     guest: Guest | None = None
     failed = True
     try:
-        guest = await wait_ready(machine, image, port, ready_timeout_s)
+        guest = await wait_ready(machine, image, port, guest_spec.ready_timeout_s)
         times = BootTimes(machine.started_at or 0.0, machine.init_seen_at, time.monotonic())
-        vm = VM(machine, guest, spec.console_log, choice.accel, choice.reason, run_dir, port, times)
+        vm = VM(machine, guest, spec.console_log, choice.accel, choice.reason, run_dir, port, times, guest_spec)
         try:
             yield vm
         finally:

@@ -1,23 +1,29 @@
-"""Guest machine options shared by every command that boots a guest (`rig boot`, `rig run`)."""
+"""Guest machine options shared by every command that boots a guest (`rig boot`, `rig run`),
+and the one GuestSpec they make, checked before anything is built."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from rig.qemu.argv import GPU_DEVICES
+from rig.guest_spec import GuestSpec
+from rig.target import DEFAULT_TARGET, TARGETS, target
 
 
 def add_machine_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
-    """Add --bzimage, --gpu, --memory, --cpus, --accel, --append, --image, --ready-timeout.
+    """Add --arch, --bzimage, --gpu, --memory, --cpus, --accel, --append, --image, --ready-timeout.
 
     Returns the group, so a command can add options of its own beside them.
     """
     vm = parser.add_argument_group("machine")
+    vm.add_argument("--arch", default=DEFAULT_TARGET.name, choices=list(TARGETS),
+                    help="guest architecture (default: %(default)s)")
     vm.add_argument("--bzimage", type=Path, metavar="PATH",
                     help="boot this kernel image as it is instead of building --kernel")
-    vm.add_argument("--gpu", default="virtio-gpu", choices=list(GPU_DEVICES),
-                    help="GPU device model (default: %(default)s)")
+    # No argparse choices: which GPU models exist depends on --arch (GuestSpec checks).
+    gpus = "; ".join(f"{name}: {', '.join(arch.gpus)}" for name, arch in TARGETS.items())
+    vm.add_argument("--gpu", default=DEFAULT_TARGET.gpu_default, metavar="MODEL",
+                    help=f"GPU device model ({gpus}; default: %(default)s)")
     vm.add_argument("--memory", type=int, default=2048, metavar="MiB", help="guest memory (default: %(default)s)")
     vm.add_argument("--cpus", type=int, default=2, metavar="N", help="virtual CPUs (default: %(default)s)")
     vm.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto",
@@ -29,3 +35,18 @@ def add_machine_arguments(parser: argparse.ArgumentParser) -> argparse._Argument
     vm.add_argument("--ready-timeout", type=float, default=300.0, metavar="S",
                     help="how long the guest may take to answer SSH (default: %(default)s)")
     return vm
+
+
+def guest_spec_from_args(args: argparse.Namespace) -> GuestSpec:
+    """The guest the options ask for, validated: one UserError lists every problem."""
+    spec = GuestSpec(
+        target=target(args.arch),
+        gpu=args.gpu,
+        memory_mib=args.memory,
+        cpus=args.cpus,
+        accel=None if args.accel == "auto" else args.accel,
+        cmdline_extra=tuple(args.append),
+        image=args.image,
+        ready_timeout_s=args.ready_timeout,
+    )
+    return spec.validate()

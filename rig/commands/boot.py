@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -13,12 +14,13 @@ from typing import TextIO
 
 from rig import image as image_mod
 from rig.accel import choose_accel
-from rig.commands._machine_options import add_machine_arguments
+from rig.commands._machine_options import add_machine_arguments, guest_spec_from_args
 from rig.commands.build import add_build_arguments
 from rig.errors import UserError
+from rig.guest_spec import GuestSpec
 from rig.qemu.argv import MachineSpec, build_argv, render
 from rig.rundir import new_run_dir, reproduce_command, write_metadata
-from rig.vm import boot_guest, free_port, run_sync
+from rig.vm import boot_guest, free_port, qemu_binary, run_sync
 
 NAME = "boot"
 HELP = "boot a kernel under QEMU on the guest image and run a command (or a shell) in it"
@@ -29,6 +31,7 @@ EXAMPLES = [
     "rig boot --kernel debian:6.1 -- /usr/libexec/igt-gpu-tools/vgem_basic",
     "rig boot --bzimage bzImage --memory 4096 --cpus 1",
     "rig boot --bzimage bzImage --dry-run",
+    "rig boot --arch arm64 --bzimage Image --dry-run",
 ]
 
 DEFAULT_COMMAND_TIMEOUT_S = 3600.0
@@ -73,18 +76,26 @@ def _command(args: argparse.Namespace) -> list[str]:
     return command
 
 
-def _dry_run(args: argparse.Namespace, out: Path) -> int:
+def _dry_run(args: argparse.Namespace, guest: GuestSpec, out: Path) -> int:
     if args.bzimage is not None and not args.bzimage.is_file():
         raise UserError(f"--bzimage {args.bzimage}: no such file", hint="give the path of a built bzImage")
-    kernel = args.bzimage.resolve() if args.bzimage is not None else Path(f"<bzImage of {args.kernel}>")
-    built = image_mod.find_image(args.image)
+    kernel = args.bzimage.resolve() if args.bzimage is not None else Path(f"<kernel image of {args.kernel}>")
+    built = image_mod.find_image(guest.image)
     disk = out / "vm" / "overlay.qcow2"
-    accel = args.accel if args.accel != "auto" else (choose_accel(kernel).accel if kernel.is_file() else "tcg")
-    spec = MachineSpec(kernel=kernel, run_dir=out / "vm", accel=accel, gpu=args.gpu, memory_mib=args.memory,
-                       cpus=args.cpus, disk=disk, ssh_port=free_port(), init=image_mod.GUEST_INIT,
-                       cmdline_extra=tuple(args.append))
+    target = guest.target
+    # A dry run builds nothing: rig's own QEMU is named, not built.
+    binary = f"<rig's {target.qemu_system} build>" if target.qemu == "rig" else target.qemu
+    installed = shutil.which(target.qemu) if target.qemu != "rig" else None
+    if guest.accel is not None:
+        accel = guest.accel
+    elif installed is not None and kernel.is_file():
+        accel = choose_accel(kernel, target, installed).accel
+    else:
+        accel = "tcg"
+    spec = MachineSpec(kernel=kernel, run_dir=out / "vm", guest=guest, accel=accel, binary=binary, disk=disk,
+                       ssh_port=free_port(), init=image_mod.GUEST_INIT)
     if built is None:
-        print(f"# the guest image is not built yet: rig image build {args.image}", file=sys.stderr)
+        print(f"# the guest image is not built yet: rig image build {guest.image}", file=sys.stderr)
     else:
         print(f"# overlay: qemu-img create -f qcow2 -F raw -b {built.disk} {disk}", file=sys.stderr)
     print(render(build_argv(spec)))
@@ -92,33 +103,36 @@ def _dry_run(args: argparse.Namespace, out: Path) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Bad machine options are found now, not after a kernel build of twenty minutes.
+    guest = guest_spec_from_args(args)
     out = new_run_dir("boot", args.out)
     if args.dry_run:
-        return _dry_run(args, out)
+        return _dry_run(args, guest, out)
     command = _command(args)
     if not command and not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise UserError("no command given and stdin is not a terminal",
                         hint="give the command after --, e.g. rig boot --bzimage bzImage -- uname -r")
-    write_metadata(out, {"command": reproduce_command(), "guest_command": command})
+    write_metadata(out, {"command": reproduce_command(), "guest_command": command, "guest": guest.to_json()})
+    # The QEMU first: a host without it (or without rig's own build, made now) fails before the kernel build.
+    qemu_binary(guest.target, progress=not args.quiet)
     kernel = _kernel(args, out)
-    guest_image = image_mod.ensure_image(args.image, progress=not args.quiet)
-    return run_sync(_boot_and_run(args, kernel, guest_image, out, command))
+    guest_image = image_mod.ensure_image(guest.image, progress=not args.quiet)
+    return run_sync(_boot_and_run(args, guest, kernel, guest_image, out, command))
 
 
-async def _boot_and_run(args: argparse.Namespace, kernel: Path, guest_image: image_mod.GuestImage,
-                        out: Path, command: list[str]) -> int:
+async def _boot_and_run(args: argparse.Namespace, guest: GuestSpec, kernel: Path,
+                        guest_image: image_mod.GuestImage, out: Path, command: list[str]) -> int:
     started = time.monotonic()
-    _say(args, f"booting {kernel.name} ({args.gpu}, {args.memory} MiB, {args.cpus} CPUs); run directory {out}")
-    async with boot_guest(kernel, guest_image, out / "vm", gpu=args.gpu, memory_mib=args.memory, cpus=args.cpus,
-                          cmdline_extra=tuple(args.append), ready_timeout_s=args.ready_timeout,
-                          accel=None if args.accel == "auto" else args.accel) as vm:
+    _say(args, f"booting {kernel.name} ({guest.target.name}, {guest.gpu}, {guest.memory_mib} MiB, "
+               f"{guest.cpus} CPUs); run directory {out}")
+    async with boot_guest(kernel, guest_image, out / "vm", guest) as vm:
         after_init = vm.times.init_to_ready_s
         _say(args, f"{vm.accel.upper()} ({vm.accel_reason}); SSH ready after {vm.times.ready_s:.1f} s"
                    + (f", {after_init:.1f} s after init started" if after_init is not None else ""))
         write_metadata(out, {"accel": vm.accel, "accel_reason": vm.accel_reason, "ssh_port": vm.ssh_port,
                              "console_log": str(vm.console_log), "ready_s": round(vm.times.ready_s, 2)})
         if not command:
-            status = await vm.call(vm.guest.interactive_shell)
+            status = await vm.shell()
         else:
             result = await vm.run(command, timeout=args.timeout,
                                   on_stdout=_writer(sys.stdout), on_stderr=_writer(sys.stderr))

@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import enum
 import json
 import os
 import re
 import signal
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -50,6 +52,36 @@ class MachineError(InfraError):
     """QEMU failed to start, or QMP failed to answer."""
 
 
+class Life(enum.Enum):
+    """Where a machine is in its life; every state after RUNNING is final."""
+
+    NOT_STARTED = "not started"
+    RUNNING = "running"
+    PANICKED = "panicked"  # the guest kernel panicked (QEMU may still be on its way out)
+    POWERED_OFF = "powered off"  # QEMU exited 0 by itself: the guest powered off or rebooted
+    FAILED = "failed"  # QEMU exited with an error status
+    KILLED = "killed"  # QEMU died of a signal rig did not send
+    STOPPED = "stopped"  # rig's shutdown ended it
+
+
+@dataclass(frozen=True)
+class MachineState:
+    """One look at a machine: what rig decides a failure's fault from (rig.vm.blame)."""
+
+    life: Life
+    returncode: int | None = None  # QEMU's exit status; negative: the signal that killed it
+    panic_line: str | None = None  # the console's panic line, or pvpanic's event
+
+    @property
+    def over(self) -> bool:
+        """The guest can answer no more calls."""
+        return self.life not in (Life.NOT_STARTED, Life.RUNNING)
+
+    @property
+    def signal(self) -> int | None:
+        return -self.returncode if self.returncode is not None and self.returncode < 0 else None
+
+
 class Machine:
     """One QEMU process and its QMP connection (see the module docstring)."""
 
@@ -66,6 +98,7 @@ class Machine:
         # Console lines containing one of these keys -> time.monotonic() first seen.
         self.console_marks: dict[str, float | None] = {"rig-init: ": None, "network up": None, "guest ready": None}
         self.started_at: float | None = None
+        self._stopping = False  # rig's own shutdown began: an exit from now on is rig's doing
         self._process: proc.Spawned | None = None
         self._qmp: QMPClient | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -145,6 +178,27 @@ class Machine:
     @property
     def exited(self) -> bool:
         return self._process is not None and self._process.returncode is not None
+
+    @property
+    def state(self) -> MachineState:
+        """The machine's state as one value. A panic wins over how QEMU then ended: with
+        panic=-1 and -no-reboot, QEMU's exit is the panic's consequence."""
+        status = self.returncode
+        if self.panicked:
+            life = Life.PANICKED
+        elif self._process is None:
+            life = Life.NOT_STARTED
+        elif status is None:
+            life = Life.RUNNING
+        elif self._stopping:
+            life = Life.STOPPED
+        elif status < 0:
+            life = Life.KILLED
+        elif status > 0:
+            life = Life.FAILED
+        else:
+            life = Life.POWERED_OFF
+        return MachineState(life, status, self.panic_line)
 
     def console_text(self) -> str:
         try:
@@ -278,6 +332,8 @@ class Machine:
     async def shutdown(self, poweroff: Callable[[], Awaitable[object]] | None = None) -> int | None:
         """Stop QEMU: `poweroff` (the guest's own power-off) if given, then QMP quit,
         then SIGTERM, then SIGKILL; each step only if the previous one did not end it."""
+        if not self.exited:  # a QEMU that ended before keeps the state it ended in
+            self._stopping = True
         try:
             if poweroff is not None and not self.exited:
                 with contextlib.suppress(Exception):
@@ -294,6 +350,7 @@ class Machine:
     async def _stop_everything(self) -> None:
         """SIGTERM/SIGKILL if still running, then close QMP and stop the watchers."""
         if self._process is not None and not self.exited:
+            self._stopping = True
             self._process.signal_group(signal.SIGTERM)
             await self.wait_exit(SIGTERM_WAIT_S)
             self._process.stop(grace_s=0)

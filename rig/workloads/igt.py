@@ -210,7 +210,7 @@ async def run_group(vm: VM, prepared: PreparedGroup, out: Path, *, inactivity_s:
     testlist.write_text(igt_testlist(prepared.tests))
     remote_list = f"{GUEST_DIR}/igt-{prepared.label}.testlist"
     remote_results = f"{GUEST_DIR}/igt-results-{prepared.label}"
-    await vm.call(vm.guest.put, testlist, remote_list)
+    await vm.put(testlist, remote_list)
     argv = runner_argv(prepared, remote_list, remote_results, inactivity_s=inactivity_s, kmemleak_each=kmemleak_each)
     if wrap:
         argv = [*wrap, *argv]
@@ -227,7 +227,7 @@ async def run_group(vm: VM, prepared: PreparedGroup, out: Path, *, inactivity_s:
                  timeout=RESULTS_TIMEOUT_S)
     results_dir = local / "results"
     try:
-        await vm.call(vm.guest.get_dir, remote_results, results_dir)
+        await vm.get_dir(remote_results, results_dir)
     except InfraError:
         results_dir.mkdir(parents=True, exist_ok=True)  # nothing came back: results say "not run"
     results = results_from_dir(results_dir, prepared, started_s=started - t0)

@@ -405,7 +405,7 @@ class PressureSession:
         local = self.out / name
         local.write_text(text)
         remote = f"{GUEST_DIR}/{name}"
-        await self.vm.call(self.vm.guest.put, local, remote, mode=0o755)
+        await self.vm.put(local, remote, mode=0o755)
         return remote
 
     async def detach(self, pidfile: str, argv: list[str]) -> None:
@@ -476,7 +476,7 @@ class PressureSession:
         text = ""
         local = self.out / "timeline.txt"
         with contextlib.suppress(Exception):
-            await self.vm.call(self.vm.guest.get, f"{GUEST_DIR}/timeline.txt", local)
+            await self.vm.get(f"{GUEST_DIR}/timeline.txt", local)
             text = local.read_text(errors="replace")
         samples, top = parse_sampler(text, self.offset_s)
         return Timeline(tuple(merge(samples, self.balloon_samples)), tuple(self.events), top)

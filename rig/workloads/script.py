@@ -21,14 +21,12 @@ from rig.workloads import FAIL, PASS, TIMEOUT, TestResult, WorkloadContext
 if TYPE_CHECKING:
     from rig.vm import VM
 
-KMSG_TIMEOUT_S = 30.0
-
 
 async def kmsg(vm: VM, line: str) -> None:
     """A line in the kernel log, so reports printed meanwhile are attributed to what it
     names. Best effort: a guest that cannot take it is dead, and the next command says so."""
     with contextlib.suppress(RigError):
-        await vm.run(["sh", "-c", 'echo "$0" > /dev/kmsg', line], timeout=KMSG_TIMEOUT_S)
+        await vm.kmsg(line)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import pytest
 
 from rig.errors import KernelError
 from rig.guest import GuestTimeout
+from rig.guest_spec import GuestSpec
 from rig.vm import boot_guest
 
 IGT = "/usr/libexec/igt-gpu-tools"
@@ -67,7 +68,7 @@ def test_boot_drm_igt_qmp_and_files(kernel_6_1, guest_image, tmp_path: Path) -> 
     run_dir = tmp_path / "vm"
 
     async def scenario() -> None:
-        async with boot_guest(kernel_6_1.kernel_image, guest_image, run_dir) as vm:
+        async with boot_guest(kernel_6_1.kernel_image, guest_image, run_dir, GuestSpec()) as vm:
             assert vm.accel in ("kvm", "tcg") and vm.accel_reason
             uname = await vm.run(["uname", "-r"], timeout=60)
             assert uname.stdout.strip() == kernel_6_1.kernel_release
@@ -90,9 +91,11 @@ def test_boot_drm_igt_qmp_and_files(kernel_6_1, guest_image, tmp_path: Path) -> 
 
             local = tmp_path / "payload"
             local.write_bytes(os.urandom(100_000))
-            await vm.call(vm.guest.put, local, "/tmp/payload")
-            back = await vm.call(vm.guest.get, "/tmp/payload", tmp_path / "back")
+            await vm.put(local, "/tmp/payload")
+            back = await vm.get("/tmp/payload", tmp_path / "back")
             assert back.read_bytes() == local.read_bytes()
+            with pytest.raises(KernelError, match="has no file"):  # the guest's answer, not a lost guest
+                await vm.get("/no/such/file", tmp_path / "none")
 
             results = await asyncio.gather(*(vm.run(["sh", "-c", f"sleep 1; echo {i}"], timeout=60) for i in range(4)))
             assert [r.stdout.strip() for r in results] == ["0", "1", "2", "3"]
@@ -149,7 +152,7 @@ def test_boot_failure_is_a_kernel_error_with_the_console(kernel_6_1, guest_image
     run_dir = tmp_path / "vm"
 
     async def scenario() -> None:
-        async with boot_guest(kernel_6_1.kernel_image, guest_image, run_dir, cmdline_extra=("root=/dev/vdz",)):
+        async with boot_guest(kernel_6_1.kernel_image, guest_image, run_dir, GuestSpec(cmdline_extra=("root=/dev/vdz",))):
             raise AssertionError("a guest without its root filesystem answered SSH")
 
     with pytest.raises(KernelError) as info:
@@ -162,7 +165,7 @@ def test_hanging_command_and_frozen_guest_hit_their_deadlines(kernel_6_1, guest_
     run_dir = tmp_path / "vm"
 
     async def scenario() -> None:
-        async with boot_guest(kernel_6_1.kernel_image, guest_image, run_dir) as vm:
+        async with boot_guest(kernel_6_1.kernel_image, guest_image, run_dir, GuestSpec()) as vm:
             started = time.monotonic()
             with pytest.raises(GuestTimeout) as hang:
                 await vm.run(["sleep", "600"], timeout=5)

@@ -75,8 +75,18 @@ class FakeVM:
             return answer
         return GuestResult(tuple(argv), 0, answer or "", "", 0.01)
 
-    async def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        return fn(*args, **kwargs)
+    # The guarded copies of rig.vm.VM, straight onto the fake guest.
+    async def put(self, local: Path, remote: str, *, timeout: float = 120, mode: int | None = None) -> None:
+        self.guest.put(local, remote, mode=mode, timeout=timeout)
+
+    async def get(self, remote: str, local: Path, *, timeout: float = 120) -> Path:
+        return self.guest.get(remote, local, timeout=timeout)
+
+    async def get_dir(self, remote: str, local: Path, *, timeout: float = 300) -> Path:
+        return self.guest.get_dir(remote, local, timeout=timeout)
+
+    async def kmsg(self, line: str, *, timeout: float = 30) -> None:
+        await self.run(["sh", "-c", 'echo "$0" > /dev/kmsg', line], timeout=timeout)
 
     def words(self) -> list[str]:
         return [" ".join(c) for c in self.commands]

@@ -1,23 +1,36 @@
 from __future__ import annotations
 
+import dataclasses
 import shlex
 from pathlib import Path
 
 import pytest
 
 from rig.errors import UserError
-from rig.qemu.argv import GPU_DEVICES, MachineSpec, build_argv, kernel_cmdline, render
+from rig.guest_spec import GuestSpec
+from rig.qemu.argv import MachineSpec, build_argv, kernel_cmdline, render
+from rig.target import ARM64, TARGETS, X86_64, Target
 
 
 def spec(**changes: object) -> MachineSpec:
+    """A machine spec; guest fields (gpu, cpus, target ...) go into its GuestSpec, except
+    accel: the machine's is the one chosen, the guest's only the one asked for."""
+    guest_fields = {f.name for f in dataclasses.fields(GuestSpec)} - {"accel"}
+    guest = GuestSpec(**{k: v for k, v in changes.items() if k in guest_fields})  # type: ignore[arg-type]
     base: dict[str, object] = dict(kernel=Path("/k/bzImage"), run_dir=Path("/run/r"), disk=Path("/run/r/overlay.qcow2"),
-                                   ssh_port=2222)
-    base.update(changes)
+                                   ssh_port=2222, guest=guest)
+    if guest.target.qemu == "rig":
+        base["binary"] = "/cache/qemu/qemu-system-aarch64"
+    base.update({k: v for k, v in changes.items() if k not in guest_fields})
     return MachineSpec(**base)  # type: ignore[arg-type]
 
 
 def options(argv: list[str], flag: str) -> list[str]:
     return [argv[i + 1] for i, word in enumerate(argv) if word == flag]
+
+
+def all_gpu_devices(target: Target) -> set[str]:
+    return {d for model in target.gpus.values() for d in model.devices}
 
 
 def test_every_device_rig_relies_on_is_there() -> None:
@@ -29,9 +42,44 @@ def test_every_device_rig_relies_on_is_there() -> None:
     assert "virtio-net-pci,netdev=net0" in devices
     assert "virtio-blk-pci,drive=root" in devices
     assert options(argv, "-machine") == ["q35"]
+    assert options(argv, "-cpu") == []  # QEMU's default CPU: -cpu host aborts under this host's KVM
     for flag in ("-nodefaults", "-no-reboot"):
         assert flag in argv
     assert options(argv, "-display") == ["none"] and options(argv, "-vga") == ["none"]
+
+
+def test_x86_64_comes_from_its_target() -> None:
+    argv = build_argv(spec())
+    assert argv[0] == "qemu-system-x86_64"  # by name on PATH when no binary is given
+    words = kernel_cmdline(spec()).split()
+    assert words[0] == "console=ttyS0,115200" and "8250.nr_uarts=1" in words
+
+
+def test_arm64_comes_from_its_target() -> None:
+    argv = build_argv(spec(target=ARM64))
+    assert argv[0] == "/cache/qemu/qemu-system-aarch64"
+    assert options(argv, "-machine") == ["virt,gic-version=3"]
+    assert options(argv, "-cpu") == ["max,pauth-impdef=on"]
+    devices = options(argv, "-device")
+    for device in ("virtio-balloon-pci,id=balloon0,deflate-on-oom=on", "pvpanic-pci", "virtio-rng-pci,rng=rng0",
+                   "virtio-net-pci,netdev=net0", "virtio-blk-pci,drive=root", "virtio-gpu-pci"):
+        assert device in devices
+    words = kernel_cmdline(spec(target=ARM64)).split()
+    assert words[0] == "console=ttyAMA0"
+    assert not [w for w in words if w.startswith("8250.") or "ttyS" in w]  # nothing of x86's on arm64
+
+
+def test_arm64_under_kvm_runs_the_host_cpu() -> None:
+    assert options(build_argv(spec(target=ARM64, accel="kvm")), "-cpu") == ["host"]
+
+
+def test_a_target_built_by_rig_needs_its_binary() -> None:
+    with pytest.raises(UserError, match="no QEMU binary given for arm64"):
+        build_argv(spec(target=ARM64, binary=None))
+
+
+def test_the_binary_given_is_used() -> None:
+    assert build_argv(spec(binary="/opt/qemu/bin/qemu-system-x86_64"))[0] == "/opt/qemu/bin/qemu-system-x86_64"
 
 
 def test_ssh_is_forwarded_on_loopback_only() -> None:
@@ -48,18 +96,27 @@ def test_qmp_and_console_live_in_the_run_directory() -> None:
     assert options(argv, "-serial") == ["chardev:console"]
 
 
-@pytest.mark.parametrize("gpu, device", [("virtio-gpu", "virtio-gpu-pci"), ("virtio-vga", "virtio-vga"),
-                                         ("bochs", "bochs-display"), ("cirrus", "cirrus-vga")])
-def test_gpu_models(gpu: str, device: str) -> None:
-    devices = options(build_argv(spec(gpu=gpu)), "-device")
+@pytest.mark.parametrize("target, gpu, device", [(X86_64, "virtio-gpu", "virtio-gpu-pci"),
+                                                 (X86_64, "virtio-vga", "virtio-vga"),
+                                                 (X86_64, "bochs", "bochs-display"),
+                                                 (X86_64, "cirrus", "cirrus-vga"),
+                                                 (ARM64, "virtio-gpu", "virtio-gpu-pci")])
+def test_gpu_models(target: Target, gpu: str, device: str) -> None:
+    devices = options(build_argv(spec(target=target, gpu=gpu)), "-device")
     assert device in devices
-    others = {d for g, ds in GPU_DEVICES.items() if g != gpu for d in ds} - {device}
+    others = all_gpu_devices(target) - {device}
     assert not others & set(devices)
 
 
-def test_no_gpu_means_no_display_device_at_all() -> None:
-    devices = options(build_argv(spec(gpu="none")), "-device")
-    assert not {d for ds in GPU_DEVICES.values() for d in ds} & set(devices)
+@pytest.mark.parametrize("target", TARGETS.values(), ids=list(TARGETS))
+def test_no_gpu_means_no_display_device_at_all(target: Target) -> None:
+    devices = options(build_argv(spec(target=target, gpu="none")), "-device")
+    assert not all_gpu_devices(target) & set(devices)
+
+
+def test_a_gpu_model_of_another_target_is_refused() -> None:
+    with pytest.raises(UserError, match="--gpu bochs: not a GPU model on arm64"):
+        build_argv(spec(target=ARM64, gpu="bochs"))
 
 
 def test_accelerators() -> None:
@@ -94,9 +151,15 @@ def test_commas_in_paths_are_escaped() -> None:
 
 def test_every_problem_is_reported_at_once() -> None:
     with pytest.raises(UserError) as info:
-        build_argv(spec(gpu="voodoo", memory_mib=16, cpus=0, cmdline_extra=("a b",)))
+        build_argv(spec(gpu="voodoo", memory_mib=16, cpus=0, cmdline_extra=("a b",), accel="hvf", ssh_port=70000))
     message = info.value.message
-    assert "--gpu voodoo" in message and "--memory 16" in message and "--cpus 0" in message and "'a b'" in message
+    for part in ("--gpu voodoo", "--memory 16", "--cpus 0", "'a b'", "'hvf'", "SSH port 70000"):
+        assert part in message
+
+
+def test_a_too_long_command_line_is_refused() -> None:
+    with pytest.raises(UserError, match="kernel command line is longer than 1024"):
+        build_argv(spec(init="/" + "x" * 900))  # the user's arguments are fine; the whole line is not
 
 
 def test_render_round_trips() -> None:
@@ -119,6 +182,23 @@ def test_rig_boot_dry_run_prints_the_command_line(tmp_path: Path, capsys: pytest
     assert options(argv, "-kernel") == [str(kernel)]
     assert "cirrus-vga" in options(argv, "-device") and options(argv, "-m") == ["1024"]
     assert not list((tmp_path / "run").glob("vm/*.qcow2"))  # nothing was started or created
+
+
+def test_rig_boot_dry_run_for_arm64_builds_no_qemu(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from rig import cli
+
+    monkeypatch.setenv("RIG_CACHE_DIR", str(tmp_path / "cache"))
+    kernel = tmp_path / "Image"
+    kernel.write_bytes(b"not really a kernel")
+    status = cli.main(["boot", "--arch", "arm64", "--bzimage", str(kernel), "--out", str(tmp_path / "run"),
+                       "--dry-run"])
+    assert status == 0
+    argv = shlex.split(capsys.readouterr().out.strip())
+    assert argv[0] == "<rig's qemu-system-aarch64 build>"
+    assert options(argv, "-machine") == ["virt,gic-version=3"]
+    assert options(argv, "-accel") == ["tcg,thread=multi"]  # a foreign guest: no KVM probe
+    assert "console=ttyAMA0" in options(argv, "-append")[0].split()
 
 
 def test_rig_boot_rejects_a_missing_kernel(tmp_path: Path) -> None:

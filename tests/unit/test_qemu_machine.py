@@ -16,7 +16,7 @@ import pytest
 
 from rig.qemu import machine as machine_mod
 from rig.qemu.argv import MachineSpec, build_argv
-from rig.qemu.machine import Machine, MachineError
+from rig.qemu.machine import Life, Machine, MachineError, MachineState
 
 FAKE_QEMU = r'''
 import json, os, signal, socket, sys, time
@@ -158,9 +158,11 @@ def test_failed_command_names_qemus_reason(tmp_path: Path, monkeypatch: pytest.M
 
 def test_qemu_exiting_before_qmp_shows_its_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     machine = fake_machine(tmp_path, monkeypatch, "exit-early")
+    assert machine.state.life is Life.NOT_STARTED
     with pytest.raises(MachineError, match="no such device"):
         asyncio.run(machine.start())
     assert machine.returncode == 1
+    assert machine.state == MachineState(Life.FAILED, 1)
 
 
 def test_guest_poweroff_is_tried_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -204,6 +206,7 @@ def test_panic_is_noticed_from_console_and_pvpanic(tmp_path: Path, monkeypatch: 
             await asyncio.sleep(0.3)
             assert machine.panicked
             assert machine.panic_line == "Kernel panic - not syncing: sysrq triggered crash"
+            assert machine.state == MachineState(Life.PANICKED, 0, machine.panic_line)  # the panic, not the exit
             assert "Comm: sh" in machine.panic_text()
             assert any(e["event"] == "GUEST_PANICKED" for _, e in machine.events)
 
@@ -217,6 +220,7 @@ def test_qemu_killed_from_outside_is_seen(tmp_path: Path, monkeypatch: pytest.Mo
             os.kill(machine.pid, signal.SIGKILL)
             assert await machine.wait_exit(5) is not None
             assert machine.exited
+            assert machine.state.life is Life.KILLED and machine.state.signal == signal.SIGKILL
             with pytest.raises(MachineError, match="not running"):
                 await machine.query_status()
 
@@ -242,3 +246,25 @@ def test_cancellation_still_stops_qemu(tmp_path: Path, monkeypatch: pytest.Monke
 
     asyncio.run(scenario())
     assert gone(pids[0])
+
+
+def test_state_is_running_then_stopped_by_rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def scenario() -> None:
+        machine = fake_machine(tmp_path, monkeypatch, "ignore-quit")
+        await machine.start()
+        assert machine.state == MachineState(Life.RUNNING) and not machine.state.over
+        await machine.shutdown()  # QMP quit ignored: SIGTERM, which is rig's, not a killer's
+        assert machine.state == MachineState(Life.STOPPED, -signal.SIGTERM) and machine.state.over
+
+    asyncio.run(scenario())
+
+
+def test_a_guest_powering_off_by_itself_is_powered_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def scenario() -> None:
+        async with fake_machine(tmp_path, monkeypatch) as machine:
+            await machine.execute("fake-poweroff")
+            assert await machine.wait_exit(5) == 0
+            assert machine.state == MachineState(Life.POWERED_OFF, 0)
+        assert machine.state.life is Life.POWERED_OFF  # shutdown after the fact changes nothing
+
+    asyncio.run(scenario())

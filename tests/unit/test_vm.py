@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import socket
@@ -13,29 +14,32 @@ from typing import Any
 import pytest
 
 from rig import vm
-from rig.errors import InfraError, Interrupted, KernelError
+from rig.errors import InfraError, Interrupted, KernelError, UserError
+from rig.guest import GuestResult, GuestTimeout, GuestUnreachable, HostKeyMismatch
+from rig.qemu.machine import Life, MachineState
+
+RUNNING = MachineState(Life.RUNNING)
+PANIC = MachineState(Life.PANICKED, 0, "Kernel panic - not syncing: VFS: Unable to mount root fs")
 
 
 class StandInMachine:
-    """Just the state boot readiness looks at (a seam: the real one is tested elsewhere)."""
+    """Just what boot readiness and the guard look at (a seam: the real Machine and its
+    state are tested against a stand-in QEMU in test_qemu_machine)."""
 
     def __init__(self, tmp_path: Path) -> None:
-        self.panicked = False
-        self.panic_line: str | None = None
-        self.returncode: int | None = None
+        self.state = RUNNING
         self.console_log = tmp_path / "console.log"
         self.console_log.write_text("[    1.0] Run /sbin/rig-init as init process\nrig-init: [1.2] sshd started\n")
         self.spec = SimpleNamespace(qemu_log=tmp_path / "qemu.log")
         self.init_seen_at = time.monotonic()
         self.console_marks = {"network up": time.monotonic(), "guest ready": time.monotonic()}
         self.spec.qemu_log.write_text("")
-
-    @property
-    def exited(self) -> bool:
-        return self.returncode is not None
+        self.on_wait_exit: MachineState | None = None  # the state QEMU's exit shows, if it exits
 
     async def wait_exit(self, timeout: float) -> int | None:
-        return self.returncode
+        if self.on_wait_exit is not None:
+            self.state = self.on_wait_exit
+        return self.state.returncode
 
     async def changed(self, timeout: float) -> None:
         await asyncio.sleep(timeout)
@@ -74,9 +78,7 @@ def test_panic_while_waiting_ends_the_wait_at_once(tmp_path: Path) -> None:
         time.sleep(0.5)
         with open(machine.console_log, "a") as console:
             console.write("Kernel panic - not syncing: VFS: Unable to mount root fs\n")
-        machine.panic_line = "Kernel panic - not syncing: VFS: Unable to mount root fs"
-        machine.panicked = True
-        machine.returncode = 0
+        machine.state = PANIC
 
     threading.Thread(target=panic_soon).start()
     started = time.monotonic()
@@ -84,20 +86,6 @@ def test_panic_while_waiting_ends_the_wait_at_once(tmp_path: Path) -> None:
         asyncio.run(vm.wait_ready(machine, image(tmp_path), closed_port(), 60))  # type: ignore[arg-type]
     assert time.monotonic() - started < 5
     assert "panicked: Kernel panic - not syncing: VFS" in info.value.message
-
-
-def test_qemu_killed_by_someone_else_is_a_host_problem(tmp_path: Path) -> None:
-    machine = StandInMachine(tmp_path)
-    machine.returncode = -signal.SIGKILL
-    error = vm.died(machine)  # type: ignore[arg-type]
-    assert isinstance(error, InfraError) and "killed by signal 9" in error.message
-
-
-def test_guest_powering_off_early_is_a_kernel_problem(tmp_path: Path) -> None:
-    machine = StandInMachine(tmp_path)
-    machine.returncode = 0
-    error = vm.died(machine)  # type: ignore[arg-type]
-    assert isinstance(error, KernelError) and "powered off or rebooted" in error.message
 
 
 def test_watch_returns_the_work_result(tmp_path: Path) -> None:
@@ -173,3 +161,205 @@ def test_ready_line_seen_needs_no_question(tmp_path: Path) -> None:
     guest = GuestAnswering(1)
     asyncio.run(vm._wait_mark(StandInMachine(tmp_path), guest, "guest ready", 5))  # type: ignore[arg-type]
     assert guest.asked == []
+
+
+# ---------------------------------------------------------------- whose fault: blame
+
+@pytest.mark.parametrize("state, kind, words", [
+    (PANIC, KernelError, "the guest kernel panicked: Kernel panic - not syncing: VFS"),
+    (MachineState(Life.PANICKED, -9, "GUEST_PANICKED (pvpanic)"), KernelError, "panicked"),  # a panic wins
+    (MachineState(Life.KILLED, -signal.SIGKILL), InfraError, "QEMU was killed by signal 9 (not by rig)"),
+    (MachineState(Life.FAILED, 1), InfraError, "QEMU failed with exit status 1"),
+    (MachineState(Life.POWERED_OFF, 0), KernelError, "powered off or rebooted unexpectedly"),
+])
+def test_a_dead_machine_decides_whose_fault_whatever_the_call_said(tmp_path: Path, state: MachineState,
+                                                                    kind: type, words: str) -> None:
+    machine = StandInMachine(tmp_path)
+    machine.state = state
+    for cause in (None, GuestUnreachable("connection reset"), GuestTimeout("did not finish within 5 s")):
+        error = vm.blame(machine, cause)  # type: ignore[arg-type]
+        assert type(error) is kind and words in error.message, (cause, error.message)
+
+
+def test_qemu_failing_shows_its_own_words(tmp_path: Path) -> None:
+    machine = StandInMachine(tmp_path)
+    machine.spec.qemu_log.write_text("qemu-system-x86_64: -device voodoo: 'voodoo' is not a valid device model\n")
+    machine.state = MachineState(Life.FAILED, 1)
+    error = vm.blame(machine)  # type: ignore[arg-type]
+    assert "not a valid device model" in error.message and error.log == machine.spec.qemu_log
+
+
+def test_a_timeout_in_a_running_guest_is_a_hang_with_the_console(tmp_path: Path) -> None:
+    error = vm.blame(StandInMachine(tmp_path), GuestTimeout("guest command sleep 600 did not finish within 5 s",  # type: ignore[arg-type]
+                                                            hint="the guest may hang"))
+    assert isinstance(error, GuestTimeout) and isinstance(error, KernelError)
+    assert "did not finish within 5 s" in error.message and "console tail" in error.message
+    assert "sshd started" in error.message and error.hint == "the guest may hang"
+
+
+def test_a_running_guest_that_stops_answering_is_the_kernels_fault(tmp_path: Path) -> None:
+    error = vm.blame(StandInMachine(tmp_path), GuestUnreachable("SSH connection lost"))  # type: ignore[arg-type]
+    assert type(error) is KernelError and "stopped answering SSH: SSH connection lost" in error.message
+    assert "console tail" in error.message
+
+
+@pytest.mark.parametrize("cause", [KernelError("guest command false failed with exit status 1"),
+                                   HostKeyMismatch("another program holds the port"),
+                                   UserError("empty command for the guest")])
+def test_other_errors_of_a_running_guest_stay_what_they_are(tmp_path: Path, cause: Exception) -> None:
+    assert vm.blame(StandInMachine(tmp_path), cause) is cause  # type: ignore[arg-type]
+
+
+def test_rig_stopping_the_machine_keeps_the_reason_it_stopped_it(tmp_path: Path) -> None:
+    machine = StandInMachine(tmp_path)
+    machine.state = MachineState(Life.STOPPED, -signal.SIGTERM)
+    cause = InfraError("QEMU did not connect to QMP within 30 s")
+    assert vm.blame(machine, cause) is cause  # type: ignore[arg-type]
+    assert "not by rig" not in vm.blame(machine).message  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- the guard
+
+class FakeGuest:
+    """The SSH session's seam: records each call; `block` makes a call wait (up to 30 s)
+    until released, `fail` makes it raise."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.block = threading.Event()
+        self.blocking = False
+        self.fail: Exception | None = None
+
+    def _call(self, name: str) -> None:
+        self.calls.append(name)
+        if self.fail is not None:
+            raise self.fail
+        if self.blocking:
+            self.block.wait(30)
+
+    def run(self, argv: list[str], **kwargs: Any) -> GuestResult:
+        self._call("run")
+        return GuestResult(tuple(argv), 0, "finished", "", 0.01)
+
+    def put(self, local: Path, remote: str, **kwargs: Any) -> None:
+        self._call("put")
+
+    def get(self, remote: str, local: Path, **kwargs: Any) -> Path:
+        self._call("get")
+        return local
+
+    def get_dir(self, remote: str, local: Path, **kwargs: Any) -> Path:
+        self._call("get_dir")
+        return local
+
+    def interactive_shell(self, **kwargs: Any) -> int:
+        self._call("shell")
+        return 0
+
+
+def booted_vm(tmp_path: Path, guest: FakeGuest) -> tuple[vm.VM, StandInMachine]:
+    machine = StandInMachine(tmp_path)
+    times = vm.BootTimes(0.0, None, 1.0)
+    return vm.VM(machine, guest, machine.console_log, "tcg", "asked for", tmp_path, 2222, times), machine  # type: ignore[arg-type]
+
+
+GUEST_CALLS: list[tuple[str, Any]] = [
+    ("run", lambda v, tmp: v.run(["true"], timeout=5)),
+    ("run", lambda v, tmp: v.kmsg("rig: hello")),
+    ("put", lambda v, tmp: v.put(tmp / "a", "/tmp/a")),
+    ("get", lambda v, tmp: v.get("/tmp/a", tmp / "a")),
+    ("get_dir", lambda v, tmp: v.get_dir("/tmp/d", tmp / "d")),
+    ("shell", lambda v, tmp: v.shell()),
+]
+
+
+@pytest.mark.parametrize("name, call", GUEST_CALLS, ids=[f"{n}-{i}" for i, (n, _) in enumerate(GUEST_CALLS)])
+def test_every_guest_call_is_guarded(tmp_path: Path, name: str, call: Any) -> None:
+    guest = FakeGuest()
+    machine_vm, machine = booted_vm(tmp_path, guest)
+
+    async def scenario() -> None:
+        await call(machine_vm, tmp_path)  # a live guest answers
+        assert guest.calls == [name]
+        machine.state = PANIC  # a dead one is not even asked
+        with pytest.raises(KernelError, match="panicked"):
+            await call(machine_vm, tmp_path)
+        assert guest.calls == [name]
+
+    asyncio.run(scenario())
+
+
+def test_a_guest_dying_mid_call_ends_the_call_with_the_kernels_fault(tmp_path: Path) -> None:
+    guest = FakeGuest()
+    guest.blocking = True
+    machine_vm, machine = booted_vm(tmp_path, guest)
+
+    async def scenario() -> None:
+        call = asyncio.ensure_future(machine_vm.run(["sleep", "600"], timeout=600))
+        while not guest.calls:
+            await asyncio.sleep(0.01)
+        machine.state = PANIC
+        with pytest.raises(KernelError, match="panicked"):
+            await call  # without the guard, the call would end "finished" when the fake gives up
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        guest.block.set()
+
+
+def test_a_lost_connection_is_explained_by_qemus_exit(tmp_path: Path) -> None:
+    guest = FakeGuest()
+    guest.fail = GuestUnreachable("SSH connection lost while running true")
+    machine_vm, machine = booted_vm(tmp_path, guest)
+    machine.on_wait_exit = MachineState(Life.KILLED, -signal.SIGKILL)  # QEMU's exit shows a moment later
+
+    with pytest.raises(InfraError, match="killed by signal 9") as info:
+        asyncio.run(machine_vm.put(tmp_path / "a", "/tmp/a"))
+    assert isinstance(info.value.__cause__, GuestUnreachable)
+
+
+def test_a_guest_timeout_gets_the_console_tail(tmp_path: Path) -> None:
+    guest = FakeGuest()
+    guest.fail = GuestTimeout("copying the guest's /tmp/d took too long")
+    machine_vm, _ = booted_vm(tmp_path, guest)
+    with pytest.raises(GuestTimeout) as info:
+        asyncio.run(machine_vm.get_dir("/tmp/d", tmp_path / "d"))
+    assert "took too long" in info.value.message and "sshd started" in info.value.message
+
+
+def test_a_failing_command_is_not_blamed_on_anyone_else(tmp_path: Path) -> None:
+    guest = FakeGuest()
+    failed = KernelError("guest command false failed with exit status 1")
+    guest.fail = failed
+    machine_vm, _ = booted_vm(tmp_path, guest)
+    with pytest.raises(KernelError) as info:
+        asyncio.run(machine_vm.run(["false"], timeout=5, check=True))
+    assert info.value is failed
+
+
+def test_the_vm_has_no_unguarded_way_to_the_guest() -> None:
+    names = {f.name for f in dataclasses.fields(vm.VM)} | set(dir(vm.VM))
+    public = {name for name in names if not name.startswith("_")}
+    assert "guest" not in public and "call" not in public
+    assert {"run", "put", "get", "get_dir", "shell", "kmsg"} <= public
+
+
+def test_a_slow_greeting_gets_a_longer_wait_each_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a loaded host sshd may greet later than the first wait: later connections wait
+    longer (up to one attempt's timeout), so readiness does not give up on each of them."""
+    waits: list[float] = []
+
+    def connect(port: int, key: Path, known_hosts: Path, *, timeout: float, banner_wait_s: float) -> Any:
+        waits.append(banner_wait_s)
+        if len(waits) < 6:
+            raise GuestUnreachable(f"sshd in the guest did not greet within {banner_wait_s:.1f} s")
+        return GuestAnswering(0)
+
+    monkeypatch.setattr(vm.Guest, "connect", connect)
+    monkeypatch.setattr(vm, "SSH_RETRY_S", 0.0)
+    machine = StandInMachine(tmp_path)
+    guest = asyncio.run(vm.wait_ready(machine, image(tmp_path), closed_port(), 600))  # type: ignore[arg-type]
+    assert isinstance(guest, GuestAnswering)
+    assert waits == [vm.BANNER_WAIT_S, 3.0, 6.0, vm.SSH_ATTEMPT_TIMEOUT_S, vm.SSH_ATTEMPT_TIMEOUT_S,
+                     vm.SSH_ATTEMPT_TIMEOUT_S]
