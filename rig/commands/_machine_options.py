@@ -11,13 +11,14 @@ from rig.target import DEFAULT_TARGET, TARGETS, target
 
 
 def add_machine_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
-    """Add --arch, --bzimage, --gpu, --memory, --cpus, --accel, --append, --image, --ready-timeout.
+    """Add --bzimage, --gpu, --memory, --cpus, --accel, --append, --image, --ready-timeout.
+
+    --arch comes with the build options (rig.commands.build.add_build_arguments): the
+    kernel and the guest are of one architecture.
 
     Returns the group, so a command can add options of its own beside them.
     """
     vm = parser.add_argument_group("machine")
-    vm.add_argument("--arch", default=DEFAULT_TARGET.name, choices=list(TARGETS),
-                    help="guest architecture (default: %(default)s)")
     vm.add_argument("--bzimage", type=Path, metavar="PATH",
                     help="boot this kernel image as it is instead of building --kernel")
     # No argparse choices: which GPU models exist depends on --arch (GuestSpec checks).

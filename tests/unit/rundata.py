@@ -17,6 +17,7 @@ from rig.pipeline import Run, RunSpec
 from rig.report.model import RunReport
 from rig.plan import load_plan
 from rig.workloads.igt import PreparedGroup, results_from_dir
+from rig.workloads.kunit import results_from_console
 from rig.workloads.pressure import Sample, Timeline, parse_pressure
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "run"
@@ -77,7 +78,10 @@ def finished_run(tmp_path: Path, *, screendump: bool = True) -> tuple[Run, Attem
                                      3000 + 50 * t) for t in range(20)),
                         ((1.0, "balloon to 819 MiB"), (14.0, "balloon back to 2048 MiB")),
                         {"sb-ext4-11": 900})
-    attempt = AttemptResult(1, directory, tuple(results_from_dir(results, group, started_s=1.0)), timeline, collected,
+    # the KUnit workload on this kernel without KUnit: every suite of the plan absent
+    kunit = results_from_console((DATA / "console-kmemleak.log").read_text(), spec.plan.kunit_suites)
+    tests = (*results_from_dir(results, group, started_s=1.0), *kunit)
+    attempt = AttemptResult(1, directory, tests, timeline, collected,
                             "tcg", {"boot": 20.0, "workloads": 60.0, "collect": 10.0}, None)
     return run, attempt
 

@@ -12,6 +12,7 @@ import pytest
 
 from rig import guest_spec
 from rig.commands._machine_options import add_machine_arguments, guest_spec_from_args
+from rig.commands.build import add_build_arguments
 from rig.errors import InfraError, UserError
 from rig.guest_spec import GuestSpec
 from rig.target import ARM64, DEFAULT_TARGET, TARGETS, X86_64, target
@@ -19,6 +20,7 @@ from rig.target import ARM64, DEFAULT_TARGET, TARGETS, X86_64, target
 
 def parse(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
+    add_build_arguments(parser)  # --arch
     add_machine_arguments(parser)
     return parser.parse_args(list(argv))
 
