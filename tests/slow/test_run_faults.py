@@ -12,27 +12,14 @@ import threading
 import time
 from pathlib import Path
 
+from tests.slow.test_boot import qemu_processes
+
 REPO = Path(__file__).resolve().parent.parent.parent
 PLANS = REPO / "tests" / "data" / "plans"
 
 
 def _kernel_image(kernel) -> Path:  # BuildArtifacts
     return Path(kernel.kernel_image)
-
-
-def _qemu_pids(marker: Path) -> list[int]:
-    """QEMU processes whose command line names a path under `marker`."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if argv and b"qemu-system" in argv[0] and any(str(marker).encode() in arg for arg in argv):
-            pids.append(int(entry.name))
-    return pids
 
 
 def _start(out: Path, *args: str) -> tuple[subprocess.Popen[str], list[str]]:
@@ -60,7 +47,7 @@ def test_qemu_killed_from_outside_after_boot_is_a_host_problem_with_a_report(ker
         assert time.monotonic() < deadline, "".join(lines)[-3000:]
         time.sleep(0.5)
     time.sleep(5)  # well inside the script's two minutes
-    pids = _qemu_pids(out)
+    pids = qemu_processes(str(out))
     assert len(pids) == 1, pids
     os.kill(pids[0], signal.SIGKILL)
     stdout, _ = proc.communicate(timeout=600)
@@ -73,7 +60,7 @@ def test_qemu_killed_from_outside_after_boot_is_a_host_problem_with_a_report(ker
     markdown = (out / "report.md").read_text()
     assert "ended early during workloads" in markdown and "killed by signal 9" in markdown
     assert (out / "attempt-1" / "collect" / "console.log").is_file()
-    assert not _qemu_pids(out)
+    assert not qemu_processes(str(out))
 
 
 def test_a_guest_that_dies_mid_plan_fails_the_run_and_says_so(kernel_6_1, guest_image, tmp_path: Path) -> None:
@@ -90,4 +77,4 @@ def test_a_guest_that_dies_mid_plan_fails_the_run_and_says_so(kernel_6_1, guest_
     # the workload that ran before the crash is kept, and the panic is a finding from the console
     assert {t["name"]: t["status"] for t in data["tests"]}.get("script:first") == "pass"
     assert any("sysrq" in f["title"].lower() or f["kind"] in ("panic", "bug", "oops") for f in data["findings"])
-    assert not _qemu_pids(out)
+    assert not qemu_processes(str(out))
