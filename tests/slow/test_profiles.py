@@ -7,12 +7,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.slow.test_run import rig_run
 
 REPO = Path(__file__).resolve().parent.parent.parent
 PLANS = REPO / "tests" / "data" / "plans"
 
 BUILD_AND_RUN_TIMEOUT_S = 5400.0
+
+# A cold build of each profile alone may pass pyproject's per-test ceiling.
+pytestmark = pytest.mark.timeout(BUILD_AND_RUN_TIMEOUT_S + 300)
 
 
 def test_kasan_profile_boots_a_kasan_kernel_that_passes_smoke(guest_image, tmp_path: Path) -> None:
