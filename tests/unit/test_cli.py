@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import platform
 import signal
 import subprocess
 import sys
@@ -113,12 +114,17 @@ def test_exit_4_and_a_traceback_when_rig_itself_breaks(tmp_path: Path, monkeypat
     assert "ZeroDivisionError: a bug" in err and "this is a bug in rig" in err
 
 
+# read(2)'s number, as /proc/PID/syscall shows it.
+READ_SYSCALL = {"x86_64": "0", "aarch64": "63"}
+
+
 def _wait_until_reading_stdin(pid: int, deadline_s: float = 60.0) -> None:
-    """Until the process sits in read(0, ...) (/proc/PID/syscall: number 0, first argument 0)."""
+    """Until the process sits in read(0, ...) (/proc/PID/syscall: read's number, then fd 0)."""
+    read = READ_SYSCALL[platform.machine()]
     give_up = time.monotonic() + deadline_s
     while time.monotonic() < give_up:
         fields = Path(f"/proc/{pid}/syscall").read_text().split()
-        if fields[:2] == ["0", "0x0"]:
+        if fields[:2] == [read, "0x0"]:
             return
         time.sleep(0.05)
     raise AssertionError(f"rig (pid {pid}) never started reading its standard input")
