@@ -86,10 +86,12 @@ def test_harmless_series_against_its_base_kernel(guest_image, tmp_path: Path) ->
     assert done.returncode == expected["exit_code"] == 0, done.stdout[-3000:] + done.stderr[-3000:]
     # the base run came first, in <out>/base, and saw the injected WARNING as new
     base = json.loads((out / "base" / "report.json").read_text())
-    assert [(f["title"], f["status"]) for f in base["findings"]] == [(INJECTED_WARNING, "new")]
+    injected_by = "script:warn-on-every-kernel"
+    assert [(f["title"], f["status"], f["test"]) for f in base["findings"]] == [(INJECTED_WARNING, "new", injected_by)]
     assert base["exit_code"] == 1
     # with the series: the same WARNING, known from the base run; nothing else
-    assert [(f["title"], f["status"]) for f in data["findings"]] == [(INJECTED_WARNING, "pre-existing")]
+    assert [(f["title"], f["status"], f["test"]) for f in data["findings"]] == [
+        (INJECTED_WARNING, "pre-existing", injected_by)]
     assert data["verdict"]["unexpected_failures"] == []
     tests = {t["name"]: t["status"] for t in data["tests"]}
     assert tests["vgem_basic@mmap"] == "pass" and tests["script:warn-on-every-kernel"] == "pass"
