@@ -1,0 +1,57 @@
+"""`rig run` capabilities that no other slow test exercises, each for real: the stress,
+memcg and shrink pressure kinds (one run, with an in-guest check of each), and a retry
+after a known host fault (`--retries`).
+
+The checks that must look inside the guest are plan scripts (tests/data/plans/): each is
+a test of the run, so report.json's `tests[]` says whether the guest saw what the option
+promises. The host fault is the console report of rig's known emulator fault, written to
+/dev/kmsg by a script: the kernel prints it the same way whoever wrote it, so rig's
+parser, host-fault rule and retry loop are the real ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.slow.test_run import rig_run
+
+REPO = Path(__file__).resolve().parent.parent.parent
+PLANS = REPO / "tests" / "data" / "plans"
+
+
+def _kernel(kernel) -> str:
+    # BuildArtifacts.bzimage is being renamed kernel_image.
+    return str(getattr(kernel, "kernel_image", None) or kernel.bzimage)
+
+
+def _tests(data: dict) -> dict[str, str]:
+    return {t["name"]: t["status"] for t in data["tests"]}
+
+
+def test_stress_memcg_and_shrink_pressure_are_in_force_in_the_guest(kernel_6_1, guest_image,
+                                                                     tmp_path: Path) -> None:
+    out = tmp_path / "pressure"
+    done, data = rig_run("--bzimage", _kernel(kernel_6_1), "--plan", str(PLANS / "pressure-evidence.toml"),
+                         "--pressure", "stress,memcg=512,shrink=1", out=out)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    tests = _tests(data)
+    # each script checks one kind from inside the guest (see the plan for what it looks at)
+    assert tests["script:in-memcg"] == "pass"  # started in a cgroup with memory.max = 512 MiB
+    assert tests["script:stress-ng-holds-memory"] == "pass"  # stress-ng resident > 100 MiB
+    assert tests["script:shrinkers-scanned"] == "pass"  # the shrink loop dropped caches
+    assert any(name.startswith("vgem_basic@") and status == "pass" for name, status in tests.items())
+    assert data["findings"] == [] and data["verdict"]["unexpected_failures"] == []
+    # the sampler saw the shrinkers the shrink loop scans
+    assert any(s["shrinker_objects"] for s in data["timeline"]["samples"])
+
+
+def test_a_known_host_fault_is_retried_in_a_fresh_guest(kernel_6_1, guest_image, tmp_path: Path) -> None:
+    out = tmp_path / "retries"
+    done, data = rig_run("--bzimage", _kernel(kernel_6_1), "--plan", str(PLANS / "host-fault.toml"),
+                         "--pressure", "none", "--retries", "1", out=out)
+    # the fault is in every guest: two attempts, then the host (not the kernel) is blamed
+    assert done.returncode == 3, done.stdout[-3000:] + done.stderr[-3000:]
+    assert len(data["attempts"]) == 2
+    assert all(attempt["host_fault"] for attempt in data["attempts"])
+    assert [f["status"] for f in data["findings"]] == ["host-fault"]
+    assert data["findings"][0]["title"] == "int3 in sys_getrandom"
+    assert _tests(data)["script:host-fault-report"] == "pass"

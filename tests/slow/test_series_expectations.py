@@ -1,0 +1,97 @@
+"""The test series' expected findings (tests/data/series/*/expected.toml) against what
+`rig run` really reports on debian:6.1 (the lockdep series is in test_run.py). Each run
+also carries one more capability where that is honest and checked on its own:
+
+- kmemleak: on `--gpu virtio-vga` (a plan script checks the guest's GPU is the VGA-class
+  virtio-gpu), and again with `kmemleak = "each"` (a scan after every IGT test; the
+  series' build is a cache hit the second time);
+- harmless: with `--compare-base`, and a plan script that writes the same WARNING on
+  both kernels, so the base run's finding must make it pre-existing, not new;
+- underflow: the smoke plan, as its expectation was seen.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from tests.slow.test_run import rig_run
+
+REPO = Path(__file__).resolve().parent.parent.parent
+SERIES = REPO / "tests" / "data" / "series"
+PLANS = REPO / "tests" / "data" / "plans"
+
+INJECTED_WARNING = "WARNING in rig_selftest_warn"  # written by warn-on-every-kernel.toml's script
+
+
+def _expected(series: str) -> dict[str, Any]:
+    return tomllib.loads((SERIES / series / "expected.toml").read_text())
+
+
+def _assert_expected_findings(expected: dict[str, Any], data: dict[str, Any]) -> None:
+    for want in expected.get("finding", []):
+        found = [f for f in data["findings"] if f["title"] == want["title"]]
+        assert found, (want["title"], [f["title"] for f in data["findings"]])
+        finding = found[0]
+        assert finding["kind"] == want["kind"]
+        assert finding["status"] == "new"
+        assert finding["test"] == want["test"]
+        if "lock_chain" in want:
+            assert finding["lock_chain"] == want["lock_chain"]
+        if "also" in want:
+            assert finding["also"] == want["also"]
+
+
+def test_kmemleak_series_on_virtio_vga(guest_image, tmp_path: Path) -> None:
+    out = tmp_path / "kmemleak"
+    expected = _expected("kmemleak")
+    done, data = rig_run("--series", str(SERIES / "kmemleak"), "--plan", str(PLANS / "smoke-on-virtio-vga.toml"),
+                         "--gpu", "virtio-vga", "--pressure", "none", out=out)
+    assert done.returncode == expected["exit_code"], done.stdout[-3000:] + done.stderr[-3000:]
+    tests = {t["name"]: t["status"] for t in data["tests"]}
+    assert tests["script:gpu-is-virtio-vga"] == "pass"
+    assert tests["dumb_buffer@create-valid-dumb"] == "pass"  # virtio_gpu's IGT ran on the VGA device
+    _assert_expected_findings(expected, data)
+
+
+def test_kmemleak_series_with_a_scan_after_each_test(guest_image, tmp_path: Path) -> None:
+    """Same series, same virtio-gpu tests, `kmemleak = "each"`: the leak is still the
+    first leaking test's, whichever scan saw its objects."""
+    out = tmp_path / "kmemleak-each"
+    expected = _expected("kmemleak")
+    done, data = rig_run("--series", str(SERIES / "kmemleak"), "--plan", str(PLANS / "kmemleak-each.toml"),
+                         "--pressure", "none", out=out)
+    assert done.returncode == expected["exit_code"], done.stdout[-3000:] + done.stderr[-3000:]
+    # igt_runner saved a kmemleak report between tests (not only rig's scan at the end)
+    between = [p for p in out.rglob("kmemleak.txt") if "igt" in p.relative_to(out).parts]
+    assert between and "kmemleaks found after running" in between[0].read_text()
+    _assert_expected_findings(expected, data)
+
+
+def test_underflow_series_warns_in_its_subtest(guest_image, tmp_path: Path) -> None:
+    out = tmp_path / "underflow"
+    expected = _expected("underflow")
+    done, data = rig_run("--series", str(SERIES / "underflow"), "--pressure", "none", out=out)
+    assert done.returncode == expected["exit_code"], done.stdout[-3000:] + done.stderr[-3000:]
+    _assert_expected_findings(expected, data)
+
+
+def test_harmless_series_against_its_base_kernel(guest_image, tmp_path: Path) -> None:
+    out = tmp_path / "harmless"
+    expected = _expected("harmless")
+    done, data = rig_run("--series", str(SERIES / "harmless"), "--plan", str(PLANS / "warn-on-every-kernel.toml"),
+                         "--pressure", "none", "--compare-base", out=out)
+    assert done.returncode == expected["exit_code"] == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    # the base run came first, in <out>/base, and saw the injected WARNING as new
+    base = json.loads((out / "base" / "report.json").read_text())
+    injected_by = "script:warn-on-every-kernel"
+    assert [(f["title"], f["status"], f["test"]) for f in base["findings"]] == [(INJECTED_WARNING, "new", injected_by)]
+    assert base["exit_code"] == 1
+    # with the series: the same WARNING, known from the base run; nothing else
+    assert [(f["title"], f["status"], f["test"]) for f in data["findings"]] == [
+        (INJECTED_WARNING, "pre-existing", injected_by)]
+    assert data["verdict"]["unexpected_failures"] == []
+    tests = {t["name"]: t["status"] for t in data["tests"]}
+    assert tests["vgem_basic@mmap"] == "pass" and tests["script:warn-on-every-kernel"] == "pass"
