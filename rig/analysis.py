@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,7 +74,7 @@ class RawMaterial:
 
     console: Path | None
     dmesg: Path | None = None
-    kmemleak: tuple[Path, ...] = ()  # the collected report first, then igt_runner's per-test ones
+    kmemleak: tuple[Path, ...] = ()  # oldest first: igt_runner's per-test reports, then the final scan
     tests: tuple[TestResult, ...] = ()  # what the workloads returned, in order
     lockdep_stats: Path | None = None  # /proc/lockdep_stats, when the guest was alive to read it
 
@@ -144,13 +145,18 @@ def _read(path: Path | None, what: str, problems: list[str]) -> bytes | None:
 
 
 def _dedupe(findings: Iterable[tuple[Finding, Source]]) -> list[tuple[Finding, Source, int]]:
-    """The same report (same signature, else title) once, where it was first seen."""
+    """The same report (same signature, else title) once, where it was first seen, with
+    the pids of every copy: with kmemleak = "each", igt_runner clears the leak list after
+    each test, so the objects of one leak are spread over several reports; given in the
+    order they were written, the first task that leaked names the test."""
     seen: dict[str, int] = {}
     out: list[tuple[Finding, Source, int]] = []
     for finding, source in findings:
         key = finding.signature or finding.title
         if key in seen:
             f, s, n = out[seen[key]]
+            if finding.pids:
+                f = dataclasses.replace(f, pids=tuple(dict.fromkeys(f.pids + finding.pids)))
             out[seen[key]] = (f, s, n + 1)
             continue
         seen[key] = len(out)

@@ -181,8 +181,9 @@ class Run:
 
 def _raw_material(attempt: AttemptResult) -> RawMaterial:
     collected = attempt.collected
-    # kmemleak = "each": igt_runner saved a report after each test, beside the final scan.
-    kmemleak = ((collected.kmemleak,) if collected.kmemleak else ()) + igt_kmemleak_reports(attempt.directory / "igt")
+    # kmemleak = "each": igt_runner saved a report after each test (clearing the list each
+    # time), before rig's final scan: oldest first, so a leak is blamed on its first test.
+    kmemleak = igt_kmemleak_reports(attempt.directory / "igt") + ((collected.kmemleak,) if collected.kmemleak else ())
     return RawMaterial(console=collected.console, dmesg=collected.dmesg, kmemleak=kmemleak, tests=attempt.tests,
                        lockdep_stats=collected.lockdep_stats)
 

@@ -210,3 +210,16 @@ def test_debug_locks_read_from_the_console(tmp_path: Path, line: str, debug_lock
     banner = "[    0.0][    T0] Lock dependency validator: Copyright (c) 2006 Red Hat, Inc., Ingo Molnar\n"
     console.write_text(banner + line)
     assert _analyse(console).debug_locks == debug_locks
+
+
+def test_with_a_scan_after_each_test_a_leak_is_blamed_on_its_first_test() -> None:
+    # A real `rig run` of the kmemleak series with kmemleak = "each": igt_runner's reports
+    # hold dumb_buffer's objects (cleared after each test), rig's final scan only the last
+    # test's (kms_addfb_basic).
+    each = DATA / "kmemleak-each"
+    analysis = analyse(RawMaterial(console=each / "console.log",
+                                   kmemleak=(each / "per-test-kmemleak.txt", each / "final-kmemleak.txt")))
+    (leak,) = analysis.findings
+    assert leak.finding.title == "memory leak in drm_prime_pages_to_sg" and leak.count == 2
+    assert str(leak.test) == "dumb_buffer@create-valid-dumb"
+    assert [str(t) for t in leak.also] == ["dumb_buffer@map-valid", "kms_addfb_basic@basic"]
