@@ -147,7 +147,6 @@ async def _boot_and_work(what: AttemptPlan, directory: Path, progress: _Progress
             async with session:
                 for workload in workloads:
                     session.note(workload.label)
-                    say(workload.label)
                     budget = max(MIN_WORKLOAD_BUDGET_S, deadline - time.monotonic() - COLLECT_RESERVE_S)
                     context = WorkloadContext(vm, directory, t0, budget, session.wrap, say)
                     progress.tests += await workload.run(context)
