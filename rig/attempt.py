@@ -130,7 +130,7 @@ async def _boot_and_work(what: AttemptPlan, directory: Path, progress: _Progress
 
     guest = what.guest
     if guest.gpu != "none" and not any(arg.startswith("fbcon=") for arg in guest.cmdline_extra):
-        guest = _with_cmdline(guest, FBCON_ON_GPU)
+        guest = guest.with_cmdline(FBCON_ON_GPU)
     say(f"booting the guest ({guest.target.name}, {guest.gpu})")
     async with boot_guest(what.kernel, what.image, directory / "vm", guest) as vm:
         progress.accel = vm.accel
@@ -161,12 +161,6 @@ async def _boot_and_work(what: AttemptPlan, directory: Path, progress: _Progress
                                                       kmemleak=what.plan.kmemleak_scan != "off",
                                                       quiet_since=quiet_since)
         progress.enter(Phase.SHUTDOWN)
-
-
-def _with_cmdline(guest: GuestSpec, arg: str) -> GuestSpec:
-    import dataclasses
-
-    return dataclasses.replace(guest, cmdline_extra=(*guest.cmdline_extra, arg))
 
 
 def _tally(tests: list[TestResult]) -> str:
