@@ -32,6 +32,9 @@ class FakeMachine:
     def console_text(self) -> str:
         return self.console
 
+    async def screendump(self, path: Path) -> None:
+        path.write_bytes(b"\x89PNG\r\n\x1a\n")
+
 
 class FakeGuest:
     """Files the guest has (remote path -> bytes) and directories it can give back."""
