@@ -53,7 +53,10 @@ def render(report: RunReport, console: Console) -> None:
         console.print(f"[yellow]note:[/yellow] {problem}", highlight=False)
     error = report.error
     if error is not None:
-        console.print(Text(f"The run ended early during {error.phase.value}: {error.message}", style="bold red"))
+        # The headline only: the report's text is above (a finding) or in the log named here.
+        console.print(Text(f"The run ended early during {error.phase.value}: {error.headline}", style="bold red"))
+        if error.log:
+            console.print(f"  log: {error.log}", highlight=False)
         if error.hint:
             console.print(f"  what to do: {error.hint}", highlight=False)
     decision = report.decision
