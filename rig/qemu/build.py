@@ -343,6 +343,12 @@ def _load(entry: Path, *, cache_hit: bool, started: float) -> QemuBuild | None:
     )
 
 
+def short_version(version: str) -> str:
+    """"10.0.13" from "QEMU emulator version 10.0.13 (Debian ...)"."""
+    match = re.search(r"version (\S+)", version)
+    return match.group(1) if match else version
+
+
 def find_qemu() -> QemuBuild | None:
     """rig's QEMU for the current sources if it is built; no network, no building."""
     started = time.monotonic()
@@ -365,7 +371,7 @@ def ensure_qemu(progress: bool = True) -> QemuBuild:
     entry = _entry_dir(key)
     found = _load(entry, cache_hit=True, started=started)
     if found is not None:
-        reporter.step(f"cache hit: rig's QEMU {found.version.split('(')[0].strip()} in {entry}")
+        reporter.step(f"cache hit: rig's QEMU {short_version(found.version)} in {entry}")
         return found
     lock = qemu_root() / "build.lock"
     if cache.is_locked(lock):
@@ -390,9 +396,18 @@ def _jobs() -> int:
         return os.cpu_count() or 1
 
 
+def compiler_args() -> list[str]:
+    """ccache when the host has it (not part of the key: the binary is the same).
+
+    QEMU's configure writes the compiler into meson's native file, so meson's own ccache
+    detection never runs; configure splits --cc on spaces into ['ccache', 'cc', ...].
+    """
+    return ["--cc=ccache cc"] if shutil.which("ccache") else []
+
+
 def build_env() -> dict[str, str]:
     return {
-        # meson picks ccache up by itself; rig's ccache is shared with the kernel builds.
+        # rig's ccache is shared with the kernel builds.
         "CCACHE_DIR": str(cache.cache_dir("ccache")),
         "CCACHE_MAXSIZE": os.environ.get("CCACHE_MAXSIZE", "20G"),
         # One status line per finished step, parsed for the progress bar.
@@ -442,7 +457,7 @@ class _Builder:
         t = time.monotonic()
         self.build_dir.mkdir()
         with self.reporter.task("configuring QEMU"):
-            proc.run([self.tree / "configure", f"--python={python}",
+            proc.run([self.tree / "configure", f"--python={python}", *compiler_args(),
                       f"--with-pkgversion={pkgversion(self.package, self.devices)}", *CONFIGURE_ARGS],
                      cwd=self.build_dir, env=build_env(), timeout=CONFIGURE_TIMEOUT_S,
                      log=self.log, what="QEMU's configure",

@@ -301,3 +301,28 @@ def test_configure_line_keeps_the_two_fixes_debians_repack_needs() -> None:
     assert "--disable-install-blobs" in qb.CONFIGURE_ARGS
     assert "--target-list=aarch64-softmmu" in qb.CONFIGURE_ARGS
     assert qb.MESON.startswith("meson==1.") and int(qb.MESON.split(".")[1]) >= 5
+
+
+FAKE_NINJA = """#!/bin/sh
+for arg in "$@"; do [ "$arg" = -n ] && { echo '[1/2] Compiling C object a.o'; echo '[2/2] Linking x'; exit 0; }; done
+echo '[1/2] Compiling C object libcommon.a.p/hw_misc_mali_jm.c.o'
+echo 'FAILED: libcommon.a.p/hw_misc_mali_jm.c.o'
+echo '../%s:3:1: error: expected declaration specifiers'
+echo 'ninja: build stopped: subcommand failed.'
+exit 1
+"""
+
+
+@pytest.mark.parametrize("failing, error", [("hw/misc/mali_jm.c", UserError), ("hw/arm/virt.c", InfraError)])
+def test_a_compile_error_says_whose_file_broke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               failing: str, error: type) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    executable(bin_dir / "ninja", FAKE_NINJA % failing)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    root = devices_dir(tmp_path)
+    (root / "hw" / "misc" / "mali_jm.c").write_text("int x\n")
+    builder = _builder(tmp_path, root)
+    with pytest.raises(error, match=f"{failing}:3:1: error: expected declaration specifiers") as info:
+        builder._ninja()
+    assert info.value.log == builder.log
