@@ -10,7 +10,10 @@
    the Mali model's edit-build loop).
 
 Wall time is noisy on a shared machine; CPU time (user+sys of all children) and the load
-average at the start are printed too. Takes about 15 minutes on 2 cores.
+average at the start are printed too. Measured on 2 cores shared with other builds
+(load 3 to 11): cold 2201 s wall / 1085 s cpu, cached 0.2 s, rebuild after a device change
+215 s wall / 147 s cpu (every compile a ccache hit). On 2 idle cores the cold build
+should take about its cpu time over two, 9 to 10 minutes.
 Run: .venv/bin/python bench/bench_qemu_build.py [--keep DIR]
 """
 
@@ -51,7 +54,7 @@ def measure(action: Callable[[], object]) -> Timing:
 
 
 def line(label: str, timing: Timing) -> str:
-    return f"  {label:<28} {timing.wall_s:7.0f} s wall {timing.cpu_s:7.0f} s cpu   (load {timing.load:.1f} at start)"
+    return f"  {label:<28} {timing.wall_s:7.1f} s wall {timing.cpu_s:7.0f} s cpu   (load {timing.load:.1f} at start)"
 
 
 def main() -> int:
