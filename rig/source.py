@@ -127,19 +127,26 @@ def host_mirror(etc_apt: Path = Path("/etc/apt")) -> str:
 class PrivateApt:
     """apt-get/apt-cache with rig's own sources list, lists and archives, never the host's."""
 
-    def __init__(self, root: Path, mirror: str) -> None:
+    def __init__(self, root: Path, mirror: str, *, entries: tuple[tuple[str, str], ...] | None = None) -> None:
+        """`entries`: (type, suite) pairs of the sources list, ("deb-src", "trixie") for
+        source packages; by default the binary suites of Debian's kernel packages."""
         self.root = root
         self.mirror = mirror
         self.sources = root / "sources.list"
         self.lists = root / "lists"
         (self.lists / "partial").mkdir(parents=True, exist_ok=True)
         (root / "cache" / "archives" / "partial").mkdir(parents=True, exist_ok=True)
-        suites = sorted({suite for _, suite in DEBIAN_KERNELS.values()})
-        text = "".join(f"deb {mirror} {suite} main\n" for suite in suites)
+        if entries is None:
+            entries = tuple(("deb", suite) for suite in sorted({suite for _, suite in DEBIAN_KERNELS.values()}))
+        text = "".join(f"{kind} {mirror} {suite} main\n" for kind, suite in entries)
         if not self.sources.exists() or self.sources.read_text() != text:
             self.sources.write_text(text)
-            for stale in self.lists.glob("*_Packages*"):
+            for stale in self._index_files():
                 stale.unlink()
+
+    def _index_files(self) -> list[Path]:
+        # Packages lists for deb lines, Sources lists for deb-src lines.
+        return [*self.lists.glob("*_Packages*"), *self.lists.glob("*_Sources*")]
 
     def options(self) -> list[str]:
         opts = {
@@ -163,13 +170,16 @@ class PrivateApt:
     def lists_age_s(self) -> float:
         # A stamp of rig's own: apt leaves unchanged lists with their old dates.
         stamp = self.lists / ".rig-updated"
-        if not stamp.exists() or not any(self.lists.glob("*_Packages*")):
+        if not stamp.exists() or not self._index_files():
             return float("inf")
         return time.time() - stamp.stat().st_mtime
 
     def update(self) -> None:
         with cache.locked(self.root / "update.lock", timeout_s=APT_TIMEOUT_S, what="apt-get update"):
-            proc.run(["apt-get", *self.options(), "-q", "update"], timeout=APT_TIMEOUT_S, what="apt-get update",
+            # --error-on=any: without it an unreachable mirror exits 0 ("Some index files
+            # failed to download. They have been ignored"), and rig trusts empty lists.
+            proc.run(["apt-get", *self.options(), "-q", "--error-on=any", "update"], timeout=APT_TIMEOUT_S,
+                     what="apt-get update",
                      hint=f"check that the Debian mirror {self.mirror} is reachable")
             (self.lists / ".rig-updated").touch()
 
