@@ -312,13 +312,8 @@ def qemu_binary(target: Target, *, progress: bool = False) -> str:
     then cached) for targets that need devices only rig's QEMU has."""
     if target.qemu != "rig":
         return proc.require_tool(target.qemu, target.qemu_package)
-    try:
-        from rig.qemu.build import ensure_qemu
-    except ModuleNotFoundError as exc:
-        if exc.name != "rig.qemu.build":
-            raise
-        raise InfraError(f"a {target.name} guest needs rig's own QEMU build (rig.qemu.build), which this rig "
-                         "does not have", hint="use a rig that builds its own QEMU, or boot an x86_64 guest") from exc
+    from rig.qemu.build import ensure_qemu
+
     return str(ensure_qemu(progress=progress).binary)
 
 
