@@ -13,7 +13,6 @@ import pytest
 from rig import guest_spec
 from rig.commands._machine_options import add_machine_arguments, guest_spec_from_args
 from rig.commands.build import add_build_arguments
-from rig.errors import InfraError, UserError
 from rig.guest_spec import GuestSpec
 from rig.target import ARM64, DEFAULT_TARGET, TARGETS, X86_64, target
 
@@ -137,12 +136,20 @@ def test_rigs_own_qemu_is_built_through_rig_qemu_build(monkeypatch: pytest.Monke
     assert built == [True]
 
 
-def test_without_rigs_qemu_build_an_arm64_guest_is_a_host_problem(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_arm64_guest_runs_on_rigs_own_qemu_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    import rig.qemu.build
     from rig import vm
 
-    monkeypatch.setitem(sys.modules, "rig.qemu.build", None)  # import fails, as if the module did not exist
-    with pytest.raises(InfraError, match="needs rig's own QEMU build"):
-        vm.qemu_binary(ARM64)
+    asked: list[bool] = []
+
+    def ensure_qemu(progress: bool = True) -> SimpleNamespace:
+        asked.append(progress)
+        return SimpleNamespace(binary=Path("/cache/qemu/qemu-system-aarch64"))
+
+    monkeypatch.setattr(rig.qemu.build, "ensure_qemu", ensure_qemu)
+    assert vm.qemu_binary(ARM64) == "/cache/qemu/qemu-system-aarch64" and asked == [False]
 
 
 # ---------------------------------------------------------------- rig boot: nothing before the checks
