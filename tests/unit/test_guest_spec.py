@@ -13,6 +13,7 @@ import pytest
 from rig import guest_spec
 from rig.commands._machine_options import add_machine_arguments, guest_spec_from_args
 from rig.commands.build import add_build_arguments
+from rig.errors import UserError
 from rig.guest_spec import GuestSpec
 from rig.target import ARM64, DEFAULT_TARGET, TARGETS, X86_64, target
 
