@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from rig import binfmt, cache, proc
-from rig.errors import InfraError, UserError
+from rig.errors import UserError
 from rig.target import DEFAULT_TARGET, TARGETS
 
 # Where recipes and the files rig puts into every image live (the repository's images/).
@@ -162,7 +162,7 @@ def parse_recipe(text: str, name: str) -> Recipe:
         headroom = 1024
     if problems:
         raise UserError(f"guest image recipe '{name}' has problems:\n    " + "\n    ".join(problems),
-                        hint="see images/default.toml for every key with its meaning")
+                        hint="see images/default.toml for every key with its meaning (and images/arm64.toml for arch)")
     return Recipe(name, suite, variant, mirror, tuple(packages), hostname, headroom, arch)
 
 
@@ -399,10 +399,8 @@ def _emulation(recipe: Recipe, say: Callable[[str], None]) -> contextlib.Abstrac
     """qemu-user for the chroot's programs while mmdebstrap runs, if the guest is foreign."""
     if not recipe.foreign:
         return contextlib.nullcontext()
-    qemu_arch = TARGETS[recipe.arch].uname_machine
-    if not qemu_arch:
-        raise InfraError(f"no qemu-user emulation known for {recipe.arch}")
-    return binfmt.registered(qemu_arch, say=say)
+    # qemu-user names an architecture as `uname -m` does (qemu-aarch64).
+    return binfmt.registered(TARGETS[recipe.arch].uname_machine, say=say)
 
 
 def mmdebstrap_argv(recipe: Recipe, target: Path, mirror: str) -> list[str]:
