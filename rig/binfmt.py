@@ -228,6 +228,16 @@ def _sigterm_raises() -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+@contextlib.contextmanager
 def registered(qemu_arch: str, *, kernel: Kernel | None = None, conf_dir: Path = PACKAGE_CONF_DIR,
                say: Callable[[str], None] = lambda line: None) -> Iterator[str]:
     """Programs of `qemu_arch` (QEMU's name: aarch64) run on this host inside the block,
@@ -253,8 +263,10 @@ def registered(qemu_arch: str, *, kernel: Kernel | None = None, conf_dir: Path =
             say(f"registered {name}: {qemu_arch} programs run through {entry.interpreter}")
             yield name
         finally:
-            if name is not None:
-                kernel.remove(name)
-                say(f"removed {name}")
-            if mounted_here and not kernel.entries():
-                kernel.umount(kernel.root)
+            # A second Ctrl-C or SIGTERM must not cut the clean-up short: they wait until it is done.
+            with _signals_held():
+                if name is not None:
+                    kernel.remove(name)
+                    say(f"removed {name}")
+                if mounted_here and not kernel.entries():
+                    kernel.umount(kernel.root)

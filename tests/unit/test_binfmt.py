@@ -233,3 +233,20 @@ def test_real_kernel_runs_aarch64_inside_only(tmp_path: Path) -> None:
             subprocess.run([program], timeout=60)
         assert info.value.errno == errno.ENOEXEC
     assert stat.S_IMODE(program.stat().st_mode) == 0o755
+
+
+def test_a_second_ctrl_c_waits_for_the_clean_up(tmp_path: Path, conf_dir: Path) -> None:
+    fake = FakeKernel(tmp_path / "binfmt_misc")
+    (tmp_path / "binfmt_misc").mkdir()
+    write = fake.write
+
+    def impatient(path: Path, text: str) -> None:
+        if text == "-1":
+            os.kill(os.getpid(), signal.SIGINT)  # held until the entry is gone
+        write(path, text)
+
+    kernel = binfmt.Kernel(fake.root, impatient, fake.mount, fake.umount)
+    with pytest.raises(KeyboardInterrupt):
+        with binfmt.registered("aarch64", kernel=kernel, conf_dir=conf_dir):
+            pass
+    assert fake.umounts == 1 and fake.kernel().entries() == []
