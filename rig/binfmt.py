@@ -249,8 +249,9 @@ def registered(qemu_arch: str, *, kernel: Kernel | None = None, conf_dir: Path =
     with _sigterm_raises():
         try:
             if not kernel.mounted():
-                kernel.mount(kernel.root)
-                mounted_here = True
+                with _signals_held():  # no Ctrl-C between the mount and knowing it is rig's
+                    kernel.mount(kernel.root)
+                    mounted_here = True
                 say(f"mounted binfmt_misc on {kernel.root} (unmounted again after)")
             if not kernel.enabled():
                 raise InfraError(f"binfmt_misc is disabled on this host ({kernel.root / 'status'})",
@@ -258,8 +259,9 @@ def registered(qemu_arch: str, *, kernel: Kernel | None = None, conf_dir: Path =
             for stale in remove_stale(kernel):
                 say(f"removed {stale}, left behind by a rig that was killed")
             wanted = f"{NAME_PREFIX}{qemu_arch}-{os.getpid()}"
-            kernel.register(replace(entry, name=wanted))
-            name = wanted  # from here on, the entry is rig's to remove
+            with _signals_held():  # likewise between the registration and knowing it is rig's
+                kernel.register(replace(entry, name=wanted))
+                name = wanted
             say(f"registered {name}: {qemu_arch} programs run through {entry.interpreter}")
             yield name
         finally:
