@@ -4,13 +4,20 @@ mmdebstrap -> an ext4 disk image with rig's init, its own SSH keys and a manifes
 Images are cached by the hash of everything that goes into them (the recipe, rig's init,
 the sshd settings). The disk image is never written after it is published: every boot
 runs on a copy-on-write overlay (see `overlay()`).
+
+A recipe names its guest architecture (`arch`, a target of rig.target; x86_64 when left
+out). A foreign one (arm64 on an x86_64 host) is built by mmdebstrap in its usual chroot
+mode, its programs run by qemu-user through a binfmt_misc entry that rig registers for
+the build only (rig.binfmt).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
+import platform
 import re
 import shutil
 import sys
@@ -19,8 +26,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from rig import cache, proc
+from rig import binfmt, cache, proc
 from rig.errors import UserError
+from rig.target import DEFAULT_TARGET, TARGETS
 
 # Where recipes and the files rig puts into every image live (the repository's images/).
 IMAGES_DIR = Path(__file__).resolve().parent.parent / "images"
@@ -40,9 +48,16 @@ GUEST_INIT = "/sbin/rig-init"
 # mmdebstrap of sid minbase + IGT took 75 s here; a slow mirror may need much longer.
 MMDEBSTRAP_TIMEOUT_S = 1800.0
 MKFS_TIMEOUT_S = 300.0
+# A foreign root runs every maintainer script under qemu-user: allow that much longer.
+FOREIGN_SLOWDOWN = 3
 
-RECIPE_KEYS = {"suite", "variant", "mirror", "packages", "hostname", "headroom_mib"}
+RECIPE_KEYS = {"suite", "variant", "mirror", "packages", "hostname", "headroom_mib", "arch"}
 VARIANTS = {"extract", "custom", "essential", "apt", "required", "minbase", "buildd", "important", "standard"}
+
+# rig's architecture names (rig.target, --arch) -> Debian's (mmdebstrap --architectures).
+DEBIAN_ARCH = {"x86_64": "amd64", "arm64": "arm64"}
+# The recipe `rig image build --arch A` builds, and the guests of that architecture boot.
+DEFAULT_RECIPES = {"x86_64": "default", "arm64": "arm64"}
 
 
 @dataclass(frozen=True)
@@ -54,9 +69,24 @@ class Recipe:
     packages: tuple[str, ...]
     hostname: str
     headroom_mib: int
+    arch: str = DEFAULT_TARGET.name  # rig's name of the guest architecture (rig.target)
 
     def canonical(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        fields = asdict(self)
+        # Recipes from before `arch` existed were all x86_64: leaving the default out keeps
+        # their hash, so the images already in rig's cache stay valid.
+        if self.arch == DEFAULT_TARGET.name:
+            del fields["arch"]
+        return json.dumps(fields, sort_keys=True)
+
+    @property
+    def debian_arch(self) -> str:
+        return DEBIAN_ARCH[self.arch]
+
+    @property
+    def foreign(self) -> bool:
+        """True when this host cannot run the guest's programs natively."""
+        return TARGETS[self.arch].uname_machine != platform.machine()
 
 
 @dataclass(frozen=True)
@@ -111,6 +141,10 @@ def parse_recipe(text: str, name: str) -> Recipe:
         return value
 
     suite = text_field("suite", None)
+    arch = text_field("arch", DEFAULT_TARGET.name)
+    if arch and arch not in DEBIAN_ARCH:
+        problems.append(f"arch '{arch}' is not one rig builds images for ({', '.join(DEBIAN_ARCH)})")
+        arch = DEFAULT_TARGET.name
     variant = text_field("variant", "minbase")
     if variant and variant not in VARIANTS:
         problems.append(f"variant '{variant}' is not one of mmdebstrap's ({', '.join(sorted(VARIANTS))})")
@@ -128,13 +162,29 @@ def parse_recipe(text: str, name: str) -> Recipe:
         headroom = 1024
     if problems:
         raise UserError(f"guest image recipe '{name}' has problems:\n    " + "\n    ".join(problems),
-                        hint="see images/default.toml for every key with its meaning")
-    return Recipe(name, suite, variant, mirror, tuple(packages), hostname, headroom)
+                        hint="see images/default.toml for every key with its meaning (and images/arm64.toml for arch)")
+    return Recipe(name, suite, variant, mirror, tuple(packages), hostname, headroom, arch)
 
 
 def load_recipe(recipe: str) -> Recipe:
     path = recipe_path(recipe)
     return parse_recipe(path.read_text(), path.stem)
+
+
+def default_recipe(arch: str) -> str:
+    """The recipe of an architecture's guests (`rig image build --arch`)."""
+    try:
+        return DEFAULT_RECIPES[arch]
+    except KeyError:
+        raise UserError(f"--arch {arch}: rig has no guest image recipe for this architecture",
+                        hint=f"give one of {', '.join(DEFAULT_RECIPES)}") from None
+
+
+def check_arch(recipe: Recipe, arch: str) -> None:
+    """Refuse to boot a guest of one architecture on another's image."""
+    if recipe.arch != arch:
+        raise UserError(f"guest image recipe '{recipe.name}' is for {recipe.arch}, not {arch}",
+                        hint=f"use the {arch} recipe ({default_recipe(arch)}) or one with arch = \"{arch}\"")
 
 
 def recipe_hash(recipe: Recipe) -> str:
@@ -231,9 +281,13 @@ def remove_image(item: GuestImage) -> None:
     IMAGES.remove(item.root.name)
 
 
-def ensure_image(recipe: str = "default", *, progress: bool = True, rebuild: bool = False) -> GuestImage:
-    """The guest image of `recipe`, built once and then taken from rig's cache."""
+def ensure_image(recipe: str = "default", *, progress: bool = True, rebuild: bool = False,
+                 arch: str | None = None) -> GuestImage:
+    """The guest image of `recipe`, built once and then taken from rig's cache. With
+    `arch`, the recipe must be for that architecture."""
     loaded = load_recipe(recipe)
+    if arch is not None:
+        check_arch(loaded, arch)
     key = image_key(loaded)
     if not rebuild and (entry := IMAGES.lookup(key)) is not None:
         return image_at(entry)
@@ -245,7 +299,7 @@ def ensure_image(recipe: str = "default", *, progress: bool = True, rebuild: boo
             _build(loaded, recipe_hash(loaded), staging, _reporter(progress))
             entry = IMAGES.publish(staging, key)
         except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
+            _discard(staging)
             raise
     return image_at(entry)
 
@@ -258,6 +312,36 @@ def _reporter(progress: bool) -> Callable[[str], None]:
     return say
 
 
+def _mounts_below(directory: Path, mounts: Path = Path("/proc/self/mounts")) -> list[Path]:
+    """Mount points inside `directory`, deepest first (octal escapes of /proc/mounts undone)."""
+    prefix = str(directory.resolve()).rstrip("/") + "/"
+    found = []
+    for line in mounts.read_text().splitlines():
+        fields = line.split()
+        if len(fields) > 1:
+            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), fields[1])
+            if point.startswith(prefix):
+                found.append(Path(point))
+    return sorted(found, key=lambda p: len(p.parts), reverse=True)
+
+
+def _discard(staging: Path) -> None:
+    """Delete a failed build's directory, but never through a mount: a killed mmdebstrap
+    can leave the host's /sys (rbind) or /dev nodes mounted in its chroot, and deleting
+    through those would delete the host's."""
+    try:
+        for point in _mounts_below(staging):
+            proc.run(["umount", "--recursive", "--lazy", point], timeout=60, check=False,
+                     what=f"umount of {point} left by mmdebstrap")
+        left = _mounts_below(staging)
+    except OSError:
+        left = [staging]  # cannot tell: keep it rather than risk the host's files
+    if left:
+        print(f"rig: kept {staging}: still mounted inside it: {', '.join(map(str, left))}", file=sys.stderr)
+        return
+    shutil.rmtree(staging, ignore_errors=True)
+
+
 # ---------------------------------------------------------------- building
 
 
@@ -268,14 +352,17 @@ def _build(recipe: Recipe, digest: str, out: Path, say: Callable[[str], None]) -
     log = out / "build.log"
     rootfs = out / "rootfs"
     mirror = recipe.mirror or host_mirror()
-    say(f"mmdebstrap {recipe.suite} {recipe.variant} from {mirror} ({len(recipe.packages)} packages; log: {log})")
-    proc.run(
-        mmdebstrap_argv(recipe, rootfs, mirror),
-        timeout=MMDEBSTRAP_TIMEOUT_S,
-        log=log,
-        what=f"mmdebstrap of guest image '{recipe.name}'",
-        hint="check the mirror is reachable and the package names exist in the suite",
-    )
+    say(f"mmdebstrap {recipe.suite} {recipe.variant} {recipe.debian_arch} from {mirror} "
+        f"({len(recipe.packages)} packages; log: {log})")
+    with _emulation(recipe, say):
+        proc.run(
+            mmdebstrap_argv(recipe, rootfs, mirror),
+            timeout=MMDEBSTRAP_TIMEOUT_S * (FOREIGN_SLOWDOWN if recipe.foreign else 1),
+            log=log,
+            what=f"mmdebstrap of guest image '{recipe.name}'",
+            hint="check the mirror is reachable and the package names exist in the suite"
+                 + (f" for {recipe.debian_arch}" if recipe.foreign else ""),
+        )
     say("installing rig's init, sshd settings and keys")
     _generate_keys(out / "ssh", recipe.hostname, log)
     _customise(rootfs, recipe, out / "ssh")
@@ -299,6 +386,8 @@ def _build(recipe: Recipe, digest: str, out: Path, say: Callable[[str], None]) -
         "built_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "disk_bytes": disk.stat().st_size,
         "content_bytes": content,
+        "arch": recipe.arch,
+        # None where the image has no IGT (Debian builds it for amd64 and i386 only).
         "igt_version": packages.get("igt-gpu-tools-tests") or packages.get("igt-gpu-tools"),
         "init": GUEST_INIT,
         "packages": packages,
@@ -306,10 +395,23 @@ def _build(recipe: Recipe, digest: str, out: Path, say: Callable[[str], None]) -
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
+def _emulation(recipe: Recipe, say: Callable[[str], None]) -> contextlib.AbstractContextManager[object]:
+    """qemu-user for the chroot's programs while mmdebstrap runs, if the guest is foreign."""
+    if not recipe.foreign:
+        return contextlib.nullcontext()
+    # qemu-user names an architecture as `uname -m` does (qemu-aarch64).
+    return binfmt.registered(TARGETS[recipe.arch].uname_machine, say=say)
+
+
 def mmdebstrap_argv(recipe: Recipe, target: Path, mirror: str) -> list[str]:
     return [
         "mmdebstrap",
         f"--variant={recipe.variant}",
+        f"--architectures={recipe.debian_arch}",
+        # mmdebstrap's own check of a foreign architecture needs arch-test and a binfmt
+        # entry named qemu-<arch>; rig registered its own (rig.binfmt) with the F flag,
+        # which also spares the copy of qemu into the chroot.
+        *(["--skip=check/qemu"] if recipe.foreign else []),
         # sid's Release file on a snapshot mirror may be past its Valid-Until date.
         "--aptopt=Acquire::Check-Valid-Until \"false\"",
         "--aptopt=Acquire::Languages \"none\"",
