@@ -108,7 +108,7 @@ class Run:
 
     def _image(self) -> GuestImage:
         started = time.monotonic()
-        image = ensure_image(self.spec.guest.image, progress=self.progress)
+        image = ensure_image(self.spec.guest.image, progress=self.progress, arch=self.spec.guest.target.name)
         self.phases[Phase.IMAGE.value] = round(time.monotonic() - started, 2)
         return image
 

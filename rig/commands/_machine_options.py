@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from rig.guest_spec import GuestSpec
+from rig.image import default_recipe
 from rig.target import DEFAULT_TARGET, TARGETS, target
 
 
@@ -31,8 +32,8 @@ def add_machine_arguments(parser: argparse.ArgumentParser) -> argparse._Argument
                     help="accelerator; auto probes KVM briefly and falls back to TCG (default: %(default)s)")
     vm.add_argument("--append", action="append", default=[], metavar="ARG",
                     help="extra kernel command-line argument; repeatable")
-    vm.add_argument("--image", default="default", metavar="RECIPE",
-                    help="guest image recipe (default: %(default)s)")
+    vm.add_argument("--image", metavar="RECIPE",
+                    help="guest image recipe (default: the architecture's, `default` on x86_64, `arm64` on arm64)")
     vm.add_argument("--ready-timeout", type=float, default=300.0, metavar="S",
                     help="how long the guest may take to answer SSH (default: %(default)s)")
     return vm
@@ -47,7 +48,7 @@ def guest_spec_from_args(args: argparse.Namespace) -> GuestSpec:
         cpus=args.cpus,
         accel=None if args.accel == "auto" else args.accel,
         cmdline_extra=tuple(args.append),
-        image=args.image,
+        image=args.image or default_recipe(args.arch),
         ready_timeout_s=args.ready_timeout,
     )
     return spec.validate()

@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     # The QEMU first: a host without it (or without rig's own build, made now) fails before the kernel build.
     qemu_binary(guest.target, progress=not args.quiet)
     kernel = _kernel(args, out)
-    guest_image = image_mod.ensure_image(guest.image, progress=not args.quiet)
+    guest_image = image_mod.ensure_image(guest.image, progress=not args.quiet, arch=guest.target.name)
     return run_sync(_boot_and_run(args, guest, kernel, guest_image, out, command))
 
 
