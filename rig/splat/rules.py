@@ -372,7 +372,10 @@ BOOT_PREAMBLE = _re(r"\s*$|SeaBIOS|iPXE|Booting from|Booting the kernel|Decompre
                     r"input_data|input_len|output:|output_len|kernel_total_size|trampoline_|Parsing ELF|"
                     r"Performing relocations|Machine UUID|Press (?:ESC|Ctrl)|Total RAM|CPUs found|"
                     r"found virtio|virtio-|drive 0x|Failed to get|Probing EDD|\x1b|Linux version|"
-                    r"Command line|KASLR|Memory:|Booting paravirtualized|BIOS-|e820|Linux version")
+                    r"Command line|KASLR|Memory:|Booting paravirtualized|BIOS-|e820|Linux version|"
+                    # arm and arm64 print these before the banner (arch/arm64/kernel/setup.c,
+                    # drivers/firmware/efi/libstub)
+                    r"Booting Linux on physical CPU|EFI stub: ")
 
 # Plain strings of which every header line holds one: cheap to look for in a huge log.
 # Each is one scan of the whole log and a longer string scans faster, so each is as long

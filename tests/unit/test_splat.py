@@ -428,3 +428,14 @@ def test_command_unreadable_file(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "missing.log" in err and "what to do" in err
     assert cli.main(["splat", str(tmp_path)]) == 2
     assert "directory" in capsys.readouterr().err
+
+
+def test_an_arm64_boot_banner_is_not_a_reboot() -> None:
+    # arm64 prints the CPU it boots on before "Linux version" (a real rig arm64 console)
+    log = ("[    0.000000][    T0] Booting Linux on physical CPU 0x0000000000 [0x000f0510]\n"
+           "[    0.000000][    T0] Linux version 6.1.176 (rig@rig) (aarch64-linux-gnu-gcc (Debian 12.2.0-14) 12.2.0) "
+           "#2 SMP Sat Jan  1 00:00:00 UTC 2000\n"
+           "[    0.000000][    T0] Machine model: linux,dummy-virt\n")
+    assert parse_log(log) == []
+    rebooted = log + "[   61.176761][    T6] reboot: Restarting system\n" + log
+    assert [f.title for f in parse_log(rebooted)] == ["unexpected kernel reboot"]
