@@ -51,6 +51,7 @@ CONFIGURE_ARGS: tuple[str, ...] = (
     "--enable-fdt=system",
     "--enable-slirp",
     "--enable-pixman",
+    "--enable-png",
     "--disable-docs",
     "--disable-tools",
     "--disable-user",
@@ -88,6 +89,7 @@ BUILD_LIBRARIES: tuple[tuple[str, str], ...] = (  # pkg-config module names
     ("glib-2.0", "libglib2.0-dev"),
     ("pixman-1", "libpixman-1-dev"),
     ("slirp", "libslirp-dev"),
+    ("libpng", "libpng-dev"),  # QMP screendump writes PNG (rig keeps the guest's last screen)
 )
 BUILD_HEADERS: tuple[tuple[str, str], ...] = (("libfdt.h", "libfdt-dev"),)  # libfdt-dev has no .pc file
 

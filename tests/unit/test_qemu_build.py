@@ -206,8 +206,8 @@ def test_missing_build_packages_are_named_with_setup(tmp_path: Path, monkeypatch
     bin_dir.mkdir()
     for tool in ("ninja", "cc", "dpkg-source", "patch"):
         executable(bin_dir / tool, "#!/bin/sh\nexit 0\n")
-    # pkg-config that knows glib and pixman but not slirp.
-    executable(bin_dir / "pkg-config", '#!/bin/sh\ncase "$2" in glib-2.0|pixman-1) exit 0;; esac\nexit 1\n')
+    # pkg-config that knows glib, pixman and libpng but not slirp.
+    executable(bin_dir / "pkg-config", '#!/bin/sh\ncase "$2" in glib-2.0|pixman-1|libpng) exit 0;; esac\nexit 1\n')
     monkeypatch.setenv("PATH", str(bin_dir))
     include = tmp_path / "include"
     include.mkdir()
