@@ -374,6 +374,7 @@ class PressureSession:
         self.events: list[tuple[float, str]] = []
         self.balloon_samples: list[tuple[float, float]] = []
         self._balloon_task: asyncio.Task[None] | None = None
+        self._sampling = True
         self.timeline: Timeline | None = None
 
     def now(self) -> float:
@@ -437,9 +438,13 @@ class PressureSession:
             await kind.start(self)
 
     async def _sample_balloon(self) -> None:
-        while True:
+        # Ends on the flag as well as on cancel(): Python 3.11's wait_for can swallow a
+        # cancellation that arrives as its inner call completes, and a sampler that missed
+        # its cancel() would keep the session's stop() waiting for ever.
+        while self._sampling:
             with contextlib.suppress(Exception):  # a busy or dying QMP only costs a sample
-                size = await asyncio.wait_for(self.vm.machine.query_balloon(), SAMPLE_PERIOD_S * 5)
+                async with asyncio.timeout(SAMPLE_PERIOD_S * 5):
+                    size = await self.vm.machine.query_balloon()
                 self.balloon_samples.append((self.now(), float(size)))
             await asyncio.sleep(SAMPLE_PERIOD_S)
 
@@ -462,6 +467,7 @@ class PressureSession:
         return self.timeline
 
     async def _stop_balloon_sampling(self) -> None:
+        self._sampling = False
         if self._balloon_task is not None:
             self._balloon_task.cancel()
             await asyncio.wait({self._balloon_task})  # its end, without taking its CancelledError
