@@ -114,10 +114,10 @@ def run_attempt(number: int, what: AttemptPlan, directory: Path, *, deadline: fl
 
 
 async def _in_guest(what: AttemptPlan, directory: Path, progress: _Progress, deadline: float, say: Say) -> None:
+    budget = deadline - time.monotonic()
     try:
-        async with asyncio.timeout_at(asyncio.get_running_loop().time() + deadline - time.monotonic()):
-            await _boot_and_work(what, directory, progress, deadline, say)
-    except TimeoutError:
+        await asyncio.wait_for(_boot_and_work(what, directory, progress, deadline, say), budget)
+    except asyncio.TimeoutError:
         raise DeadlineExceeded(f"the run's deadline was reached during {progress.phase.value}; the guest was stopped",
                                hint="raise --deadline, or use a smaller --plan") from None
 
