@@ -55,9 +55,9 @@ RECIPE_KEYS = {"suite", "variant", "mirror", "packages", "hostname", "headroom_m
 VARIANTS = {"extract", "custom", "essential", "apt", "required", "minbase", "buildd", "important", "standard"}
 
 # rig's architecture names (rig.target, --arch) -> Debian's (mmdebstrap --architectures).
-DEBIAN_ARCH = {"x86_64": "amd64", "arm64": "arm64"}
+DEBIAN_ARCH = {t.name: t.debian_arch for t in TARGETS.values()}
 # The recipe `rig image build --arch A` builds, and the guests of that architecture boot.
-DEFAULT_RECIPES = {"x86_64": "default", "arm64": "arm64"}
+DEFAULT_RECIPES = {t.name: t.image_recipe for t in TARGETS.values()}
 
 
 @dataclass(frozen=True)

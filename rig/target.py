@@ -50,6 +50,9 @@ class Target:
     kernel_image: str  # the bootable image, relative to the build directory
     kconfig_arch: str  # arch/<this>/ holds the architecture's Kconfig files
     config_fragments: tuple[str, ...]  # kernel-configs/ fragments for this target, before the profile's
+    # Guest image
+    debian_arch: str  # Debian's name of the architecture (mmdebstrap --architectures)
+    image_recipe: str  # the images/ recipe its guests boot by default
     # Known host faults (names in rig.verdict's table) that only happen on this target.
     host_faults: tuple[str, ...] = ()
     gpu_default: str = "virtio-gpu"
@@ -117,6 +120,8 @@ X86_64 = Target(
     kernel_image="arch/x86/boot/bzImage",
     kconfig_arch="x86",
     config_fragments=(),
+    debian_arch="amd64",
+    image_recipe="default",
     # The MTTCG int3 in __x64_sys_getrandom (cross-modifying code under multi-threaded TCG).
     host_faults=("int3-in-getrandom",),
 )
@@ -144,6 +149,8 @@ ARM64 = Target(
     kernel_image="arch/arm64/boot/Image",
     kconfig_arch="arm64",
     config_fragments=("arm64.config",),
+    debian_arch="arm64",
+    image_recipe="arm64",
     # KVM on an arm64 host runs the host's own CPU; pauth-impdef is a TCG-only property.
     kvm_cpu="host",
 )
