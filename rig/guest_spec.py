@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, replace
 
 from rig.errors import UserError
-from rig.target import DEFAULT_TARGET, GpuModel, Target
+from rig.target import DEFAULT_TARGET, TARGETS, GpuModel, Target
 
 ACCELERATORS = ("kvm", "tcg")
 MEMORY_MIB = (512, 65536)  # below 512 MiB the debug kernel, sshd and IGT do not fit
@@ -39,8 +39,10 @@ class GuestSpec:
         """Every problem at once, each naming the option to fix."""
         found = []
         if self.gpu not in self.target.gpus:
+            elsewhere = [t.name for t in TARGETS.values() if self.gpu in t.gpus]
+            where = f"; it is on {', '.join(f'--arch {a}' for a in elsewhere)}" if elsewhere else ""
             found.append(f"--gpu {self.gpu}: not a GPU model on {self.target.name} "
-                         f"(give one of {', '.join(self.target.gpus)})")
+                         f"(give one of {', '.join(self.target.gpus)}{where})")
         if not MEMORY_MIB[0] <= self.memory_mib <= MEMORY_MIB[1]:
             found.append(f"--memory {self.memory_mib}: give MiB between {MEMORY_MIB[0]} and {MEMORY_MIB[1]}")
         if not CPUS[0] <= self.cpus <= CPUS[1]:

@@ -25,6 +25,9 @@ class GpuModel:
     name: str
     devices: tuple[str, ...]
     driver: str | None
+    # Options added to -machine: a GPU built into the board (rig's Mali on virt) is
+    # switched on there, not plugged in with -device.
+    machine_options: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,9 @@ ARM64 = Target(
     cmdline=(),
     gpus=_gpus(
         GpuModel("virtio-gpu", ("virtio-gpu-pci",), "virtio_gpu"),
+        # rig's emulated Mali-G52 (qemu-devices/), part of the virt board: panfrost
+        # finds it through the device tree QEMU generates.
+        GpuModel("mali", (), "panfrost", machine_options=("mali=on",)),
         GpuModel("none", (), None),
     ),
     panic_device="pvpanic-pci",

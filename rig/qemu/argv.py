@@ -140,7 +140,7 @@ def build_argv(spec: MachineSpec) -> list[str]:
     argv = [
         spec.qemu,
         "-name", "rig-guest,debug-threads=on",
-        "-machine", target.machine,
+        "-machine", ",".join((target.machine, *guest.gpu_model.machine_options)),
     ]
     cpu = target.cpu_for(spec.accel)
     if cpu is not None:

@@ -201,6 +201,18 @@ def test_rig_boot_dry_run_for_arm64_builds_no_qemu(tmp_path: Path, capsys: pytes
     assert "console=ttyAMA0" in options(argv, "-append")[0].split()
 
 
+def test_mali_is_switched_on_in_the_board_not_plugged_in() -> None:
+    argv = build_argv(spec(target=ARM64, gpu="mali"))
+    assert options(argv, "-machine") == ["virt,gic-version=3,mali=on"]
+    assert not all_gpu_devices(ARM64) & set(options(argv, "-device"))  # no virtio-gpu beside it
+    assert ARM64.gpu("mali").driver == "panfrost"
+
+
+def test_mali_is_arm64_only() -> None:
+    with pytest.raises(UserError, match=r"--gpu mali: not a GPU model on x86_64 .*it is on --arch arm64"):
+        build_argv(spec(gpu="mali"))
+
+
 def test_rig_boot_rejects_a_missing_kernel(tmp_path: Path) -> None:
     from rig import cli
 
