@@ -134,8 +134,8 @@ def test_clock_step_returns_the_new_virtual_time(pair) -> None:
 
 def test_irq_intercept_names_the_gpio_list(pair) -> None:
     qt, peer = qtest_with(pair, lambda line: ["OK"])
-    qt.irq_intercept_out("/machine/mali", "sysbus-irq")
-    assert peer.received == ["irq_intercept_out /machine/mali sysbus-irq"]
+    qt.irq_intercept_out("/machine/gpu", "sysbus-irq")
+    assert peer.received == ["irq_intercept_out /machine/gpu sysbus-irq"]
 
 
 def qmp_script(line: str) -> list[str]:
@@ -152,12 +152,12 @@ def test_qmp_handshake_skips_events_and_reports_errors(pair) -> None:
     peer = Peer(theirs, qmp_script, greeting=[json.dumps({"QMP": {"version": {}, "capabilities": []}})])
     qmp = Qmp(ours, 5.0)
     qmp.handshake()
-    assert qmp.qom_get("/machine/mali", "jobs-run") == 7
+    assert qmp.qom_get("/machine/gpu", "jobs-run") == 7
     assert [e["event"] for e in qmp.events] == ["RESET"]
     with pytest.raises(QtestError, match="Property 'x' not found"):
-        qmp.qom_set("/machine/mali", "x", 1)
+        qmp.qom_set("/machine/gpu", "x", 1)
     assert json.loads(peer.received[1]) == {"execute": "qom-get",
-                                            "arguments": {"path": "/machine/mali", "property": "jobs-run"}}
+                                            "arguments": {"path": "/machine/gpu", "property": "jobs-run"}}
 
 
 def test_qmp_wants_a_greeting_first(pair) -> None:
