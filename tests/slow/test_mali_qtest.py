@@ -667,3 +667,61 @@ def test_irq_lines_follow_rawstat_and_mask(mapped) -> None:
     assert gpu.qt.irq(IRQ_JOB) and gpu.r(JOB_INT_STAT) == 1
     assert gpu.counter("irqs-raised") == raised + 1
     assert not gpu.qt.irq(IRQ_MMU) and not gpu.qt.irq(IRQ_GPU)
+
+
+# --- the device tree panfrost probes from -------------------------------------------------
+
+
+def fdt_nodes(blob: bytes) -> dict[str, dict[str, bytes]]:
+    """Every node of a flattened device tree by path, with its raw property values."""
+    magic, _, off_struct, off_strings = struct.unpack_from(">IIII", blob)
+    assert magic == 0xD00DFEED
+    nodes: dict[str, dict[str, bytes]] = {}
+    path: list[str] = []
+    pos = off_struct
+    while True:
+        (token,) = struct.unpack_from(">I", blob, pos)
+        pos += 4
+        if token == 1:  # FDT_BEGIN_NODE
+            end = blob.index(b"\0", pos)
+            path.append(blob[pos:end].decode())
+            nodes["/" + "/".join(p for p in path if p)] = {}
+            pos = (end + 4) & ~3
+        elif token == 2:  # FDT_END_NODE
+            path.pop()
+        elif token == 3:  # FDT_PROP
+            length, name_off = struct.unpack_from(">II", blob, pos)
+            name = blob[off_strings + name_off:blob.index(b"\0", off_strings + name_off)].decode()
+            nodes["/" + "/".join(p for p in path if p)][name] = blob[pos + 8:pos + 8 + length]
+            pos = (pos + 8 + length + 3) & ~3
+        elif token == 9:  # FDT_END
+            return nodes
+
+
+def dump_dtb(qemu_binary: Path, machine: str, tmp_path: Path) -> dict[str, dict[str, bytes]]:
+    from rig import proc
+
+    dtb = tmp_path / "virt.dtb"
+    proc.run([qemu_binary, "-machine", f"{machine},dumpdtb={dtb}", "-cpu", "max", "-display", "none",
+              "-nodefaults"], timeout=60, what="qemu dumpdtb")
+    return fdt_nodes(dtb.read_bytes())
+
+
+@pytest.mark.parametrize("coherent", [False, True])
+def test_the_gpu_node_is_what_panfrost_probes(qemu_binary: Path, tmp_path: Path, coherent: bool) -> None:
+    machine = "virt,gic-version=3,mali=on" + (",mali-coherent=on" if coherent else "")
+    nodes = dump_dtb(qemu_binary, machine, tmp_path)
+    gpu = nodes["/gpu@90c0000"]
+    assert gpu["compatible"] == b"arm,mali-bifrost\0"
+    assert struct.unpack(">4I", gpu["reg"]) == (0, 0x090C0000, 0, 0x4000)
+    # three level-high SPIs 10, 11, 12 named job, mmu, gpu
+    assert struct.unpack(">9I", gpu["interrupts"]) == (0, 10, 4, 0, 11, 4, 0, 12, 4)
+    assert gpu["interrupt-names"] == b"job\0mmu\0gpu\0"
+    clock = struct.unpack(">I", gpu["clocks"])[0]
+    assert struct.unpack(">I", nodes["/apb-pclk"]["phandle"])[0] == clock
+    assert ("dma-noncoherent" in gpu) == (not coherent)
+    assert "dma-coherent" in nodes["/"]  # what the GPU inherits when coherent
+
+
+def test_no_gpu_node_without_mali(qemu_binary: Path, tmp_path: Path) -> None:
+    assert not any(path.startswith("/gpu@") for path in dump_dtb(qemu_binary, "virt", tmp_path))
