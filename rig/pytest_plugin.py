@@ -259,7 +259,6 @@ def rig_machines(request: pytest.FixtureRequest, rig_options: RigOptions, rig_ke
                  rig_out: Path) -> Iterator[Machines]:
     """The session's guests (rig_guest takes its machine from here)."""
     machines = Machines(rig_options, rig_kernel, rig_out)
-    request.config.stash[_MACHINES] = machines
     try:
         yield machines
     finally:
@@ -271,6 +270,7 @@ def rig_guest(request: pytest.FixtureRequest, rig_machines: Machines) -> Iterato
     """A booted guest for this test (shared by the module's tests unless the test has a
     rig_machine marker of its own); its kernel reports while the test runs are the test's."""
     options = rig_machines.options
+    request.config.stash[_MACHINES] = rig_machines  # for the hooks: module ends, the summary
     marker = request.node.get_closest_marker(MARKER)
     own = any(m.name == MARKER for m in request.node.own_markers)
     try:
@@ -290,6 +290,16 @@ def rig_guest(request: pytest.FixtureRequest, rig_machines: Machines) -> Iterato
             request.node.stash[_REPORTS] = guest.end_test(window)
         if own or options.scope == "function" or not guest.alive:
             rig_machines.release()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """A module's guest stops when its last test is done (rig_scope = module)."""
+    machines = item.config.stash.get(_MACHINES, None)
+    if machines is None or machines.current is None or machines.options.scope != "module":
+        return
+    if nextitem is None or getattr(nextitem, "module", None) is not getattr(item, "module", None):
+        machines.release()
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from rig.pytest_guest import MachineWish, RigGuest
+from rig.pytest_plugin import RigKernel
 from rig.guest_spec import GuestSpec
 
 LOCKDEP = {LOCKDEP!r}
@@ -55,20 +56,21 @@ class FakeMachines:
         self.out = out
         self.booted = []
         self.options = None
-        self.guest = None
+        self.current = None
+        self.kernel = RigKernel(Path("/k/bzImage"), "x86_64", "6.1.0-fake")
 
     def acquire(self, wish):
-        if self.guest is None or self.guest.wish != wish:
+        if self.current is None or self.current.wish != wish:
             run_dir = self.out / f"guest-{{len(self.booted) + 1}}"
             (run_dir / "vm").mkdir(parents=True)
             (run_dir / "vm" / "console.log").write_text("[    0.000000][    T0] Linux version 6.1.0\\n")
-            self.guest = FakeGuest(Path("/k/bzImage"), None, GuestSpec(gpu=wish.gpu), run_dir, wish,
-                                   kmemleak=False)
-            self.booted.append(self.guest)
-        return self.guest
+            self.current = FakeGuest(Path("/k/bzImage"), None, GuestSpec(gpu=wish.gpu), run_dir, wish,
+                                     kmemleak=False)
+            self.booted.append(self.current)
+        return self.current
 
     def release(self):
-        self.guest = None
+        self.current = None
 
 
 @pytest.fixture(scope="session")
@@ -129,6 +131,29 @@ def test_a_passing_test_that_made_the_kernel_report_fails_with_the_title(pyteste
     props = {p.get("name"): p.get("value") for p in cases["test_fails_and_splats"].iter("property")}
     assert props == {"rig_kernel_report": "possible deadlock in vgem_fence_signal_ioctl"}
     assert cases["test_quiet"].find("failure") is None and cases["test_own_machine"].find("failure") is None
+
+
+@pytest.mark.parametrize("scope, guests", [("module", 3), ("session", 2), ("function", 5)])
+def test_how_long_a_guest_lives(pytester: pytest.Pytester, scope: str, guests: int) -> None:
+    pytester.makeconftest(CONFTEST + '''
+
+def pytest_sessionfinish(session):
+    print("guests booted:", len(session.config._rig_fake.booted))
+
+
+@pytest.fixture(autouse=True)
+def _keep(rig_machines, pytestconfig):
+    pytestconfig._rig_fake = rig_machines
+''')
+    same = "def test_one(rig_guest):\n    pass\n\ndef test_two(rig_guest):\n    pass\n"
+    pytester.makepyfile(test_a=same, test_b=same.replace("test_", "test_b_"),
+                        test_c='import pytest\n\n@pytest.mark.rig_machine(gpu="bochs")\ndef test_own(rig_guest):\n'
+                               '    pass\n')
+    result = pytester.runpytest("-p", "rig.pytest_plugin", "-s", "--rig-scope", scope)
+    result.assert_outcomes(passed=5)
+    # module: one per module; session: modules a and b share one, c's test has its own;
+    # function: one for each test
+    result.stdout.fnmatch_lines([f"*guests booted: {guests}"])
 
 
 def test_a_window_is_the_tests_stretch_of_the_console() -> None:
