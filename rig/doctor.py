@@ -173,7 +173,7 @@ def _rig_qemu() -> Path | None:
 
 
 def _install(package: str) -> str:
-    return f"install it: sudo apt-get install {package}   {SETUP_HINT}"
+    return f"sudo apt-get install {package}   {SETUP_HINT}"
 
 
 def check_qemu(host: Host) -> list[Finding]:
