@@ -64,6 +64,10 @@ def render(report: RunReport, console: Console) -> None:
         for test in warned:
             table.add_row(test.name, test.driver or "-", first_line(test.detail) or test.raw_status, style="yellow")
         console.print(table)
+    absent = [t for t in verdict.tests if t.status is TestStatus.ABSENT]
+    if absent:
+        # which case it is matters: a suite to build with --profile kunit, or one this version lacks
+        console.print("Absent: " + ", ".join(f"{t.name} ({t.raw_status})" for t in absent), highlight=False)
     totals = verdict.totals()
     console.print("Tests: " + (", ".join(f"{n} {s}" for s, n in totals.items()) or "none ran"), highlight=False)
     for problem in verdict.problems:

@@ -226,3 +226,13 @@ def test_a_run_of_a_built_kernel_tells_absent_suites_apart(tmp_path: Path, monke
     assert rows["kunit:drm_gem_shmem"] == "in the source, not built"
     assert rows["kunit:drm_mm"] == "in the source, not built"
     assert rows["kunit:drm_buddy"] == "not in this kernel's source"
+    import io
+
+    from rich.console import Console
+
+    from rig.report import terminal
+
+    out = io.StringIO()
+    terminal.render(report, Console(file=out, width=300, highlight=False))
+    assert "kunit:drm_gem_shmem (in the source, not built)" in out.getvalue()
+    assert "kunit:drm_buddy (not in this kernel's source)" in out.getvalue()
