@@ -205,7 +205,11 @@ class Machines:
         guest = RigGuest(self.kernel.image, image, spec, self.out / f"guest-{len(self.booted) + 1}", wish,
                          kmemleak=self.options.kmemleak)
         self.booted.append(guest)
-        self.current = guest.boot()
+        try:
+            self.current = guest.boot()
+        except BaseException:
+            guest.stop()  # its event loop thread, and whatever of QEMU is left
+            raise
         return guest
 
     def release(self) -> None:
