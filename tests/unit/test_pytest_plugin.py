@@ -245,3 +245,70 @@ def test_a_leak_read_after_the_test_is_the_tests(tmp_path: Path) -> None:
 
 if sys.version_info < (3, 11):  # pragma: no cover
     pytest.skip("rig needs Python 3.11", allow_module_level=True)
+
+
+class _Machine:
+    class state:  # noqa: N801 - stands for rig.qemu.machine.MachineState
+        over = False
+
+
+class _VM:
+    """rig.vm.VM at its seam: commands answered from a table, kmsg onto a console file."""
+
+    def __init__(self, console: Path, answers: dict[str, str]) -> None:
+        self.machine = _Machine()
+        self.console = console
+        self.answers = answers
+        self.calls: list[tuple[list[str], bytes | None]] = []
+        self.files: dict[str, bytes] = {}
+
+    async def run(self, argv, *, timeout, check=False, input=None, env=None):
+        from rig.guest import GuestResult
+
+        self.calls.append((list(argv), input))
+        return GuestResult(tuple(argv), 0, self.answers.get(" ".join(argv), ""), "", 0.01)
+
+    async def kmsg(self, line: str) -> None:
+        with self.console.open("a") as log:
+            log.write(f"[   60.000000][  T500] {line}\n")
+
+    async def put(self, local: Path, remote: str, *, mode=None) -> None:
+        self.files[remote] = local.read_bytes()
+
+
+def _guest_on(vm: _VM, tmp_path: Path):
+    import concurrent.futures
+
+    from rig.guest_spec import GuestSpec
+    from rig.pytest_guest import MachineWish, RigGuest
+
+    guest = RigGuest(Path("/k/bzImage"), None, GuestSpec(), tmp_path, MachineWish("virtio-gpu"))  # type: ignore[arg-type]
+    guest._vm, guest._held = vm, concurrent.futures.Future()  # booted, as far as the seam can tell
+    return guest
+
+
+def test_guest_calls_go_to_rigs_vm_and_a_window_reads_kmemleak(tmp_path: Path, monkeypatch) -> None:
+    from rig import collect
+
+    monkeypatch.setattr(collect, "KMEMLEAK_WAIT_S", 0.0)
+    (tmp_path / "vm").mkdir()
+    console = tmp_path / "vm" / "console.log"
+    console.write_text("[    0.000000][    T0] Linux version 6.1.0\n")
+    vm = _VM(console, {f"cat {collect.KMEMLEAK}": (DATA / "run" / "kmemleak.txt").read_text(),
+                       "python3 - /dev/dri/card1": "ok\n"})
+    guest = _guest_on(vm, tmp_path)
+    try:
+        window = guest.begin_test("examples/test_vgem.py::test_leak")
+        assert vm.calls[0][0] == ["sh", "-c", 'echo clear > "$0"', collect.KMEMLEAK]  # earlier leaks are not its
+        result = guest.python("print('ok')", "/dev/dri/card1")
+        assert result.stdout == "ok\n" and vm.calls[-1] == (["python3", "-", "/dev/dri/card1"], b"print('ok')")
+        assert guest.run("uname -r").argv == ("sh", "-c", "uname -r")
+        reports = guest.end_test(window)
+    finally:
+        guest._held.set_result(None)
+        guest.stop()
+    assert [f.finding.kind for f in reports.findings] == ["kmemleak"]
+    assert reports.kmemleak == tmp_path / "kmemleak-1.txt"
+    assert reports.console_log.read_text().splitlines() == [
+        "[   60.000000][  T500] rig: start pytest:examples/test_vgem.py::test_leak",
+        "[   60.000000][  T500] rig: end pytest:examples/test_vgem.py::test_leak"]
