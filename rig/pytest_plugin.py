@@ -44,7 +44,7 @@ from rig.errors import RigError
 # rig's guest machinery is imported when a test first asks for it: a pytest run that
 # uses none of the plugin's fixtures pays nothing for it (rig's own test suite, say).
 if TYPE_CHECKING:
-    from rig.pytest_guest import MachineWish, RigGuest, TestReports, TestWindow
+    from rig.pytest_guest import MachineWish, RigGuest, TestReports, TestWindow  # noqa: F401 (StashKey types)
 
 SCOPES = ("module", "session", "function")
 KMEMLEAK_MODES = ("test", "off")
@@ -333,8 +333,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         _shell(item, guest)
 
 
+def _interactive() -> bool:
+    """Someone at a terminal to use the shell."""
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
 def _shell(item: pytest.Item, guest: RigGuest) -> None:
-    if not sys.stdin.isatty():
+    if not _interactive():
         return
     capture = item.config.pluginmanager.getplugin("capturemanager")
     with capture.global_and_fixture_disabled() if capture is not None else _nothing():

@@ -46,6 +46,10 @@ class FakeGuest(RigGuest):
         with self.console_log.open("a") as log:
             log.write(f"[{{FakeGuest.clock:12.6f}}][  T{{int(FakeGuest.clock)}}] {{line}}\\n")
 
+    def shell(self):
+        print("SHELL IN THE GUEST")
+        return 0
+
     def splat(self):
         with self.console_log.open("a") as log:
             log.write(LOCKDEP)
@@ -165,6 +169,21 @@ def test_a_window_is_the_tests_stretch_of_the_console() -> None:
     assert test_window(log + b"[ 5.0] rig: start pytest:c\nC1 panic", "pytest:c") == \
         b"[ 5.0] rig: start pytest:c\nC1 panic"  # the guest died in it: to the end of the log
     assert test_window(log, "pytest:zzz") == b""
+
+
+def test_a_shell_in_the_guest_of_each_failed_test_when_asked(pytester: pytest.Pytester,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import rig.pytest_plugin
+
+    monkeypatch.setattr(rig.pytest_plugin, "_interactive", lambda: True)  # a developer at a terminal
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_guest=TESTS)
+    asked = pytester.runpytest("-p", "rig.pytest_plugin", "-s", "--rig-shell-on-failure")
+    asked.assert_outcomes(passed=3, failed=2)
+    assert asked.stdout.str().count("SHELL IN THE GUEST") == 2  # the two failed tests, the kernel's one too
+    assert "test_passes_but_the_kernel_splats failed; a shell in its guest" in asked.stdout.str()
+    not_asked = pytester.runpytest("-p", "rig.pytest_plugin", "-s")
+    assert "SHELL IN THE GUEST" not in not_asked.stdout.str()
 
 
 def test_the_plugin_is_inert_for_tests_that_do_not_use_it(pytester: pytest.Pytester) -> None:
