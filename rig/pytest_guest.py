@@ -132,6 +132,8 @@ class RigGuest:
         self._held: concurrent.futures.Future[None] | None = None
         self._wrap: list[str] | None = None
         self._tests = 0
+        # lockdep stops validating after its first report: the test that made it, if any
+        self.lockdep_off_since: str | None = None
 
     # ---------------------------------------------------------------- life
 
@@ -304,6 +306,11 @@ class RigGuest:
         console = self.run_dir / f"test-{window.index}-console.log"
         console.write_bytes(test_window(self.console_log.read_bytes(), window.marker))
         findings = reports_of(window.marker, console, kmemleak_path)
+        if self.lockdep_off_since is not None:
+            problems.append(f"lockdep turned itself off after its report in {self.lockdep_off_since}: this test "
+                            "was not checked for locking bugs")
+        elif any(f.finding.kind == "lockdep" for f in findings):
+            self.lockdep_off_since = window.marker.removeprefix(PYTEST_MARK)
         return TestReports(findings, console, kmemleak_path, tuple(problems))
 
     def _console_shows(self, line: str) -> None:

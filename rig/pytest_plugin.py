@@ -317,8 +317,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     guest, window = item.stash[_WINDOW]
     reports = guest.end_test(window)
     item.stash[_REPORTS] = reports
-    for problem in reports.problems:
+    for problem in reports.problems:  # what could not be checked: in the output and in JUnit
         report.sections.append(("rig", problem))
+        item.user_properties.append(("rig_note", problem))
     if reports.findings:
         text = describe_reports(reports)
         for judged in reports.findings:
