@@ -153,12 +153,14 @@ class MatrixRun:
 
     def __init__(self, spec: MatrixSpec, cells: Iterable[Cell], out: Path, launcher: Launcher, *,
                  jobs: int = 1, rerun: bool = False, builds_only: bool = False,
+                 only_builds: frozenset[str] = frozenset(),
                  observe: Observer | None = None, poll_s: float = 0.5) -> None:
         self.spec = spec
         self.out = out
         self.launcher = launcher
         self.jobs = max(1, jobs)
-        self.builds_only = builds_only
+        self.builds_only = builds_only or bool(only_builds)
+        self.only_builds = only_builds
         self.observe = observe or (lambda states: None)
         self.poll_s = poll_s
         self.settings = dataclasses.asdict(spec.settings)
@@ -182,7 +184,7 @@ class MatrixRun:
         return {axis: self.spec.resolve(axis, getattr(cell, axis)) for axis in AXES}
 
     def _uses_base(self, cell: Cell) -> bool:
-        return bool(cell.series) and self.spec.settings.compare_base and not self.builds_only
+        return bool(cell.series) and self.spec.settings.compare_base
 
     def _plan(self, cell: Cell) -> None:
         """The builds and the base run this cell needs, each made once."""
@@ -194,6 +196,10 @@ class MatrixRun:
                 name = build_id(key)
                 self.builds[key] = _Build(BuildJob(name, str(self.out / "builds" / name), resolved["kernel"],
                                                    key[1], key[2], resolved["series"]))
+                # a series that did not apply in an earlier run (a CI build job's artifact) still does not
+                earlier = _earlier_outcome(self.out / "builds" / name)
+                if earlier is not None and earlier.not_applicable:
+                    self.builds[key].outcome = earlier
         if self._uses_base(cell) and cell.base_key not in self.bases:
             name = base_id(cell.base_key)
             axes = dict(self._resolved(cell), series="")
@@ -227,7 +233,7 @@ class MatrixRun:
         if self.running:
             return True
         if self.builds_only:
-            return any(b.outcome is None for b in self.builds.values())
+            return self._next_build() is not None
         return any(not s.status.final and s.status != Status.INTERRUPTED for s in self.states.values())
 
     def _open_cells(self) -> list[CellState]:
@@ -263,7 +269,7 @@ class MatrixRun:
             if self._uses_base(state.cell) and self._built(state.cell.build_key):
                 needed.append(base_build_key(state.cell))
         if self.builds_only:
-            needed = list(self.builds)
+            needed = [k for k, b in self.builds.items() if not self.only_builds or b.job.name in self.only_builds]
         for key in needed:
             build = self.builds[key]
             if build.outcome is None and not build.running:
@@ -393,6 +399,15 @@ class MatrixRun:
             handle.kill()
         for state in self._open_cells():
             self._set(state, Status.INTERRUPTED)
+
+
+def _earlier_outcome(directory: Path) -> JobOutcome | None:
+    from rig.matrix.jobs import OUTCOME_FILE
+
+    try:
+        return JobOutcome.from_json(json.loads((directory / OUTCOME_FILE).read_text()))
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def _key_of(builds: Mapping[tuple[str, str, str, str], _Build], build: _Build) -> tuple[str, str, str, str]:
