@@ -159,3 +159,12 @@ def test_gitlab_export_has_a_build_per_kernel_a_job_per_cell_and_the_merge(tmp_p
     except ImportError:
         return
     assert yaml.safe_load(text) == doc
+
+
+def test_matrix_html_renders_its_grid_in_headless_chromium(tmp_path: Path, monkeypatch) -> None:
+    from tests.unit.test_report import _png_colours, screenshot
+
+    out, _ = run_matrix(tmp_path, monkeypatch)
+    shot = screenshot(out / "matrix.html", tmp_path / "matrix.png", size="900,700")
+    png = shot.read_bytes()
+    assert png.startswith(b"\x89PNG") and _png_colours(png) > 5  # the red and grey cells, text: not blank
