@@ -125,3 +125,28 @@ def test_cells_whose_short_names_collide_get_distinct_ids(tmp_path: Path) -> Non
         (tmp_path / name).mkdir(parents=True)
     ids = [c.id for c in cells.expand(parse('[axes]\nseries = ["a/v2", "b/v2"]\n', tmp_path))]
     assert len(set(ids)) == 2 and all(i.startswith("v2-") for i in ids)
+
+
+def test_the_cli_exits_2_with_every_problem(tmp_path: Path, capsys) -> None:
+    from rig.cli import main
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[axes]\nkernel = ["debian:9.9"]\ngpu = []\n[[exclude]]\nkernel = "debian:6.1"\n')
+    for action in (["run", str(bad)], ["export", str(bad)]):
+        assert main(["matrix", *action]) == 2
+        err = capsys.readouterr().err
+        assert "has 3 problems" in err and "debian:9.9" in err and "empty axis" in err and "matches no cell" in err
+    bad.write_text("[axes\n")
+    assert main(["matrix", "run", str(bad)]) == 2
+    assert "not valid TOML" in capsys.readouterr().err
+
+
+def test_the_cli_lists_cells_and_their_builds(tmp_path: Path, capsys) -> None:
+    from rig.cli import main
+
+    matrix = tmp_path / "m.toml"
+    matrix.write_text(ISSUE_EXAMPLE.replace("tests/data", str(REPO / "tests/data")))
+    assert main(["matrix", "run", str(matrix), "--list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 10 and lines[0].startswith("6.1_virtio-gpu_lockdep\tbuild 6.1-x86_64-default-lockdep-")
+    assert main(["matrix", "run", str(matrix), "--cell", "nope"]) == 2
