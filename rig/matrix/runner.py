@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from rig.matrix.cells import Cell, _short
-from rig.matrix.jobs import BuildJob, GuestJob, Handle, Job, JobOutcome, Launcher
+from rig.matrix.jobs import BuildJob, GuestJob, Handle, JobOutcome, Launcher
 from rig.matrix.spec import AXES, MatrixSpec
 
 CELL_FILE = "matrix-cell.json"
