@@ -132,7 +132,10 @@ def _run(args: argparse.Namespace) -> int:
             print(f"rig: build {build.job.name}: {build.outcome.message}", file=sys.stderr)  # type: ignore[union-attr]
         print(out)
         return 130 if interrupted else (max(b.outcome.exit_code for b in failed) if failed else 0)  # type: ignore[union-attr]
-    records = report.gather([out], order=[c.id for c in cells]) if (out / "cells").is_dir() and any((out / "cells").iterdir()) else []
+    # only this matrix's cells: a directory reused with an edited file keeps cells it no longer has
+    records = [r for r in (report.gather([out], order=[c.id for c in cells]) if (out / "cells").is_dir()
+                           and any((out / "cells").iterdir()) else [])
+               if r.result.id in {c.id for c in cells} and r.result.status.final]
     data = report.write_all(records, out) if records else {"exit_code": 0}
     print(f"reports: {out / 'matrix.html'}  {out / 'matrix.md'}  {out / 'matrix.json'}  {out / 'junit.xml'}  "
           f"{out / 'kcidb.json'}")

@@ -350,7 +350,9 @@ class MatrixRun:
         for state in self._open_cells():
             cell = state.cell
             if cell.build_key == key:
-                if outcome.not_applicable:
+                if outcome.exit_code == 130:
+                    self._set(state, Status.INTERRUPTED, "interrupted while building")
+                elif outcome.not_applicable:
                     self._finish(state, Status.NOT_APPLICABLE, outcome.exit_code, outcome.message)
                 else:
                     status = Status.FAIL if outcome.exit_code == 1 else status_of_run(outcome.exit_code)
