@@ -163,3 +163,14 @@ def test_builds_only_builds_and_boots_nothing(tmp_path: Path) -> None:
 def test_default_jobs_is_at_least_one() -> None:
     assert default_jobs(2048, 2) >= 1
     assert default_jobs(60000, 64) == 1
+
+
+def test_a_build_stopped_by_ctrl_c_leaves_its_cells_to_the_next_run(tmp_path: Path) -> None:
+    def script(job: Job) -> tuple[int, JobOutcome]:
+        if isinstance(job, BuildJob) and job.kernel == "debian:6.12":
+            return 1, JobOutcome(130, "interrupted")
+        return lockdep_fails(job)
+
+    statuses = run(FOUR, tmp_path, FakeLauncher(script), jobs=1)
+    assert statuses["6.12_lockdep"] == Status.INTERRUPTED and statuses["6.1_lockdep"] == Status.FAIL
+    assert not (tmp_path / "cells" / "6.12_lockdep" / CELL_FILE).exists()
