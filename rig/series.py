@@ -37,6 +37,11 @@ LORE_PROBE_TIMEOUT_S = 5.0
 B4_TIMEOUT_S = 300.0
 GIT_AM_TIMEOUT_S = 600.0
 
+
+class SeriesDoesNotApply(UserError):
+    """A patch of the series does not apply to the kernel asked for: bad input for `rig run`,
+    a `not-applicable` cell for `rig matrix` (the series was written for another kernel)."""
+
 SERIES_FORMS = ("an mbox file, a directory of *.patch files, a git range A..B in a local --kernel checkout, "
                 "or a lore message-id")
 
@@ -283,7 +288,7 @@ def apply(patch: PatchInfo, worktree: Path) -> None:
     # git's advice on --continue/--skip/--abort does not apply: rig has aborted already.
     advice = ("hint:", "When you have resolved", "If you prefer to skip", "To restore the original")
     detail = "\n    ".join(line for line in output.splitlines() if line.strip() and not line.startswith(advice))
-    raise UserError(
+    raise SeriesDoesNotApply(
         f"{patch.title()} does not apply"
         + (f" (conflicting files: {', '.join(files)})" if files else "")
         + f"{patch.origin_note()}; git am said:\n    {detail}",

@@ -113,8 +113,9 @@ def test_a_patch_that_does_not_apply_names_patch_file_and_git_message(tmp_path: 
     loaded = series.load("HEAD~2..HEAD", tmp_path / "work", repo=repo_with_series)
     target = fake_kernel(tmp_path / "target")
     commit_change(target, "drv: diverge", "return 0;", "return 2;")
-    with pytest.raises(UserError) as info:
+    with pytest.raises(series.SeriesDoesNotApply) as info:  # a UserError: exit 2 for `rig run`
         series.apply(loaded.patches[0], target)
+    assert isinstance(info.value, UserError)
     message = info.value.message
     assert 'patch 1 "drv: return one" does not apply' in message
     assert "(conflicting files: drv.c)" in message
