@@ -37,6 +37,8 @@ struct outcome {
 
 static struct outcome *outcome;
 static int kmsg_fd = -1;
+/* The process group of the subtest running now, 0 between subtests. */
+static volatile sig_atomic_t running_group;
 
 uint64_t now_ns(void)
 {
@@ -139,6 +141,18 @@ static bool selected(const struct subtest *t, char **globs, int nglobs)
 	return false;
 }
 
+/*
+ * A program killed from outside (rig's timeout, Ctrl-C) takes the running
+ * subtest with it: a GPU job loop left behind would outlive the run.
+ */
+static void end_with_subtest(int sig)
+{
+	if (running_group > 0)
+		kill(-running_group, SIGKILL);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
 enum result { RESULT_PASS, RESULT_FAIL, RESULT_SKIP };
 
 /* The single-line form of a message, for a KTAP result line's reason. */
@@ -152,13 +166,16 @@ static void one_line(char *s)
 static enum result run_one(const struct subtest *t, unsigned int number,
 			   double timeout_s)
 {
-	uint64_t deadline = now_ns() + (uint64_t)(timeout_s * 1e9);
+	uint64_t started = now_ns();
+	uint64_t deadline = started + (uint64_t)(timeout_s * 1e9);
 	bool timed_out = false;
 	enum result result;
 	int status = 0;
 	pid_t pid;
 
 	memset(outcome, 0, sizeof(*outcome));
+	/* should the program be killed while this runs, rig knows which subtest it was */
+	printf(INDENT "# start: %s\n", t->name);
 	fflush(stdout);
 	pid = fork();
 	if (pid < 0) {
@@ -167,12 +184,16 @@ static enum result run_one(const struct subtest *t, unsigned int number,
 		return RESULT_FAIL;
 	}
 	if (pid == 0) {
+		signal(SIGTERM, SIG_DFL);
+		signal(SIGINT, SIG_DFL);
+		signal(SIGHUP, SIG_DFL);
 		setpgid(0, 0);
 		kmsg("start", t);
 		t->run();
 		exit(0);
 	}
 	setpgid(pid, pid);
+	running_group = pid;
 	for (;;) {
 		pid_t done = waitpid(pid, &status, WNOHANG);
 
@@ -192,6 +213,7 @@ static enum result run_one(const struct subtest *t, unsigned int number,
 	}
 	/* children the subtest left behind go with it */
 	kill(-pid, SIGKILL);
+	running_group = 0;
 	kmsg("end", t);
 
 	if (timed_out) {
@@ -212,6 +234,8 @@ static enum result run_one(const struct subtest *t, unsigned int number,
 		result = RESULT_FAIL;
 	}
 	one_line(outcome->message);
+	/* KTAP lines carry no time: rig reads a subtest's duration from this line */
+	printf(INDENT "# duration: %.3f s\n", (now_ns() - started) / 1e9);
 	if (result == RESULT_SKIP)
 		printf(INDENT "ok %u %s # SKIP %s\n", number, t->name, outcome->message);
 	else
@@ -224,11 +248,12 @@ static enum result run_one(const struct subtest *t, unsigned int number,
 static void usage(const char *program, FILE *to)
 {
 	fprintf(to,
-		"usage: %s [--list] [--run GLOB]... [--timeout S] [--time-scale F]\n"
+		"usage: %s [--list] [--run GLOB]... [--timeout S] [--time-scale F] [--kmsg FILE]\n"
 		"  --list          the subtests, as SUITE.SUBTEST, with what each does\n"
 		"  --run GLOB      only subtests whose SUITE.SUBTEST or SUBTEST matches (repeatable)\n"
 		"  --timeout S     a subtest still running after S seconds fails (default 120)\n"
 		"  --time-scale F  multiply the subtests' time windows by F (default 1)\n"
+		"  --kmsg FILE     where the subtest markers go (default /dev/kmsg)\n"
 		"Prints KTAP; exit status 0 when no subtest failed, 1 otherwise, 2 for bad usage.\n",
 		program);
 }
@@ -240,18 +265,20 @@ int harness_main(const struct harness *h, int argc, char **argv)
 		{ "run", required_argument, NULL, 'r' },
 		{ "timeout", required_argument, NULL, 't' },
 		{ "time-scale", required_argument, NULL, 's' },
+		{ "kmsg", required_argument, NULL, 'k' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	char **globs = calloc(argc, sizeof(*globs));
 	unsigned int i, j, suites = 0, suite_no = 0;
+	const char *kmsg_path = "/dev/kmsg";
 	double timeout_s = 120.0;
 	bool list = false, any_fail = false;
 	const char *skip_all;
-	int nglobs = 0, opt;
+	int nglobs = 0, opt, kmsg_errno;
 	char *end;
 
-	while ((opt = getopt_long(argc, argv, "lr:t:s:h", options, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "lr:t:s:k:h", options, NULL)) != -1) {
 		switch (opt) {
 		case 'l':
 			list = true;
@@ -274,6 +301,9 @@ int harness_main(const struct harness *h, int argc, char **argv)
 					h->program, optarg);
 				return 2;
 			}
+			break;
+		case 'k':
+			kmsg_path = optarg;
 			break;
 		case 'h':
 			usage(h->program, stdout);
@@ -317,7 +347,11 @@ int harness_main(const struct harness *h, int argc, char **argv)
 		fprintf(stderr, "%s: mmap: %s\n", h->program, strerror(errno));
 		return 1;
 	}
-	kmsg_fd = open("/dev/kmsg", O_WRONLY | O_CLOEXEC);
+	signal(SIGTERM, end_with_subtest);
+	signal(SIGINT, end_with_subtest);
+	signal(SIGHUP, end_with_subtest);
+	kmsg_fd = open(kmsg_path, O_WRONLY | O_APPEND | O_CLOEXEC);
+	kmsg_errno = errno;
 
 	/* a suite is a run of consecutive subtests with the same suite name */
 	for (i = 0; i < h->count; i = j) {
@@ -333,8 +367,8 @@ int harness_main(const struct harness *h, int argc, char **argv)
 	if (h->describe && !skip_all)
 		h->describe();
 	if (kmsg_fd < 0 && !skip_all)
-		printf("# /dev/kmsg: %s (no subtest markers in the kernel log)\n",
-		       strerror(errno));
+		printf("# %s: %s (no subtest markers in the kernel log)\n", kmsg_path,
+		       strerror(kmsg_errno));
 	printf("1..%u\n", suites);
 	fflush(stdout);
 
