@@ -122,8 +122,9 @@ def build_program(name: str, arch: str, out: Path) -> Path:
     binary = out / binary_name(name)
     log = out / f"{binary_name(name)}.log"
     log.unlink(missing_ok=True)  # proc.run appends
-    proc.run([compiler, *CFLAGS, f"-I{program_dir(name)}", "-o", binary,
-              *(str(f) for f in files if f.suffix == ".c")],
-             timeout=BUILD_TIMEOUT_S, log=log, what=f"the build of rig's guest program {binary_name(name)} for {arch}",
+    # From the program's directory with relative names: __FILE__ in a failed check reads
+    # "tests_igt.c:42", not a path of the host that built the image.
+    proc.run([compiler, *CFLAGS, "-I.", "-o", binary.resolve(), *(f.name for f in files if f.suffix == ".c")],
+             cwd=program_dir(name), timeout=BUILD_TIMEOUT_S, log=log, what=f"the build of rig's guest program {binary_name(name)} for {arch}",
              hint=f"read the compiler's messages in the log; a missing header comes from {tool.libc_package}")
     return binary

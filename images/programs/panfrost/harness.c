@@ -36,7 +36,8 @@ struct outcome {
 };
 
 static struct outcome *outcome;
-static int kmsg_fd = -1;
+/* Where the markers go; NULL when it cannot be written. */
+static const char *kmsg_path;
 /* The process group of the subtest running now, 0 between subtests. */
 static volatile sig_atomic_t running_group;
 
@@ -111,20 +112,27 @@ void skip(const char *fmt, ...)
 	exit(EXIT_SKIP);
 }
 
+/*
+ * One open per marker: /dev/kmsg rate-limits what is written through one open
+ * file (10 lines per 5 s unless printk.devkmsg=on), which a run of quick
+ * subtests would exceed, silently losing markers.
+ */
 static void kmsg(const char *what, const struct subtest *t)
 {
 	char line[256];
-	int len;
+	int fd, len;
 
-	if (kmsg_fd < 0)
+	if (!kmsg_path)
+		return;
+	fd = open(kmsg_path, O_WRONLY | O_APPEND | O_CLOEXEC);
+	if (fd < 0)
 		return;
 	len = snprintf(line, sizeof(line), "rig: %s " MARKER_KIND "%s.%s\n",
 		       what, t->suite, t->name);
-	if (write(kmsg_fd, line, len) < 0) {
-		/* rig still gets results; only attribution by marker is lost */
-		close(kmsg_fd);
-		kmsg_fd = -1;
-	}
+	/* rig still gets the results should this fail; only attribution suffers */
+	if (write(fd, line, len) < 0)
+		kmsg_path = NULL;
+	close(fd);
 }
 
 static bool selected(const struct subtest *t, char **globs, int nglobs)
@@ -271,11 +279,11 @@ int harness_main(const struct harness *h, int argc, char **argv)
 	};
 	char **globs = calloc(argc, sizeof(*globs));
 	unsigned int i, j, suites = 0, suite_no = 0;
-	const char *kmsg_path = "/dev/kmsg";
+	const char *markers = "/dev/kmsg";
 	double timeout_s = 120.0;
 	bool list = false, any_fail = false;
 	const char *skip_all;
-	int nglobs = 0, opt, kmsg_errno;
+	int nglobs = 0, opt, kmsg_fd, kmsg_errno;
 	char *end;
 
 	while ((opt = getopt_long(argc, argv, "lr:t:s:k:h", options, NULL)) != -1) {
@@ -303,7 +311,7 @@ int harness_main(const struct harness *h, int argc, char **argv)
 			}
 			break;
 		case 'k':
-			kmsg_path = optarg;
+			markers = optarg;
 			break;
 		case 'h':
 			usage(h->program, stdout);
@@ -350,8 +358,12 @@ int harness_main(const struct harness *h, int argc, char **argv)
 	signal(SIGTERM, end_with_subtest);
 	signal(SIGINT, end_with_subtest);
 	signal(SIGHUP, end_with_subtest);
-	kmsg_fd = open(kmsg_path, O_WRONLY | O_APPEND | O_CLOEXEC);
+	kmsg_fd = open(markers, O_WRONLY | O_APPEND | O_CLOEXEC);
 	kmsg_errno = errno;
+	if (kmsg_fd >= 0) {
+		kmsg_path = markers;
+		close(kmsg_fd);
+	}
 
 	/* a suite is a run of consecutive subtests with the same suite name */
 	for (i = 0; i < h->count; i = j) {
@@ -366,8 +378,8 @@ int harness_main(const struct harness *h, int argc, char **argv)
 	skip_all = h->probe();
 	if (h->describe && !skip_all)
 		h->describe();
-	if (kmsg_fd < 0 && !skip_all)
-		printf("# %s: %s (no subtest markers in the kernel log)\n", kmsg_path,
+	if (!kmsg_path && !skip_all)
+		printf("# %s: %s (no subtest markers in the kernel log)\n", markers,
 		       strerror(kmsg_errno));
 	printf("1..%u\n", suites);
 	fflush(stdout);
