@@ -116,6 +116,16 @@ def test_each_way_a_subtest_ends_becomes_its_result(selftest: Path, tmp_path: Pa
     assert len(markers) == 12 and markers[-1] == "rig: end ktap:suite_b.returns-error"
 
 
+def test_the_harness_in_a_real_arm64_guest_reads_the_same() -> None:
+    # the selftest, cross-built static, run in rig's arm64 guest (debian:6.1) with --timeout 2
+    text = (DATA / "harness-selftest-arm64.ktap").read_text()
+    results = results_from_output(KtapProgram("selftest", ("x",), 60.0), text, "", 1)
+    assert [(r.name.split(".")[-1], str(r.status)) for r in results] == [
+        ("passes", "pass"), ("fails", "fail"), ("skips", "skip"), ("crashes", "fail"), ("hangs", "fail"),
+        ("returns-error", "fail")]
+    assert results[4].duration_s is not None and results[4].duration_s >= 2.0
+
+
 def test_run_a_glob_list_and_bad_usage(selftest: Path, tmp_path: Path) -> None:
     kmsg = tmp_path / "kmsg"
     kmsg.write_text("")
