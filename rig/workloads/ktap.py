@@ -76,12 +76,14 @@ def _cases(run: KtapRun) -> list[KtapTest]:
 
 
 def results_from_output(program: KtapProgram, stdout: str, stderr: str, exit_status: int | None, *,
-                        started_s: float | None = None, duration_s: float | None = None) -> list[TestResult]:
-    """The program's cases as TestResults, from what it printed; `exit_status` None: the
-    plan's timeout ended it. A program that ended badly without saying so in KTAP (no
+                        started_s: float | None = None, duration_s: float | None = None,
+                        timeout_s: float | None = None) -> list[TestResult]:
+    """The program's cases as TestResults, from what it printed; `exit_status` None: its
+    time (`timeout_s`, by default the plan's for it) ran out. A program that ended badly without saying so in KTAP (no
     KTAP at all, an exit status its cases do not explain, a document cut short) gets a
     result of its own, ktap:NAME, with the end of its stderr."""
     run = parse_ktap(stdout)
+    limit = program.timeout_s if timeout_s is None else timeout_s
     results: list[TestResult] = []
     at = started_s
     for case in _cases(run):
@@ -97,7 +99,7 @@ def results_from_output(program: KtapProgram, stdout: str, stderr: str, exit_sta
         took = _duration(case)
         detail = _detail(case, status)
         if status is TIMEOUT:
-            detail = f"still running when the program's {program.timeout_s:.0f} s ran out"
+            detail = f"still running when the program's {limit:.0f} s ran out"
         results.append(TestResult(f"ktap:{path}", "ktap", status, case.status, took, None, detail, at))
         if at is not None and took is not None:
             at += took
@@ -106,7 +108,7 @@ def results_from_output(program: KtapProgram, stdout: str, stderr: str, exit_sta
     tail = "\n".join((stderr.strip() or stdout.strip()).splitlines()[-DETAIL_LINES:])
     whole: tuple[TestStatus, str, str] | None = None
     if exit_status is None and not failing:
-        whole = (TIMEOUT, "timeout", f"did not finish within {program.timeout_s:.0f} s")
+        whole = (TIMEOUT, "timeout", f"did not finish within {limit:.0f} s")
     elif exit_status is not None and not results:
         whole = (CRASH, f"exit {exit_status}", f"printed no KTAP result\n{tail}".strip())
     elif run.errors and not failing:
@@ -170,4 +172,5 @@ async def run_program(vm: VM, program: KtapProgram, out: Path, *, t0: float, wra
     ended = f"exit status {status}" if status is not None else f"timed out after {timeout:.0f} s"
     (out / f"{program.name}.log").write_text(f"$ {shlex.join(argv)}\n# {ended} after {took:.1f} s\n"
                                              f"--- stderr ---\n{stderr}")
-    return results_from_output(program, stdout, stderr, status, started_s=started - t0, duration_s=took)
+    return results_from_output(program, stdout, stderr, status, started_s=started - t0, duration_s=took,
+                               timeout_s=timeout)

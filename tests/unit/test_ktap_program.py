@@ -254,9 +254,10 @@ def test_a_hung_program_keeps_what_it_printed(tmp_path: Path, hung_output: str) 
             raise GuestTimeout("rig-panfrost did not finish")
 
     vm = FakeVM(answer, partial=hung_output)
-    results = asyncio.run(KtapWorkload(PANFROST).run(_ctx(vm, tmp_path)))
+    results = asyncio.run(KtapWorkload(PANFROST).run(_ctx(vm, tmp_path, budget_s=600.0)))
     assert [(r.name, r.status) for r in results][-2:] == [("ktap:suite_b.crashes", FAIL),
                                                           ("ktap:suite_b.hangs", TIMEOUT)]
+    assert "600 s ran out" in results[-1].detail  # the run's budget, shorter than the plan's 1800 s
     assert vm.commands[-1][-1] == "rig: end ktap:panfrost"
     assert "timed out" in (tmp_path / "ktap" / "panfrost.log").read_text()
 
