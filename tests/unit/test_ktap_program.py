@@ -193,6 +193,24 @@ def test_rig_panfrost_without_a_mali_gpu_skips_all_under_igt_names() -> None:
     assert all(name.startswith("ktap:panfrost_rig.") for name in names[16:]) and len(names) == 24
 
 
+def test_rig_panfrost_on_rigs_mali_model() -> None:
+    # rig-panfrost in an arm64 guest (debian:6.1) on rig's emulated Mali-G52, the run where
+    # the heap test hung right after pan-unhandled-pagefault (see the panfrost plan)
+    text = (DATA / "rig-panfrost-mali-g52-6.1.ktap").read_text()
+    results = {r.name: r for r in results_from_output(PANFROST, text, "", 1, started_s=0.0)}
+    assert len(results) == 24
+    failing = [name for name, r in results.items() if r.status is not PASS]
+    assert failing == ["ktap:panfrost_rig.heap-fault-growth"]
+    heap = results["ktap:panfrost_rig.heap-fault-growth"]
+    assert "heap write at +0x7ffffc: exception_status 0x0" in heap.detail
+    assert "heap BO of 8 MiB" in heap.detail and "start:" not in heap.detail
+    assert all(r.duration_s is not None for r in results.values())
+    # eight idle gaps of 200 ms, so the GPU autosuspends before each job
+    assert results["ktap:panfrost_rig.runtime-pm-churn"].duration_s >= 1.6
+    assert "suspended before 8 of 8 jobs" in results["ktap:panfrost_rig.runtime-pm-churn"].detail
+    assert load_plan("panfrost").expected_failure(heap.name) is not None
+
+
 def test_a_program_cut_short_by_the_timeout_keeps_its_finished_cases(hung_output: str) -> None:
     results = results_from_output(PANFROST, hung_output, "", None)
     assert [(r.name, str(r.status)) for r in results] == [
