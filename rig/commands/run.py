@@ -30,6 +30,7 @@ EXAMPLES = [
     "rig run --kernel ~/linux --base v6.12 --series v6.12..my-branch --plan my-plan.toml",
     "rig run --series patches/ --baseline rig-runs/20250101-120000-run",
     "rig run --series patches/ --compare-base",
+    "rig run --arch arm64 --gpu mali --plan panfrost --pressure balloon,shrink",
 ]
 
 
