@@ -93,6 +93,7 @@ class BuildArtifacts:
     metadata: Path = Path()
     duration_s: float = 0.0
     target: Target = DEFAULT_TARGET
+    source_repo: Path | None = None  # the git repository holding base_commit and head_commit
 
 
 @dataclass(frozen=True)
@@ -588,6 +589,7 @@ class _PrefixBuild:
             profile=resolved.request.profile, out_dir=self.out.resolve(), cache_key=entry.name, cache_entry=entry,
             config_warnings=tuple(facts.get("optional_misses", ())), metadata=self.out / "metadata.json",
             duration_s=round(self.timings.total() + resolved.resolve_s, 2), target=resolved.target,
+            source_repo=resolved.source.repo,
         )
         write_metadata(self.out, {"build": self._metadata(artifacts, quick_key, facts)})
         return artifacts

@@ -1,8 +1,9 @@
 """Guest images: a recipe in images/<name>.toml -> a Debian root filesystem made by
-mmdebstrap -> an ext4 disk image with rig's init, its own SSH keys and a manifest.
+mmdebstrap -> an ext4 disk image with rig's init, its own SSH keys, rig's guest programs
+the recipe names (`programs`, rig.guest_programs) and a manifest.
 
 Images are cached by the hash of everything that goes into them (the recipe, rig's init,
-the sshd settings). The disk image is never written after it is published: every boot
+the sshd settings, the sources of its guest programs). The disk image is never written after it is published: every boot
 runs on a copy-on-write overlay (see `overlay()`).
 
 A recipe names its guest architecture (`arch`, a target of rig.target; x86_64 when left
@@ -26,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from rig import binfmt, cache, proc
+from rig import binfmt, cache, guest_programs, proc
 from rig.errors import UserError
 from rig.target import DEFAULT_TARGET, TARGETS
 
@@ -51,7 +52,7 @@ MKFS_TIMEOUT_S = 300.0
 # A foreign root runs every maintainer script under qemu-user: allow that much longer.
 FOREIGN_SLOWDOWN = 3
 
-RECIPE_KEYS = {"suite", "variant", "mirror", "packages", "hostname", "headroom_mib", "arch"}
+RECIPE_KEYS = {"suite", "variant", "mirror", "packages", "hostname", "headroom_mib", "arch", "programs"}
 VARIANTS = {"extract", "custom", "essential", "apt", "required", "minbase", "buildd", "important", "standard"}
 
 # rig's architecture names (rig.target, --arch) -> Debian's (mmdebstrap --architectures).
@@ -70,13 +71,17 @@ class Recipe:
     hostname: str
     headroom_mib: int
     arch: str = DEFAULT_TARGET.name  # rig's name of the guest architecture (rig.target)
+    # rig's guest programs (images/programs/<name>/), installed as /usr/local/bin/rig-<name>
+    programs: tuple[str, ...] = ()
 
     def canonical(self) -> str:
         fields = asdict(self)
-        # Recipes from before `arch` existed were all x86_64: leaving the default out keeps
-        # their hash, so the images already in rig's cache stay valid.
+        # Recipes from before `arch` and `programs` existed were all x86_64 without programs:
+        # leaving the defaults out keeps their hash, so the images in rig's cache stay valid.
         if self.arch == DEFAULT_TARGET.name:
             del fields["arch"]
+        if not self.programs:
+            del fields["programs"]
         return json.dumps(fields, sort_keys=True)
 
     @property
@@ -156,6 +161,17 @@ def parse_recipe(text: str, name: str) -> Recipe:
         packages = []
     elif "openssh-server" not in packages:
         problems.append("'packages' must include openssh-server: rig reaches the guest over SSH")
+    programs = data.get("programs", [])
+    if not isinstance(programs, list) or not all(isinstance(p, str) for p in programs):
+        problems.append("'programs' must be a list of rig's guest program names (images/programs/<name>)")
+        programs = []
+    for program in programs:
+        try:
+            guest_programs.program_dir(program)
+        except UserError as exc:
+            problems.append(f"{exc.message} ({exc.hint})")
+    if programs and arch in DEBIAN_ARCH and arch not in guest_programs.TOOLCHAINS:
+        problems.append(f"'programs': rig builds guest programs for {', '.join(guest_programs.TOOLCHAINS)} only")
     headroom = data.get("headroom_mib", 1024)
     if not isinstance(headroom, int) or isinstance(headroom, bool) or headroom < 64:
         problems.append("'headroom_mib' must be an integer of at least 64")
@@ -163,7 +179,7 @@ def parse_recipe(text: str, name: str) -> Recipe:
     if problems:
         raise UserError(f"guest image recipe '{name}' has problems:\n    " + "\n    ".join(problems),
                         hint="see images/default.toml for every key with its meaning (and images/arm64.toml for arch)")
-    return Recipe(name, suite, variant, mirror, tuple(packages), hostname, headroom, arch)
+    return Recipe(name, suite, variant, mirror, tuple(packages), hostname, headroom, arch, tuple(programs))
 
 
 def load_recipe(recipe: str) -> Recipe:
@@ -188,8 +204,10 @@ def check_arch(recipe: Recipe, arch: str) -> None:
 
 
 def recipe_hash(recipe: Recipe) -> str:
-    """What makes two images the same: the recipe and every file rig puts in the image."""
-    return cache.digest([IMAGE_FORMAT, recipe.canonical(), *(path.read_bytes() for path in IMAGE_FILES)])
+    """What makes two images the same: the recipe and every file rig puts in the image,
+    the sources of its guest programs among them."""
+    programs = [guest_programs.sources_digest(recipe.programs, recipe.arch)] if recipe.programs else []
+    return cache.digest([IMAGE_FORMAT, recipe.canonical(), *(path.read_bytes() for path in IMAGE_FILES), *programs])
 
 
 def host_mirror(sources_dir: Path = Path("/etc/apt")) -> str:
@@ -351,6 +369,10 @@ def _build(recipe: Recipe, digest: str, out: Path, say: Callable[[str], None]) -
     proc.require_tool("ssh-keygen", "openssh-client")
     log = out / "build.log"
     rootfs = out / "rootfs"
+    # First: a missing cross compiler stops the build before ten minutes of mmdebstrap.
+    programs = [guest_programs.build_program(name, recipe.arch, out / "programs") for name in recipe.programs]
+    if programs:
+        say(f"built {', '.join(p.name for p in programs)} for {recipe.arch}")
     mirror = recipe.mirror or host_mirror()
     say(f"mmdebstrap {recipe.suite} {recipe.variant} {recipe.debian_arch} from {mirror} "
         f"({len(recipe.packages)} packages; log: {log})")
@@ -366,6 +388,7 @@ def _build(recipe: Recipe, digest: str, out: Path, say: Callable[[str], None]) -
     say("installing rig's init, sshd settings and keys")
     _generate_keys(out / "ssh", recipe.hostname, log)
     _customise(rootfs, recipe, out / "ssh")
+    installed = install_programs(rootfs, programs)
     packages = _packages(rootfs)
     content = _du_bytes(rootfs)
     size_mib = content // (1 << 20) + content // (1 << 20) // 5 + recipe.headroom_mib
@@ -391,6 +414,7 @@ def _build(recipe: Recipe, digest: str, out: Path, say: Callable[[str], None]) -
         "igt_version": packages.get("igt-gpu-tools-tests") or packages.get("igt-gpu-tools"),
         "init": GUEST_INIT,
         "packages": packages,
+        "programs": installed,
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
@@ -467,6 +491,18 @@ def _customise(rootfs: Path, recipe: Recipe, ssh_dir: Path) -> None:
     (rootfs / "etc/resolv.conf").unlink(missing_ok=True)
     (rootfs / "etc/resolv.conf").write_text("nameserver 10.0.2.3\n")  # QEMU user networking's DNS
     (rootfs / "etc/fstab").write_text("# rig-init mounts everything itself\n")
+
+
+def install_programs(rootfs: Path, binaries: list[Path]) -> dict[str, str]:
+    """rig's guest programs into the root filesystem: path in the guest -> sha256 digest."""
+    target = rootfs / guest_programs.INSTALL_DIR.lstrip("/")
+    target.mkdir(parents=True, exist_ok=True)
+    installed = {}
+    for binary in binaries:
+        shutil.copyfile(binary, target / binary.name)
+        (target / binary.name).chmod(0o755)
+        installed[f"{guest_programs.INSTALL_DIR}/{binary.name}"] = cache.file_digest(binary)
+    return installed
 
 
 def _packages(rootfs: Path) -> dict[str, str]:

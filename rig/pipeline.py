@@ -30,7 +30,9 @@ from rig.report.model import (
     SeriesInfo,
 )
 from rig.rundir import write_metadata
+from rig.results import TestResult, TestStatus
 from rig.verdict import Baseline, judge
+from rig.workloads.kunit import explain_absent, suites_in_source
 from rig.workloads.pressure import Pressure
 
 DEFAULT_DEADLINE_S = 3 * 3600.0
@@ -84,7 +86,7 @@ class Run:
             result = run_attempt(number, what, directory, deadline=self.deadline, say=self.say)
             for phase, seconds in result.durations.items():
                 self.phases[phase] = round(self.phases.get(phase, 0.0) + seconds, 2)
-            analysis = analyse(_raw_material(result))
+            analysis = analyse(_raw_material(result, self._explain_absent))
             attempts.append((result, analysis))
             if result.error is not None and result.error.kind in (ErrorKind.INTERRUPT, ErrorKind.BUG):
                 break
@@ -142,6 +144,15 @@ class Run:
                                       "outcome": report.decision.outcome.value})
         return report
 
+    def _explain_absent(self, tests: tuple[TestResult, ...]) -> tuple[TestResult, ...]:
+        """KUnit suites the kernel lacks, told apart: in its source but not built, or not
+        in this version at all (only the source of a kernel rig built can say)."""
+        artifacts = self.artifacts
+        if artifacts is None or artifacts.source_repo is None or not any(t.status is TestStatus.ABSENT for t in tests):
+            return tests
+        commit = artifacts.head_commit or artifacts.base_commit
+        return tuple(explain_absent(tests, suites_in_source(artifacts.source_repo, commit) or None))
+
     def _rel(self, path: Path | None) -> str | None:
         if path is None:
             return None
@@ -179,12 +190,14 @@ class Run:
             problems=collected.problems)
 
 
-def _raw_material(attempt: AttemptResult) -> RawMaterial:
+def _raw_material(attempt: AttemptResult,
+                  explain: Callable[[tuple[TestResult, ...]], tuple[TestResult, ...]] = lambda tests: tests
+                  ) -> RawMaterial:
     collected = attempt.collected
     # kmemleak = "each": igt_runner saved a report after each test (clearing the list each
     # time), before rig's final scan: oldest first, so a leak is blamed on its first test.
     kmemleak = igt_kmemleak_reports(attempt.directory / "igt") + ((collected.kmemleak,) if collected.kmemleak else ())
-    return RawMaterial(console=collected.console, dmesg=collected.dmesg, kmemleak=kmemleak, tests=attempt.tests,
+    return RawMaterial(console=collected.console, dmesg=collected.dmesg, kmemleak=kmemleak, tests=explain(attempt.tests),
                        lockdep_stats=collected.lockdep_stats)
 
 

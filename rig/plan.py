@@ -19,8 +19,12 @@ is any path to a .toml file. Every problem in a plan is reported at once.
     name = "gem-objects"
     argv = ["cat", "/sys/kernel/debug/dri/0/gem_names"]
     timeout_s = 30
+    [[ktap]]                       # a program that prints KTAP: each of its cases is a test
+    name = "panfrost"
+    argv = ["/usr/local/bin/rig-panfrost"]
+    timeout_s = 1800
     [[expected_failure]]
-    test = "drm_virtgpu@get-caps"  # pattern over binary@subtest
+    test = "drm_virtgpu@get-caps"  # pattern over binary@subtest, kunit:suite.case, ktap:suite.case
     reason = "needs virgl"
     [kmemleak]
     scan = "end"                   # "end" (once after all tests) or "each" (after every IGT test)
@@ -51,6 +55,8 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
 DEFAULT_PER_TEST_TIMEOUT_S = 120.0
 DEFAULT_INACTIVITY_TIMEOUT_S = 120.0
 DEFAULT_SCRIPT_TIMEOUT_S = 300.0
+# A KTAP program runs many cases, each bounded by the program itself.
+DEFAULT_KTAP_TIMEOUT_S = 1800.0
 KMEMLEAK_MODES = ("end", "each", "off")
 
 
@@ -77,8 +83,18 @@ class Script:
 
 
 @dataclass(frozen=True)
+class KtapProgram:
+    """A guest program that prints KTAP (rig's own guest test programs): each case it
+    reports is a test, named ktap:suite.case."""
+
+    name: str
+    argv: tuple[str, ...]
+    timeout_s: float
+
+
+@dataclass(frozen=True)
 class ExpectedFailure:
-    test: str  # pattern over binary@subtest (or kunit suite.case, or script:name)
+    test: str  # pattern over binary@subtest (or kunit:suite.case, script:name, ktap:suite.case)
     reason: str
 
     def matches(self, name: str) -> bool:
@@ -96,6 +112,7 @@ class Plan:
     scripts: tuple[Script, ...]
     expected_failures: tuple[ExpectedFailure, ...]
     kmemleak_scan: str = "end"
+    ktap: tuple[KtapProgram, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def expected_failure(self, test: str) -> ExpectedFailure | None:
@@ -106,7 +123,8 @@ class Plan:
 
     @property
     def test_count_hint(self) -> int:
-        return sum(len(g.tests) for g in self.igt) + len(self.kunit_suites) + len(self.scripts)
+        return (sum(len(g.tests) for g in self.igt) + len(self.kunit_suites) + len(self.scripts)
+                + len(self.ktap))
 
 
 def shipped_plans() -> dict[str, str]:
@@ -188,7 +206,8 @@ def _driver(value: Any, where: str, problems: list[str]) -> str | None:
 
 
 def _build(data: dict[str, Any], name: str, source: str, problems: list[str]) -> Plan:
-    _unknown_keys(data, {"description", "igt", "kunit", "script", "expected_failure", "kmemleak"}, "plan", problems)
+    _unknown_keys(data, {"description", "igt", "kunit", "script", "ktap", "expected_failure", "kmemleak"}, "plan",
+                  problems)
     description = data.get("description", "")
     if not isinstance(description, str):
         problems.append("description: must be a string")
@@ -253,6 +272,8 @@ def _build(data: dict[str, Any], name: str, source: str, problems: list[str]) ->
         driver = _driver(script.get("driver"), where, problems)
         scripts.append(Script(sname, tuple(argv), timeout, driver))
 
+    ktap = _ktap_programs(data, problems)
+
     expected: list[ExpectedFailure] = []
     for _, where, entry in _array_of_tables(data, "expected_failure", "expected_failure", problems):
         _unknown_keys(entry, {"test", "reason"}, where, problems)
@@ -277,8 +298,8 @@ def _build(data: dict[str, Any], name: str, source: str, problems: list[str]) ->
             problems.append(f"kmemleak.scan: {scan!r} is not one of {', '.join(KMEMLEAK_MODES)}")
             scan = "end"
 
-    if not groups and not suites and not scripts:
-        problems.append("the plan runs nothing: add an [[igt.group]], [kunit] suites or a [[script]]")
+    if not groups and not suites and not scripts and not ktap:
+        problems.append("the plan runs nothing: add an [[igt.group]], [kunit] suites, a [[script]] or a [[ktap]]")
 
     return Plan(
         name=name,
@@ -290,7 +311,29 @@ def _build(data: dict[str, Any], name: str, source: str, problems: list[str]) ->
         scripts=tuple(scripts),
         expected_failures=tuple(expected),
         kmemleak_scan=scan,
+        ktap=tuple(ktap),
     )
+
+
+def _ktap_programs(data: dict[str, Any], problems: list[str]) -> list[KtapProgram]:
+    programs: list[KtapProgram] = []
+    names: set[str] = set()
+    for index, where, entry in _array_of_tables(data, "ktap", "ktap", problems):
+        _unknown_keys(entry, {"name", "argv", "timeout_s"}, where, problems)
+        pname = entry.get("name")
+        if not isinstance(pname, str) or not _NAME_RE.match(pname) or "." in pname:
+            problems.append(f"{where}: name must be a word (letters, digits, _ -)")
+            pname = f"ktap{index}"
+        elif pname in names:
+            problems.append(f"{where}: name '{pname}' is used twice")
+        names.add(pname)
+        argv = entry.get("argv")
+        if not isinstance(argv, list) or not argv or not all(isinstance(a, str) and a for a in argv):
+            problems.append(f"{where} ({pname}): argv must be a non-empty list of strings (no shell string)")
+            argv = []
+        timeout = _number(entry.get("timeout_s"), f"{where}.timeout_s", problems, DEFAULT_KTAP_TIMEOUT_S)
+        programs.append(KtapProgram(pname, tuple(argv), timeout))
+    return programs
 
 
 def expand(patterns: tuple[str, ...], available: dict[str, list[str]]) -> tuple[list[str], list[str]]:

@@ -2,10 +2,10 @@
 
     TestStatus     pass, fail, skip, timeout, crash, warn, absent (a StrEnum: its members
                    are the strings report.json has always carried)
-    TestKind       igt, kunit, script
-    TestName       one test's name in its three forms, parsed and printed:
+    TestKind       igt, kunit, script, ktap
+    TestName       one test's name in its four forms, parsed and printed:
                    igt "binary@subtest[@dynamic]", kunit "kunit:suite.case[.param]",
-                   script "script:name"
+                   script "script:name", ktap "ktap:suite.case" (a plan's KTAP program)
     TestResult     one test case's outcome (frozen; to_json/from_json)
 
 IGT, KUnit and scripts each have their own words for an outcome; the workloads map them
@@ -45,6 +45,7 @@ class TestKind(StrEnum):
     IGT = "igt"
     KUNIT = "kunit"
     SCRIPT = "script"
+    KTAP = "ktap"  # a case of a program that prints KTAP (rig's own guest test programs)
 
 
 @dataclass(frozen=True, order=True)
@@ -56,7 +57,7 @@ class TestName:
     __test__ = False
 
     kind: TestKind
-    path: str  # igt: binary[@subtest[@dynamic]]; kunit: suite.case[.param]; script: its name
+    path: str  # igt: binary[@subtest[@dynamic]]; kunit, ktap: suite.case[.param]; script: its name
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", TestKind(self.kind))
@@ -65,9 +66,9 @@ class TestName:
 
     @classmethod
     def parse(cls, text: str) -> TestName:
-        """"kunit:x" and "script:x" by their prefix; anything else is IGT (with or
-        without igt_runner's "igt@")."""
-        for kind in (TestKind.KUNIT, TestKind.SCRIPT):
+        """"kunit:x", "script:x" and "ktap:x" by their prefix; anything else is IGT (with
+        or without igt_runner's "igt@")."""
+        for kind in (TestKind.KUNIT, TestKind.SCRIPT, TestKind.KTAP):
             if text.startswith(f"{kind}:"):
                 return cls(kind, text[len(kind) + 1:])
         return cls(TestKind.IGT, text.removeprefix("igt@"))
@@ -82,10 +83,10 @@ class TestName:
 
     @property
     def parts(self) -> tuple[str, ...]:
-        """igt: (binary, subtest, dynamic) as far as given; kunit: (suite, case, param...)."""
+        """igt: (binary, subtest, dynamic) as far as given; kunit, ktap: (suite, case, param...)."""
         if self.kind is TestKind.IGT:
             return tuple(self.path.split("@"))
-        if self.kind is TestKind.KUNIT:
+        if self.kind in (TestKind.KUNIT, TestKind.KTAP):
             return tuple(self.path.split("."))
         return (self.path,)
 
@@ -96,11 +97,12 @@ class TestName:
 
 @dataclass(frozen=True)
 class TestResult:
-    """One test case: an IGT subtest, a KUnit case or a script."""
+    """One test case: an IGT subtest, a KUnit case, a script or a KTAP program's case."""
 
     __test__ = False  # a name pytest would otherwise try to collect
 
-    name: str  # str(TestName): "vgem_basic@mmap", "kunit:drm_mm.drm_test_mm_init", "script:dri-clients"
+    name: str  # str(TestName): "vgem_basic@mmap", "kunit:drm_mm.drm_test_mm_init", "script:dri-clients",
+    #       "ktap:panfrost_submit.pan-submit"
     kind: TestKind
     status: TestStatus
     raw_status: str  # what the test framework said ("dmesg-warn", "ok", exit code ...)

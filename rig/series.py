@@ -37,6 +37,11 @@ LORE_PROBE_TIMEOUT_S = 5.0
 B4_TIMEOUT_S = 300.0
 GIT_AM_TIMEOUT_S = 600.0
 
+
+class SeriesDoesNotApply(UserError):
+    """A patch of the series does not apply to the kernel asked for: bad input for `rig run`,
+    a `not-applicable` cell for `rig matrix` (the series was written for another kernel)."""
+
 SERIES_FORMS = ("an mbox file, a directory of *.patch files, a git range A..B in a local --kernel checkout, "
                 "or a lore message-id")
 
@@ -48,9 +53,14 @@ class PatchInfo:
     author: str
     path: Path  # this patch alone, as an mbox git am reads
     digest: str  # content hash of the patch file
+    origin: str = ""  # the file (or range, or message-id) the user gave that holds it
 
     def title(self) -> str:
         return f"patch {self.number} \"{self.subject}\""
+
+    def origin_note(self) -> str:
+        """Where the patch came from, for errors ("; from FILE"): the file is what the user edits."""
+        return f"; it comes from {self.origin}" if self.origin else ""
 
 
 @dataclass(frozen=True)
@@ -94,8 +104,10 @@ def _body_bytes(message: Message) -> bytes:
 
 
 def parse_messages(raw_messages: list[tuple[str, bytes]], spec: str, kind: str, workdir: Path) -> Series:
-    """Patches from raw messages (label, bytes), each written to its own file in `workdir`."""
-    found: list[tuple[int | None, str, str, bytes]] = []
+    """Patches from raw messages (label, bytes), each written to its own file in `workdir`.
+
+    The label says where a message came from (its file, or the range or message-id)."""
+    found: list[tuple[int | None, str, str, bytes, str]] = []
     skipped: list[str] = []
     for label, raw in raw_messages:
         message = email.message_from_bytes(raw, policy=email.policy.compat32)
@@ -105,7 +117,7 @@ def parse_messages(raw_messages: list[tuple[str, bytes]], spec: str, kind: str, 
             continue
         numbered = NUMBERED.search(subject)
         author = _decode(message.get("From")) or "unknown author"
-        found.append((int(numbered.group(1)) if numbered else None, _clean_subject(subject), author, raw))
+        found.append((int(numbered.group(1)) if numbered else None, _clean_subject(subject), author, raw, label))
     if not found:
         what = f"{len(skipped)} message(s), none with a diff" if skipped else "no messages"
         raise UserError(f"series {spec} holds no patch ({what})",
@@ -115,12 +127,12 @@ def parse_messages(raw_messages: list[tuple[str, bytes]], spec: str, kind: str, 
         found.sort(key=lambda item: item[0])  # type: ignore[arg-type, return-value]
     workdir.mkdir(parents=True, exist_ok=True)
     patches = []
-    for index, (_n, subject, author, raw) in enumerate(found, 1):
+    for index, (_n, subject, author, raw, label) in enumerate(found, 1):
         path = workdir / f"{index:04d}.patch"
         if not raw.startswith(b"From "):
             raw = b"From rig Mon Sep 17 00:00:00 2001\n" + raw
         path.write_bytes(raw)
-        patches.append(PatchInfo(index, subject, author, path, cache.digest([raw])))
+        patches.append(PatchInfo(index, subject, author, path, cache.digest([raw]), label))
     return Series(spec, kind, tuple(patches), cache.digest([p.digest for p in patches]), tuple(skipped))
 
 
@@ -133,13 +145,10 @@ def load(spec: str, workdir: Path, *, repo: Path | None = None) -> Series:
         shutil.rmtree(workdir)
     path = Path(spec).expanduser()
     if path.is_file():
-        return parse_messages([(path.name, m) for m in _split_mbox(path)], spec, "mbox", workdir)
+        return parse_messages([(str(path), m) for m in _split_mbox(path)], spec, "mbox", workdir)
     if path.is_dir():
-        files = sorted(path.glob("*.patch"))
-        if not files:
-            raise UserError(f"series directory {spec} has no *.patch files",
-                            hint="create the files with git format-patch, or pass --series as an mbox")
-        messages = [(f.name, m) for f in files for m in _split_mbox(f)]
+        files = _series_files(path, spec)
+        messages = [(str(f), m) for f in files for m in _split_mbox(f)]
         return parse_messages(messages, spec, "dir", workdir)
     if re.fullmatch(r"[^\s.][^\s]*\.\.\.?[^\s]+", spec):
         return _git_range(spec, workdir, repo)
@@ -147,6 +156,27 @@ def load(spec: str, workdir: Path, *, repo: Path | None = None) -> Series:
         return _lore(spec, workdir)
     raise UserError(f"series '{spec}' is not a file, a directory, a git range or a message-id",
                     hint=f"pass --series as {SERIES_FORMS}")
+
+
+# What a series directory may hold: git format-patch's files, or the mbox b4 saved.
+MBOX_SUFFIXES = (".mbox", ".mbx")
+
+
+def _series_files(directory: Path, spec: str) -> list[Path]:
+    """The patch files of a series directory: its *.patch files in name order, else its
+    one mbox (b4 am and mail clients save a series as one file in a directory)."""
+    patches = sorted(directory.glob("*.patch"))
+    if patches:
+        return patches
+    mboxes = sorted(f for f in directory.iterdir() if f.is_file() and f.suffix in MBOX_SUFFIXES)
+    if len(mboxes) == 1:
+        return mboxes
+    if mboxes:
+        names = ", ".join(f.name for f in mboxes)
+        raise UserError(f"series directory {spec} holds several mboxes ({names}) and no *.patch files",
+                        hint="pass --series as the one mbox to test")
+    raise UserError(f"series directory {spec} has no *.patch files and no .mbox",
+                    hint="create the files with git format-patch, or pass --series as an mbox")
 
 
 def _git_range(spec: str, workdir: Path, repo: Path | None) -> Series:
@@ -248,15 +278,27 @@ def apply(patch: PatchInfo, worktree: Path) -> None:
     proc.run(["git", "am", "--abort"], cwd=worktree, timeout=GIT_AM_TIMEOUT_S, env=AM_ENV, check=False)
     output = "\n".join(part for part in (result.stdout, result.stderr) if part).strip()
     files = conflicting_files(output)
+    if _CORRUPT.search(output):
+        raise UserError(
+            f"{patch.title()} is damaged{patch.origin_note()}; git am said:\n    " + "\n    ".join(
+                line for line in output.splitlines() if line.strip() and not line.startswith("hint:")),
+            hint=f"the patch text in {patch.origin or patch.path} was changed after git format-patch wrote it "
+                 "(an edited hunk, lines rewrapped or whitespace lost by a mail client); make it again "
+                 "with git format-patch or b4 am")
     # git's advice on --continue/--skip/--abort does not apply: rig has aborted already.
     advice = ("hint:", "When you have resolved", "If you prefer to skip", "To restore the original")
     detail = "\n    ".join(line for line in output.splitlines() if line.strip() and not line.startswith(advice))
-    raise UserError(
+    raise SeriesDoesNotApply(
         f"{patch.title()} does not apply"
         + (f" (conflicting files: {', '.join(files)})" if files else "")
-        + f"; git am said:\n    {detail}",
+        + f"{patch.origin_note()}; git am said:\n    {detail}",
         hint="rebase the series on this kernel (or pass the --kernel/--base it was written for)",
     )
+
+
+# git apply's words for a patch text that is not a valid diff (not one that does not fit).
+_CORRUPT = re.compile(r"^(error: )?(corrupt patch at line \d+|patch fragment without header at line \d+|"
+                      r"No valid patches in input)", re.M)
 
 
 def conflicting_files(git_output: str) -> list[str]:

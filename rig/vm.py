@@ -36,6 +36,7 @@ from rig.guest import (COPY_TIMEOUT_S, TREE_TIMEOUT_S, Guest, GuestResult, Guest
                        HostKeyMismatch)
 from rig.guest_spec import GuestSpec
 from rig.image import GuestImage
+from rig.kernel_image import check_kernel_image
 from rig.qemu.argv import SOCKET_PATH_MAX, MachineSpec
 from rig.qemu.machine import Life, Machine, MachineError, MachineState, indent, tail_text
 from rig.target import Target
@@ -324,6 +325,7 @@ async def boot_guest(kernel: Path, image: GuestImage, run_dir: Path, guest: Gues
     guest.validate()
     if not kernel.is_file():
         raise UserError(f"kernel image {kernel} does not exist", hint="pass a kernel image built by rig build")
+    check_kernel_image(kernel, guest.target.name, option="kernel image")
     run_dir.mkdir(parents=True, exist_ok=True)
     run_dir.chmod(0o700)
     socket_dir = None

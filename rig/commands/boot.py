@@ -18,6 +18,7 @@ from rig.commands._machine_options import add_machine_arguments, guest_spec_from
 from rig.commands.build import add_build_arguments
 from rig.errors import UserError
 from rig.guest_spec import GuestSpec
+from rig.kernel_image import check_kernel_image
 from rig.qemu.argv import MachineSpec, build_argv, render
 from rig.rundir import new_run_dir, reproduce_command, write_metadata
 from rig.vm import boot_guest, free_port, qemu_binary, run_sync
@@ -56,9 +57,7 @@ def _say(args: argparse.Namespace, line: str) -> None:
 
 def _kernel(args: argparse.Namespace, out: Path) -> Path:
     if args.bzimage is not None:
-        if not args.bzimage.is_file():
-            raise UserError(f"--bzimage {args.bzimage}: no such file", hint="give the path of a built bzImage")
-        return args.bzimage.resolve()
+        return check_kernel_image(args.bzimage, args.arch)
     if args.kernel is None:
         raise UserError("no kernel to boot", hint="pass --bzimage PATH or --kernel SPEC")
     from rig.build import build
@@ -77,9 +76,8 @@ def _command(args: argparse.Namespace) -> list[str]:
 
 
 def _dry_run(args: argparse.Namespace, guest: GuestSpec, out: Path) -> int:
-    if args.bzimage is not None and not args.bzimage.is_file():
-        raise UserError(f"--bzimage {args.bzimage}: no such file", hint="give the path of a built bzImage")
-    kernel = args.bzimage.resolve() if args.bzimage is not None else Path(f"<kernel image of {args.kernel}>")
+    kernel = (check_kernel_image(args.bzimage, args.arch) if args.bzimage is not None
+              else Path(f"<kernel image of {args.kernel}>"))
     built = image_mod.find_image(guest.image)
     disk = out / "vm" / "overlay.qcow2"
     target = guest.target
@@ -105,6 +103,8 @@ def _dry_run(args: argparse.Namespace, guest: GuestSpec, out: Path) -> int:
 def run(args: argparse.Namespace) -> int:
     # Bad machine options are found now, not after a kernel build of twenty minutes.
     guest = guest_spec_from_args(args)
+    if args.bzimage is not None:
+        check_kernel_image(args.bzimage, args.arch)  # a wrong file fails here, not as a QEMU error
     out = new_run_dir("boot", args.out)
     if args.dry_run:
         return _dry_run(args, guest, out)

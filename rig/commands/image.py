@@ -121,6 +121,9 @@ def run(args: argparse.Namespace) -> int:
     for name in content["packages"]:
         print(f"  {name:<22} {packages.get(name, '(not installed)')}")
     print(f"packages     {len(packages)} installed")
+    # rig's own guest programs (images/programs/), where the recipe names some
+    for path, digest in dict(manifest.get("programs") or {}).items():
+        print(f"program      {path} (sha256 {str(digest)[:16]})")
     print(f"size         {_mib(manifest['content_bytes'])} of files, {_mib(manifest['disk_bytes'])} disk image")
     print(f"disk         {found.disk}")
     print(f"ssh key      {found.ssh_key}")

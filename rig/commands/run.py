@@ -13,6 +13,7 @@ from rich.console import Console
 from rig.commands._machine_options import add_machine_arguments, guest_spec_from_args
 from rig.commands.build import add_build_arguments, request_from_args
 from rig.errors import UserError
+from rig.kernel_image import check_kernel_image
 from rig.pipeline import DEFAULT_DEADLINE_S, RunSpec
 from rig.plan import load_plan, shipped_plans
 from rig.rundir import new_run_dir, reproduce_command
@@ -29,6 +30,7 @@ EXAMPLES = [
     "rig run --kernel ~/linux --base v6.12 --series v6.12..my-branch --plan my-plan.toml",
     "rig run --series patches/ --baseline rig-runs/20250101-120000-run",
     "rig run --series patches/ --compare-base",
+    "rig run --arch arm64 --gpu mali --plan panfrost --pressure balloon,shrink",
 ]
 
 
@@ -67,8 +69,11 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
         problems.append(f"--retries {args.retries}: give 0 to 5")
     if args.deadline < 300:
         problems.append(f"--deadline {args.deadline:g}: give at least 300 seconds")
-    if args.bzimage is not None and not args.bzimage.is_file():
-        problems.append(f"--bzimage {args.bzimage}: no such file")
+    if args.bzimage is not None:
+        try:
+            check_kernel_image(args.bzimage, args.arch)
+        except UserError as exc:
+            problems.append(exc.message)
     problems += _guest_problems(args)
     if problems:
         raise UserError("cannot start this run:\n    " + "\n    ".join(problems),

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from rig.report.model import Outcome, RunReport
+from rig.results import TestStatus
 from rig.verdict import JudgedFinding
 
 CSS = """
@@ -183,6 +184,8 @@ def render(report: RunReport, run_dir: Path | None = None) -> str:
         row_class = ("expected" if test.name in expected else "bad") if test.failing else ""
         note = f"expected: {expected[test.name]}" if test.failing and test.name in expected else (
             "unexpected failure" if test.failing else "")
+        if test.status is TestStatus.WARN and test.detail:
+            note = f"warning: {test.detail}"  # what IGT saw in dmesg (the reason for warn)
         duration = test.duration_s
         out.append(f'<tr class="{row_class}"><td>{_e(test.name)}</td><td>{_e(test.driver or "-")}</td>'
                    f'<td>{_e(test.raw_status)}</td><td>{"" if duration is None else f"{duration:.2f}"}</td>'

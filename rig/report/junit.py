@@ -5,7 +5,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 from rig.report.model import RunReport
-from rig.workloads import TestResult
+from rig.workloads import TestResult, TestStatus
 
 
 def _clean(text: str) -> str:
@@ -39,6 +39,8 @@ def render(report: RunReport) -> str:
                     failure.text = _clean(test.detail)
             elif _skipped(test):
                 ET.SubElement(case, "skipped", message=test.raw_status)
+            elif test.status is TestStatus.WARN and test.detail:
+                ET.SubElement(case, "system-out").text = _clean(f"{test.raw_status}: {test.detail}")
     findings = verdict.findings
     suite = ET.SubElement(root, "testsuite", name="kernel-findings", tests=str(max(len(findings), 1)),
                           failures=str(len(verdict.new_findings)), skipped="0", errors="0")

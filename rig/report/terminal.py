@@ -8,8 +8,17 @@ from rich.table import Table
 from rich.text import Text
 
 from rig.report.model import Outcome, RunReport
+from rig.results import TestStatus
 
 _STYLE = {"new": "bold red", "pre-existing": "yellow", "host-fault": "magenta"}
+
+
+def first_line(text: str) -> str:
+    """A test's reason on one table row: its first line, with how many more there are."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        return ""
+    return lines[0] + (f" (+{len(lines) - 1} more lines)" if len(lines) > 1 else "")
 
 
 def render(report: RunReport, console: Console) -> None:
@@ -47,6 +56,18 @@ def render(report: RunReport, console: Console) -> None:
             table.add_row(test.name, test.driver or "-", test.raw_status, note,
                           style="dim" if test.name in expected else "red")
         console.print(table)
+    warned = [t for t in verdict.tests if t.status is TestStatus.WARN]
+    if warned:
+        table = Table(title="Tests that passed with a warning", show_edge=False, title_justify="left")
+        for column in ("test", "driver", "warning"):
+            table.add_column(column)
+        for test in warned:
+            table.add_row(test.name, test.driver or "-", first_line(test.detail) or test.raw_status, style="yellow")
+        console.print(table)
+    absent = [t for t in verdict.tests if t.status is TestStatus.ABSENT]
+    if absent:
+        # which case it is matters: a suite to build with --profile kunit, or one this version lacks
+        console.print("Absent: " + ", ".join(f"{t.name} ({t.raw_status})" for t in absent), highlight=False)
     totals = verdict.totals()
     console.print("Tests: " + (", ".join(f"{n} {s}" for s, n in totals.items()) or "none ran"), highlight=False)
     for problem in verdict.problems:

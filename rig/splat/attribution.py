@@ -2,9 +2,11 @@
 
     log_test_spans(data: bytes | str, *, ktap=None) -> list[TestSpan]
         the IGT binaries, subtests and dynamic subtests (from the "[IGT] <binary>: ..."
-        lines IGT writes to the kernel log), rig's own guest scripts (its "rig: start NAME"
-        and "rig: end NAME" lines) and the KUnit suites and cases (KTAP) of a log; give
-        `ktap` when the log's KTAP is parsed already
+        lines IGT writes to the kernel log), rig's own guest scripts and the cases of KTAP
+        programs (their "rig: start NAME" and "rig: end NAME" lines: NAME is script:x, or
+        ktap:suite.case, which rig's guest programs write themselves around each case)
+        and the KUnit suites and cases (KTAP) of a log; give `ktap` when the log's KTAP is
+        parsed already
     attribute(finding, spans, source) -> Attribution
         the one place a finding gets its test: (test, placement, also), see below
     started_by(spans, task, *, before=None) -> list[TestSpan]
@@ -49,8 +51,8 @@ _SCRIPT = re.compile(r"rig: (start|end) (\S+)")
 class TestSpan:
     __test__ = False  # not a pytest test class, despite the name
 
-    framework: str  # "igt", "kunit" or "script"
-    name: str  # igt@binary[@subtest[@dynamic]], the KUnit path suite.case[.param], or script:name
+    framework: str  # "igt", "kunit", "script" or "ktap"
+    name: str  # igt@binary[@subtest[@dynamic]], the KUnit path suite.case[.param], script:name or ktap:path
     start: int  # log offset of the line that started it
     end: int  # log offset just past the line that ended it (end of log if it never ended)
     start_time: float | None
@@ -60,8 +62,8 @@ class TestSpan:
 
     @property
     def test(self) -> TestName:
-        if self.framework == "script":
-            return TestName(TestKind.SCRIPT, self.name.removeprefix("script:"))
+        if self.framework in ("script", "ktap"):
+            return TestName(TestKind(self.framework), self.name.removeprefix(f"{self.framework}:"))
         return TestName(TestKind(self.framework), self.name.removeprefix("igt@"))
 
     def holds(self, *, offset: int | None = None, timestamp: float | None = None) -> bool:
@@ -186,12 +188,14 @@ def _script_spans(text: str) -> list[TestSpan]:
         if not line.message.startswith("rig: "):  # rig's own kernel-log line, not a quote of one
             continue
         name = m.group(2)
+        framework = "ktap" if name.startswith("ktap:") else "script"
         if m.group(1) == "start":
             opened[name] = _Open(name, line.start, line.time, line.caller)
         elif name in opened:
             span = opened.pop(name)
-            out.append(TestSpan("script", name, span.start, line.end + 1, span.start_time, line.time, "", span.task))
-    out += [TestSpan("script", n, s.start, len(text), s.start_time, None, "", s.task) for n, s in opened.items()]
+            out.append(TestSpan(framework, name, span.start, line.end + 1, span.start_time, line.time, "", span.task))
+    out += [TestSpan("ktap" if n.startswith("ktap:") else "script", n, s.start, len(text), s.start_time, None, "",
+                     s.task) for n, s in opened.items()]
     return out
 
 

@@ -1,5 +1,5 @@
-"""What runs in the guest while rig watches: IGT, KUnit, scripts, and memory pressure
-beside them. Every workload returns plain results (frozen dataclasses) and keeps its raw
+"""What runs in the guest while rig watches: IGT, KUnit, scripts, KTAP programs, and memory
+pressure beside them. Every workload returns plain results (frozen dataclasses) and keeps its raw
 output under the run directory."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ PASS, FAIL, SKIP, TIMEOUT, CRASH, WARN, ABSENT = (TestStatus.PASS, TestStatus.FA
                                                   TestStatus.TIMEOUT, TestStatus.CRASH, TestStatus.WARN,
                                                   TestStatus.ABSENT)
 __all__ = ["ABSENT", "CRASH", "FAIL", "FAILING", "GUEST_DIR", "PASS", "SKIP", "TIMEOUT", "WARN", "TestResult",
-           "Workload", "WorkloadContext", "result_from_json"]
+           "TestStatus", "Workload", "WorkloadContext", "result_from_json"]
 
 # Where rig keeps its files inside the guest (a tmpfs).
 GUEST_DIR = "/tmp/rig"
@@ -49,7 +49,7 @@ class WorkloadContext:
 
 
 class Workload(Protocol):
-    """One part of a plan: an IGT group, the KUnit suites, a script."""
+    """One part of a plan: an IGT group, the KUnit suites, a script, a KTAP program."""
 
     @property
     def label(self) -> str:
@@ -63,9 +63,10 @@ class Workload(Protocol):
 
 
 def workloads_for(plan: Plan) -> list[Workload]:
-    """The plan's workloads in the order they run: IGT groups, KUnit, scripts."""
+    """The plan's workloads in the order they run: IGT groups, KUnit, scripts, KTAP programs."""
     # Imported here: each workload module imports this package's results and constants.
     from rig.workloads.igt import igt_workloads
+    from rig.workloads.ktap import KtapWorkload
     from rig.workloads.kunit import KunitWorkload
     from rig.workloads.script import ScriptWorkload
 
@@ -73,5 +74,6 @@ def workloads_for(plan: Plan) -> list[Workload]:
     if plan.kunit_suites:
         workloads.append(KunitWorkload(plan.kunit_suites))
     workloads += [ScriptWorkload(script) for script in plan.scripts]
+    workloads += [KtapWorkload(program) for program in plan.ktap]
     return workloads
 

@@ -8,6 +8,7 @@ results directory comes back to the host whole (results.json, per-test out/err/d
 from __future__ import annotations
 
 import contextlib
+import re
 import shlex
 import time
 from dataclasses import dataclass
@@ -17,8 +18,8 @@ from typing import TYPE_CHECKING
 from rig.errors import InfraError, UserError
 from rig.plan import IgtGroup, Plan, expand
 from rig.splat.igt import RESULT_STATUS as _STATUS
-from rig.splat.igt import IgtRun, parse_results_json
-from rig.workloads import CRASH, FAIL, GUEST_DIR, TIMEOUT, TestResult, WorkloadContext
+from rig.splat.igt import IgtResult, IgtRun, parse_results_json
+from rig.workloads import CRASH, FAIL, GUEST_DIR, TIMEOUT, WARN, TestResult, WorkloadContext
 
 if TYPE_CHECKING:
     from rig.vm import VM
@@ -242,6 +243,30 @@ def _tail(text: str, lines: int = 15) -> str:
     return "\n".join(chosen[-lines:])
 
 
+# igt_runner's dmesg lines: "<level> [seconds] message". It calls a test dmesg-warn when a
+# line of level 4 (KERN_WARNING) or more urgent (a lower number) is not on its ignore list.
+_DMESG_LINE = re.compile(r"^<(\d)>\s*(?:\[\s*[\d.]+\]\s*)?(.*)$")
+IGT_WARN_LEVEL = 4
+
+
+def warn_reason(entry: IgtResult, lines: int = 15) -> str:
+    """Why IGT said warn: the kernel warnings its dmesg capture holds (dmesg-warn; under
+    emulation often vkms' "vblank timer overrun"), else the test's own WARNING lines on
+    stderr (igt_warn: result warn), else the end of its stderr."""
+    warnings = []
+    for line in entry.dmesg.splitlines():
+        match = _DMESG_LINE.match(line)
+        if match and int(match.group(1)) <= IGT_WARN_LEVEL and not match.group(2).startswith("[IGT] "):
+            warnings.append(match.group(2).rstrip())
+    if not warnings:
+        warnings = [line for line in entry.err.splitlines() if "WARNING:" in line]
+    chosen = list(dict.fromkeys(warnings)) or entry.err.rstrip().splitlines()
+    if not chosen:
+        return ""
+    more = len(chosen) - lines
+    return "\n".join(chosen[:lines] + ([f"... and {more} more"] if more > 0 else []))
+
+
 def results_from_run(run: IgtRun | None, prepared: PreparedGroup, *, started_s: float | None = None
                      ) -> list[TestResult]:
     """TestResults from igt_runner's results, plus "not run" for listed tests it lacks."""
@@ -249,7 +274,8 @@ def results_from_run(run: IgtRun | None, prepared: PreparedGroup, *, started_s: 
     for entry in run.results if run is not None else ():
         name = entry.name.removeprefix("igt@")
         status = _STATUS.get(entry.result, FAIL)
-        detail = _tail(entry.out + "\n" + entry.err) if status in (FAIL, TIMEOUT, CRASH) else ""
+        detail = (_tail(entry.out + "\n" + entry.err) if status in (FAIL, TIMEOUT, CRASH)
+                  else warn_reason(entry) if status is WARN else "")
         found[name] = TestResult(name, "igt", status, entry.result, entry.duration, prepared.group.driver, detail,
                                  started_s)
     results = list(found.values())

@@ -12,10 +12,17 @@ between kernel versions.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
+import json
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rig import cache, proc
+from rig.errors import RigError
 from rig.splat.ktap import KtapRun, KtapTest, parse_ktap
 from rig.workloads import ABSENT, CRASH, FAIL, PASS, SKIP, TestResult, WorkloadContext
 
@@ -78,7 +85,7 @@ def results_for(patterns: tuple[str, ...], debugfs: dict[str, str], console_text
     for pattern in patterns:
         names = [s for s in dict.fromkeys([*console, *kept]) if fnmatch.fnmatchcase(s, pattern)]
         if not names:
-            results.append(TestResult(f"kunit:{pattern}", "kunit", ABSENT, "not in this kernel", None,
+            results.append(TestResult(f"kunit:{pattern}", "kunit", ABSENT, NOT_IN_KERNEL, None,
                                       detail=f"neither {DEBUGFS} nor the console has KTAP for this suite"))
             continue
         for suite in names:
@@ -90,6 +97,97 @@ def results_for(patterns: tuple[str, ...], debugfs: dict[str, str], console_text
             results += [TestResult(f"kunit:{case.path}", "kunit", _STATUS.get(case.status, FAIL), case.status,
                                    durations.get(case.path), detail=case.reason) for case in cases]
     return results
+
+
+# ------------------------------------------------------------------ absent: not built, or not there
+# A suite the running kernel lacks is either not in this kernel version at all (the DRM
+# suites come and go between versions) or in the source but not built (its Kconfig symbol
+# is off: not built with --profile kunit). Only the source can tell which.
+
+NOT_IN_KERNEL = "not in this kernel"
+NOT_IN_SOURCE = "not in this kernel's source"
+NOT_BUILT = "in the source, not built"
+# Where kernels keep their KUnit suites (all of 6.1's; all but two of 6.12's, none in DRM):
+# reading only these takes git grep a second, the whole tree tens of seconds.
+SUITE_FILES = ("*test*.c", "*kunit*.c")
+GREP_TIMEOUT_S = 300.0
+# A suite definition: `static struct kunit_suite drm_mm_test_suite = { .name = "drm_mm", ...`
+_SUITE_START = re.compile(r"struct\s+kunit_suite\s+\w+\s*=\s*\{")
+_SUITE_START_ERE = r"struct[[:space:]]+kunit_suite[[:space:]]+[[:alnum:]_]+[[:space:]]*=[[:space:]]*\{"
+_SUITE_NAME = re.compile(r'\.name\s*=\s*"([^"]+)"')
+# The lines after a definition's first one that may hold its .name.
+_NAME_WITHIN = 6
+
+
+def parse_suite_grep(output: str) -> dict[str, str]:
+    """suite name -> file, from `git grep -z -n -A6 <suite definition> <commit>`: lines
+    "<commit>:<path>\\0<line>\\0<text>", groups of a match and its context split by "--"."""
+    found: dict[str, str] = {}
+    pending: str | None = None  # the file of a definition whose .name is still to come
+    left = 0
+    for line in output.splitlines():
+        parts = line.split("\0")
+        if len(parts) < 3:
+            pending = None  # "--" between groups
+            continue
+        path, text = parts[0].split(":", 1)[-1], "\0".join(parts[2:])
+        if _SUITE_START.search(text):
+            pending, left = path, _NAME_WITHIN
+        if pending is not None:
+            name = _SUITE_NAME.search(text)
+            if name and pending == path:
+                found.setdefault(name.group(1), path)
+                pending = None
+            else:
+                left -= 1
+                if left < 0:
+                    pending = None
+    return found
+
+
+def suites_in_source(repo: Path, commit: str) -> dict[str, str]:
+    """Every KUnit suite the source at `commit` defines (name -> file), cached per commit
+    in rig's cache (a commit's files never change); {} when git cannot tell."""
+    if not commit or not (repo / ".git").exists() and not (repo / "HEAD").exists():
+        return {}
+    cached = cache.cache_dir("kunit-suites") / f"{commit}.json"
+    if cached.is_file():
+        return dict(json.loads(cached.read_text()))
+    try:
+        result = proc.run(["git", "grep", "-z", "-n", f"-A{_NAME_WITHIN}", "-E", _SUITE_START_ERE, commit, "--",
+                           *SUITE_FILES],
+                          cwd=repo, timeout=GREP_TIMEOUT_S, check=False, what=f"git grep for KUnit suites at {commit[:12]}")
+    except RigError:
+        return {}  # the rows keep "not in this kernel": true, if less precise
+    if result.returncode not in (0, 1):  # 1: no match; anything else: git could not look
+        return {}
+    found = parse_suite_grep(result.stdout)
+    cached.write_text(json.dumps(found, sort_keys=True))
+    return found
+
+
+def explain_absent(results: Sequence[TestResult], in_source: Mapping[str, str] | None) -> list[TestResult]:
+    """The absent suites' rows, saying whether the source has them (then: not built) or
+    not; `in_source` None leaves them as they are (no source to look in)."""
+    if in_source is None:
+        return list(results)
+    out: list[TestResult] = []
+    for result in results:
+        if result.status is not ABSENT or result.kind != "kunit":
+            out.append(result)
+            continue
+        pattern = result.name.removeprefix("kunit:")
+        files = sorted({path for suite, path in in_source.items() if fnmatch.fnmatchcase(suite, pattern)})
+        if files:
+            out.append(dataclasses.replace(
+                result, raw_status=NOT_BUILT,
+                detail=f"defined in {', '.join(files)} but not built into this kernel: its Kconfig option is off "
+                       "(build with --profile kunit, or a --config fragment that enables it)"))
+        else:
+            out.append(dataclasses.replace(
+                result, raw_status=NOT_IN_SOURCE,
+                detail="no KUnit suite of this name in the kernel's source: this kernel version does not have it"))
+    return out
 
 
 def results_from_console(console_text: str, suites: tuple[str, ...]) -> list[TestResult]:

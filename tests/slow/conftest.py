@@ -4,6 +4,7 @@ session fast)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -31,3 +32,54 @@ def guest_image():  # -> rig.image.GuestImage
     from rig.image import ensure_image
 
     return ensure_image("default", progress=False)
+
+
+@pytest.fixture(scope="session")
+def kernel_6_1_arm64(tmp_path_factory: pytest.TempPathFactory):  # -> rig.build.BuildArtifacts
+    """Debian's 6.1 kernel source cross-built for arm64, default profile, no series."""
+    from rig.build import BuildRequest, build
+    from rig.target import ARM64
+
+    out = tmp_path_factory.mktemp("kernel-6.1-arm64")
+    return build(BuildRequest(kernel="debian:6.1", target=ARM64), out, progress=False)
+
+
+@pytest.fixture(scope="session")
+def arm64_image():  # -> rig.image.GuestImage
+    """The arm64 guest image (Debian sid without IGT, built under qemu-user)."""
+    from rig.image import ensure_image
+
+    return ensure_image("arm64", progress=False)
+
+
+@dataclass(frozen=True)
+class GuestKernel:
+    """A kernel and the image it boots on, for tests that must hold on every architecture."""
+
+    arch: str
+    kernel: object  # rig.build.BuildArtifacts
+    image: object  # rig.image.GuestImage
+
+    @property
+    def kernel_image(self) -> Path:
+        return Path(self.kernel.kernel_image)  # type: ignore[attr-defined]
+
+    @property
+    def args(self) -> list[str]:
+        """rig boot/run options that boot this kernel on this architecture."""
+        return ["--arch", self.arch, "--bzimage", str(self.kernel_image)]
+
+    def spec(self, **changes: object):  # -> rig.guest_spec.GuestSpec
+        from rig.guest_spec import GuestSpec
+        from rig.target import target
+
+        return GuestSpec(target=target(self.arch), **changes)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session", params=["x86_64", "arm64"])
+def any_arch(request: pytest.FixtureRequest) -> GuestKernel:
+    """The debian:6.1 default kernel and its image, once per architecture (arm64 builds
+    rig's QEMU, the cross-built kernel and the arm64 image the first time)."""
+    if request.param == "x86_64":
+        return GuestKernel("x86_64", request.getfixturevalue("kernel_6_1"), request.getfixturevalue("guest_image"))
+    return GuestKernel("arm64", request.getfixturevalue("kernel_6_1_arm64"), request.getfixturevalue("arm64_image"))

@@ -32,7 +32,7 @@ def qemu_processes(marker: str) -> list[int]:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if argv and argv[0].endswith(b"qemu-system-x86_64") and any(marker.encode() in a for a in argv):
+        if argv and b"qemu-system-" in argv[0] and any(marker.encode() in a for a in argv):
             found.append(int(entry.name))
     return found
 
@@ -107,12 +107,12 @@ def test_boot_drm_igt_qmp_and_files(kernel_6_1, guest_image, tmp_path: Path) -> 
     assert "rig-init: [" in (run_dir / "console.log").read_text()
 
 
-def test_rig_boot_runs_a_command_and_passes_its_status(kernel_6_1, guest_image, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_rig_boot_runs_a_command_and_passes_its_status(any_arch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "run"
-    result = rig("boot", "--bzimage", str(kernel_6_1.kernel_image), "--out", str(out), "--",
-                 "sh", "-c", "uname -r; cat /sys/kernel/debug/dri/*/name; exit 7")
+    result = rig("boot", *any_arch.args, "--out", str(out), "--",
+                 "sh", "-c", "uname -rm; cat /sys/kernel/debug/dri/*/name; exit 7")
     assert result.returncode == 7, result.stderr
-    assert kernel_6_1.kernel_release in result.stdout
+    assert any_arch.kernel.kernel_release in result.stdout
     for driver in ("virtio_gpu", "vgem", "vkms"):
         assert driver in result.stdout
     assert "SSH ready after" in result.stderr
@@ -130,12 +130,12 @@ def test_other_gpu_models_bind_their_driver(kernel_6_1, guest_image, tmp_path: P
     assert qemu_processes(str(out)) == []
 
 
-def test_guest_panic_exits_1_within_10_s_with_the_console(kernel_6_1, guest_image, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_guest_panic_exits_1_within_10_s_with_the_console(any_arch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "run"
     marker = tmp_path / "panicked-at"
     # The guest prints nothing more after the sysrq; rig's clock starts when the command is sent.
     command = "sleep 1; echo c > /proc/sysrq-trigger"
-    rig_proc = start_rig("boot", "--bzimage", str(kernel_6_1.kernel_image), "--out", str(out), "--", "sh", "-c", command)
+    rig_proc = start_rig("boot", *any_arch.args, "--out", str(out), "--", "sh", "-c", command)
     wait_for(lambda: booted(out),
              300, "the guest to boot")
     marker.write_text(str(time.monotonic()))
@@ -148,11 +148,11 @@ def test_guest_panic_exits_1_within_10_s_with_the_console(kernel_6_1, guest_imag
     assert qemu_processes(str(out)) == []
 
 
-def test_boot_failure_is_a_kernel_error_with_the_console(kernel_6_1, guest_image, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_boot_failure_is_a_kernel_error_with_the_console(any_arch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     run_dir = tmp_path / "vm"
 
     async def scenario() -> None:
-        async with boot_guest(kernel_6_1.kernel_image, guest_image, run_dir, GuestSpec(cmdline_extra=("root=/dev/vdz",))):
+        async with boot_guest(any_arch.kernel_image, any_arch.image, run_dir, any_arch.spec(cmdline_extra=("root=/dev/vdz",))):
             raise AssertionError("a guest without its root filesystem answered SSH")
 
     with pytest.raises(KernelError) as info:
@@ -161,11 +161,11 @@ def test_boot_failure_is_a_kernel_error_with_the_console(kernel_6_1, guest_image
     assert qemu_processes(str(run_dir)) == []
 
 
-def test_hanging_command_and_frozen_guest_hit_their_deadlines(kernel_6_1, guest_image, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_hanging_command_and_frozen_guest_hit_their_deadlines(any_arch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     run_dir = tmp_path / "vm"
 
     async def scenario() -> None:
-        async with boot_guest(kernel_6_1.kernel_image, guest_image, run_dir, GuestSpec()) as vm:
+        async with boot_guest(any_arch.kernel_image, any_arch.image, run_dir, any_arch.spec()) as vm:
             started = time.monotonic()
             with pytest.raises(GuestTimeout) as hang:
                 await vm.run(["sleep", "600"], timeout=5)
@@ -184,9 +184,9 @@ def test_hanging_command_and_frozen_guest_hit_their_deadlines(kernel_6_1, guest_
     assert qemu_processes(str(run_dir)) == []
 
 
-def test_qemu_killed_mid_run_is_reported_and_nothing_is_left(kernel_6_1, guest_image, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_qemu_killed_mid_run_is_reported_and_nothing_is_left(any_arch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "run"
-    rig_proc = start_rig("boot", "--bzimage", str(kernel_6_1.kernel_image), "--out", str(out), "--", "sleep", "600")
+    rig_proc = start_rig("boot", *any_arch.args, "--out", str(out), "--", "sleep", "600")
     wait_for(lambda: booted(out),
              300, "the guest to boot")
     (pid,) = qemu_processes(str(out))
@@ -198,9 +198,9 @@ def test_qemu_killed_mid_run_is_reported_and_nothing_is_left(kernel_6_1, guest_i
 
 
 @pytest.mark.parametrize("signum, words", [(signal.SIGINT, "interrupted (Ctrl-C)"), (signal.SIGTERM, "terminated")])
-def test_rig_interrupted_mid_run_stops_qemu(kernel_6_1, guest_image, tmp_path: Path, signum: int, words: str) -> None:  # type: ignore[no-untyped-def]
+def test_rig_interrupted_mid_run_stops_qemu(any_arch, tmp_path: Path, signum: int, words: str) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "run"
-    rig_proc = start_rig("boot", "--bzimage", str(kernel_6_1.kernel_image), "--out", str(out), "--", "sleep", "600")
+    rig_proc = start_rig("boot", *any_arch.args, "--out", str(out), "--", "sleep", "600")
     wait_for(lambda: booted(out),
              300, "the guest to boot")
     assert qemu_processes(str(out))
@@ -211,9 +211,9 @@ def test_rig_interrupted_mid_run_stops_qemu(kernel_6_1, guest_image, tmp_path: P
     assert qemu_processes(str(out)) == []
 
 
-def test_even_a_sigkilled_rig_leaves_no_qemu(kernel_6_1, guest_image, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_even_a_sigkilled_rig_leaves_no_qemu(any_arch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "run"
-    rig_proc = start_rig("boot", "--bzimage", str(kernel_6_1.kernel_image), "--out", str(out), "--", "sleep", "600")
+    rig_proc = start_rig("boot", *any_arch.args, "--out", str(out), "--", "sleep", "600")
     wait_for(lambda: booted(out), 300, "the guest to boot")
     assert qemu_processes(str(out))
     rig_proc.kill()  # no finally block runs: the kernel's parent-death signal must do it
@@ -221,10 +221,10 @@ def test_even_a_sigkilled_rig_leaves_no_qemu(kernel_6_1, guest_image, tmp_path: 
     wait_for(lambda: not qemu_processes(str(out)), 10, "QEMU to die with rig")
 
 
-def test_rig_boot_command_past_its_timeout_exits_1_with_the_console(kernel_6_1, guest_image, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_rig_boot_command_past_its_timeout_exits_1_with_the_console(any_arch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "run"
     started = time.monotonic()
-    result = rig("boot", "--bzimage", str(kernel_6_1.kernel_image), "--out", str(out), "--timeout", "5", "--",
+    result = rig("boot", *any_arch.args, "--out", str(out), "--timeout", "5", "--",
                  "sleep", "600")
     assert result.returncode == 1, result.stderr
     assert "did not finish within 5 s" in result.stderr and "console tail" in result.stderr

@@ -18,10 +18,6 @@ REPO = Path(__file__).resolve().parent.parent.parent
 PLANS = REPO / "tests" / "data" / "plans"
 
 
-def _kernel_image(kernel) -> Path:  # BuildArtifacts
-    return Path(kernel.kernel_image)
-
-
 def _start(out: Path, *args: str) -> tuple[subprocess.Popen[str], list[str]]:
     proc = subprocess.Popen([sys.executable, "-m", "rig", "run", "--out", str(out), *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
@@ -36,10 +32,9 @@ def _start(out: Path, *args: str) -> tuple[subprocess.Popen[str], list[str]]:
     return proc, lines
 
 
-def test_qemu_killed_from_outside_after_boot_is_a_host_problem_with_a_report(kernel_6_1, guest_image,
-                                                                             tmp_path: Path) -> None:
+def test_qemu_killed_from_outside_after_boot_is_a_host_problem_with_a_report(any_arch, tmp_path: Path) -> None:
     out = tmp_path / "killed"
-    proc, lines = _start(out, "--bzimage", str(_kernel_image(kernel_6_1)),
+    proc, lines = _start(out, *any_arch.args,
                          "--plan", str(PLANS / "wait.toml"), "--pressure", "none")
     deadline = time.monotonic() + 900
     while not any("running plan" in line for line in lines):  # the guest is up, the workloads begin
@@ -63,10 +58,10 @@ def test_qemu_killed_from_outside_after_boot_is_a_host_problem_with_a_report(ker
     assert not qemu_processes(str(out))
 
 
-def test_a_guest_that_dies_mid_plan_fails_the_run_and_says_so(kernel_6_1, guest_image, tmp_path: Path) -> None:
+def test_a_guest_that_dies_mid_plan_fails_the_run_and_says_so(any_arch, tmp_path: Path) -> None:
     out = tmp_path / "panic"
     done = subprocess.run([sys.executable, "-m", "rig", "run", "--quiet", "--out", str(out),
-                           "--bzimage", str(_kernel_image(kernel_6_1)), "--plan", str(PLANS / "panic.toml"),
+                           *any_arch.args, "--plan", str(PLANS / "panic.toml"),
                            "--pressure", "none"], capture_output=True, text=True, timeout=1200, cwd=REPO)
     assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
     data = json.loads((out / "report.json").read_text())

@@ -60,23 +60,36 @@ class FakeGuest:
 
 
 class FakeVM:
-    def __init__(self, answer: Answer | None = None, *, fail_on: str = "", console: str = "") -> None:
+    def __init__(self, answer: Answer | None = None, *, fail_on: str = "", console: str = "",
+                 partial: str = "") -> None:
         self.machine = FakeMachine(console)
         self.guest = FakeGuest()
         self.answer = answer
         self.fail_on = fail_on
+        self.partial = partial  # what a command the answer makes raise had printed before
         self.commands: list[list[str]] = []
         self.timeouts: list[float] = []
 
-    async def run(self, argv: list[str], *, timeout: float, check: bool = False, env: Any = None) -> GuestResult:
+    async def run(self, argv: list[str], *, timeout: float, check: bool = False, env: Any = None,
+                  on_stdout: Callable[[bytes], None] | None = None,
+                  on_stderr: Callable[[bytes], None] | None = None) -> GuestResult:
         self.commands.append(list(argv))
         self.timeouts.append(timeout)
         if self.fail_on and self.fail_on in " ".join(argv):
             raise InfraError("connection lost")
-        answer = self.answer(list(argv)) if self.answer else None
-        if isinstance(answer, GuestResult):
-            return answer
-        return GuestResult(tuple(argv), 0, answer or "", "", 0.01)
+        try:
+            answer = self.answer(list(argv)) if self.answer else None
+        except Exception:
+            if on_stdout is not None and self.partial:
+                on_stdout(self.partial.encode())
+            raise
+        result = answer if isinstance(answer, GuestResult) else GuestResult(tuple(argv), 0, answer or "", "", 0.01)
+        # as the real guest does: the output as it arrives, then whole in the result
+        if on_stdout is not None and result.stdout:
+            on_stdout(result.stdout.encode())
+        if on_stderr is not None and result.stderr:
+            on_stderr(result.stderr.encode())
+        return result
 
     # The guarded copies of rig.vm.VM, straight onto the fake guest.
     async def put(self, local: Path, remote: str, *, timeout: float = 120, mode: int | None = None) -> None:

@@ -237,6 +237,8 @@ def _fake_image(cache: Path, recipe: str, arch: str | None, igt: str | None) -> 
                 "recipe_content": {"suite": "sid", "variant": "minbase", "packages": ["openssh-server"]}}
     if arch is not None:
         manifest["arch"] = arch
+    if recipe == "arm64":
+        manifest["programs"] = {"/usr/local/bin/rig-panfrost": "0123456789abcdef" * 4}
     (directory / "manifest.json").write_text(json.dumps(manifest))
     return digest
 
@@ -260,6 +262,7 @@ def test_cli_shows_and_lists_an_image_without_igt(monkeypatch: pytest.MonkeyPatc
     assert _image_command("show", "--arch", "arm64") == 0
     shown = capsys.readouterr().out
     assert arm in shown and "arch         arm64" in shown and "IGT          none" in shown
+    assert "program      /usr/local/bin/rig-panfrost (sha256 0123456789abcdef)" in shown
     assert _image_command("list") == 0
     listed = capsys.readouterr().out.splitlines()
     assert any(arm in line and " arm64 " in line and "IGT none" in line for line in listed)

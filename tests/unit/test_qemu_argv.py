@@ -11,6 +11,8 @@ from rig.guest_spec import GuestSpec
 from rig.qemu.argv import MachineSpec, build_argv, kernel_cmdline, render
 from rig.target import ARM64, TARGETS, X86_64, Target
 
+from .kernelimages import fake_kernel_image
+
 
 def spec(**changes: object) -> MachineSpec:
     """A machine spec; guest fields (gpu, cpus, target ...) go into its GuestSpec, except
@@ -172,8 +174,7 @@ def test_rig_boot_dry_run_prints_the_command_line(tmp_path: Path, capsys: pytest
     from rig import cli
 
     monkeypatch.setenv("RIG_CACHE_DIR", str(tmp_path / "cache"))
-    kernel = tmp_path / "bzImage"
-    kernel.write_bytes(b"not really a kernel")
+    kernel = fake_kernel_image(tmp_path / "bzImage")
     status = cli.main(["boot", "--bzimage", str(kernel), "--gpu", "cirrus", "--memory", "1024", "--accel", "tcg",
                        "--out", str(tmp_path / "run"), "--dry-run"])
     assert status == 0
@@ -189,8 +190,7 @@ def test_rig_boot_dry_run_for_arm64_builds_no_qemu(tmp_path: Path, capsys: pytes
     from rig import cli
 
     monkeypatch.setenv("RIG_CACHE_DIR", str(tmp_path / "cache"))
-    kernel = tmp_path / "Image"
-    kernel.write_bytes(b"not really a kernel")
+    kernel = fake_kernel_image(tmp_path / "Image", "arm64")
     status = cli.main(["boot", "--arch", "arm64", "--bzimage", str(kernel), "--out", str(tmp_path / "run"),
                        "--dry-run"])
     assert status == 0

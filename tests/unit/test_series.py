@@ -113,8 +113,9 @@ def test_a_patch_that_does_not_apply_names_patch_file_and_git_message(tmp_path: 
     loaded = series.load("HEAD~2..HEAD", tmp_path / "work", repo=repo_with_series)
     target = fake_kernel(tmp_path / "target")
     commit_change(target, "drv: diverge", "return 0;", "return 2;")
-    with pytest.raises(UserError) as info:
+    with pytest.raises(series.SeriesDoesNotApply) as info:  # a UserError: exit 2 for `rig run`
         series.apply(loaded.patches[0], target)
+    assert isinstance(info.value, UserError)
     message = info.value.message
     assert 'patch 1 "drv: return one" does not apply' in message
     assert "(conflicting files: drv.c)" in message
@@ -138,3 +139,65 @@ Patch failed at 0001 drm: change"""
                                          ("a...b", None), ("series.mbox", None)])
 def test_range_start(spec: str, start: str | None) -> None:
     assert series.range_start(spec) == start
+
+
+def _mbox_of(repo: Path, rev_range: str, out: Path) -> Path:
+    """The patches of `rev_range` as one mbox file, as b4 am or a mail client saves them."""
+    files = format_patches(repo, rev_range, out / "fp")
+    mbox = out / "series.mbox"
+    mbox.write_bytes(b"".join(f.read_bytes() for f in files))
+    for f in files:
+        f.unlink()
+    return mbox
+
+
+def test_a_series_directory_holding_one_mbox_is_taken(tmp_path: Path, repo_with_series: Path) -> None:
+    directory = tmp_path / "from-b4"
+    directory.mkdir()
+    _mbox_of(repo_with_series, "HEAD~2..HEAD", tmp_path).rename(directory / "v2_20250101_someone.mbx")
+    loaded = series.load(str(directory), tmp_path / "work")
+    assert [p.subject for p in loaded.patches] == ["drv: return one", "drv: say what it is"]
+    assert all(p.origin == str(directory / "v2_20250101_someone.mbx") for p in loaded.patches)
+    target = fake_kernel(tmp_path / "target")
+    for patch in loaded.patches:
+        series.apply(patch, target)
+    assert "return 1;" in (target / "drv.c").read_text()
+
+
+def test_a_series_directory_with_two_mboxes_asks_which(tmp_path: Path, repo_with_series: Path) -> None:
+    directory = tmp_path / "two"
+    directory.mkdir()
+    mbox = _mbox_of(repo_with_series, "HEAD~2..HEAD", tmp_path)
+    (directory / "a.mbox").write_bytes(mbox.read_bytes())
+    (directory / "b.mbox").write_bytes(mbox.read_bytes())
+    with pytest.raises(UserError, match="several mboxes") as info:
+        series.load(str(directory), tmp_path / "work")
+    assert "a.mbox, b.mbox" in info.value.message
+
+
+def test_a_corrupt_mbox_error_names_the_file_and_says_it_is_damaged(tmp_path: Path, repo_with_series: Path) -> None:
+    mbox = _mbox_of(repo_with_series, "HEAD~1..HEAD", tmp_path)
+    # A mail client that rewrapped a long line: the hunk now has a line that is no diff line.
+    text = mbox.read_text().replace("-/* A driver. */\n", "-/* A driver. */\nwrapped by the mailer\n")
+    mbox.write_text(text)
+    loaded = series.load(str(mbox), tmp_path / "work")
+    target = fake_kernel(tmp_path / "target")
+    commit_change(target, "drv: return one", "return 0;", "return 1;")
+    with pytest.raises(UserError) as info:
+        series.apply(loaded.patches[0], target)
+    message = info.value.message
+    assert 'patch 1 "drv: say what it is" is damaged' in message
+    assert str(mbox) in message and str(mbox) in (info.value.hint or "")
+    assert "corrupt patch at line" in message  # git's own words
+    assert "rebase" not in (info.value.hint or "")  # rebasing cannot fix a damaged file
+    assert git(target, "status", "--porcelain") == ""
+
+
+def test_a_patch_that_does_not_apply_names_the_file_it_came_from(tmp_path: Path, repo_with_series: Path) -> None:
+    files = format_patches(repo_with_series, "HEAD~2..HEAD", tmp_path / "dir")
+    loaded = series.load(str(tmp_path / "dir"), tmp_path / "work")
+    target = fake_kernel(tmp_path / "target")
+    commit_change(target, "drv: diverge", "return 0;", "return 2;")
+    with pytest.raises(UserError) as info:
+        series.apply(loaded.patches[0], target)
+    assert f"it comes from {files[0]}" in info.value.message

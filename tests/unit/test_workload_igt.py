@@ -155,3 +155,57 @@ def test_a_group_runs_under_the_wrap_and_returns_its_results(tmp_path: Path) -> 
     assert said == ["IGT on virtio_gpu: 2 tests"]
     group_dir = tmp_path / "attempt" / "igt" / "group-2-virtio_gpu"
     assert (group_dir / "results" / "results.json").is_file() and (group_dir / "runner.log").is_file()
+
+
+# What igt_runner keeps of dmesg for a test: "<level> [time] message", IGT's own lines at 6.
+VKMS_OVERRUN_DMESG = (
+    "<6> [54.118207] [IGT] kms_flip: executing\n"
+    "<6> [54.190417] [IGT] kms_flip: starting subtest basic-flip-vs-wf_vblank\n"
+    "<4> [55.002211] vkms_vblank_simulate: vblank timer overrun\n"
+    "<4> [55.019345] vkms_vblank_simulate: vblank timer overrun\n"
+    "<6> [55.401200] [IGT] kms_flip: finished subtest basic-flip-vs-wf_vblank, SUCCESS\n"
+)
+
+
+def test_a_warn_result_says_which_dmesg_warning_igt_saw(tmp_path: Path) -> None:
+    group = PreparedGroup(1, IgtGroup(driver="vkms", tests=("kms_flip@*",), per_test_timeout_s=60), ("kms_flip@*",))
+    tests = {
+        "igt@kms_flip@basic-flip-vs-wf_vblank": {"result": "dmesg-warn", "out": "", "err": "",
+                                                 "dmesg": VKMS_OVERRUN_DMESG},
+        "igt@kms_flip@plain-flip": {"result": "warn", "out": "",
+                                    "err": "(kms_flip:412) WARNING: flip took 41 ms, more than a frame\n"},
+        "igt@kms_flip@basic-plain-flip": {"result": "pass", "out": "", "dmesg": VKMS_OVERRUN_DMESG},
+    }
+    (tmp_path / "results.json").write_text(json.dumps({**RESULTS, "tests": tests}))
+    results = {r.name: r for r in results_from_dir(tmp_path, group)}
+    dmesg_warn = results["kms_flip@basic-flip-vs-wf_vblank"]
+    assert dmesg_warn.status == WARN
+    # the kernel's warning (once), not IGT's own [IGT] lines
+    assert dmesg_warn.detail == "vkms_vblank_simulate: vblank timer overrun"
+    own_warn = results["kms_flip@plain-flip"]
+    assert own_warn.status == WARN and own_warn.detail == "(kms_flip:412) WARNING: flip took 41 ms, more than a frame"
+    assert results["kms_flip@basic-plain-flip"].detail == ""  # a pass needs no reason
+
+
+def test_the_reports_show_a_warn_tests_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+    import io
+
+    from rich.console import Console
+
+    from rig.report import html, junit, terminal
+    from rig.results import TestResult, TestStatus
+
+    from .rundata import report_data
+
+    report, run_dir = report_data(tmp_path, monkeypatch)
+    warned = TestResult("kms_flip@basic-flip-vs-wf_vblank", "igt", TestStatus.WARN, "dmesg-warn", 1.0, "vkms",
+                        "vkms_vblank_simulate: vblank timer overrun")
+    report = dataclasses.replace(report, verdict=dataclasses.replace(report.verdict,
+                                                                     tests=(*report.verdict.tests, warned)))
+    out = io.StringIO()
+    terminal.render(report, Console(file=out, width=200, highlight=False))
+    assert "kms_flip@basic-flip-vs-wf_vblank" in out.getvalue()
+    assert "vkms_vblank_simulate: vblank timer overrun" in out.getvalue()
+    assert "dmesg-warn: vkms_vblank_simulate: vblank timer overrun" in junit.render(report)
+    assert "warning: vkms_vblank_simulate: vblank timer overrun" in html.render(report, run_dir)

@@ -146,3 +146,93 @@ def test_the_guest_side_reader_lists_matching_suites(tmp_path: Path) -> None:
     missing = subprocess.run(["sh", "-c", _READ, str(tmp_path / "none"), "*"], capture_output=True, text=True,
                              timeout=30, check=True)
     assert missing.stdout == ""  # a kernel without KUNIT_DEBUGFS: the console decides
+
+
+# Two suites as kernel sources define them: .name right after the opening line, or a
+# few lines further down; and a struct that only declares a suite array (no name).
+MM_TEST_C = """static struct kunit_suite drm_mm_test_suite = {
+\t.name = "drm_mm",
+\t.test_cases = drm_mm_tests,
+};
+"""
+SHMEM_TEST_C = """static struct kunit_suite drm_gem_shmem_suite = {
+\t.init = drm_gem_shmem_test_init,
+\t.exit = drm_gem_shmem_test_exit,
+\t.name = "drm_gem_shmem",
+\t.test_cases = drm_gem_shmem_test_cases
+};
+kunit_test_suite(drm_gem_shmem_suite);
+"""
+
+
+def _tree_with_suites(tmp_path: Path) -> tuple[Path, str]:
+    from .test_build_fakes import fake_kernel, git
+
+    repo = fake_kernel(tmp_path / "linux")
+    tests = repo / "drivers" / "gpu" / "drm" / "tests"
+    tests.mkdir(parents=True)
+    (tests / "drm_mm_test.c").write_text(MM_TEST_C)
+    (tests / "drm_gem_shmem_test.c").write_text(SHMEM_TEST_C)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "tests")
+    return repo, git(repo, "rev-parse", "HEAD").strip()
+
+
+def test_the_suites_a_source_defines_are_found_with_git_grep(tmp_path: Path, monkeypatch) -> None:
+    from rig.workloads.kunit import suites_in_source
+
+    monkeypatch.setenv("RIG_CACHE_DIR", str(tmp_path / "cache"))
+    repo, commit = _tree_with_suites(tmp_path)
+    found = suites_in_source(repo, commit)
+    assert found == {"drm_mm": "drivers/gpu/drm/tests/drm_mm_test.c",
+                     "drm_gem_shmem": "drivers/gpu/drm/tests/drm_gem_shmem_test.c"}
+    assert suites_in_source(repo, "0" * 40) == {}  # git cannot look: nothing claimed
+
+
+def test_absent_suites_say_not_built_or_not_in_this_kernel(tmp_path: Path, monkeypatch) -> None:
+    from rig.workloads.kunit import NOT_BUILT, NOT_IN_SOURCE, explain_absent, suites_in_source
+
+    monkeypatch.setenv("RIG_CACHE_DIR", str(tmp_path / "cache"))
+    repo, commit = _tree_with_suites(tmp_path)
+    # a kernel without KUnit built in: the console has no KTAP at all
+    rows = results_from_console("[    0.000000] Linux version 6.1.0\n", ("drm_gem_shmem", "drm_buddy", "drm_m*"))
+    assert [r.raw_status for r in rows] == ["not in this kernel"] * 3
+    explained = {r.name: r for r in explain_absent(rows, suites_in_source(repo, commit))}
+    shmem = explained["kunit:drm_gem_shmem"]
+    assert shmem.status == ABSENT and shmem.raw_status == NOT_BUILT
+    assert "drivers/gpu/drm/tests/drm_gem_shmem_test.c" in shmem.detail and "--profile kunit" in shmem.detail
+    assert explained["kunit:drm_m*"].raw_status == NOT_BUILT  # a pattern matches the source's suites too
+    buddy = explained["kunit:drm_buddy"]
+    assert buddy.status == ABSENT and buddy.raw_status == NOT_IN_SOURCE
+    # no source to look in: the rows stay as they were
+    assert explain_absent(rows, None) == rows
+
+
+def test_a_run_of_a_built_kernel_tells_absent_suites_apart(tmp_path: Path, monkeypatch) -> None:
+    from rig.build import BuildArtifacts
+
+    from .rundata import finished_run, run_with
+
+    monkeypatch.setenv("RIG_CACHE_DIR", str(tmp_path / "cache"))
+    repo, commit = _tree_with_suites(tmp_path)
+    run, attempt = finished_run(tmp_path)
+    built = BuildArtifacts(kernel_image=tmp_path / "bzImage", vmlinux=tmp_path / "vmlinux",
+                           system_map=tmp_path / "System.map", config=tmp_path / ".config",
+                           build_log=tmp_path / "build.log", kernel_release="6.1.0", cache_hit=True, patches=(),
+                           source="git:" + commit, base_commit=commit, head_commit=commit, source_repo=repo)
+    monkeypatch.setattr(type(run), "_kernel", lambda self: setattr(self, "artifacts", built) or built.kernel_image)
+    report = run_with(run, monkeypatch, attempt)
+    rows = {t.name: t.raw_status for t in report.verdict.tests if t.kind == "kunit"}
+    assert rows["kunit:drm_gem_shmem"] == "in the source, not built"
+    assert rows["kunit:drm_mm"] == "in the source, not built"
+    assert rows["kunit:drm_buddy"] == "not in this kernel's source"
+    import io
+
+    from rich.console import Console
+
+    from rig.report import terminal
+
+    out = io.StringIO()
+    terminal.render(report, Console(file=out, width=300, highlight=False))
+    assert "kunit:drm_gem_shmem (in the source, not built)" in out.getvalue()
+    assert "kunit:drm_buddy (not in this kernel's source)" in out.getvalue()
