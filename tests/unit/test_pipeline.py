@@ -194,7 +194,7 @@ def test_bad_machine_options_stop_rig_run_before_anything_is_built(bad: list[str
     def must_not_run(*args, **kwargs):
         raise AssertionError("rig run started work before checking its options")
 
-    monkeypatch.setattr(rig.pipeline, "build", must_not_run)
+    monkeypatch.setattr(rig.pipeline, "resolve", must_not_run)
     monkeypatch.setattr(rig.pipeline, "ensure_image", must_not_run)
     assert main(["run", "--out", str(tmp_path / "out"), *bad]) == 2
     err = capsys.readouterr().err
