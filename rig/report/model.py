@@ -205,6 +205,16 @@ def _counts(verdict: Verdict) -> str:
     return ", ".join(parts)
 
 
+def seen_text(series: object, base: object) -> str:
+    """"3/3 runs; base 0/3": how often each side showed a finding (or failed a test)."""
+    parts = []
+    if series is not None:
+        parts.append(f"{series} runs")
+    if base is not None:
+        parts.append(f"base {base}")
+    return "; ".join(parts)
+
+
 # ---------------------------------------------------------------- what was run
 
 
@@ -292,6 +302,27 @@ class RunReport:
     @property
     def exit_code(self) -> int:
         return self.decision.exit_code
+
+    def answers(self) -> list[tuple[Patch | None, str]]:
+        """The answer per patch: (the patch that introduced it, or None when not bisected,
+        "what (3/3 runs; base 0/3)") for each new finding and new failure, patch order."""
+        patches = {p.number: p for p in self.series.patches} if self.series else {}
+        out: list[tuple[Patch | None, str]] = []
+        for item in (*self.verdict.new_findings, *self.verdict.new_failures):
+            what = item.finding.title if hasattr(item, "finding") else f"test {item.name} fails"
+            rate = seen_text(item.series, item.base)
+            if item.intermittent:
+                rate += ", intermittent"
+            bad = item.first_bad_patch
+            patch = (patches.get(bad.index) or Patch(bad.index, bad.subject, "")) if bad else None
+            if bad is not None and bad.confidence < 1:
+                rate += f"; bisected with {bad.confidence:.0%} confidence"
+            out.append((patch, f"{what} ({rate})"))
+        return sorted(out, key=lambda a: a[0].number if a[0] else 0)
+
+    def patch_label(self, patch: Patch) -> str:
+        total = len(self.series.patches) if self.series else patch.number
+        return f"patch {patch.number}/{total} '{patch.subject}'"
 
     @property
     def error(self) -> AttemptError | None:
