@@ -112,7 +112,7 @@ class Run:
         self.base = _Side("base", run_dir / "base")
         self.bisect = _Side("bisect", run_dir / "bisect")
         self.base_note = ""
-        self.first_bad: dict[str, FirstBadPatch] = {}
+        self.records: list[AttemptRecord] = []  # every attempt of every side, in the order they ran
 
     # --- the run ------------------------------------------------------------------------
 
@@ -184,6 +184,7 @@ class Run:
             record = AttemptRecord(number, self._rel(result.directory) or "", result.accel, result.durations,
                                    result.error, analysis.host_fault, side.name, scope, kernel)
             side.attempts.append((result, analysis, record))
+            self.records.append(record)
             last = (result, analysis)
             if result.error is not None and result.error.kind in (ErrorKind.INTERRUPT, ErrorKind.BUG):
                 break
@@ -260,6 +261,7 @@ class Run:
         for index, run in enumerate(cached.runs, 1):
             record = dataclasses.replace(run.record, side="base", kernel="base (cached)")
             self.base.attempts.append((None, run.analysis, record))  # type: ignore[arg-type]
+            self.records.append(record)
             self.base.counted.append(SideRun(index, run.analysis, self.spec.plan))
         return cached
 
@@ -356,7 +358,6 @@ class Run:
         # The timeline and files shown are those of the last run of the whole plan.
         judged, analysis, _ = next((a for a in reversed(self.series.attempts) if a[2].scope is None),
                                    self.series.attempts[-1])
-        records = [record for side in (self.base, self.bisect, self.series) for _, _, record in side.attempts]
         report = RunReport(
             rig_version=__version__,
             command=self.spec.command,
@@ -368,7 +369,7 @@ class Run:
             machine=MachineInfo(self.spec.guest.target.name, self.spec.guest.gpu, self.spec.guest.memory_mib,
                                 self.spec.guest.cpus, judged.accel),
             verdict=verdict,
-            attempts=tuple(records),
+            attempts=tuple(self.records),
             timeline=judged.timeline,
             artifacts=self._artifacts(judged, analysis),
             phases=self.phases,
