@@ -127,7 +127,7 @@ class Run:
         image = self._image()
         skips = spec.known.skips
         what = AttemptPlan(kernel, image, spec.guest, spec.plan, spec.pressure, skips)
-        cached = self._cached_base(image) if base_kernel is not None else None
+        cached = self._timed("base_runs", lambda: self._cached_base(image)) if base_kernel is not None else None
         base_what = dataclasses.replace(what, kernel=base_kernel) if base_kernel and cached is None else None
         # B S B S ...: a drift in the host's load hits both sides alike.
         for index in range(1, spec.repeat + 1):
