@@ -21,6 +21,7 @@ from rig import collect
 from rig.errors import DeadlineExceeded, RigError
 from rig.guest_spec import GuestSpec
 from rig.image import GuestImage
+from rig.known import Pattern
 from rig.plan import Plan
 from rig.report.model import AttemptError, ErrorKind, Phase
 from rig.workloads import TestResult, WorkloadContext
@@ -48,6 +49,7 @@ class AttemptPlan:
     guest: GuestSpec
     plan: Plan
     pressure: Pressure
+    skips: tuple[Pattern, ...] = ()  # tests a known skips list keeps from running (rig.known)
 
 
 @dataclass(frozen=True)
@@ -138,7 +140,10 @@ async def _boot_and_work(what: AttemptPlan, directory: Path, progress: _Progress
         say(f"guest ready in {progress.durations['boot']:.0f} s ({vm.accel}); running plan '{what.plan.name}' "
             f"under pressure '{what.pressure.label}'")
         t0 = time.monotonic()
-        workloads = workloads_for(what.plan)
+        plan = what.plan
+        if what.skips:
+            plan, progress.tests = await _without_skipped(vm, plan, what.skips)
+        workloads = workloads_for(plan)
         for workload in workloads:
             await workload.prepare(vm)
         quiet_since: float | None = None
@@ -161,6 +166,24 @@ async def _boot_and_work(what: AttemptPlan, directory: Path, progress: _Progress
                                                       kmemleak=what.plan.kmemleak_scan != "off",
                                                       quiet_since=quiet_since)
         progress.enter(Phase.SHUTDOWN)
+
+
+async def _without_skipped(vm: object, plan: Plan, skips: tuple[Pattern, ...]) -> tuple[Plan, list[TestResult]]:
+    """The plan without the tests a skips list names (its IGT patterns expanded in this
+    guest first, as the workload would), and a `skip` result for each of those."""
+    from rig.narrow import without_skipped
+    from rig.workloads.igt import list_available
+
+    binaries = list(dict.fromkeys(b for group in plan.igt for b in group.binaries))
+    available, _ = await list_available(vm, binaries)  # type: ignore[arg-type]
+
+    def reason(name: str) -> str | None:
+        pattern = next((p for p in skips if p.matches(name)), None)
+        return f"not run: {pattern.source} skips {pattern.regex.pattern!r}" if pattern else None
+
+    narrowed, dropped = without_skipped(plan, available, reason)
+    return narrowed, [TestResult(name, "script" if name.startswith("script:") else "igt", "skip", "known-skip", None,
+                                 driver, why) for name, driver, why in dropped]
 
 
 def _tally(tests: list[TestResult]) -> str:

@@ -1,10 +1,19 @@
 """One `rig run` end to end: build -> image -> attempts (boot, workloads under pressure,
 collect) -> analysis -> verdict -> one RunReport -> every renderer, under one deadline.
 
+With a series, rig also runs the base kernel (the same tree without the series) with the
+same plan, pressure, machine and image, and judges the series against it. Each side
+runs `repeat` times, each in a fresh guest, base and series interleaved (B S B S ...) so
+that a drift in the host's load hits both; the base runs are kept in rig's cache
+(rig.baseruns), so a second series on the same base runs only its own side. Intermittent
+new findings may be settled by targeted runs of their tests (up to `max_repeat` runs a
+side), and `bisect` names the first patch that shows each new finding (rig.bisect).
+
 Attempts never raise (see rig.attempt): each returns what it gathered and how it ended,
 so the report is written whatever happens once the kernel and image exist. An attempt
 that hit a known host fault (an emulator problem, not a kernel bug) is followed by
-another in a fresh guest while retries and time remain; the last attempt is judged.
+another in a fresh guest while retries and time remain; the last attempt of each run is
+the one counted.
 """
 
 from __future__ import annotations
@@ -13,17 +22,22 @@ import contextlib
 import dataclasses
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
-from rig import __version__
+from rig import __version__, baseruns
 from rig.analysis import Analysis, RawMaterial, analyse, igt_kmemleak_reports
 from rig.attempt import COLLECT_RESERVE_S, AttemptPlan, AttemptResult, run_attempt
-from rig.build import BuildArtifacts, BuildRequest, build
+from rig.bisect import Target, search
+from rig.build import BuildArtifacts, BuildRequest, ResolvedBuild, build_prefix, resolve
 from rig.collect import taint_letters
 from rig.guest_spec import GuestSpec
 from rig.image import GuestImage, ensure_image
+from rig.known import KnownIssues
+from rig.narrow import narrow
 from rig.plan import Plan
+from rig.progress import Reporter
 from rig.report import write_all
 from rig.report.model import (
     Artifacts, AttemptRecord, ErrorKind, KernelInfo, MachineInfo, Patch, Phase, PlanInfo, RunReport,
@@ -31,13 +45,15 @@ from rig.report.model import (
 )
 from rig.rundir import write_metadata
 from rig.results import TestResult, TestStatus
-from rig.verdict import Baseline, judge
+from rig.tally import SideRun, finding_key
+from rig.verdict import NEW, Baseline, FirstBadPatch, TestVerdict, Verdict, judge_runs
 from rig.workloads.kunit import explain_absent, suites_in_source
 from rig.workloads.pressure import Pressure
 
 DEFAULT_DEADLINE_S = 3 * 3600.0
 
 Say = Callable[[str], None]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -53,10 +69,32 @@ class RunSpec:
     retries: int = 1  # extra attempts after a known host fault
     baseline: Baseline | None = None
     kernel_image: Path | None = None  # boot this kernel as it is instead of building
+    repeat: int = 1  # runs of each side, each in a fresh guest
+    base: bool = True  # with a series: run the base kernel beside it (--no-base: False)
+    bisect: bool = False  # name the first bad patch of each new finding
+    max_repeat: int = 0  # settle intermittent new findings with targeted runs up to this many a side
+    known: KnownIssues = field(default_factory=KnownIssues)
+
+    @property
+    def compares_base(self) -> bool:
+        """Whether the base kernel runs beside the series (it is built, not given)."""
+        return (self.base and self.baseline is None and self.kernel_image is None
+                and self.request.series is not None)
 
 
 def _quiet(_: str) -> None:
     pass
+
+
+@dataclass
+class _Side:
+    """The runs of one kernel: every attempt, and the one counted of each run."""
+
+    name: str  # "series", "base", "bisect"
+    directory: Path
+    attempts: list[tuple[AttemptResult, Analysis, AttemptRecord]] = field(default_factory=list)
+    counted: list[SideRun] = field(default_factory=list)
+    next_number: int = 1
 
 
 class Run:
@@ -67,46 +105,135 @@ class Run:
         self.progress = progress
         self.deadline = time.monotonic() + spec.deadline_s
         self.phases: dict[str, float] = {}
+        self.costs: dict[str, float] = {}
         self.artifacts: BuildArtifacts | None = None
+        self.base_artifacts: BuildArtifacts | None = None
+        self.resolved: ResolvedBuild | None = None
+        self.notes: list[str] = []
+        self.series = _Side("series", run_dir)
+        self.base = _Side("base", run_dir / "base")
+        self.bisect = _Side("bisect", run_dir / "bisect")
+        self.base_note = ""
+        self.records: list[AttemptRecord] = []  # every attempt of every side, in the order they ran
+
+    # --- the run ------------------------------------------------------------------------
 
     def run(self) -> RunReport:
-        write_metadata(self.run_dir, {"command": self.spec.command, "rig_version": __version__,
-                                      "plan": self.spec.plan.source, "pressure": self.spec.pressure.label,
-                                      "guest": self.spec.guest.to_json()})
-        what = AttemptPlan(self._kernel(), self._image(), self.spec.guest, self.spec.plan, self.spec.pressure)
-        attempts: list[tuple[AttemptResult, Analysis]] = []
-        notes: list[str] = []
-        for number in range(1, self.spec.retries + 2):
-            if attempts and self.deadline - time.monotonic() <= COLLECT_RESERVE_S:
-                notes.append(f"no time left in the run's deadline ({self.spec.deadline_s:.0f} s) for attempt "
-                             f"{number}; the last attempt is judged as it is")
+        spec = self.spec
+        write_metadata(self.run_dir, {"command": spec.command, "rig_version": __version__,
+                                      "plan": spec.plan.source, "pressure": spec.pressure.label,
+                                      "guest": spec.guest.to_json(), "repeat": spec.repeat,
+                                      "base": spec.compares_base, "bisect": spec.bisect})
+        kernel = self._kernel()
+        base_kernel = self._base_kernel() if spec.compares_base else None
+        image = self._image()
+        skips = spec.known.skips
+        what = AttemptPlan(kernel, image, spec.guest, spec.plan, spec.pressure, skips)
+        cached = self._timed("base_runs", lambda: self._cached_base(image)) if base_kernel is not None else None
+        base_what = dataclasses.replace(what, kernel=base_kernel) if base_kernel and cached is None else None
+        # B S B S ...: a drift in the host's load hits both sides alike.
+        for index in range(1, spec.repeat + 1):
+            if self._interrupted():
                 break
-            directory = self.run_dir / f"attempt-{number}"
+            if base_what is not None:
+                self._timed("base_runs", lambda: self._one_run(self.base, base_what, spec.plan, index))
+            self._timed("series_runs", lambda: self._one_run(self.series, what, spec.plan, index))
+        if base_what is not None and not self._interrupted():
+            self._store_base(image)
+        base_runs = self.base.counted if base_kernel is not None else None
+        if spec.max_repeat > spec.repeat and base_kernel is not None and not self._interrupted():
+            self._timed("settle_runs", lambda: self._settle(what, dataclasses.replace(what, kernel=base_kernel)))
+        verdict = self._verdict(base_runs)
+        if spec.bisect and not self._interrupted():
+            verdict = self._timed("bisect_runs", lambda: self._bisect(verdict, what))
+        return self._report(verdict)
+
+    def _timed(self, cost: str, step: Callable[[], T]) -> T:
+        started = time.monotonic()
+        try:
+            return step()
+        finally:
+            self.costs[cost] = round(self.costs.get(cost, 0.0) + time.monotonic() - started, 2)
+
+    def _interrupted(self) -> bool:
+        return any(record.error is not None and record.error.kind in (ErrorKind.INTERRUPT, ErrorKind.BUG)
+                   for side in (self.series, self.base, self.bisect) for _, _, record in side.attempts)
+
+    def _one_run(self, side: _Side, what: AttemptPlan, plan: Plan, index: int, *, kernel: str | None = None,
+                 scope: str | None = None) -> SideRun | None:
+        """One run of a side: an attempt, and another in a fresh guest after a known host
+        fault while retries and time remain. The last attempt is the run's."""
+        what = dataclasses.replace(what, plan=plan)
+        last: tuple[AttemptResult, Analysis] | None = None
+        for retry in range(self.spec.retries + 1):
+            if (last is not None or side.attempts or self.series.attempts) and \
+                    self.deadline - time.monotonic() <= COLLECT_RESERVE_S:
+                self.notes.append(f"no time left in the run's deadline ({self.spec.deadline_s:.0f} s) for "
+                                  f"{side.name} run {index}" + ("" if last is None else "; its last attempt counts"))
+                break
+            number = side.next_number
+            side.next_number += 1
+            directory = side.directory / f"attempt-{number}"
             directory.mkdir(parents=True, exist_ok=True)
+            if self.spec.repeat > 1 or side.name != "series":
+                self.say(f"{side.name} run {index}" + (f" ({kernel})" if kernel else "")
+                         + (f", only {scope}" if scope else "") + (f", retry {retry}" if retry else ""))
             result = run_attempt(number, what, directory, deadline=self.deadline, say=self.say)
-            for phase, seconds in result.durations.items():
-                self.phases[phase] = round(self.phases.get(phase, 0.0) + seconds, 2)
+            if side is not self.bisect:
+                for phase, seconds in result.durations.items():
+                    self.phases[phase] = round(self.phases.get(phase, 0.0) + seconds, 2)
             analysis = analyse(_raw_material(result, self._explain_absent))
-            attempts.append((result, analysis))
+            record = AttemptRecord(number, self._rel(result.directory) or "", result.accel, result.durations,
+                                   result.error, analysis.host_fault, side.name, scope, kernel)
+            side.attempts.append((result, analysis, record))
+            self.records.append(record)
+            last = (result, analysis)
             if result.error is not None and result.error.kind in (ErrorKind.INTERRUPT, ErrorKind.BUG):
                 break
             if analysis.host_fault is None:
                 break
-            if number <= self.spec.retries:
+            if retry < self.spec.retries:
                 self.say(f"host fault in attempt {number} ({analysis.host_fault}); retrying in a fresh guest")
-        return self._report(attempts, notes)
+        if last is None:
+            return None
+        counted = SideRun(index, last[1], plan)
+        side.counted.append(counted)
+        return counted
+
+    # --- kernels ------------------------------------------------------------------------
+
+    def _resolved(self) -> ResolvedBuild:
+        if self.resolved is None:
+            self.resolved = resolve(self.spec.request, self.run_dir / "build",
+                                    reporter=Reporter(enabled=self.progress))
+        return self.resolved
+
+    def _build(self, k: int, out: Path) -> BuildArtifacts:
+        started = time.monotonic()
+        try:
+            return build_prefix(self._resolved(), k, out, reporter=Reporter(enabled=self.progress))
+        finally:
+            seconds = time.monotonic() - started
+            self.phases[Phase.BUILD.value] = round(self.phases.get(Phase.BUILD.value, 0.0) + seconds, 2)
+            self.costs["builds"] = round(self.costs.get("builds", 0.0) + seconds, 2)
 
     def _kernel(self) -> Path:
         if self.spec.kernel_image is not None:
             return self.spec.kernel_image
-        started = time.monotonic()
         request = self.spec.request
         self.say(f"building {request.kernel}" + (f" with {request.series}" if request.series else ""))
-        self.artifacts = build(request, self.run_dir / "build", progress=self.progress)
-        self.phases[Phase.BUILD.value] = round(time.monotonic() - started, 2)
+        started = time.monotonic()
+        resolved = self._resolved()
+        self.artifacts = self._build(len(resolved.patches), self.run_dir / "build")
         self.say(f"kernel {self.artifacts.kernel_release} "
-                 f"({'cache hit' if self.artifacts.cache_hit else 'built'} in {self.phases['build']:.0f} s)")
+                 f"({'cache hit' if self.artifacts.cache_hit else 'built'} in {time.monotonic() - started:.0f} s)")
         return self.artifacts.kernel_image
+
+    def _base_kernel(self) -> Path:
+        self.base_artifacts = self._build(0, self.run_dir / "base" / "build")
+        self.say(f"base kernel (without the series): "
+                 f"{'cache hit' if self.base_artifacts.cache_hit else 'built'}")
+        return self.base_artifacts.kernel_image
 
     def _image(self) -> GuestImage:
         started = time.monotonic()
@@ -114,11 +241,125 @@ class Run:
         self.phases[Phase.IMAGE.value] = round(time.monotonic() - started, 2)
         return image
 
-    def _report(self, attempts: list[tuple[AttemptResult, Analysis]], notes: list[str]) -> RunReport:
+    # --- the base runs' cache -----------------------------------------------------------
+
+    def _base_key(self, image: GuestImage | None) -> str:
+        assert self.base_artifacts is not None
+        spec = self.spec
+        return baseruns.base_key(self.base_artifacts.cache_key, spec.plan, spec.pressure.label, spec.guest,
+                                 getattr(image, "recipe_hash", "") or spec.guest.image, spec.repeat,
+                                 spec.known.skips)
+
+    def _cached_base(self, image: GuestImage | None) -> baseruns.CachedBase | None:
+        cached = baseruns.load(self._base_key(image))
+        if cached is None:
+            self.base_note = f"{self.spec.repeat} base run(s) made in this run ({self._rel(self.base.directory)})"
+            return None
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(cached.created))
+        self.base_note = (f"{len(cached.runs)} base run(s) reused from rig's cache (made {when} in {cached.source}; "
+                          f"same base build, plan, pressure, machine and image)")
+        self.say(f"base kernel: reusing {len(cached.runs)} cached base run(s) from {cached.source} "
+                 f"({when}): same base build, plan, pressure, machine and image; running only the series side")
+        for index, run in enumerate(cached.runs, 1):
+            record = dataclasses.replace(run.record, side="base", kernel="base (cached)")
+            self.base.attempts.append((None, run.analysis, record))  # type: ignore[arg-type]
+            self.records.append(record)
+            self.base.counted.append(SideRun(index, run.analysis, self.spec.plan))
+        return cached
+
+    def _store_base(self, image: GuestImage | None) -> None:
+        counted = {id(run.analysis) for run in self.base.counted}
+        kept = [(record, analysis) for _, analysis, record in self.base.attempts if id(analysis) in counted]
+        if len(kept) != self.spec.repeat or any(r.error is not None or r.host_fault for r, _ in kept):
+            return  # only whole, clean base runs are worth reusing
+        baseruns.store(self._base_key(image), kept, self.base.directory)
+
+    # --- settling intermittent findings -------------------------------------------------
+
+    def _settle(self, what: AttemptPlan, base_what: AttemptPlan) -> None:
+        """Targeted runs (only their tests) of the new findings one side saw in some runs
+        but not all, base and series interleaved, up to max_repeat runs a side."""
+        verdict = self._verdict(self.base.counted)
+        unsettled = [f for f in verdict.new_findings if f.intermittent and f.test is not None]
+        if not unsettled:
+            return
+        tests = tuple(dict.fromkeys(str(f.test) for f in unsettled))
+        plan = narrow(self.spec.plan, tests)
+        scope = ", ".join(tests)
+        self.say(f"settling {len(unsettled)} intermittent new finding(s) with runs of {scope} only")
+        for index in range(self.spec.repeat + 1, self.spec.max_repeat + 1):
+            if self._interrupted() or self.deadline - time.monotonic() <= COLLECT_RESERVE_S:
+                break
+            self._one_run(self.base, base_what, plan, index, scope=scope)
+            self._one_run(self.series, what, plan, index, scope=scope)
+            again = self._verdict(self.base.counted)
+            if not any(f.status == NEW for f in again.findings if f.test is not None and str(f.test) in tests):
+                break  # the base shows them too: settled as pre-existing
+
+    # --- bisection ----------------------------------------------------------------------
+
+    def _bisect(self, verdict: Verdict, what: AttemptPlan) -> Verdict:
+        patches = self.artifacts.patches if self.artifacts else ()
+        findings = [f for f in verdict.new_findings]
+        failures = [t for t in verdict.judged_tests if t.status is TestVerdict.NEW]
+        if not patches or not (findings or failures):
+            return verdict
+        subjects = [p.subject for p in patches]
+        targets = [Target(finding_key(f.analysed), (f.test,) if f.test else (() if f.attribution == "boot" else None),
+                          f.series.rate if f.series else 1.0) for f in findings]
+        targets += [Target(f"test:{t.name}", (t.name,), t.series.rate if t.series else 1.0) for t in failures]
+        if len(patches) == 1:
+            self.say("one patch: it is the first bad patch of every new finding, no search needed")
+            found = {t.key: FirstBadPatch(1, subjects[0]) for t in targets}
+        else:
+            self.say(f"bisecting {len(targets)} new finding(s) and failure(s) over {len(patches)} patches")
+            found = search(targets, subjects, self._probe(what),
+                           max_runs=max(self.spec.repeat, self.spec.max_repeat, 1))
+        for target in targets:
+            answer = found[target.key]
+            self.say(f"first bad patch of {target.key if target.key.startswith('test:') else 'a finding'}: "
+                     f"{answer.index}/{len(patches)} {answer.subject!r}"
+                     + (f" (confidence {answer.confidence:.0%})" if answer.confidence < 1 else ""))
+        return dataclasses.replace(verdict, findings=tuple(
+            dataclasses.replace(f, first_bad_patch=found.get(finding_key(f.analysed))) if f.status == NEW else f
+            for f in verdict.findings), judged_tests=tuple(
+            dataclasses.replace(t, first_bad_patch=found.get(f"test:{t.name}")) if t.status is TestVerdict.NEW else t
+            for t in verdict.judged_tests))
+
+    def _probe(self, what: AttemptPlan) -> Callable[[int, tuple[str, ...] | None, tuple[str, ...]], dict[str, bool]]:
+        kernels: dict[int, Path] = {}
+        counter = iter(range(1, 10_000))
+
+        def probe(k: int, tests: tuple[str, ...] | None, wanted: tuple[str, ...]) -> dict[str, bool]:
+            if k not in kernels:
+                kernels[k] = self._build(k, self.bisect.directory / f"prefix-{k}" / "build").kernel_image
+            plan = self.spec.plan if tests is None else narrow(self.spec.plan, tests)
+            scope = None if tests is None else (", ".join(tests) or "boot only")
+            label = f"patches 1-{k}" if k > 1 else "patch 1"
+            run = self._one_run(self.bisect, dataclasses.replace(what, kernel=kernels[k]), plan, next(counter),
+                                kernel=label, scope=scope)
+            if run is None:
+                return {key: False for key in wanted}
+            keys = {finding_key(f) for f in run.analysis.findings}
+            failing = {f"test:{t.name}" for t in run.analysis.tests if t.failing}
+            return {key: key in keys or key in failing for key in wanted}
+
+        return probe
+
+    # --- the report ---------------------------------------------------------------------
+
+    def _verdict(self, base_runs: list[SideRun] | None) -> Verdict:
+        problems = [*self.notes]
+        if self.series.attempts:
+            problems += list(self.series.attempts[-1][0].collected.problems)
+        return judge_runs(self.series.counted, base_runs, self.spec.plan, known=self.spec.known,
+                          baseline=self.spec.baseline, problems=problems, base_note=self.base_note)
+
+    def _report(self, verdict: Verdict) -> RunReport:
         started = time.monotonic()
-        judged, analysis = attempts[-1]
-        problems = [*notes, *judged.collected.problems]
-        verdict = judge(analysis, self.spec.plan, baseline=self.spec.baseline, problems=problems)
+        # The timeline and files shown are those of the last run of the whole plan.
+        judged, analysis, _ = next((a for a in reversed(self.series.attempts) if a[2].scope is None),
+                                   self.series.attempts[-1])
         report = RunReport(
             rig_version=__version__,
             command=self.spec.command,
@@ -130,18 +371,17 @@ class Run:
             machine=MachineInfo(self.spec.guest.target.name, self.spec.guest.gpu, self.spec.guest.memory_mib,
                                 self.spec.guest.cpus, judged.accel),
             verdict=verdict,
-            attempts=tuple(AttemptRecord(result.number, self._rel(result.directory) or "", result.accel,
-                                         result.durations, result.error, found.host_fault)
-                           for result, found in attempts),
+            attempts=tuple(self.records),
             timeline=judged.timeline,
             artifacts=self._artifacts(judged, analysis),
             phases=self.phases,
+            costs=self.costs,
         )
         self.phases[Phase.REPORT.value] = round(time.monotonic() - started, 2)
-        report = dataclasses.replace(report, phases=dict(self.phases))
+        report = dataclasses.replace(report, phases=dict(self.phases), costs=dict(self.costs))
         write_all(report, self.run_dir)
-        write_metadata(self.run_dir, {"phases": dict(self.phases), "exit_code": report.exit_code,
-                                      "outcome": report.decision.outcome.value})
+        write_metadata(self.run_dir, {"phases": dict(self.phases), "costs": dict(self.costs),
+                                      "exit_code": report.exit_code, "outcome": report.decision.outcome.value})
         return report
 
     def _explain_absent(self, tests: tuple[TestResult, ...]) -> tuple[TestResult, ...]:

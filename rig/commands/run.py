@@ -4,7 +4,6 @@ KUnit under memory pressure, collect every kernel report, and judge the series."
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -17,21 +16,26 @@ from rig.kernel_image import check_kernel_image
 from rig.pipeline import DEFAULT_DEADLINE_S, RunSpec
 from rig.plan import load_plan, shipped_plans
 from rig.rundir import new_run_dir, reproduce_command
-from rig.verdict import baseline_from_report, load_baseline
+from rig.known import load_known
+from rig.verdict import load_baseline
 from rig.workloads.pressure import KINDS, parse_pressure
 
 NAME = "run"
-HELP = "test a series: build, boot, run IGT and KUnit under memory pressure, report new kernel bugs"
+HELP = "test a series: build, boot, run IGT and KUnit under memory pressure, report what the series broke"
 ORDER = 1
 EXAMPLES = [
     "rig run",
     "rig run --kernel debian:6.1 --series fix-shmem.mbox",
     "rig run --series patches/ --pressure balloon,shrink --plan smoke",
     "rig run --kernel ~/linux --base v6.12 --series v6.12..my-branch --plan my-plan.toml",
+    "rig run --series patches/ --repeat 3 --bisect",
+    "rig run --series patches/ --known virtio_gpu-none-fails.txt --known virtio_gpu-none-skips.txt",
     "rig run --series patches/ --baseline rig-runs/20250101-120000-run",
-    "rig run --series patches/ --compare-base",
+    "rig run --series patches/ --no-base",
     "rig run --arch arm64 --gpu mali --plan panfrost --pressure balloon,shrink",
 ]
+
+MAX_REPEAT = 20
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,11 +48,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help=f"memory pressure while the tests run, comma-separated: {', '.join(KINDS)}; "
                             "e.g. balloon=768,shrink=5,memcg=512,stress=25%% (default: %(default)s)")
     tests.add_argument("--baseline", type=Path, metavar="RUN",
-                       help="run directory (or report.json) of the same plan on the base kernel: findings it "
-                            "has too are reported as pre-existing, not new")
-    tests.add_argument("--compare-base", action="store_true",
-                       help="first run the same plan on the kernel without the series (in <out>/base) and use it "
-                            "as --baseline")
+                       help="run directory (or report.json) of the same plan on the base kernel, used instead of "
+                            "running the base: findings it has too are reported as pre-existing, not new")
+    tests.add_argument("--no-base", action="store_true",
+                       help="with --series, do not run the base kernel (the tree without the series) beside it; "
+                            "by default rig does, with the same plan, pressure, machine and image, and keeps "
+                            "its runs in the cache for the next series on the same base")
+    tests.add_argument("--compare-base", action="store_true", help=argparse.SUPPRESS)  # the default since schema 3
+    tests.add_argument("--repeat", type=int, default=1, metavar="N",
+                       help="run each side N times, each in a fresh guest, base and series interleaved; every "
+                            "finding and failure gets its count per side (default: %(default)s)")
+    tests.add_argument("--max-repeat", type=int, default=0, metavar="N",
+                       help="settle new findings seen in some runs but not all with targeted runs of their tests "
+                            "only, up to N runs a side (default: no extra runs)")
+    tests.add_argument("--bisect", action="store_true",
+                       help="name the first patch of the series that shows each new finding and new failure: "
+                            "builds prefixes of the series and runs only the tests concerned")
+    tests.add_argument("--known", type=Path, action="append", default=[], metavar="FILE",
+                       help="known issues, repeatable: drm-ci's <driver>-<gpu>-fails.txt (test,Fail|Crash|Timeout), "
+                            "-flakes.txt and -skips.txt (a regular expression a line), or a .toml of known kernel "
+                            "reports ([[finding]] title or signature, reason, link)")
     tests.add_argument("--retries", type=int, default=1, metavar="N",
                        help="fresh guests to try after a known emulator fault (default: %(default)s)")
     tests.add_argument("--deadline", type=float, default=DEFAULT_DEADLINE_S, metavar="S",
@@ -63,6 +82,20 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
     problems: list[str] = []
     if args.compare_base and (args.baseline is not None or not args.series):
         problems.append("--compare-base needs --series and no --baseline (it makes the baseline itself)")
+    if args.compare_base and args.no_base:
+        problems.append("--compare-base and --no-base contradict each other")
+    if not 1 <= args.repeat <= MAX_REPEAT:
+        problems.append(f"--repeat {args.repeat}: give 1 to {MAX_REPEAT}")
+    if args.max_repeat and not args.repeat < args.max_repeat <= MAX_REPEAT:
+        problems.append(f"--max-repeat {args.max_repeat}: give more than --repeat ({args.repeat}), "
+                        f"at most {MAX_REPEAT}")
+    if args.max_repeat and (args.no_base or not args.series):
+        problems.append("--max-repeat settles findings against the base runs: it needs --series without --no-base")
+    if args.bisect and not args.series:
+        problems.append("--bisect needs --series (it searches the series for the first bad patch)")
+    if args.bisect and (args.no_base or args.bzimage is not None):
+        problems.append("--bisect needs the base kernel's runs (drop --no-base and --bzimage): a finding the "
+                        "base shows too has no first bad patch")
     if args.each_patch:
         problems.append("--each-patch belongs to `rig build` (a run tests the whole series)")
     if args.retries < 0 or args.retries > 5:
@@ -81,6 +114,7 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
     plan = load_plan(args.plan)
     pressure = parse_pressure(args.pressure, args.memory)
     baseline = load_baseline(args.baseline) if args.baseline is not None else None
+    known = load_known(args.known)
     return RunSpec(
         request=request_from_args(args),
         plan=plan,
@@ -91,6 +125,11 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
         retries=args.retries,
         baseline=baseline,
         kernel_image=args.bzimage.resolve() if args.bzimage else None,
+        repeat=args.repeat,
+        base=not args.no_base,
+        bisect=args.bisect,
+        max_repeat=args.max_repeat,
+        known=known,
     )
 
 
@@ -113,16 +152,6 @@ def run(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"rig: {line}", file=sys.stderr, flush=True)
 
-    if args.compare_base:
-        say("running the plan on the base kernel first (without the series)")
-        base_spec = dataclasses.replace(spec, request=dataclasses.replace(spec.request, series=None))
-        base = pipeline.run(base_spec, new_run_dir("run", out / "base"), say=say, progress=not args.quiet)
-        if base.error is not None and base.decision.exit_code not in (0, 1):
-            say(f"the base run did not finish ({base.decision.summary}); judging the series without it")
-        else:
-            spec = dataclasses.replace(spec, baseline=baseline_from_report(base.to_json(),
-                                                                           str(base.run_dir / "report.json")))
-        say(f"base kernel: {base.decision.summary}")
     report = pipeline.run(spec, out, say=say, progress=not args.quiet)
     terminal.render(report, Console(highlight=False))
     print(f"reports: {out / 'report.html'}  {out / 'report.md'}  {out / 'report.json'}  {out / 'junit.xml'}")

@@ -9,7 +9,7 @@ import html
 from pathlib import Path
 from typing import Any
 
-from rig.report.model import Outcome, RunReport
+from rig.report.model import Outcome, RunReport, seen_text
 from rig.results import TestStatus
 from rig.verdict import JudgedFinding
 
@@ -22,7 +22,8 @@ table{border-collapse:collapse;width:100%;font-size:.9em} td,th{padding:.25em .6
 tr.bad td{color:#9b1c1c;font-weight:600} tr.expected td{color:#8a6d00}
 details{border:1px solid #ddd;border-radius:6px;margin:.6em 0;padding:.4em .8em}
 details.new{border-left:5px solid #c81e1e} details.pre-existing{border-left:5px solid #e3a008}
-details.host-fault{border-left:5px solid #9061f9}
+details.host-fault{border-left:5px solid #9061f9} details.known{border-left:5px solid #0e9f6e}
+details.fixed{border-left:5px solid #31c48d} .answer{font-weight:600;color:#9b1c1c;margin:.3em 0}
 summary{cursor:pointer;font-weight:600} .meta{color:#555;font-size:.9em;margin:.3em 0}
 pre{background:#f6f8fa;padding:.8em;overflow-x:auto;font-size:.8em;line-height:1.35}
 dl{display:grid;grid-template-columns:max-content auto;gap:.2em 1em} dt{color:#555}
@@ -137,6 +138,13 @@ def _finding(number: int, judged: JudgedFinding) -> str:
         meta.append(f"also: {_e(', '.join(judged.also))}")
     if judged.count > 1:
         meta.append(f"seen {judged.count} times")
+    if judged.series is not None or judged.base is not None:
+        meta.append(f"seen in {_e(seen_text(judged.series, judged.base))}"
+                    + (" (intermittent)" if judged.intermittent else ""))
+    if judged.first_bad_patch is not None:
+        bad = judged.first_bad_patch
+        meta.append(f"first bad patch: {bad.index} {_e(bad.subject)}"
+                    + (f" ({bad.confidence:.0%} confidence)" if bad.confidence < 1 else ""))
     body = [f'<div class="meta">{" &middot; ".join(meta)}</div>']
     if finding.lock_chain:
         body.append(f'<div class="meta">lock chain: <code>{_e(" -> ".join(finding.lock_chain))}</code></div>')
@@ -145,6 +153,8 @@ def _finding(number: int, judged: JudgedFinding) -> str:
                     f'<code>{_e(" <- ".join(group.frames[:4]))}</code></div>')
     if judged.note:
         body.append(f'<div class="meta">note: {_e(judged.note)}</div>')
+    if judged.link:
+        body.append(f'<div class="meta">link: {_e(judged.link)}</div>')
     body.append(f"<pre>{_e(finding.report)}</pre>")
     return (f'<details class="{_e(status)}" {"open" if status == "new" and number == 1 else ""}>'
             f"<summary>{number}. {_e(finding.title)}</summary>{''.join(body)}</details>")
@@ -153,11 +163,13 @@ def _finding(number: int, judged: JudgedFinding) -> str:
 def render(report: RunReport, run_dir: Path | None = None) -> str:
     verdict, kernel, series, plan = report.verdict, report.kernel, report.series, report.plan
     decision = report.decision
-    expected = dict(verdict.expected_failures)
     css_class = "pass" if decision.outcome is Outcome.PASS else "fail"
     out = ["<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">",
            f"<title>rig run: {_e(decision.summary)}</title><style>{CSS}</style></head><body>",
            f"<h1>rig run report</h1><div class=\"verdict {css_class}\">{_e(decision.summary)}</div>"]
+    for patch, what in report.answers():
+        who = f"{report.patch_label(patch)} introduced" if patch else "new"
+        out.append(f'<p class="answer">{_e(who)}: {_e(what)}</p>')
     if report.error is not None:
         error = report.error
         out.append(f'<p class="error">The run ended early during {_e(error.phase.value)}: {_e(error.headline)}</p>')
@@ -173,23 +185,28 @@ def render(report: RunReport, run_dir: Path | None = None) -> str:
     out.append("</dd>")
     out.append(f"<dt>plan</dt><dd>{_e(plan.name)}: {_e(plan.description)}</dd>")
     out.append(f"<dt>pressure</dt><dd>{_e(report.pressure)}</dd>")
+    runs = ", ".join(f"{n} {'with the series' if side == 'series' else 'of the base kernel'}"
+                     for side, n in verdict.runs.items())
+    out.append(f"<dt>runs</dt><dd>{_e(runs)}{(' (' + _e(verdict.base_note) + ')') if verdict.base_note else ''}</dd>")
     out.append(f"<dt>reproduce</dt><dd><code>{_e(report.command)}</code></dd></dl>")
     out.append(f"<h2>Findings ({len(verdict.findings)})</h2>")
     out.append("".join(_finding(i, f) for i, f in enumerate(verdict.findings, 1)) or "<p>No kernel reports.</p>")
     out.append("<h2>Memory timeline</h2>")
     out.append(timeline_svg(report.timeline.to_json() if report.timeline else {}))
-    out.append(f"<h2>Tests ({len(verdict.tests)})</h2><table><tr><th>test</th><th>driver</th><th>result</th>"
-               "<th>time (s)</th><th>note</th></tr>")
-    for test in verdict.tests:
-        row_class = ("expected" if test.name in expected else "bad") if test.failing else ""
-        note = f"expected: {expected[test.name]}" if test.failing and test.name in expected else (
-            "unexpected failure" if test.failing else "")
-        if test.status is TestStatus.WARN and test.detail:
-            note = f"warning: {test.detail}"  # what IGT saw in dmesg (the reason for warn)
-        duration = test.duration_s
-        out.append(f'<tr class="{row_class}"><td>{_e(test.name)}</td><td>{_e(test.driver or "-")}</td>'
-                   f'<td>{_e(test.raw_status)}</td><td>{"" if duration is None else f"{duration:.2f}"}</td>'
-                   f"<td>{_e(note)}</td></tr>")
+    out.append(f"<h2>Tests ({len(verdict.judged_tests)})</h2><table><tr><th>test</th><th>driver</th><th>result</th>"
+               "<th>time (s)</th><th>status</th><th>failed in</th><th>note</th></tr>")
+    for test in verdict.judged_tests:
+        result, status = test.result, str(test.status)
+        row_class = {"new": "bad", "expected": "expected", "known": "expected", "pre-existing": "expected"}.get(status, "")
+        note = test.note or ("unexpected failure" if status == "new" else "")
+        if result.status is TestStatus.WARN and result.detail:
+            note = f"warning: {result.detail}"  # what IGT saw in dmesg (the reason for warn)
+        if test.first_bad_patch is not None:
+            note += f" first bad patch: {test.first_bad_patch.index} {test.first_bad_patch.subject}"
+        duration = result.duration_s
+        out.append(f'<tr class="{row_class}"><td>{_e(test.name)}</td><td>{_e(result.driver or "-")}</td>'
+                   f'<td>{_e(result.raw_status)}</td><td>{"" if duration is None else f"{duration:.2f}"}</td>'
+                   f"<td>{_e(status)}</td><td>{_e(seen_text(test.series, test.base))}</td><td>{_e(note)}</td></tr>")
     out.append("</table>")
     out.append("<h2>Display at the end of the run</h2>")
     out.append(_screendump(report, run_dir))

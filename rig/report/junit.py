@@ -1,11 +1,14 @@
-"""junit.xml: one test case per test, plus one per kernel finding, for CI dashboards."""
+"""junit.xml: one test case per test, plus one per kernel finding, for CI dashboards. New
+findings and new failures fail; known and pre-existing ones are skipped with their
+reason; the counts per side are in each case's output."""
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from rig.report.model import RunReport
-from rig.workloads import TestResult, TestStatus
+from rig.report.model import RunReport, seen_text
+from rig.results import TestStatus
+from rig.verdict import JudgedTest
 
 
 def _clean(text: str) -> str:
@@ -13,46 +16,64 @@ def _clean(text: str) -> str:
     return "".join(ch for ch in text if ch in "\t\n\r" or ord(ch) >= 0x20)
 
 
-def _skipped(test: TestResult) -> bool:
-    return str(test.status) in ("skip", "absent")
+_SKIPPED_STATUSES = ("known", "pre-existing")
+
+
+def _skipped(test: JudgedTest) -> bool:
+    return str(test.result.status) in ("skip", "absent") or str(test.status) in _SKIPPED_STATUSES
 
 
 def render(report: RunReport) -> str:
     verdict = report.verdict
-    expected = dict(verdict.expected_failures)
     root = ET.Element("testsuites", name="rig run")
-    suites: dict[str, list[TestResult]] = {}
-    for test in verdict.tests:
-        suites.setdefault(str(test.kind), []).append(test)
+    suites: dict[str, list[JudgedTest]] = {}
+    for test in verdict.judged_tests:
+        suites.setdefault(str(test.result.kind), []).append(test)
     for kind, tests in suites.items():
-        failures = sum(1 for t in tests if t.failing and t.name not in expected)
+        failures = sum(1 for t in tests if str(t.status) == "new")
         suite = ET.SubElement(root, "testsuite", name=kind, tests=str(len(tests)), failures=str(failures),
                               skipped=str(sum(1 for t in tests if _skipped(t))), errors="0")
         for test in tests:
-            case = ET.SubElement(suite, "testcase", name=test.name, classname=f"{kind}.{test.driver or 'any'}",
-                                 time=f"{test.duration_s or 0:.3f}")
-            if test.failing:
-                if test.name in expected:
-                    ET.SubElement(case, "system-out").text = _clean(f"expected failure: {expected[test.name]}")
-                else:
-                    failure = ET.SubElement(case, "failure", message=test.raw_status, type=str(test.status))
-                    failure.text = _clean(test.detail)
+            result = test.result
+            case = ET.SubElement(suite, "testcase", name=test.name, classname=f"{kind}.{result.driver or 'any'}",
+                                 time=f"{result.duration_s or 0:.3f}")
+            status, seen = str(test.status), seen_text(test.series, test.base)
+            if status == "new":
+                failure = ET.SubElement(case, "failure", message=f"{result.raw_status} ({seen})",
+                                        type=str(result.status))
+                bad = test.first_bad_patch
+                failure.text = _clean((f"first bad patch: {bad.index} '{bad.subject}'\n" if bad else "")
+                                      + result.detail)
+            elif status in _SKIPPED_STATUSES:
+                ET.SubElement(case, "skipped", message=_clean(f"{status}: {test.note} ({seen})"))
+            elif status == "expected":
+                ET.SubElement(case, "system-out").text = _clean(f"expected failure: {test.note}")
+            elif status == "fixed":
+                ET.SubElement(case, "system-out").text = _clean(f"fixed: {test.note} ({seen})")
             elif _skipped(test):
-                ET.SubElement(case, "skipped", message=test.raw_status)
-            elif test.status is TestStatus.WARN and test.detail:
-                ET.SubElement(case, "system-out").text = _clean(f"{test.raw_status}: {test.detail}")
+                ET.SubElement(case, "skipped", message=_clean(result.raw_status + (f": {result.detail}"
+                                                                                   if result.detail else "")))
+            elif result.status is TestStatus.WARN and result.detail:
+                ET.SubElement(case, "system-out").text = _clean(f"{result.raw_status}: {result.detail}")
     findings = verdict.findings
+    skipped = [f for f in findings if str(f.status) in _SKIPPED_STATUSES]
     suite = ET.SubElement(root, "testsuite", name="kernel-findings", tests=str(max(len(findings), 1)),
-                          failures=str(len(verdict.new_findings)), skipped="0", errors="0")
+                          failures=str(len(verdict.new_findings)), skipped=str(len(skipped)), errors="0")
     if not findings:
         ET.SubElement(suite, "testcase", name="no kernel reports", classname="kernel")
     for judged in findings:
         finding = judged.finding
         case = ET.SubElement(suite, "testcase", name=finding.title, classname=f"kernel.{finding.kind}")
-        text = _clean(f"test: {judged.test or '-'}\n\n{finding.report}")
-        if judged in verdict.new_findings:
-            failure = ET.SubElement(case, "failure", message=_clean(finding.title), type=finding.kind)
+        seen = seen_text(judged.series, judged.base)
+        bad = judged.first_bad_patch
+        text = _clean(f"test: {judged.test or '-'}\nseen: {seen}" + (" (intermittent)" if judged.intermittent else "")
+                      + (f"\nfirst bad patch: {bad.index} '{bad.subject}'" if bad else "") + f"\n\n{finding.report}")
+        if str(judged.status) == "new":
+            failure = ET.SubElement(case, "failure", message=_clean(f"{finding.title} ({seen})"), type=finding.kind)
             failure.text = text
+        elif str(judged.status) in _SKIPPED_STATUSES:
+            ET.SubElement(case, "skipped", message=_clean(f"{judged.status}: {judged.note}"))
+            ET.SubElement(case, "system-out").text = text
         else:
             ET.SubElement(case, "system-out").text = _clean(f"{judged.status}: {judged.note}\n\n{text}")
     error = report.error

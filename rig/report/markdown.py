@@ -1,9 +1,12 @@
 """report.md: ready to paste into a reply on the series (plain text that reads well
-both rendered and in a mail client: report texts in indented code blocks)."""
+both rendered and in a mail client: report texts in indented code blocks). New findings
+come grouped under the patch that introduced them (when bisected), so each group can go
+in the reply to that patch."""
 
 from __future__ import annotations
 
-from rig.report.model import RunReport
+from rig.report.model import RunReport, seen_text
+from rig.verdict import JudgedFinding
 
 
 def _indent(text: str) -> str:
@@ -23,6 +26,12 @@ def render(report: RunReport) -> str:
         lines.append(f"rig found {_plural(len(new), 'new kernel report', 'new kernel reports')}{applied}.")
     else:
         lines.append(f"rig found no new kernel reports{applied}.")
+    answers = report.answers()
+    if answers:
+        lines.append("")
+        for patch, what in answers:
+            who = f"{report.patch_label(patch)} introduced" if patch else "New"
+            lines.append(f"- {who}: {what}")
     error = report.error
     if error is not None:
         lines.append("")
@@ -42,34 +51,37 @@ def render(report: RunReport) -> str:
     machine = report.machine
     lines.append(f"- machine: QEMU {machine.accel or ''} {machine.arch}, {machine.cpus} vCPUs, "
                  f"{machine.memory_mib} MiB, GPU {machine.gpu}")
+    if verdict.base_note:
+        lines.append(f"- base kernel runs: {verdict.base_note}")
     lines.append(f"- verdict: {report.decision.summary}")
     lines.append("")
-    for number, judged in enumerate(verdict.findings, 1):
-        finding, status = judged.finding, str(judged.status)
-        lines.append(f"## {number}. {finding.title}" + ("" if status == "new" else f" ({status})"))
-        lines.append("")
-        where = judged.test or ("boot" if judged.attribution == "boot" else "unknown")
-        lines.append(f"Triggered by: {where}" + (f" (by {judged.attribution})" if judged.test else ""))
-        if judged.also:
-            lines.append(f"Also triggered by: {', '.join(judged.also)}")
-        if finding.lock_chain:
-            lines.append(f"Lock chain: {' -> '.join(finding.lock_chain)}")
-        for group in finding.leak_groups:
-            lines.append(f"Leaked: {_plural(group.count, 'object', 'objects')}, {group.total_bytes} bytes, "
-                         f"from {' <- '.join(group.frames[:4])}")
-        if judged.count > 1:
-            lines.append(f"Seen {judged.count} times.")
-        if judged.note:
-            lines.append(f"Note: {judged.note}")
-        lines.append("")
-        lines.append(_indent(finding.report))
-        lines.append("")
-    unexpected = [t for t in verdict.tests if t.name in verdict.unexpected_failures]
+    number = 0
+    groups = _groups(report)
+    level = "###" if any(heading for heading, _ in groups) else "##"
+    for heading, group in groups:
+        if heading:
+            lines.append(f"## {heading}")
+            lines.append("")
+        for judged in group:
+            number += 1
+            lines += _finding(number, judged, report, level)
+    unexpected = [t for t in verdict.judged_tests if str(t.status) == "new"]
     if unexpected:
         lines.append("## Failing tests")
         lines.append("")
         for test in unexpected:
-            lines.append(f"- {test.name} ({test.driver or 'any driver'}): {test.raw_status}")
+            bad = test.first_bad_patch
+            lines.append(f"- {test.name} ({test.result.driver or 'any driver'}): {test.result.raw_status}, "
+                         f"{seen_text(test.series, test.base)}"
+                         + (f"; first bad patch {bad.index} '{bad.subject}'" if bad else ""))
+        lines.append("")
+    others = [t for t in verdict.judged_tests if str(t.status) in ("known", "fixed", "pre-existing")]
+    if others:
+        lines.append("## Known, fixed and pre-existing test results")
+        lines.append("")
+        for test in others:
+            lines.append(f"- {test.name}: {test.status} ({seen_text(test.series, test.base)})"
+                         + (f", {test.note}" if test.note else ""))
         lines.append("")
     totals = verdict.totals()
     if totals:
@@ -80,3 +92,55 @@ def render(report: RunReport) -> str:
     lines.append(_indent(report.command or "rig run"))
     lines.append("")
     return "\n".join(lines)
+
+
+def _groups(report: RunReport) -> list[tuple[str, list[JudgedFinding]]]:
+    """New findings under the patch that introduced them, then the other new ones, then the rest."""
+    verdict = report.verdict
+    by_patch: dict[int, list[JudgedFinding]] = {}
+    for judged in verdict.new_findings:
+        if judged.first_bad_patch is not None:
+            by_patch.setdefault(judged.first_bad_patch.index, []).append(judged)
+    groups: list[tuple[str, list[JudgedFinding]]] = []
+    total = len(report.series.patches) if report.series else 0
+    for index in sorted(by_patch):
+        subject = by_patch[index][0].first_bad_patch.subject  # type: ignore[union-attr]
+        groups.append((f"[PATCH {index}/{total}] {subject}", by_patch[index]))
+    rest_new = [f for f in verdict.new_findings if f.first_bad_patch is None]
+    others = [f for f in verdict.findings if f.status != "new"]
+    if rest_new:
+        groups.append(("New findings" if groups else "", rest_new))
+    if others:
+        groups.append(("Other kernel reports" if groups else "", others))
+    return groups
+
+
+def _finding(number: int, judged: JudgedFinding, report: RunReport, level: str) -> list[str]:
+    finding, status = judged.finding, str(judged.status)
+    lines = [f"{level} {number}. {finding.title}" + ("" if status == "new" else f" ({status})"), ""]
+    where = judged.test or ("boot" if judged.attribution == "boot" else "unknown")
+    lines.append(f"Triggered by: {where}" + (f" (by {judged.attribution})" if judged.test else ""))
+    if judged.also:
+        lines.append(f"Also triggered by: {', '.join(judged.also)}")
+    seen = seen_text(judged.series, judged.base)
+    if seen and (len(report.verdict.runs) > 1 or report.verdict.runs.get("series", 1) > 1):
+        lines.append(f"Seen in: {seen}" + (" (intermittent)" if judged.intermittent else ""))
+    if judged.first_bad_patch is not None:
+        bad = judged.first_bad_patch
+        lines.append(f"First bad patch: {bad.index} '{bad.subject}'"
+                     + (f" (confidence {bad.confidence:.0%})" if bad.confidence < 1 else ""))
+    if finding.lock_chain:
+        lines.append(f"Lock chain: {' -> '.join(finding.lock_chain)}")
+    for group in finding.leak_groups:
+        lines.append(f"Leaked: {_plural(group.count, 'object', 'objects')}, {group.total_bytes} bytes, "
+                     f"from {' <- '.join(group.frames[:4])}")
+    if judged.count > 1:
+        lines.append(f"Seen {judged.count} times.")
+    if judged.note:
+        lines.append(f"Note: {judged.note}")
+    if judged.link:
+        lines.append(f"Link: {judged.link}")
+    lines.append("")
+    lines.append(_indent(finding.report))
+    lines.append("")
+    return lines

@@ -18,8 +18,11 @@ from rig.errors import DeadlineExceeded, InfraError, Interrupted, KernelError, R
 from rig.verdict import Verdict
 from rig.workloads.pressure import Timeline, timeline_from_json
 
-# 1: rig 0.x's untyped report (no attempt errors, no outcome); 2: this module.
-SCHEMA_VERSION = 2
+# 1: rig 0.x's untyped report (no attempt errors, no outcome); 2: typed attempts and
+# outcome; 3: runs per side (base by default, repeats): findings[] and tests[] carry
+# status, intermittent, seen and first_bad_patch, tests[].result is how a test ended
+# (schema 2's tests[].status), attempts[] their side.
+SCHEMA_VERSION = 3
 
 
 class Phase(StrEnum):
@@ -97,11 +100,14 @@ class AttemptRecord:
     durations: Mapping[str, float]  # phase -> seconds
     error: AttemptError | None = None
     host_fault: str | None = None  # a known emulator fault seen in this attempt (then retried)
+    side: str = "series"  # "series" (the kernel tested), "base" (without the series), "bisect"
+    scope: str | None = None  # the tests it ran when not the whole plan
+    kernel: str | None = None  # which kernel, when not the tested one ("base", "patches 1-2")
 
     def to_json(self) -> dict[str, Any]:
         return {"number": self.number, "directory": self.directory, "accel": self.accel,
                 "durations": dict(self.durations), "error": self.error.to_json() if self.error else None,
-                "host_fault": self.host_fault}
+                "host_fault": self.host_fault, "side": self.side, "scope": self.scope, "kernel": self.kernel}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> AttemptRecord:
@@ -112,7 +118,8 @@ class AttemptRecord:
                                                                                        "collect_s")
                                               if (value := data.get(key)) is not None}
         return cls(int(data["number"]), str(data.get("directory") or ""), data.get("accel"), dict(durations),
-                   AttemptError.from_json(error) if error else None, data.get("host_fault"))
+                   AttemptError.from_json(error) if error else None, data.get("host_fault"),
+                   str(data.get("side") or "series"), data.get("scope"), data.get("kernel"))
 
 
 class Outcome(StrEnum):
@@ -141,13 +148,17 @@ class Decision:
 def decide(verdict: Verdict, attempts: Sequence[AttemptRecord]) -> Decision:
     """The run's outcome, exit code and summary line: the only place they are decided.
 
-    The judged attempt is the last one. Ctrl-C and rig's own bugs win (the verdict is
+    The judged attempt is the last one of the tested kernel (base and bisection runs
+    are judged through the verdict's counts). Ctrl-C and rig's own bugs win (the verdict is
     incomplete); then new findings or unexpected failures (exit 1: what the developer came
     for, even if the guest died afterwards); then how the attempt ended; then a known
     emulator fault in every attempt (no verdict on the kernel); else a pass.
     """
-    last = attempts[-1] if attempts else None
+    tested = [a for a in attempts if a.side == "series"] or list(attempts)
+    last = tested[-1] if tested else None
     error = last.error if last else None
+    if error is None and any(a.error is not None and a.error.kind is ErrorKind.INTERRUPT for a in attempts):
+        error = next(a.error for a in attempts if a.error is not None and a.error.kind is ErrorKind.INTERRUPT)
     failed = bool(verdict.new_findings or verdict.unexpected_failures)
     reason = ""
     if error is not None and error.kind in (ErrorKind.INTERRUPT, ErrorKind.BUG):
@@ -180,12 +191,28 @@ def _counts(verdict: Verdict) -> str:
     parts = [_plural(len(verdict.new_findings), "new finding")]
     if verdict.pre_existing:
         parts.append(f"{len(verdict.pre_existing)} pre-existing")
+    for status in ("known", "fixed"):
+        if found := [f for f in verdict.findings if str(f.status) == status]:
+            parts.append(f"{len(found)} {status}")
     if verdict.host_faults:
         parts.append(_plural(len(verdict.host_faults), "host fault"))
     parts.append(f"{_plural(len(verdict.tests), 'test')}, {_plural(len(verdict.unexpected_failures), 'unexpected failure')}")
     if verdict.expected_failures:
         parts.append(f"{len(verdict.expected_failures)} expected")
+    if verdict.runs.get("series", 1) > 1 or "base" in verdict.runs:
+        parts.append(" and ".join(f"{_plural(n, 'run')} {'with the series' if side == 'series' else 'of the base'}"
+                                  for side, n in verdict.runs.items()))
     return ", ".join(parts)
+
+
+def seen_text(series: object, base: object) -> str:
+    """"3/3 runs; base 0/3": how often each side showed a finding (or failed a test)."""
+    parts = []
+    if series is not None:
+        parts.append(f"{series} runs")
+    if base is not None:
+        parts.append(f"base {base}")
+    return "; ".join(parts)
 
 
 # ---------------------------------------------------------------- what was run
@@ -265,6 +292,8 @@ class RunReport:
     timeline: Timeline | None = None
     artifacts: Artifacts = field(default_factory=Artifacts)
     phases: Mapping[str, float] = field(default_factory=dict)
+    # wall time per part of the run: builds, base_runs, series_runs, settle_runs, bisect_runs
+    costs: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def decision(self) -> Decision:
@@ -273,6 +302,27 @@ class RunReport:
     @property
     def exit_code(self) -> int:
         return self.decision.exit_code
+
+    def answers(self) -> list[tuple[Patch | None, str]]:
+        """The answer per patch: (the patch that introduced it, or None when not bisected,
+        "what (3/3 runs; base 0/3)") for each new finding and new failure, patch order."""
+        patches = {p.number: p for p in self.series.patches} if self.series else {}
+        out: list[tuple[Patch | None, str]] = []
+        for item in (*self.verdict.new_findings, *self.verdict.new_failures):
+            what = item.finding.title if hasattr(item, "finding") else f"test {item.name} fails"
+            rate = seen_text(item.series, item.base)
+            if item.intermittent:
+                rate += ", intermittent"
+            bad = item.first_bad_patch
+            patch = (patches.get(bad.index) or Patch(bad.index, bad.subject, "")) if bad else None
+            if bad is not None and bad.confidence < 1:
+                rate += f"; bisected with {bad.confidence:.0%} confidence"
+            out.append((patch, f"{what} ({rate})"))
+        return sorted(out, key=lambda a: a[0].number if a[0] else 0)
+
+    def patch_label(self, patch: Patch) -> str:
+        total = len(self.series.patches) if self.series else patch.number
+        return f"patch {patch.number}/{total} '{patch.subject}'"
 
     @property
     def error(self) -> AttemptError | None:
@@ -302,13 +352,14 @@ class RunReport:
             "machine": asdict(self.machine),
             "verdict": verdict,
             "findings": [f.to_json() for f in self.verdict.findings],
-            "tests": [t.to_json() for t in self.verdict.tests],
+            "tests": [t.to_json() for t in self.verdict.judged_tests],
             "totals": self.verdict.totals(),
             "timeline": self.timeline.to_json() if self.timeline else None,
             "attempts": [a.to_json() for a in self.attempts],
             "artifacts": {**asdict(self.artifacts), "problems": list(self.artifacts.problems)},
             "lockdep_debug_locks": self.artifacts.lockdep_debug_locks,
             "phases": dict(self.phases),
+            "costs": dict(self.costs),
         }
 
     @classmethod
@@ -356,4 +407,5 @@ class RunReport:
                 lockdep_debug_locks=data.get("lockdep_debug_locks"),
                 problems=tuple(artifacts.get("problems", collected.get("problems")) or ())),
             phases=dict(data.get("phases") or {}),
+            costs=dict(data.get("costs") or {}),
         )

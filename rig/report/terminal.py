@@ -1,5 +1,5 @@
-"""The terminal summary: findings first (what the developer came for), then test totals,
-then how the run ended."""
+"""The terminal summary: the answer first (what each patch introduced, with its counts per
+side), then the findings, the failing tests, the totals, and how the run ended."""
 
 from __future__ import annotations
 
@@ -7,10 +7,24 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from rig.report.model import Outcome, RunReport
+from rig.report.model import Outcome, RunReport, seen_text
 from rig.results import TestStatus
 
-_STYLE = {"new": "bold red", "pre-existing": "yellow", "host-fault": "magenta"}
+_STYLE = {"new": "bold red", "pre-existing": "yellow", "host-fault": "magenta", "known": "cyan", "fixed": "green"}
+
+
+def _answer(report: RunReport, console: Console) -> None:
+    answers = report.answers()
+    for patch, what in answers:
+        line = Text()
+        if patch is not None:
+            line.append(f"{report.patch_label(patch)} introduced: ", style="bold")
+        else:
+            line.append("the series introduced: " if report.series else "new: ", style="bold")
+        line.append(what, style="red")
+        console.print(line)
+    if answers:
+        console.print("")
 
 
 def first_line(text: str) -> str:
@@ -23,6 +37,9 @@ def first_line(text: str) -> str:
 
 def render(report: RunReport, console: Console) -> None:
     verdict = report.verdict
+    _answer(report, console)
+    if verdict.base_note:
+        console.print(f"base kernel: {verdict.base_note}", highlight=False)
     if verdict.findings:
         console.print(Text(f"Kernel reports ({len(verdict.findings)})", style="bold"))
         for judged in verdict.findings:
@@ -34,6 +51,15 @@ def render(report: RunReport, console: Console) -> None:
             where = judged.test or judged.attribution
             console.print(f"      during: {where}" + (f"   (x{judged.count})" if judged.count > 1 else ""),
                           highlight=False)
+            seen = seen_text(judged.series, judged.base)
+            if seen and (len(verdict.runs) > 1 or verdict.runs.get("series", 1) > 1):
+                console.print(f"      seen:   {seen}" + ("   intermittent" if judged.intermittent else ""),
+                              highlight=False)
+            if judged.first_bad_patch is not None:
+                bad = judged.first_bad_patch
+                console.print(f"      first bad patch: {bad.index} '{bad.subject}'"
+                              + (f" (confidence {bad.confidence:.0%})" if bad.confidence < 1 else ""),
+                              highlight=False)
             if judged.also:
                 console.print(f"      also:   {', '.join(judged.also)}", highlight=False)
             if finding.lock_chain:
@@ -45,16 +71,16 @@ def render(report: RunReport, console: Console) -> None:
                 console.print(f"      note:   {judged.note}", highlight=False)
     else:
         console.print(Text("No kernel reports.", style="green"))
-    expected = dict(verdict.expected_failures)
-    failing = [t for t in verdict.tests if t.failing]
+    failing = [t for t in verdict.judged_tests if str(t.status) != "ok"]
     if failing:
         table = Table(title="Failing tests", show_edge=False, title_justify="left")
-        for column in ("test", "driver", "result", ""):
+        for column in ("test", "driver", "result", "status", "failed in", ""):
             table.add_column(column)
         for test in failing:
-            note = f"expected: {expected[test.name]}" if test.name in expected else "UNEXPECTED"
-            table.add_row(test.name, test.driver or "-", test.raw_status, note,
-                          style="dim" if test.name in expected else "red")
+            status = str(test.status)
+            note = {"expected": f"expected: {test.note}", "new": "UNEXPECTED"}.get(status, test.note)
+            table.add_row(test.name, test.result.driver or "-", test.result.raw_status, status,
+                          seen_text(test.series, test.base), note, style="red" if status == "new" else "dim")
         console.print(table)
     warned = [t for t in verdict.tests if t.status is TestStatus.WARN]
     if warned:

@@ -24,7 +24,7 @@ def _kernel(kernel) -> str:
 
 
 def _tests(data: dict) -> dict[str, str]:
-    return {t["name"]: t["status"] for t in data["tests"]}
+    return {t["name"]: t["result"] for t in data["tests"]}
 
 
 def test_stress_memcg_and_shrink_pressure_are_in_force_in_the_guest(kernel_6_1, guest_image,

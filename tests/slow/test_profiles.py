@@ -31,7 +31,7 @@ def test_kasan_and_kunit_profiles_build_boot_and_pass(guest_image, tmp_path: Pat
                          "--append", "kunit.filter_glob=drm_[fr]*",
                          out=out, timeout=BUILD_AND_RUN_TIMEOUT_S)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    tests = {t["name"]: t["status"] for t in data["tests"]}
+    tests = {t["name"]: t["result"] for t in data["tests"]}
     assert tests["script:kernel-has-kasan"] == "pass"  # KASAN's runtime is in the booted kernel
     assert tests["dumb_buffer@create-valid-dumb"] == "pass" and tests["vgem_basic@mmap"] == "pass"
     kunit = {name: status for name, status in tests.items() if name.startswith("kunit:")}

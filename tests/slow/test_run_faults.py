@@ -70,6 +70,6 @@ def test_a_guest_that_dies_mid_plan_fails_the_run_and_says_so(any_arch, tmp_path
     assert "panicked" in data["summary"] and "during workloads" in data["summary"]
     assert data["error"]["kind"] == "kernel" and data["error"]["phase"] == "workloads"
     # the workload that ran before the crash is kept, and the panic is a finding from the console
-    assert {t["name"]: t["status"] for t in data["tests"]}.get("script:first") == "pass"
+    assert {t["name"]: t["result"] for t in data["tests"]}.get("script:first") == "pass"
     assert any("sysrq" in f["title"].lower() or f["kind"] in ("panic", "bug", "oops") for f in data["findings"])
     assert not qemu_processes(str(out))

@@ -169,7 +169,8 @@ def test_no_retry_without_time_left_and_the_first_attempt_is_still_reported(tmp_
     assert (run.run_dir / "report.json").is_file()
 
 
-@pytest.mark.parametrize("name,patches", [("lockdep", 2), ("kmemleak", 1), ("underflow", 1), ("harmless", 2)])
+@pytest.mark.parametrize("name,patches", [("lockdep", 2), ("kmemleak", 1), ("underflow", 1), ("harmless", 2),
+                                          ("three-patches", 3), ("intermittent", 1)])
 def test_the_test_series_read_as_rig_reads_them(name: str, patches: int, tmp_path: Path) -> None:
     import tomllib
 
@@ -183,6 +184,7 @@ def test_the_test_series_read_as_rig_reads_them(name: str, patches: int, tmp_pat
     assert expected["exit_code"] == (0 if name == "harmless" else 1)
     for finding in expected.get("finding", []):
         assert finding["title"] and finding["test"] and finding["kind"]
+        assert finding.get("first_bad_patch", 1) in range(1, patches + 1)
 
 
 @pytest.mark.parametrize("bad", [["--cpus", "0"], ["--append", "a b"], ["--gpu", "bochs", "--arch", "arm64"]])
@@ -194,7 +196,7 @@ def test_bad_machine_options_stop_rig_run_before_anything_is_built(bad: list[str
     def must_not_run(*args, **kwargs):
         raise AssertionError("rig run started work before checking its options")
 
-    monkeypatch.setattr(rig.pipeline, "build", must_not_run)
+    monkeypatch.setattr(rig.pipeline, "resolve", must_not_run)
     monkeypatch.setattr(rig.pipeline, "ensure_image", must_not_run)
     assert main(["run", "--out", str(tmp_path / "out"), *bad]) == 2
     err = capsys.readouterr().err

@@ -19,7 +19,7 @@ from tests.unit.rundata import report_data
 def test_json_holds_findings_tests_timeline_and_phases(tmp_path: Path, monkeypatch) -> None:
     report, run_dir = report_data(tmp_path, monkeypatch)
     data = json.loads((run_dir / "report.json").read_text())
-    assert data["exit_code"] == 1 and data["outcome"] == "fail" and data["schema"] == 2
+    assert data["exit_code"] == 1 and data["outcome"] == "fail" and data["schema"] == 3
     assert data["findings"][0]["title"] == "memory leak in drm_prime_pages_to_sg"
     assert data["timeline"]["samples"][0]["balloon_mib"] == 2048.0
     assert set(data["phases"]) >= {"report"}
@@ -170,6 +170,11 @@ def test_a_schema_1_report_still_loads_and_renders(tmp_path: Path, monkeypatch) 
     old["attempts"] = [{"number": 1, "directory": "attempt-1", "host_fault": None, "error": "the guest stopped",
                         "boot_s": 20.0, "workloads_s": 60.0, "collect_s": 10.0}]
     old["collected"] = {"tainted": 512, "taint_flags": "W", "problems": []}
+    # tests[].status was how the test ended; findings had no counts
+    old["tests"] = [{k: (t["result"] if k == "status" else v) for k, v in t.items()
+                     if k not in ("result", "intermittent", "seen", "first_bad_patch", "note")} for t in data["tests"]]
+    old["findings"] = [{k: v for k, v in f.items() if k not in ("intermittent", "seen", "first_bad_patch")}
+                       for f in data["findings"]]
     again = RunReport.from_json(old)
     assert again.kernel.image == "bzImage" and again.artifacts.tainted == 512
     assert again.attempts[0].error is not None and again.attempts[0].durations["boot"] == 20.0

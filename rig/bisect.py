@@ -1,0 +1,96 @@
+"""The first bad patch: a binary search over the series' prefixes, for every new finding
+and new test failure at once.
+
+    search(targets, patches, probe) -> {target key: FirstBadPatch}
+
+The base (prefix 0) is known not to show a target (that is what made it new) and the
+whole series (prefix n) shows it. Each step builds the prefix in the middle of a
+target's interval and runs only the target's tests there; every target whose interval
+holds the same middle is probed by the same runs (their tests together), so a series
+with two bugs costs no more boots than one with a single bug when their searches meet.
+
+A probe that shows a target settles its step for good. One that does not can miss an
+intermittent target: it is repeated for the target's observed rate p until a miss is
+unlikely (1 - p)^r <= MISS, at most `max_runs` times, and each clean step multiplies
+the answer's confidence by 1 - (1 - p)^r.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from rig.verdict import FirstBadPatch
+
+# The chance of a clean probe missing an intermittent target that rig accepts per step.
+MISS = 0.05
+
+
+@dataclass(frozen=True)
+class Target:
+    """A new finding (by signature) or a new test failure (by name) to place."""
+
+    key: str
+    tests: tuple[str, ...] | None  # the tests to run; () boot only; None: the whole plan
+    rate: float  # how often the whole series showed it (k/n)
+
+
+# probe(k, tests, wanted) -> for each of `wanted` (target keys), whether that run showed
+# it; one call is one guest run of prefix k with the cut plan.
+Probe = Callable[[int, tuple[str, ...] | None, tuple[str, ...]], dict[str, bool]]
+
+
+def runs_for(rate: float, max_runs: int) -> int:
+    """Probes of one prefix that make a miss of a target of this rate unlikely."""
+    if rate >= 1.0:
+        return 1
+    if rate <= 0.0:
+        return max(1, max_runs)
+    return max(1, min(max_runs, math.ceil(math.log(MISS) / math.log(1.0 - rate))))
+
+
+def _union(tests: Sequence[tuple[str, ...] | None]) -> tuple[str, ...] | None:
+    if any(t is None for t in tests):
+        return None
+    return tuple(dict.fromkeys(name for group in tests for name in group or ()))
+
+
+def search(targets: Sequence[Target], subjects: Sequence[str], probe: Probe, *, max_runs: int = 3
+           ) -> dict[str, FirstBadPatch]:
+    """Each target's first bad patch (1-based) among `subjects`, the series' patches."""
+    n = len(subjects)
+    if n == 0:
+        return {}
+    interval = {t.key: [0, n] for t in targets}
+    confidence = {t.key: 1.0 for t in targets}
+    spent = {t.key: 0 for t in targets}
+    by_key = {t.key: t for t in targets}
+    while True:
+        open_ = [t for t in targets if interval[t.key][1] - interval[t.key][0] > 1]
+        if not open_:
+            break
+        lo, hi = interval[open_[0].key]
+        mid = (lo + hi) // 2
+        group = [t for t in open_ if interval[t.key][0] < mid < interval[t.key][1]]
+        tests = _union([t.tests for t in group])
+        runs = max(runs_for(t.rate, max_runs) for t in group)
+        shown: set[str] = set()
+        done = 0
+        for _ in range(runs):
+            pending = tuple(t.key for t in group if t.key not in shown)
+            if not pending:
+                break
+            seen = probe(mid, tests, pending)
+            done += 1
+            shown |= {key for key, yes in seen.items() if yes}
+        for target in group:
+            spent[target.key] += done
+            if target.key in shown:
+                interval[target.key][1] = mid
+            else:
+                interval[target.key][0] = mid
+                confidence[target.key] *= 1.0 - (1.0 - min(1.0, by_key[target.key].rate)) ** done
+    return {t.key: FirstBadPatch(interval[t.key][1], subjects[interval[t.key][1] - 1], confidence[t.key],
+                                 spent[t.key])
+            for t in targets}
