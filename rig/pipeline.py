@@ -388,7 +388,7 @@ class Run:
         """KUnit suites the kernel lacks, told apart: in its source but not built, or not
         in this version at all (only the source of a kernel rig built can say)."""
         artifacts = self.artifacts
-        if artifacts is None or artifacts.source_repo is None or not any(t.status is TestStatus.ABSENT for t in tests):
+        if not any(t.status is TestStatus.ABSENT for t in tests) or artifacts is None or artifacts.source_repo is None:
             return tests
         commit = artifacts.head_commit or artifacts.base_commit
         return tuple(explain_absent(tests, suites_in_source(artifacts.source_repo, commit) or None))

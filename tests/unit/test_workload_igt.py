@@ -201,8 +201,11 @@ def test_the_reports_show_a_warn_tests_reason(tmp_path: Path, monkeypatch: pytes
     report, run_dir = report_data(tmp_path, monkeypatch)
     warned = TestResult("kms_flip@basic-flip-vs-wf_vblank", "igt", TestStatus.WARN, "dmesg-warn", 1.0, "vkms",
                         "vkms_vblank_simulate: vblank timer overrun")
-    report = dataclasses.replace(report, verdict=dataclasses.replace(report.verdict,
-                                                                     tests=(*report.verdict.tests, warned)))
+    from rig.verdict import JudgedTest, TestVerdict
+
+    judged = JudgedTest(warned, TestVerdict.OK)  # a warn is not a failure: the reason is a note
+    report = dataclasses.replace(report, verdict=dataclasses.replace(
+        report.verdict, tests=(*report.verdict.tests, warned), judged_tests=(*report.verdict.judged_tests, judged)))
     out = io.StringIO()
     terminal.render(report, Console(file=out, width=200, highlight=False))
     assert "kms_flip@basic-flip-vs-wf_vblank" in out.getvalue()
