@@ -352,7 +352,10 @@ class Run:
         problems = [*self.notes]
         if self.series.attempts:
             problems += list(self.series.attempts[-1][0].collected.problems)
-        return judge_runs(self.series.counted, base_runs, self.spec.plan, known=self.spec.known,
+        plan = self.spec.plan
+        if self.artifacts is not None:  # a --bzimage run's kernel version is not known here
+            plan = plan.for_kernel(self.artifacts.kernel_release)
+        return judge_runs(self.series.counted, base_runs, plan, known=self.spec.known,
                           baseline=self.spec.baseline, problems=problems, base_note=self.base_note)
 
     def _report(self, verdict: Verdict) -> RunReport:

@@ -26,6 +26,7 @@ is any path to a .toml file. Every problem in a plan is reported at once.
     [[expected_failure]]
     test = "drm_virtgpu@get-caps"  # pattern over binary@subtest, kunit:suite.case, ktap:suite.case
     reason = "needs virgl"
+    kernels = ">=6.12"             # optional: only on these kernel versions (">=A.B", "<A.B", both with ",")
     [kmemleak]
     scan = "end"                   # "end" (once after all tests) or "each" (after every IGT test)
 """
@@ -36,7 +37,7 @@ import fnmatch
 import re
 import tomllib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -92,13 +93,42 @@ class KtapProgram:
     timeout_s: float
 
 
+_VERSION_BOUND = re.compile(r"^\s*(>=|<)\s*(\d+)\.(\d+)\s*$")
+_RELEASE = re.compile(r"^(\d+)\.(\d+)")
+
+
+def parse_kernel_range(text: str) -> tuple[tuple[str, tuple[int, int]], ...] | None:
+    """">=6.12", "<6.13" or both joined by a comma, as (operator, (major, minor)) bounds;
+    None if the text is not such a range."""
+    bounds = []
+    for part in text.split(","):
+        found = _VERSION_BOUND.match(part)
+        if found is None:
+            return None
+        bounds.append((found.group(1), (int(found.group(2)), int(found.group(3)))))
+    return tuple(bounds)
+
+
 @dataclass(frozen=True)
 class ExpectedFailure:
     test: str  # pattern over binary@subtest (or kunit:suite.case, script:name, ktap:suite.case)
     reason: str
+    # Kernel versions the failure is expected on (a bug fixed or brought in by a release),
+    # as bounds on major.minor; empty: every kernel.
+    kernels: tuple[tuple[str, tuple[int, int]], ...] = ()
 
     def matches(self, name: str) -> bool:
         return fnmatch.fnmatchcase(name, self.test)
+
+    def applies_to(self, release: str) -> bool:
+        """Whether the failure is expected on the kernel `release` ("6.12.117-g..."). A
+        release rig cannot read keeps the entry: an expected failure too many is reported
+        with its reason, one too few would fail a good run."""
+        found = _RELEASE.match(release)
+        if not self.kernels or found is None:
+            return True
+        version = (int(found.group(1)), int(found.group(2)))
+        return all(version >= bound if op == ">=" else version < bound for op, bound in self.kernels)
 
 
 @dataclass(frozen=True)
@@ -120,6 +150,10 @@ class Plan:
             if expected.matches(test):
                 return expected
         return None
+
+    def for_kernel(self, release: str) -> Plan:
+        """This plan on the kernel `release`: only the expected failures of that version."""
+        return replace(self, expected_failures=tuple(e for e in self.expected_failures if e.applies_to(release)))
 
     @property
     def test_count_hint(self) -> int:
@@ -276,7 +310,7 @@ def _build(data: dict[str, Any], name: str, source: str, problems: list[str]) ->
 
     expected: list[ExpectedFailure] = []
     for _, where, entry in _array_of_tables(data, "expected_failure", "expected_failure", problems):
-        _unknown_keys(entry, {"test", "reason"}, where, problems)
+        _unknown_keys(entry, {"test", "reason", "kernels"}, where, problems)
         test = entry.get("test")
         reason = entry.get("reason")
         if not isinstance(test, str) or not test:
@@ -285,7 +319,15 @@ def _build(data: dict[str, Any], name: str, source: str, problems: list[str]) ->
         if not isinstance(reason, str) or not reason.strip():
             problems.append(f"{where} ({test}): give a reason, so the next reader knows why it may fail")
             reason = ""
-        expected.append(ExpectedFailure(test, reason))
+        kernels: tuple[tuple[str, tuple[int, int]], ...] = ()
+        if "kernels" in entry:
+            parsed = parse_kernel_range(entry["kernels"]) if isinstance(entry["kernels"], str) else None
+            if parsed is None:
+                problems.append(f"{where}.kernels ({test}): {entry['kernels']!r} is not a version range; "
+                                'write ">=6.12", "<6.13" or ">=6.12,<7.0"')
+            else:
+                kernels = parsed
+        expected.append(ExpectedFailure(test, reason, kernels))
 
     kmemleak = data.get("kmemleak", {})
     scan = "end"

@@ -96,3 +96,27 @@ argv = ["false"]
         "IGT group 1-vgem", "IGT group 2-vkms", "KUnit", "script one", "script two"]
     bare = parse_plan('[[script]]\nname = "only"\nargv = ["true"]\n', name="t", source="t.toml")
     assert [w.label for w in workloads_for(bare)] == ["script only"]  # no KUnit workload without suites
+
+
+def test_expected_failures_can_be_limited_to_kernel_versions(tmp_path: Path) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text('[[script]]\nname = "a"\nargv = ["true"]\n'
+                    '[[expected_failure]]\ntest = "script:a"\nreason = "fixed in 6.12"\nkernels = "<6.12"\n'
+                    '[[expected_failure]]\ntest = "script:b"\nreason = "new in 6.12, fixed in 7.1"\n'
+                    'kernels = ">=6.12,<7.1"\n'
+                    '[[expected_failure]]\ntest = "script:c"\nreason = "on every kernel"\n')
+    plan = load_plan(str(path))
+    on = {release: {e.test for e in plan.for_kernel(release).expected_failures}
+          for release in ("6.1.176-g54cdf296c40b", "6.12.117", "7.2.13-g4d545b379a7c")}
+    assert on == {"6.1.176-g54cdf296c40b": {"script:a", "script:c"}, "6.12.117": {"script:b", "script:c"},
+                  "7.2.13-g4d545b379a7c": {"script:c"}}
+    # a release rig cannot read keeps every entry: one too many is reported with its reason
+    assert len(plan.for_kernel("custom").expected_failures) == 3
+
+
+def test_a_kernel_range_that_is_not_one_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text('[[script]]\nname = "a"\nargv = ["true"]\n'
+                    '[[expected_failure]]\ntest = "script:a"\nreason = "r"\nkernels = "6.12+"\n')
+    with pytest.raises(UserError, match=r"expected_failure.*kernels \(script:a\): '6.12\+' is not a version range"):
+        load_plan(str(path))
