@@ -86,6 +86,50 @@ def AFTER(pattern: str) -> Place:
     return Place("line", _re(pattern))
 
 
+# The skip lists syzkaller's pkg/report gives single report formats (linux.go,
+# linuxOopses: each format's stack.skip), added to rig's own list for the same rule.
+SYZ_FORMAT_SKIP: dict[str, tuple[str, ...]] = {
+    # the workqueue functions take locks of the work items: a deadlock in them is theirs
+    "circular": ("process_one_work", "flush_workqueue", "drain_workqueue", "destroy_workqueue"),
+    "suspicious-rcu": ("rcu", "kmem", "slab"),
+    "non-static-key": ("stack", "lock", "IRQ"),
+    "locking-bug": ("lock_sock", "release_sock"),
+    # KASAN_HW_TAGS reports carry the arm64 fault path on top
+    "kasan": ("kernel_fault", "tag_check", "mem_abort", "^el1_", "^el1h_"),
+    "kasan-free": ("slab_", "kfree", "vunmap", "vfree"),
+    "kmsan-usb": ("alloc_skb", "usb_submit_urb", "usb_start_wait_urb", "usb_bulk_msg", "usb_interrupt_msg",
+                  "usb_control_msg"),
+    # generic crypto code is where an uninit value is used, not where it comes from
+    "kmsan": ("alloc_skb", "netlink_ack", "netlink_rcv_skb", "_encrypt$", "^(?:crypto|cipher|drbg|rng)_"),
+    "spinlock": ("spin_", "_lock", "_unlock"),
+    "atomic-schedule": ("schedule",),
+    "preemptible": ("dump_stack", "preemption", "preempt", "debug_", "processor_id", "this_cpu"),
+    "leak": ("kmemleak", "mmap", "kmem", "slab", "alloc", "create_object", "idr_get", "list_lru_init",
+             "kasprintf", "kvasprintf", "pcpu_create", "strdup", "strndup", "memdup"),
+    "odebug": ("debug_", "rcu", "hrtimer_", "timer_", "work_", "percpu_", "vunmap", "vfree", "__free_",
+               "debug_check", "kobject_"),
+    "usercopy": ("usercopy", "__check"),
+    "kobject": ("kobject_",),
+    "proc": ("proc_",),
+    "refcount": ("refcount", "kobject_"),
+    "kmalloc": ("kmalloc", "krealloc", "slab", "kmem"),
+    "usb-urb": ("usb_submit_urb", "usb_start_wait_urb", "usb_bulk_msg", "usb_interrupt_msg", "usb_control_msg"),
+    "rcu-stall": ("apic_timer_interrupt", "rcu"),
+    "cant-die": ("schedule",),
+    # lots of skb wrappers BUG_ON(), the bug is almost always in the caller
+    "kernel-bug": ("^skb_",),
+    "stack-end": ("schedule", "retint_kernel"),
+    "stack-overflow": ("bad_stack",),
+    "ubsan": ("ubsan", "overflow"),
+    "rust-panic": (r"__rustc::rust_begin_unwind",),
+}
+
+
+def SYZ(name: str) -> SkipRule:
+    """syzkaller's skip list for one report format (see SYZ_FORMAT_SKIP)."""
+    return SkipRule(SYZ_FORMAT_SKIP[name])
+
+
 LOCKDEP_SKIP = SkipRule([
     "process_one_work", "worker_thread", "flush_workqueue", "flush_work", "start_flush_work",
     "fs_reclaim_acquire", "fs_reclaim_release", "dma_resv_lock", "dma_resv_unlock",
@@ -100,16 +144,16 @@ LEAK_SKIP = SkipRule([
     "kobject_add", "kvmalloc", "kmalloc", "kzalloc", "kcalloc", "vzalloc", "vmalloc",
     "krealloc", "kvrealloc", "mempool", "trace_kmalloc", "dup_", "__do_krealloc",
     "stack_depot", "new_slab", "get_page_from_freelist", "prep_new_page", "post_alloc_hook",
-])
-REFCOUNT_SKIP = SkipRule(["refcount", "kref_", "kobject_put", "sk_free"])
+]) + SYZ("leak")
+REFCOUNT_SKIP = SkipRule(["refcount", "kref_", "kobject_put", "sk_free"]) + SYZ("refcount")
 ODEBUG_SKIP = SkipRule(["debug_object", "timer_", "hrtimer_", "mod_timer", "add_timer",
-                        "del_timer", "__init_work", "init_timer", "free_obj_work"])
+                        "del_timer", "__init_work", "init_timer", "free_obj_work"]) + SYZ("odebug")
 
 # ---------------------------------------------------------------------------- lockdep
 
 _LOCKDEP_RULES = (
     TitleRule(_re(r"(?:WARNING|INFO): possible circular locking dependency detected"),
-              "possible deadlock in {frame}", "lockdep", (AT(), AT(), TRACE), LOCKDEP_SKIP),
+              "possible deadlock in {frame}", "lockdep", (AT(), AT(), TRACE), LOCKDEP_SKIP + SYZ("circular")),
     TitleRule(_re(r"(?:WARNING|INFO): possible recursive locking detected"),
               "possible deadlock in {frame}", "lockdep", (AT(), AT(), TRACE), LOCKDEP_SKIP),
     TitleRule(_re(r"(?:WARNING|INFO): possible irq lock inversion dependency detected"),
@@ -123,7 +167,7 @@ _LOCKDEP_RULES = (
               (AFTER(r"\] takes:"), AT(), AFTER(r"stack backtrace:"), TRACE), LOCKDEP_SKIP),
     TitleRule(_re(r"(WARNING|INFO): suspicious RCU usage"),
               "{1}: suspicious RCU usage in {frame}", "lockdep", (AFTER(r"stack backtrace:"), TRACE),
-              SkipRule(["rcu_read_lock_held", "rcu_dereference", "lockdep_rcu"])),
+              SkipRule(["rcu_read_lock_held", "rcu_dereference", "lockdep_rcu"]) + SYZ("suspicious-rcu")),
     TitleRule(_re(r"(WARNING|BUG): bad unlock balance detected!"),
               "{1}: bad unlock balance in {frame}", "lockdep", (TRACE,)),
     TitleRule(_re(r"(?:WARNING|BUG): lock held when returning to user space!"),
@@ -135,8 +179,12 @@ _LOCKDEP_RULES = (
     TitleRule(_re(r"(?i)(?:WARNING|BUG): nested lock was not taken"),
               "WARNING: nested lock was not taken in {frame}", "lockdep", (AT(), TRACE)),
     TitleRule(_re(r"(?:WARNING|BUG|INFO): trying to register non-static key"),
-              "INFO: trying to register non-static key in {frame}", "lockdep", (TRACE,)),
+              "INFO: trying to register non-static key in {frame}", "lockdep", (CALL_TRACE,), SYZ("non-static-key")),
     TitleRule(_re(r"BUG: MAX_[A-Z_]+ too low!"), "{0}", "lockdep"),
+    # lockdep's wait-context check (a spinning lock taken under a raw one): syzbot names it
+    # as the other lockdep internal checks (syzkaller's linux.go, "BUG: Invalid wait context")
+    TitleRule(_re(r"BUG: Invalid wait context"), "WARNING: locking bug in {frame}", "lockdep", (CALL_TRACE,),
+              LOCKDEP_SKIP + SYZ("locking-bug")),
     TitleRule(_re(r"BUG: (?:looking up invalid subclass|key \S+ has not been registered|"
                   r"workqueue leaked lock or atomic)"),
               "{0} in {frame}", "lockdep", (Place("line", _re(r"last function: " + FUNC)), TRACE)),
@@ -146,7 +194,7 @@ _LOCKDEP_RULES = (
 
 # the function on the header line only when the stack is lost
 _KASAN_TRACE_PLACES = (KASAN_TRACE, Place("line", _re(r"KASAN: [a-z\-]+ in " + FUNC + r"\+0x"), fallback=True))
-_KASAN_FREE_SKIP = SkipRule(["kfree", "kmem_cache_free", "slab_free", "^_*free_"])
+_KASAN_FREE_SKIP = SkipRule(["kfree", "kmem_cache_free", "slab_free", "^_*free_"]) + SYZ("kasan-free")
 _KASAN_ANCHOR = _re(r"KASAN: [a-z\-]+ in " + FUNC + r"\+0x")
 _KASAN_RULES = (
     TitleRule(_re(r"BUG: KASAN: (?:double-free or invalid-free|double-free|invalid-free)"),
@@ -154,7 +202,8 @@ _KASAN_RULES = (
               anchor=_KASAN_ANCHOR),
     TitleRule(_re(r"BUG: KASAN: ([a-z\-]+)(?: in| on address).*\n(?:.*\n){0,6}?.*?(Read|Write)"
                   r" (?:of size|at addr)"),
-              "KASAN: {1} {2} in {frame}", "kasan", _KASAN_TRACE_PLACES, anchor=_KASAN_ANCHOR),
+              "KASAN: {1} {2} in {frame}", "kasan", _KASAN_TRACE_PLACES, SYZ("kasan"),
+              anchor=_KASAN_ANCHOR),
     TitleRule(_re(r"BUG: KASAN: ([a-z\-]+) in " + r"\S+? at addr ([0-9a-fx]+)"),
               "KASAN: {1} in {frame} at addr {2}", "kasan", _KASAN_TRACE_PLACES, anchor=_KASAN_ANCHOR),
     TitleRule(_re(r"BUG: KASAN: ([a-z\-]+)"), "KASAN: {1} in {frame}", "kasan", _KASAN_TRACE_PLACES,
@@ -167,9 +216,9 @@ _KFENCE_KMSAN_KCSAN_RULES = (
               SkipRule(["kfence", "kfree", "kmem_cache_free", "slab_free"])),
     TitleRule(_re(r"BUG: KMSAN: kernel-usb-infoleak"), "KMSAN: kernel-usb-infoleak in {frame}", "kmsan",
               (Place("trace", stop=_re(r"^(?:Uninit was|Local variable|Bytes \d|Memory access)")),),
-              SkipRule(["^usb_submit_urb$"])),
+              SYZ("kmsan-usb")),
     TitleRule(_re(r"BUG: KMSAN: ([a-z\-]+)"), "KMSAN: {1} in {frame}", "kmsan",
-              (Place("trace", stop=_re(r"^(?:Uninit was|Local variable|Bytes \d|Memory access)")),)),
+              (Place("trace", stop=_re(r"^(?:Uninit was|Local variable|Bytes \d|Memory access)")),), SYZ("kmsan")),
     TitleRule(_re(r"BUG: KCSAN: ([a-z\-]+) in " + FUNC + r"(?: / (?P<func2>[A-Za-z_][A-Za-z0-9_.]*))?"),
               "KCSAN: {1} in {header}", "kcsan"),
 )
@@ -196,13 +245,13 @@ _BUG_RULES = (
     TitleRule(_re(r"BUG: unable to handle kernel"), "BUG: unable to handle kernel", "oops"),
     TitleRule(_re(r"BUG: soft lockup"), "BUG: soft lockup in {frame}", "soft-lockup", (STALL_TRACE,), stall=True),
     TitleRule(_re(r"BUG: (spinlock|rwlock) ([a-z ]+?)(?: on CPU| on| in|$)"),
-              "BUG: {1} {2} in {frame}", "lockdep", (CALL_TRACE,)),
+              "BUG: {1} {2} in {frame}", "lockdep", (CALL_TRACE,), SYZ("spinlock")),
     TitleRule(_re(r"BUG: sleeping function called from invalid context"),
               "BUG: sleeping function called from invalid context in {frame}", "atomic-sleep", (CALL_TRACE,)),
     TitleRule(_re(r"BUG: scheduling while atomic"), "BUG: scheduling while atomic in {frame}",
-              "atomic-sleep", (CALL_TRACE,), SkipRule(["schedule", "preempt_schedule", "schedule_debug", "schedule_bug"])),
+              "atomic-sleep", (CALL_TRACE,), SYZ("atomic-schedule")),
     TitleRule(_re(r"BUG: using ([a-z_]+\(\)) in preemptible"),
-              "BUG: using {1} in preemptible code in {frame}", "preempt", (CALL_TRACE,)),
+              "BUG: using {1} in preemptible code in {frame}", "preempt", (CALL_TRACE,), SYZ("preemptible")),
     TitleRule(_re(r"BUG: workqueue lockup"), "BUG: workqueue lockup", "hung-task"),
     TitleRule(_re(r"BUG: Bad page (state|map)"), "BUG: Bad page {1} in {frame}", "bad-page",
               (Place("trace", stop=_re(r"^Modules linked in|^page_owner free")),),
@@ -228,19 +277,23 @@ _BUG_RULES = (
 _WARN_FILES = (
     (r"lib/refcount\.c|lib/refcount_", "WARNING: refcount bug in {frame}", "refcount", REFCOUNT_SKIP),
     (r"lib/debugobjects\.c", "WARNING: ODEBUG bug in {frame}", "debugobjects", ODEBUG_SKIP),
-    (r"kernel/locking/", "WARNING: locking bug in {frame}", "lockdep", LOCKDEP_SKIP),
+    # lockdep's own consistency checks (DEBUG_LOCKS_WARN_ON in __lock_acquire, lock_release...);
+    # a WARN elsewhere in kernel/locking/ is an ordinary "WARNING in" its caller
+    (r"kernel/locking/lockdep\.c.*lock_", "WARNING: locking bug in {frame}", "lockdep",
+     LOCKDEP_SKIP + SYZ("locking-bug")),
     (r"mm/util\.c|mm/slab_common\.c:\d+ kmalloc_slab", "WARNING: kmalloc bug in {frame}",
      "kmalloc", SkipRule(["kvmalloc", "kmalloc", "alloc_pages", "get_free_pages", "kvzalloc", "kvcalloc",
-                          "warn_alloc", "alloc_page", "kmalloc_order", "kmalloc_large", "krealloc"])),
+                          "warn_alloc", "alloc_page", "kmalloc_order", "kmalloc_large", "krealloc"])
+     + SYZ("kmalloc")),
     (r"mm/vmalloc\.c", "WARNING: zero-size vmalloc in {frame}", "vmalloc",
      SkipRule(["vmalloc", "vzalloc", "kvmalloc", "kvzalloc", "__vmalloc"])),
     (r"fs/proc/generic\.c", "WARNING: proc registration bug in {frame}", "warning",
-     SkipRule(["proc_", "__xlate_proc_name", "xlate_proc_name"])),
+     SkipRule(["proc_", "__xlate_proc_name", "xlate_proc_name"]) + SYZ("proc")),
     (r"lib/kobject\.c", "WARNING: kobject bug in {frame}", "warning", SkipRule(["kobject_"])),
     (r"mm/usercopy\.c", "WARNING: bad usercopy in {frame}", "usercopy",
-     SkipRule(["usercopy", "check_object_size", "check_heap_object", "check_copy_size"])),
+     SkipRule(["usercopy", "check_object_size", "check_heap_object", "check_copy_size"]) + SYZ("usercopy")),
     (r"lib/list_debug\.c", "BUG: corrupted list in {frame}", "list", SkipRule([])),
-    (r"drivers/usb/core/urb\.c", "WARNING in {frame}/usb_submit_urb", "warning", SkipRule(["^usb_"])),
+    (r"drivers/usb/core/urb\.c", "WARNING in {frame}/usb_submit_urb", "warning", SkipRule(["^usb_"]) + SYZ("usb-urb")),
 )
 
 _WARNING_AT = r"WARNING: (?:CPU: -?\d+ PID: -?\d+ )?(?:at )?"
@@ -268,14 +321,14 @@ _INFO_RULES = (
     TitleRule(_re(r"INFO: task [\s\S]{0,100}? blocked (?:in I/O wait )?for more than \d+ seconds"), "INFO: task hung in {frame}",
               "hung-task", (HUNG_TRACE,), hung=True),
     TitleRule(_re(r"INFO: task .* can't die for more than \d+ seconds"), "INFO: task can't die in {frame}",
-              "hung-task", (HUNG_TRACE,), hung=True),
+              "hung-task", (HUNG_TRACE,), SYZ("cant-die"), hung=True),
     TitleRule(_re(_STALL_HEADER), "INFO: rcu detected stall in {frame}", "rcu-stall", (STALL_TRACE,),
-              stall=True),
+              SYZ("rcu-stall"), stall=True),
     TitleRule(_re(r"INFO: Allocated in (?P<func>[A-Za-z0-9_.]+)\S* (age=\d+ cpu=\d+ pid=\d+)"),
               "INFO: Allocated in {header} {2}", "slab"),
 )
 
-_UBSAN_SKIP = SkipRule(["^_*handle_", "val_to_string"])
+_UBSAN_SKIP = SkipRule(["^_*handle_", "val_to_string"]) + SYZ("ubsan")
 
 # ---------------------------------------------------------------------------- the kinds
 
@@ -322,7 +375,7 @@ KINDS: tuple[ReportKind, ...] = (
         TitleRule(_re(r"kernel BUG at (?:\S*/)?(?:usercopy\.c)"), "BUG: bad usercopy in {frame}", "usercopy",
                   _FAULT_PLACES, SkipRule(["usercopy", "check_object_size", "check_heap_object",
                                            "check_copy_size", "check_bogus_address", "check_kernel_text"])),
-        TitleRule(_re(r"kernel BUG at"), "kernel BUG in {frame}", "bug", _FAULT_PLACES),
+        TitleRule(_re(r"kernel BUG at"), "kernel BUG in {frame}", "bug", _FAULT_PLACES, SYZ("kernel-bug")),
     )),
     ReportKind("panic", r"Kernel panic - not syncing", (
         TitleRule(_re(r"Kernel panic - not syncing: stack-protector: Kernel stack is corrupted"),
@@ -330,11 +383,22 @@ KINDS: tuple[ReportKind, ...] = (
                   (Place("line", _re(r"corrupted in: " + FUNC + r"\+0x")), TRACE),
                   SkipRule(["stack_chk_fail"])),
         TitleRule(_re(r"Kernel panic - not syncing: corrupted stack end"),
-                  "kernel panic: corrupted stack end in {frame}", "panic", (TRACE,), stall=True),
+                  "kernel panic: corrupted stack end in {frame}", "panic", (TRACE,), SYZ("stack-end"), stall=True),
         TitleRule(_re(r"Kernel panic - not syncing: (Attempted to kill init!)"), "kernel panic: {1}", "panic"),
         TitleRule(_re(r"Kernel panic - not syncing: (VFS: Unable to mount root fs on [^\s]+)"),
                   "kernel panic: {1}", "panic"),
         TitleRule(_re(r"Kernel panic - not syncing: ([^\n]*?)[\s.]*(?:\n|$)"), "kernel panic: {1}", "panic"),
+    )),
+    # A Rust panic (rust/kernel/lib.rs's panic handler, pr_emerg with the "rust_kernel: "
+    # prefix) prints where and why, then BUG()s: the title is the message and the Rust
+    # function that panicked (syzkaller's linux.go, "rust_kernel: panicked"). Rust since
+    # 1.81 prints "panicked at FILE:LINE:COL:" and the message on the next line; older
+    # compilers "panicked at 'MESSAGE', FILE:LINE:COL".
+    ReportKind("rust-panic", r"rust_kernel: panicked at", (
+        TitleRule(_re(r"rust_kernel: panicked at '(.+?)', \S+:\d+"), "{1} in {frame}", "panic", (CALL_TRACE,),
+                  SYZ("rust-panic")),
+        TitleRule(_re(r"rust_kernel: panicked at [^\n]*\n\s*([^\n]*\S)"), "{1} in {frame}", "panic", (CALL_TRACE,),
+                  SYZ("rust-panic")),
     )),
     ReportKind("divide", r"divide error:", (
         TitleRule(_re(r"divide error:"), "divide error in {frame}", "oops", _FAULT_PLACES),)),
@@ -386,6 +450,7 @@ HEADER_HINTS = (
     "Unable to handle kernel", "Kernel panic - not syncing", "error:",  # divide error:, Internal error:
     "invalid opcode:", "stack segment:", "Alignment trap:", "int3:", "UBSAN:",
     "unregister_netdevice: waiting for", "VFS: Close: file count is ", "SeaBIOS (version", "Linux version ",
+    "rust_kernel: panicked at",
 )
 
 # Lines that carry on a report already open rather than start a new one.
