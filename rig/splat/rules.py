@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 
 from rig.splat.frames import SkipRule
+from rig.splat.text import SYSLOG_PREFIX_PLAIN
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,10 @@ class TitleRule:
     # the faulting function as the header line names it; the report's own stack is the one
     # that holds it (another CPU's stack may be printed in between when lines interleave)
     anchor: re.Pattern[str] | None = None
+    # the kernel prints no stack trace for this report (so none missing is no damage)
+    stackless: bool = False
+    # the title itself says the report lost its beginning (a bare "BUG:", a panic's last line)
+    corrupted: bool = False
 
 
 @dataclass(frozen=True)
@@ -173,7 +178,8 @@ _LOCKDEP_RULES = (
     TitleRule(_re(r"(WARNING|BUG): bad unlock balance detected!"),
               "{1}: bad unlock balance in {frame}", "lockdep", (TRACE,)),
     TitleRule(_re(r"(?:WARNING|BUG): lock held when returning to user space!"),
-              "WARNING: lock held when returning to user space in {frame}", "lockdep", (AT(), TRACE)),
+              "WARNING: lock held when returning to user space in {frame}", "lockdep", (AT(), TRACE),
+              stackless=True),
     TitleRule(_re(r"(WARNING|BUG): held lock freed!"),
               "{1}: held lock freed in {frame}", "lockdep", (TRACE,)),
     TitleRule(_re(r"(?:WARNING|BUG): (?:\S+ )?still has locks held!"),
@@ -244,7 +250,9 @@ _BUG_RULES = (
               alt="bad-access in {frame}"),
     TitleRule(_re(r"BUG: unable to handle kernel access to user memory|BUG: kernel access to user memory"),
               "BUG: unable to handle kernel access to user memory in {frame}", "oops", _FAULT_PLACES),
-    TitleRule(_re(r"BUG: unable to handle kernel"), "BUG: unable to handle kernel", "oops"),
+    # the kernel prints this header in two printk calls: a console that dies between them
+    # leaves the first half (syzkaller's linux.go marks the form corrupted)
+    TitleRule(_re(r"BUG: unable to handle kernel"), "BUG: unable to handle kernel", "oops", corrupted=True),
     TitleRule(_re(r"BUG: soft lockup"), "BUG: soft lockup in {frame}", "soft-lockup", (STALL_TRACE,), stall=True),
     TitleRule(_re(r"BUG: (spinlock|rwlock) ([a-z ]+?)(?: on CPU| on| in|$)"),
               "BUG: {1} {2} in {frame}", "lockdep", (CALL_TRACE,), SYZ("spinlock")),
@@ -269,6 +277,8 @@ _BUG_RULES = (
     TitleRule(_re(r"BUG: Bad rss-counter state"), "BUG: Bad rss-counter state", "bug"),
     TitleRule(_re(r"BUG: non-zero pgtables_bytes on freeing mm"), "BUG: non-zero pgtables_bytes on freeing mm",
               "bug"),
+    # a header and nothing more: the console died, or another line cut in (syzkaller: "BUG: corrupted")
+    TitleRule(_re(r"BUG:[ \t]*(?:\n|$)"), "BUG: corrupted", "bug", corrupted=True),
     TitleRule(_re(r"BUG: ([A-Za-z][A-Za-z_ \-]*?[A-Za-z])(?:[:!,(]| at | in |\s*$)"), "BUG: {1} in {frame}", "bug",
               _FAULT_PLACES),
 )
@@ -311,6 +321,7 @@ _WARNING_RULES = (
     TitleRule(_re(r"WARNING: kernel stack (regs|frame pointer) at .*? has bad"),
               "WARNING: kernel stack {1} has bad value", "warning"),
     TitleRule(_re(_WARNING_AT + r"\S+:\d+"), "WARNING in {frame}", "warning", _WARN_PLACES),
+    TitleRule(_re(r"WARNING:[ \t]*(?:\n|$)"), "WARNING: corrupted", "warning", corrupted=True),
     TitleRule(_re(_WARNING_AT + r"[A-Za-z_][A-Za-z0-9_.]*\+0x"), "WARNING in {frame}", "warning", _WARN_PLACES),
 )
 
@@ -327,7 +338,8 @@ _INFO_RULES = (
     TitleRule(_re(_STALL_HEADER), "INFO: rcu detected stall in {frame}", "rcu-stall", (STALL_TRACE,),
               SYZ("rcu-stall"), stall=True),
     TitleRule(_re(r"INFO: Allocated in (?P<func>[A-Za-z0-9_.]+)\S* (age=\d+ cpu=\d+ pid=\d+)"),
-              "INFO: Allocated in {header} {2}", "slab"),
+              "INFO: Allocated in {header} {2}", "slab", corrupted=True),  # an old KASAN report's tail
+    TitleRule(_re(r"INFO:[ \t]*(?:\n|$)"), "INFO: corrupted", "bug", corrupted=True),
 )
 
 _UBSAN_SKIP = SkipRule(["^_*handle_", "val_to_string"]) + SYZ("ubsan")
@@ -344,7 +356,7 @@ KINDS: tuple[ReportKind, ...] = (
     ),
     ReportKind("warning", r"(?<![A-Za-z])WARNING:", _LOCKDEP_RULES + _WARNING_RULES,
                # WARNING: also starts plenty of harmless messages; reports have one of these forms
-               ignore=_re(r"WARNING: (?!CPU:|at |possible|suspicious|inconsistent|bad unlock|lock held|"
+               ignore=_re(r"WARNING: (?!\s*$|CPU:|at |possible|suspicious|inconsistent|bad unlock|lock held|"
                           r"held lock|\S+ still has|still has|[Nn]ested lock|kernel stack|[A-Z]+IRQ-|"
                           r"trying to|[\w./-]+\.[ch]:\d+ at )")),
     ReportKind("info", r"(?<![A-Za-z])INFO:", _LOCKDEP_RULES + _INFO_RULES,
@@ -355,8 +367,8 @@ KINDS: tuple[ReportKind, ...] = (
         TitleRule(_re(r"BUG \S+ \([^)]*\): ([A-Za-z][\w ]*?[a-z])(?:[:.,]|\s*(?:\n|$))"), "BUG: {1}", "slab"),),
         ignore=_re(r"BUG \S+ \([^)]*\): kasan")),
     # a boot in the middle of a log: the guest rebooted behind rig's back
-    ReportKind("boot", r"(?m:^(?:\[[ \d.]+\](?:\[[ TC\d]+\])? ?)?(?:SeaBIOS \(version|Booting the kernel|"
-               r"Linux version \d))", (
+    ReportKind("boot", r"(?m:^" + SYSLOG_PREFIX_PLAIN + r"?(?:\[[ \d.]+\](?:\[[ TC\d]+\])? ?)?"
+               r"(?:SeaBIOS \(version|Booting the kernel|Linux version \d))", (
         TitleRule(_re(r""), "unexpected kernel reboot", "reboot"),), boot=True),
     ReportKind("gpf", r"general protection fault", (
         TitleRule(_re(r"general protection fault"), "general protection fault in {frame}", "gpf",
@@ -387,6 +399,11 @@ KINDS: tuple[ReportKind, ...] = (
         TitleRule(_re(r"Kernel panic - not syncing: corrupted stack end"),
                   "kernel panic: corrupted stack end in {frame}", "panic", (TRACE,), SYZ("stack-end"), stall=True),
         TitleRule(_re(r"Kernel panic - not syncing: (Attempted to kill init!)"), "kernel panic: {1}", "panic"),
+        # The last line of a panic after a BUG, a WARNING (panic_on_warn) or a hung task
+        # (hung_task_panic): the report that caused it is lost, so the title is a guess
+        # (syzkaller's linux.go marks these formats corrupted).
+        TitleRule(_re(r"Kernel panic - not syncing: (Fatal exception|panic_on_warn set|hung_task: blocked tasks)"),
+                  "kernel panic: {1}", "panic", corrupted=True),
         TitleRule(_re(r"Kernel panic - not syncing: (VFS: Unable to mount root fs on [^\s]+)"),
                   "kernel panic: {1}", "panic"),
         TitleRule(_re(r"Kernel panic - not syncing: ([^\n]*?)[\s.]*(?:\n|$)"), "kernel panic: {1}", "panic"),

@@ -86,6 +86,9 @@ class Figures:
     titled_right: int = 0
     extraction_lines: int = 0
     extraction_found: int = 0
+    # the first finding's corrupted flag against the file's CORRUPTED (detected files only)
+    flagged: int = 0
+    flagged_right: int = 0
     per_kind: dict[str, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0, 0, 0]))
     misses: list[str] = field(default_factory=list)
 
@@ -147,6 +150,9 @@ def measure(corpus: Path, part: str = "all") -> Figures:
                 stats[3] += 1
             elif detected:
                 figures.misses.append(f"{case.name}: title: expected {case.title!r}, got {got!r}")
+        if findings and case.title:
+            figures.flagged += 1
+            figures.flagged_right += findings[0].corrupted == case.corrupted
         if case.report is not None and findings:
             total, found = _report_lines_found(case.report, findings[0].report)
             figures.extraction_lines += total
@@ -161,7 +167,8 @@ def render(figures: Figures) -> str:
         lines.append(f"{kind:28} {files:5} {det / files:7.1%} {titled:6} {rate:>8}")
     lines.append(f"detection {figures.detected_right}/{figures.files} = {figures.detection:.1%}; "
                  f"title {figures.titled_right}/{figures.titled} = {figures.title:.1%}; "
-                 f"report lines {figures.extraction_found}/{figures.extraction_lines} = {figures.extraction:.1%}")
+                 f"report lines {figures.extraction_found}/{figures.extraction_lines} = {figures.extraction:.1%}; "
+                 f"corrupted flag {figures.flagged_right}/{figures.flagged}")
     return "\n".join(lines)
 
 
