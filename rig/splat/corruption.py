@@ -12,8 +12,9 @@ import re
 
 from rig.splat.frames import parse_frame
 
-# A printk time inside a title: two lines ran into one (linuxCorruptedTitles).
-_TIME_IN_TITLE = re.compile(r"\[ *\d+\.\d+\]")
+# A printk time inside a title: two lines ran into one (linuxCorruptedTitles); titles
+# have their numbers normalised already.
+_TIME_IN_TITLE = re.compile(r"\[ *(?:\d+|NUM)\.(?:\d+|NUM)\]")
 # Lines that start a stack trace; each must be followed by a frame (stackStartRes). Not
 # lockdep's "stack backtrace:", which is followed by the CPU line and then "Call Trace:".
 _STACK_START = re.compile(r"Call [Tt]race|Allocated:|Allocated by task \d+:|Freed:|Freed by task \d+:|"

@@ -1,0 +1,210 @@
+"""rig splat on the forms a report takes besides a plain console: journal and syslog
+prefixes, Rust panics and mangled names, syscall entry points of every architecture,
+lockdep's internal checks, and reports cut short by a dying console."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from rig.splat import Finding, parse_log
+from rig.splat.symbols import canonical_function, demangle
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "splat"
+LOCKDEP = DATA / "lockdep-dma-resv-fence-6.1.log"
+_PRINTK = re.compile(r"^\[ *(\d+\.\d+)\]\[ *([TC]\d+)\] ?(.*)$")
+
+
+def _essence(findings: list[Finding]) -> list[tuple[object, ...]]:
+    return [(f.title, f.kind, f.corrupted, f.lock_chain, f.frames) for f in findings]
+
+
+def _relog(text: str, form: str) -> str:
+    """The console log `text` as a logger would have stored its kernel lines."""
+    out = []
+    for i, line in enumerate(text.splitlines()):
+        m = _PRINTK.match(line)
+        ts, caller, msg = m.groups() if m else ("", "", line)
+        clock = f"05:{i // 60 % 60:02d}:{i % 60:02d}"
+        if form == "journalctl":  # journalctl -k: no printk time, no caller id
+            out.append(f"Nov 29 {clock} guest kernel: {msg}")
+        elif form == "short-iso":
+            out.append(f"2026-11-29T{clock}+0000 guest kernel: {msg}")
+        elif form == "short-monotonic":
+            out.append(f"[{float(ts or 0):12.6f}] guest kernel: {msg}")
+        elif form == "rsyslog":  # the printk time and caller id stay in the message
+            out.append(f"Nov 29 {clock}.123456 guest kernel: " + (f"[{ts}][{caller}] {msg}" if m else msg))
+        elif form == "dmesg-T":
+            out.append(f"[Sun Nov 29 {clock} 2026] {msg}")
+    return "\n".join(out) + "\n"
+
+
+@pytest.mark.parametrize("form", ["journalctl", "short-iso", "short-monotonic", "rsyslog", "dmesg-T"])
+def test_journal_and_syslog_forms_give_the_console_findings(form: str) -> None:
+    console = LOCKDEP.read_text()
+    bare = "\n".join(_PRINTK.sub(r"\3", line) for line in console.splitlines()) + "\n"
+    expected = _essence(parse_log(console if form == "rsyslog" else bare))
+    assert expected and expected[0][0] == "possible deadlock in vgem_fence_signal_ioctl"
+    assert _essence(parse_log(_relog(console, form))) == expected
+
+
+def test_syslog_times_are_kept_where_the_line_has_a_printk_time() -> None:
+    console = LOCKDEP.read_text()
+    plain = parse_log(console)[0]
+    assert parse_log(_relog(console, "short-monotonic"))[0].timestamp == pytest.approx(plain.timestamp)
+    rsyslog = parse_log(_relog(console, "rsyslog"))[0]
+    assert (rsyslog.timestamp, rsyslog.caller) == (plain.timestamp, plain.caller)
+    assert parse_log(_relog(console, "journalctl"))[0].timestamp is None
+
+
+def test_a_reboot_in_the_journal_is_a_report() -> None:
+    log = ("Nov 29 05:00:00 guest kernel: Linux version 6.12.57 (gcc) #1 SMP\n"
+           "Nov 29 05:00:01 guest kernel: [drm] Initialized vgem 1.0.0 for vgem on minor 0\n"
+           "Nov 29 05:03:00 guest kernel: Linux version 6.12.57 (gcc) #1 SMP\n")
+    assert [f.title for f in parse_log(log)] == ["unexpected kernel reboot"]
+
+
+@pytest.mark.parametrize(("name", "title"), [
+    ("__x64_sys_ioctl", "sys_ioctl"), ("__arm64_sys_ioctl", "sys_ioctl"), ("__ia32_sys_ioctl", "sys_ioctl"),
+    ("__se_sys_ioctl", "ioctl"), ("__do_sys_ioctl", "ioctl"), ("ksys_ioctl", "ioctl"), ("sys_ioctl", "ioctl"),
+    ("SyS_ioctl", "ioctl"), ("SYSC_ioctl", "ioctl"), ("__sys_sendmsg", "sendmsg"), ("___sys_sendmsg", "sendmsg"),
+    ("____sys_sendmsg", "sendmsg"), ("compat_SyS_ioctl", "ioctl"), ("compat_sys_ioctl", "compat_sys_ioctl"),
+    ("sysfs_kf_write", "sysfs_kf_write"), ("vgem_fence_signal_ioctl", "vgem_fence_signal_ioctl"),
+])
+def test_syscall_entry_points_are_named_as_syzbot_does(name: str, title: str) -> None:
+    assert canonical_function(name) == title
+
+
+@pytest.mark.parametrize(("mangled", "plain"), [
+    # inherent impl, with a back reference to the crate's module path
+    ("_RNvMs3_NtCshgDM7dBCdno_11rust_binder7processNtB5_7Process10update_ref",
+     "<rust_binder::process::Process>::update_ref"),
+    # trait impl
+    ("_RNvXs1_CscPPBqWtAqum_11ashmem_rustNtB5_6AshmemNtNtCs43vyB533jt3_6kernel10miscdevice10MiscDevice4mmap",
+     "<ashmem_rust::Ashmem as kernel::miscdevice::MiscDevice>::mmap"),
+    ("_RNvCscSpY9Juk0HT_7___rustc17rust_begin_unwind", "__rustc::rust_begin_unwind"),
+    # generic arguments are left out of a title
+    ("_RINvNtCs1_4core3ptr13drop_in_placeNtCs2_6kernel5ErrorEB4_", "core::ptr::drop_in_place"),
+    # legacy Rust: the hash part goes, escapes are undone
+    ("_ZN4core3fmt5write17h0123456789abcdefE", "core::fmt::write"),
+    ("_ZN6kernel5print11call_printk17h00112233aabbccddE", "kernel::print::call_printk"),
+    # C and anything unknown stays as it is
+    ("vgem_fence_signal_ioctl", "vgem_fence_signal_ioctl"), ("_Rbroken", "_Rbroken"),
+])
+def test_rust_and_cxx_names_are_demangled(mangled: str, plain: str) -> None:
+    assert demangle(mangled) == plain
+
+
+def _console(lines: list[str], caller: str = "T298", start: float = 23.7) -> str:
+    return "".join(f"[{start + i / 1000:12.6f}][{caller:>6}] {line}\n" for i, line in enumerate(lines))
+
+
+_RUST_TRACE = [
+    "Call Trace:",
+    " <TASK>",
+    " _RNvCscSpY9Juk0HT_7___rustc17rust_begin_unwind+0x15b/0x160",
+    " _RNvNtCs9jEwPDbx20M_4core9panicking9panic_fmt+0x84/0x90",
+    " _RNvNtNtCs9jEwPDbx20M_4core9panicking11panic_const24panic_const_div_by_zero+0xb2/0xc0",
+    " _RNvMs3_NtCsabc_9rnull_mod6deviceNtB5_6Device4open+0x17e5/0x1860",
+    " misc_open+0x2bc/0x310",
+    " chrdev_open+0x23f/0x6a0",
+    " do_dentry_open+0x6c7/0x1390",
+    " </TASK>",
+]
+
+
+@pytest.mark.parametrize("panic", [
+    ["rust_kernel: panicked at drivers/block/rnull/device.rs:42:13:", "attempt to divide by zero"],
+    ["rust_kernel: panicked at 'attempt to divide by zero', drivers/block/rnull/device.rs:42:13"],
+])
+def test_rust_panic_is_named_by_its_message_and_function(panic: list[str]) -> None:
+    log = _console(panic + ["------------[ cut here ]------------", "kernel BUG at rust/helpers/bug.c:7!",
+                            "Oops: invalid opcode: 0000 [#1] PREEMPT SMP KASAN PTI",
+                            "CPU: 0 UID: 0 PID: 298 Comm: modprobe Not tainted 6.12.57 #1",
+                            "RIP: 0010:rust_helper_BUG+0x8/0x10", *_RUST_TRACE])
+    findings = parse_log(log)
+    assert [f.title for f in findings] == ["attempt to divide by zero in <rnull_mod::device::Device>::open"]
+    assert not findings[0].corrupted
+
+
+_LOCKDEP_WARN_TRACE = ["Modules linked in:", "CPU: 1 UID: 0 PID: 412 Comm: vgem_basic Not tainted 6.12.57 #1",
+                       "RIP: 0010:__lock_acquire+0x10e9/0x3950", "Call Trace:", " <TASK>",
+                       " lock_acquire+0xd4/0x2c0", " _raw_spin_lock+0x2f/0x40", " vgem_fence_signal_ioctl+0x9a/0x1b0",
+                       " drm_ioctl_kernel+0xd9/0x130", " drm_ioctl+0x2b4/0x540", " __x64_sys_ioctl+0x92/0xd0",
+                       " do_syscall_64+0x58/0x80", " </TASK>"]
+
+
+@pytest.mark.parametrize("warning", [
+    "WARNING: CPU: 1 PID: 412 at kernel/locking/lockdep.c:232 __lock_acquire+0x10e9/0x3950",  # up to 6.x
+    "WARNING: kernel/locking/lockdep.c:232 at __lock_acquire+0x10e9/0x3950, CPU#1: vgem_basic/412",  # 7.x
+])
+def test_lockdep_internal_checks_are_a_locking_bug(warning: str) -> None:
+    log = _console(["------------[ cut here ]------------", "DEBUG_LOCKS_WARN_ON(1)", warning, *_LOCKDEP_WARN_TRACE])
+    assert [f.title for f in parse_log(log)] == ["WARNING: locking bug in vgem_fence_signal_ioctl"]
+
+
+def test_a_warning_elsewhere_in_the_locking_code_is_an_ordinary_warning() -> None:
+    log = _console(["------------[ cut here ]------------", "DEBUG_LOCKS_WARN_ON(lock->magic != lock)",
+                    "WARNING: CPU: 1 PID: 412 at kernel/locking/mutex.c:582 __mutex_lock+0x6d5/0xa10",
+                    *[ln.replace("__lock_acquire+0x10e9/0x3950", "__mutex_lock+0x6d5/0xa10")
+                      for ln in _LOCKDEP_WARN_TRACE]])
+    assert [f.title for f in parse_log(log)] == ["WARNING in vgem_fence_signal_ioctl"]
+
+
+def test_an_invalid_wait_context_is_a_locking_bug() -> None:
+    log = _console(["=============================", "[ BUG: Invalid wait context ]", "6.12.57 #1 Not tainted",
+                    "-----------------------------", "vgem_basic/412 is trying to lock:",
+                    "ffff888103e1c0a8 (&obj->lock){+.+.}-{3:3}, at: vgem_fence_signal_ioctl+0x9a/0x1b0",
+                    "other info that might help us debug this:", "context-{4:4}", "1 lock held by vgem_basic/412:",
+                    " #0: ffff888103e1c0c0 (&fence->lock){....}-{2:2}, at: vgem_fence_signal_ioctl+0x5a/0x1b0",
+                    "stack backtrace:", "CPU: 1 UID: 0 PID: 412 Comm: vgem_basic Not tainted 6.12.57 #1",
+                    "Call Trace:", " <TASK>", " dump_stack_lvl+0x5b/0x80", " __lock_acquire+0x1a2e/0x3950",
+                    " lock_acquire+0xd4/0x2c0", " __mutex_lock+0x9e/0xa10", " vgem_fence_signal_ioctl+0x9a/0x1b0",
+                    " drm_ioctl_kernel+0xd9/0x130", " </TASK>"])
+    assert [f.title for f in parse_log(log)] == ["WARNING: locking bug in vgem_fence_signal_ioctl"]
+
+
+_WARNING = ["------------[ cut here ]------------",
+            "WARNING: CPU: 0 PID: 351 at drivers/gpu/drm/drm_gem_shmem_helper.c:227 drm_gem_shmem_put_pages+0x1/0x2",
+            "Modules linked in:", "CPU: 0 UID: 0 PID: 351 Comm: vgem_basic Not tainted 6.12.57 #1",
+            "RIP: 0010:drm_gem_shmem_put_pages+0x1/0x2", "Call Trace:", " <TASK>",
+            " drm_gem_shmem_vm_close+0x3c/0x60", " remove_vma+0x2f/0x70", " do_vmi_align_munmap+0x3c5/0x5a0",
+            " __x64_sys_munmap+0x27/0x40", " do_syscall_64+0x58/0x80", " </TASK>", "---[ end trace 0000000000000000 ]---"]
+
+
+def test_a_whole_report_is_not_damaged() -> None:
+    [finding] = parse_log(_console(_WARNING))
+    assert (finding.title, finding.corrupted) == ("WARNING in drm_gem_shmem_put_pages", False)
+
+
+@pytest.mark.parametrize("cut", [3, 6, 7])  # before the registers, at "Call Trace:", at "<TASK>"
+def test_a_report_cut_by_a_dying_console_is_marked_damaged(cut: int) -> None:
+    [finding] = parse_log(_console(_WARNING[:cut]))
+    assert finding.title == "WARNING in drm_gem_shmem_put_pages" and finding.corrupted
+
+
+@pytest.mark.parametrize(("header", "title"), [
+    ("BUG:", "BUG: corrupted"), ("WARNING:", "WARNING: corrupted"), ("INFO: ", "INFO: corrupted"),
+    ("BUG: unable to handle kernel", "BUG: unable to handle kernel"),
+    ("Kernel panic - not syncing: Fatal exception", "kernel panic: Fatal exception"),
+])
+def test_a_header_without_its_report_is_a_corrupted_title(header: str, title: str) -> None:
+    log = _console(["[drm] Initialized vgem 1.0.0 for vgem on minor 0", header])
+    findings = parse_log(log)
+    assert [(f.title, f.corrupted) for f in findings] == [(title, True)]
+
+
+def test_a_printk_time_inside_a_title_marks_it_damaged() -> None:
+    # another line ran into the panic message before its end
+    log = _console(["Kernel panic - not syncing: Attempted to kill in[  118.402155][    T1] it!"])
+    assert [(f.title, f.corrupted) for f in parse_log(log)] == [
+        ("kernel panic: Attempted to kill in[ NUM.NUM][ T1] it!", True)]
+
+
+def test_fault_injection_frames_in_the_stack_mark_it_damaged() -> None:
+    lines = list(_WARNING)
+    lines[8:8] = [" should_failslab+0x9/0x20"]
+    [finding] = parse_log(_console(lines))
+    assert finding.corrupted
