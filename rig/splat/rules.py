@@ -180,8 +180,10 @@ _LOCKDEP_RULES = (
     TitleRule(_re(r"(?:WARNING|BUG): lock held when returning to user space!"),
               "WARNING: lock held when returning to user space in {frame}", "lockdep", (AT(), TRACE),
               stackless=True),
+    # print_freed_lock_bug() names the lock still held and where it was taken ("at:"):
+    # that function holds the lock across the free (syzkaller's linux.go takes the same line)
     TitleRule(_re(r"(WARNING|BUG): held lock freed!"),
-              "{1}: held lock freed in {frame}", "lockdep", (TRACE,)),
+              "{1}: held lock freed in {frame}", "lockdep", (AT(), TRACE)),
     TitleRule(_re(r"(?:WARNING|BUG): (?:\S+ )?still has locks held!"),
               "WARNING: still has locks held in {frame}", "lockdep", (AT(), TRACE)),
     TitleRule(_re(r"(?i)(?:WARNING|BUG): nested lock was not taken"),
@@ -201,7 +203,9 @@ _LOCKDEP_RULES = (
 # ---------------------------------------------------------------------------- memory
 
 # the function on the header line only when the stack is lost
-_KASAN_TRACE_PLACES = (KASAN_TRACE, Place("line", _re(r"KASAN: [a-z\-]+ in " + FUNC + r"\+0x"), fallback=True))
+# The function on the header line first, then the stack when that one is machinery (a
+# memcpy, a KASAN check): syzkaller's linux.go reads a KASAN report in this order.
+_KASAN_TRACE_PLACES = (Place("line", _re(r"KASAN: [a-z\-]+ in " + FUNC + r"\+0x")), KASAN_TRACE)
 _KASAN_FREE_SKIP = SkipRule(["kfree", "kmem_cache_free", "slab_free", "^_*free_"]) + SYZ("kasan-free")
 _KASAN_ANCHOR = _re(r"KASAN: [a-z\-]+ in " + FUNC + r"\+0x")
 _KASAN_RULES = (
@@ -220,7 +224,8 @@ _KASAN_RULES = (
 
 _KFENCE_KMSAN_KCSAN_RULES = (
     TitleRule(_re(r"BUG: KFENCE: ([a-z\- ]+?) in "), "KFENCE: {1} in {frame}", "kfence",
-              (Place("trace", stop=_re(r"^kfence-#|allocated by task|freed by task|^CPU:")),),
+              (Place("line", _re(r"KFENCE: [a-z\- ]+? in " + FUNC + r"\+0x")),
+               Place("trace", stop=_re(r"^kfence-#|allocated by task|freed by task|^CPU:"))),
               SkipRule(["kfence", "kfree", "kmem_cache_free", "slab_free"])),
     TitleRule(_re(r"BUG: KMSAN: kernel-usb-infoleak"), "KMSAN: kernel-usb-infoleak in {frame}", "kmsan",
               (Place("trace", stop=_re(r"^(?:Uninit was|Local variable|Bytes \d|Memory access)")),),
