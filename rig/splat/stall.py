@@ -13,6 +13,7 @@ import re
 
 from typing import Protocol
 
+from rig.splat.frames import parse_frame, pc_function
 from rig.splat.symbols import canonical_function
 
 
@@ -58,13 +59,58 @@ _PC = re.compile(r"\s*(?:RIP|IP|pc|PC is at|NIP|epc)\b")
 
 
 def stall_frame(candidates: list[tuple[str, int]], msgs: list[str], skip: _Skip,
-                *, own_cpu: bool = False) -> str | None:
+                *, own_cpu: bool = False, interrupted: bool = False) -> str | None:
     """The representative frame of a stall report (candidates: frames and pcs in line order).
 
     own_cpu: the detector ran on the stuck CPU itself (soft lockup), so the first pc is
     the looping code even when it was interrupted in softirq context.
+    interrupted: the report shows the stalled code where the timer interrupt caught it
+    (an RCU stall): read first from the first pc after that interrupt.
     """
+    if interrupted:
+        caught = [func for func in _after_timer_interrupt(msgs) if not skip.skips(func)]
+        found = _representative(caught)
+        if found is not None:
+            return found
     frames = [func for func in _looping_frames(candidates, msgs, own_cpu) if not skip.skips(func)]
+    if not frames:
+        return None
+    return _representative(frames) or frames[0]
+
+
+# Where an interrupt frame shows the stalled code below it: x86's timer interrupt entry,
+# an exception stack, arm64's el1 irq entry (syzkaller's linux.go, rcu stall parts2).
+_INTERRUPT_LINE = re.compile(r"apic_timer_interrupt|Exception stack|el1h_64_irq")
+_TRACE_START = re.compile(r"Call [Tt]race|Allocated by task|Freed by task|(?<!k) backtrace:|^Backtrace:")
+
+
+def _after_timer_interrupt(msgs: list[str]) -> list[str]:
+    """The stalled code as syzkaller reads an RCU stall: after the first line naming the
+    timer interrupt, the next pc and the frames below it (else the frames below the first
+    interrupt or exception stack line), up to the next trace header."""
+    first = next((i for i, msg in enumerate(msgs) if "apic_timer_interrupt" in msg), None)
+    if first is not None:
+        for j in range(first + 1, len(msgs)):
+            func = pc_function(msgs[j]) if _looks_like_pc(msgs[j]) else None
+            if func is not None:
+                return [func] + _frames_from(msgs, j + 1)
+    first = next((i for i, msg in enumerate(msgs) if _INTERRUPT_LINE.search(msg)), None)
+    return _frames_from(msgs, first + 1) if first is not None else []
+
+
+def _frames_from(msgs: list[str], start: int) -> list[str]:
+    out = []
+    for msg in msgs[start:]:
+        if _TRACE_START.search(msg):
+            break
+        parsed = parse_frame(msg)
+        if parsed is not None and not parsed[1]:
+            out.append(parsed[0])
+    return out
+
+
+def _representative(frames: list[str]) -> str | None:
+    """The frame just inside the first dispatcher (walking outwards), None when no frame is one."""
     if not frames:
         return None
     prev = frames[0]
@@ -74,7 +120,7 @@ def stall_frame(candidates: list[tuple[str, int]], msgs: list[str], skip: _Skip,
                 return "smp_call_function"
             return prev
         prev = func
-    return frames[0]
+    return None
 
 
 def _looping_frames(candidates: list[tuple[str, int]], msgs: list[str], own_cpu: bool) -> list[str]:
