@@ -20,6 +20,8 @@ _TIME_IN_TITLE = re.compile(r"\[ *(?:\d+|NUM)\.(?:\d+|NUM)\]")
 _STACK_START = re.compile(r"Call [Tt]race|Allocated:|Allocated by task \d+:|Freed:|Freed by task \d+:|"
                           r"(?<!k) backtrace(?: \(crc [0-9a-f]*\))?:|^backtrace(?: \(crc [0-9a-f]*\))?:|"
                           r"Backtrace:|Uninit was stored to memory at")
+# Plain words of which every such line holds one.
+_STACK_START_WORDS = ("Call T", "Call t", "Allocated", "Freed", "acktrace", "Uninit was stored")
 # How far below a stack start its first frame may be (x86's <TASK>/<IRQ> markers, arm64's
 # register dump lines).
 _FRAME_WITHIN = 15
@@ -39,10 +41,13 @@ def damaged(title: str, msgs: list[str], *, needs_stack: bool) -> bool:
         return True
     if not needs_stack:
         return False  # a report without a trace of its own says nothing by its traces
-    has_stack = False
-    for i, msg in enumerate(msgs):
-        if _STACK_START.search(msg) is None:
-            continue
+    # One search of the whole report finds its few trace headers; lines are read one by
+    # one only below them (a report runs to hundreds of lines, most of them frames).
+    joined = "\n".join(msgs)
+    starts = _trace_header_lines(joined, msgs)
+    if not starts:
+        return True  # no trace at all
+    for i in starts:
         following = msgs[i + 1:i + 1 + _FRAME_WITHIN]
         if len(following) < 2:
             return True  # the log ends at the trace's first line
@@ -55,10 +60,33 @@ def damaged(title: str, msgs: list[str], *, needs_stack: bool) -> bool:
                 break
         if not found:
             return True  # a trace header with no frame below it
-        has_stack = True
-    if not has_stack:
-        return True
-    return any(_fault_injection(msg) for msg in msgs)
+    return "should_fail" in joined and any(_fault_injection(msg) for msg in msgs)
+
+
+def _trace_header_lines(joined: str, msgs: list[str]) -> list[int]:
+    """Indexes in `msgs` of the lines that start a trace, found by plain-text scans of the
+    joined report (a scan per word beats a pattern tried at every character)."""
+    found: set[int] = set()
+    for word in _STACK_START_WORDS:
+        pos = joined.find(word)
+        while pos >= 0:
+            line_start = joined.rfind("\n", 0, pos) + 1
+            found.add(line_start)
+            end = joined.find("\n", pos)
+            if end < 0:
+                break
+            pos = joined.find(word, end)
+    if not found:
+        return []
+    # offsets of line starts -> line indexes, in one pass over the sorted offsets
+    out: list[int] = []
+    line = pos = 0
+    for start in sorted(found):
+        line += joined.count("\n", pos, start)
+        pos = start
+        if _STACK_START.search(msgs[line]):
+            out.append(line)
+    return out
 
 
 def _fault_injection(msg: str) -> bool:
