@@ -23,8 +23,8 @@ from pathlib import Path
 
 from rig.splat import parse_log
 
-DETECTION_MIN = 0.98  # report vs no report, over every file
-TITLE_MIN = 0.95  # first finding's title == expected title, over files not marked corrupted
+DETECTION_MIN = 0.99  # report vs no report, over every file
+TITLE_MIN = 0.97  # first finding's title == expected title, over files not marked corrupted
 EXTRACTION_MIN = 0.93  # share of the expected REPORT: lines found, in order, in the cut-out report
 # The held-out part may trail the tuning part by at most this much (detection and title):
 # a wider gap means the rules fit the tuning files rather than the kinds of report.
