@@ -177,15 +177,15 @@ _LOCKDEP_RULES = (
               SkipRule(["rcu_read_lock_held", "rcu_dereference", "lockdep_rcu"]) + SYZ("suspicious-rcu")),
     TitleRule(_re(r"(WARNING|BUG): bad unlock balance detected!"),
               "{1}: bad unlock balance in {frame}", "lockdep", (TRACE,)),
-    TitleRule(_re(r"(?:WARNING|BUG): lock held when returning to user space!"),
-              "WARNING: lock held when returning to user space in {frame}", "lockdep", (AT(), TRACE),
+    TitleRule(_re(r"(WARNING|BUG): lock held when returning to user space!"),
+              "{1}: lock held when returning to user space in {frame}", "lockdep", (AT(), TRACE),
               stackless=True),
     # print_freed_lock_bug() names the lock still held and where it was taken ("at:"):
     # that function holds the lock across the free (syzkaller's linux.go takes the same line)
     TitleRule(_re(r"(WARNING|BUG): held lock freed!"),
               "{1}: held lock freed in {frame}", "lockdep", (AT(), TRACE)),
-    TitleRule(_re(r"(?:WARNING|BUG): (?:\S+ )?still has locks held!"),
-              "WARNING: still has locks held in {frame}", "lockdep", (AT(), TRACE)),
+    TitleRule(_re(r"(WARNING|BUG): (?:\S+ )?still has locks held!"),
+              "{1}: still has locks held in {frame}", "lockdep", (AT(), TRACE)),
     TitleRule(_re(r"(?i)(?:WARNING|BUG): nested lock was not taken"),
               "WARNING: nested lock was not taken in {frame}", "lockdep", (AT(), TRACE)),
     TitleRule(_re(r"(?:WARNING|BUG|INFO): trying to register non-static key"),
@@ -268,7 +268,9 @@ _BUG_RULES = (
     TitleRule(_re(r"BUG: using ([a-z_]+\(\)) in preemptible"),
               "BUG: using {1} in preemptible code in {frame}", "preempt", (CALL_TRACE,), SYZ("preemptible")),
     TitleRule(_re(r"BUG: workqueue lockup"), "BUG: workqueue lockup", "hung-task"),
-    TitleRule(_re(r"BUG: Bad page (state|map)"), "BUG: Bad page {1} in {frame}", "bad-page",
+    # a bad page map names no function (syzkaller's linux.go): the pte it prints is the news
+    TitleRule(_re(r"BUG: Bad page map"), "BUG: Bad page map", "bad-page"),
+    TitleRule(_re(r"BUG: Bad page (state|cache)"), "BUG: Bad page {1} in {frame}", "bad-page",
               (Place("trace", stop=_re(r"^Modules linked in|^page_owner free")),),
               SkipRule(["post_alloc_hook", "get_page_from_freelist", "filemap_", "folio_",
                         "pagecache_get_page", "find_or_create_page", "grab_cache_page",
@@ -280,8 +282,9 @@ _BUG_RULES = (
     TitleRule(_re(r"BUG: (?:\S+ )?\(Not tainted\)|BUG: (Object already free)"), "BUG: {1}", "slab"),
     TitleRule(_re(r"BUG: corrupted list"), "BUG: corrupted list in {frame}", "list", _FAULT_PLACES),
     TitleRule(_re(r"BUG: Bad rss-counter state"), "BUG: Bad rss-counter state", "bug"),
-    TitleRule(_re(r"BUG: non-zero pgtables_bytes on freeing mm"), "BUG: non-zero pgtables_bytes on freeing mm",
-              "bug"),
+    # mm's page-table counters at exit: nr_ptes and nr_pmds before 4.16, pgtables_bytes since
+    TitleRule(_re(r"BUG: non-zero (nr_ptes|nr_pmds|pgtables_bytes) on freeing mm"),
+              "BUG: non-zero {1} on freeing mm", "bug"),
     # a header and nothing more: the console died, or another line cut in (syzkaller: "BUG: corrupted")
     TitleRule(_re(r"BUG:[ \t]*(?:\n|$)"), "BUG: corrupted", "bug", corrupted=True),
     TitleRule(_re(r"BUG: ([A-Za-z][A-Za-z_ \-]*?[A-Za-z])(?:[:!,(]| at | in |\s*$)"), "BUG: {1} in {frame}", "bug",
@@ -377,7 +380,10 @@ KINDS: tuple[ReportKind, ...] = (
         TitleRule(_re(r""), "unexpected kernel reboot", "reboot"),), boot=True),
     ReportKind("gpf", r"general protection fault", (
         TitleRule(_re(r"general protection fault"), "general protection fault in {frame}", "gpf",
-                  _FAULT_PLACES, alt="bad-access in {frame}"),)),
+                  _FAULT_PLACES, alt="bad-access in {frame}"),),
+               # a user-space program's fault as the kernel logs it ("traps: Xorg[812] general
+               # protection fault ip:... error:0 in libc.so.6"), no kernel report (syzkaller's ignore)
+               ignore=_re(r"general protection fault .* error:\d+ in ")),
     ReportKind("unable", r"Unable to handle kernel", (
         TitleRule(_re(r"Unable to handle kernel NULL pointer dereference"),
                   "BUG: unable to handle kernel NULL pointer dereference in {frame}", "oops", _FAULT_PLACES),
@@ -409,6 +415,11 @@ KINDS: tuple[ReportKind, ...] = (
         # (syzkaller's linux.go marks these formats corrupted).
         TitleRule(_re(r"Kernel panic - not syncing: (Fatal exception|panic_on_warn set|hung_task: blocked tasks)"),
                   "kernel panic: {1}", "panic", corrupted=True),
+        # arch/x86/kernel/traps.c handle_stack_overflow(): named like a stall, by the frame just
+        # inside the first dispatcher (syzkaller's linux.go)
+        TitleRule(_re(r"Kernel panic - not syncing: kernel stack overflow"), "kernel stack overflow in {frame}",
+                  "stack-overflow", (TRACE,), SYZ("stack-overflow"), stall=True),
+        TitleRule(_re(r"Kernel panic - not syncing: (Couldn't open N_TTY ldisc) for"), "kernel panic: {1}", "panic"),
         TitleRule(_re(r"Kernel panic - not syncing: (VFS: Unable to mount root fs on [^\s]+)"),
                   "kernel panic: {1}", "panic"),
         TitleRule(_re(r"Kernel panic - not syncing: ([^\n]*?)[\s.]*(?:\n|$)"), "kernel panic: {1}", "panic"),
@@ -424,8 +435,9 @@ KINDS: tuple[ReportKind, ...] = (
         TitleRule(_re(r"rust_kernel: panicked at [^\n]*\n\s*([^\n]*\S)"), "{1} in {frame}", "panic", (CALL_TRACE,),
                   SYZ("rust-panic")),
     )),
-    ReportKind("divide", r"divide error:", (
-        TitleRule(_re(r"divide error:"), "divide error in {frame}", "oops", _FAULT_PLACES),)),
+    # x86 printed "divide_error:" for a while (5.9's IDTENTRY conversion)
+    ReportKind("divide", r"divide[ _]error:", (
+        TitleRule(_re(r"divide[ _]error:"), "divide error in {frame}", "oops", _FAULT_PLACES),)),
     ReportKind("opcode", r"invalid opcode:", (
         TitleRule(_re(r"invalid opcode:"), "invalid opcode in {frame}", "oops", _FAULT_PLACES),)),
     # a breakpoint trap in kernel code: under multi-threaded TCG, a static key being patched
@@ -449,9 +461,10 @@ KINDS: tuple[ReportKind, ...] = (
     ReportKind("netdev", r"unregister_netdevice: waiting for", (
         TitleRule(_re(r"unregister_netdevice: waiting for \S+ to become free"),
                   "unregister_netdevice: waiting for DEV to become free", "hung-task"),)),
-    ReportKind("vfs", r"VFS: Close: file count is ", (
+    ReportKind("vfs", r"VFS: (?:Close: file count is |Busy inodes after unmount)", (
         TitleRule(_re(r"VFS: Close: file count is (?:zero|0)"), "VFS: Close: file count is zero (use-after-free)",
-                  "bug"),)),
+                  "bug"),
+        TitleRule(_re(r"VFS: Busy inodes after unmount"), "VFS: Busy inodes after unmount (use-after-free)", "bug"),)),
 )
 
 # What a console shows before the kernel's first line; anything else before a boot banner
@@ -473,7 +486,7 @@ HEADER_HINTS = (
     "BUG", "WARNING:", "INFO:", "unreferenced object 0x", "fault",  # general protection, double, Unhandled
     "Unable to handle kernel", "Kernel panic - not syncing", "error:",  # divide error:, Internal error:
     "invalid opcode:", "stack segment:", "Alignment trap:", "int3:", "UBSAN:",
-    "unregister_netdevice: waiting for", "VFS: Close: file count is ", "SeaBIOS (version", "Linux version ",
+    "unregister_netdevice: waiting for", "VFS: ", "SeaBIOS (version", "Linux version ",
     "rust_kernel: panicked at",
 )
 

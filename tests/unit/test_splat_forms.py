@@ -208,3 +208,36 @@ def test_fault_injection_frames_in_the_stack_mark_it_damaged() -> None:
     lines[8:8] = [" should_failslab+0x9/0x20"]
     [finding] = parse_log(_console(lines))
     assert finding.corrupted
+
+
+def test_a_user_space_general_protection_fault_is_no_kernel_report() -> None:
+    log = _console(["traps: Xorg[812] general protection fault ip:7f3a2c1b2e4d sp:7ffd4b2c3a10 error:0 "
+                    "in libc.so.6[7f3a2c0a0000+155000]"])
+    assert parse_log(log) == []
+
+
+@pytest.mark.parametrize(("lines", "title"), [
+    # x86's misspelt header of 5.9 to 5.10
+    (["divide_error: 0000 [#1] PREEMPT SMP KASAN", "CPU: 0 PID: 351 Comm: vgem_basic Not tainted 5.10.0 #1",
+      "RIP: 0010:vgem_gem_dumb_create+0x41/0x90", "Call Trace:", " drm_mode_create_dumb+0x12/0x20"],
+     "divide error in vgem_gem_dumb_create"),
+    (["BUG: Bad page map in process vgem_basic  pte:8000000105e3c067 pmd:10bd6c067",
+      "addr:00007f5e1c000000 vm_flags:040400fb anon_vma:0000000000000000 mapping:ffff88810a3c2d28 index:0",
+      "Call Trace:", " <TASK>", " dump_stack_lvl+0x5b/0x80", " print_bad_pte+0x2a1/0x2e0", " </TASK>"],
+     "BUG: Bad page map"),
+    (["BUG: non-zero nr_ptes on freeing mm: 4"], "BUG: non-zero nr_ptes on freeing mm"),
+    (["VFS: Busy inodes after unmount of loop0. Self-destruct in 5 seconds.  Have a nice day..."],
+     "VFS: Busy inodes after unmount (use-after-free)"),
+])
+def test_report_forms_named_as_syzbot_does(lines: list[str], title: str) -> None:
+    assert [f.title for f in parse_log(_console(lines))] == [title]
+
+
+@pytest.mark.parametrize("level", ["BUG", "WARNING"])
+def test_lockdep_keeps_the_level_it_printed(level: str) -> None:
+    log = _console(["====================================", f"{level}: vgem_basic/412 still has locks held!",
+                    "6.12.57 #1 Not tainted", "------------------------------------", "1 lock held by vgem_basic/412:",
+                    " #0: ffff888103e1c0c0 (&vfile->fence_mutex){+.+.}-{3:3}, at: vgem_fence_attach_ioctl+0x5a/0x1b0",
+                    "stack backtrace:", "Call Trace:", " <TASK>", " dump_stack_lvl+0x5b/0x80",
+                    " do_exit+0x8a1/0x1a40", " </TASK>"])
+    assert [f.title for f in parse_log(log)] == [f"{level}: still has locks held in vgem_fence_attach_ioctl"]
