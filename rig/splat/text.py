@@ -26,14 +26,18 @@ SYSLOG_PREFIX = (r"(?:(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d(?:\.\d+)?"
                  # dmesg -T: the printk time turned into a date
                  r"|\[[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \d{4}\] )")
 
+# An overloaded or dying console says how many messages it lost, in front of the next line
+# it prints (kernel/printk/printk.c).
+_DROPPED = r"(?:\*\* \d+ printk messages dropped \*\* ?)"
+
 # The same, capturing nothing: for patterns that look for a line start (a boot banner).
 SYSLOG_PREFIX_PLAIN = SYSLOG_PREFIX.replace(r"(\d+\.\d+)", r"\d+\.\d+")
 
-# The whole line in one match: [logger prefix][syslog level][printk time][caller id][one
+# The whole line in one match: [dropped messages][logger prefix][syslog level][printk time][caller id][one
 # space]message. Groups: monotonic time from the logger prefix, printk time, caller,
 # message. The space is the prefix's only when a prefix part is there (a prefix starts
-# with "<", "[", a capital letter or a digit). A prefix never reaches into the next line.
-_LINE = re.compile(r"(?:(?=[<\[A-Z0-9])" + SYSLOG_PREFIX + r"?"
+# with "<", "[", "*", a capital letter or a digit). A prefix never reaches into the next line.
+_LINE = re.compile(r"(?:(?=[<\[A-Z0-9*])" + _DROPPED + r"?" + SYSLOG_PREFIX + r"?"
                    r"(?:<\d{1,2}>)?(?:\[[^\S\n]*(\d+\.\d+)\])?(?:\[[^\S\n]*([TC]\d+)\])? ?)?"
                    r"([^\n]*)")
 

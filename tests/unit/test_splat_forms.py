@@ -241,3 +241,10 @@ def test_lockdep_keeps_the_level_it_printed(level: str) -> None:
                     "stack backtrace:", "Call Trace:", " <TASK>", " dump_stack_lvl+0x5b/0x80",
                     " do_exit+0x8a1/0x1a40", " </TASK>"])
     assert [f.title for f in parse_log(log)] == [f"{level}: still has locks held in vgem_fence_attach_ioctl"]
+
+
+def test_a_line_after_dropped_messages_keeps_its_prefix() -> None:
+    lines = _console(_WARNING).splitlines(keepends=True)
+    lines[1] = "** 17 printk messages dropped ** " + lines[1]
+    [finding] = parse_log("".join(lines))
+    assert (finding.title, finding.caller, finding.corrupted) == ("WARNING in drm_gem_shmem_put_pages", "T298", False)
