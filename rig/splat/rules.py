@@ -375,7 +375,7 @@ KINDS: tuple[ReportKind, ...] = (
         TitleRule(_re(r"BUG \S+ \([^)]*\): ([A-Za-z][\w ]*?[a-z])(?:[:.,]|\s*(?:\n|$))"), "BUG: {1}", "slab"),),
         ignore=_re(r"BUG \S+ \([^)]*\): kasan")),
     # a boot in the middle of a log: the guest rebooted behind rig's back
-    ReportKind("boot", r"(?m:^" + SYSLOG_PREFIX_PLAIN + r"?(?:\[[ \d.]+\](?:\[[ TC\d]+\])? ?)?"
+    ReportKind("boot", r"(?m:^" + SYSLOG_PREFIX_PLAIN + r"(?:\[[ TC\d]+\] ?)?"
                r"(?:SeaBIOS \(version|Booting the kernel|Linux version \d))", (
         TitleRule(_re(r""), "unexpected kernel reboot", "reboot"),), boot=True),
     ReportKind("gpf", r"general protection fault", (
@@ -486,7 +486,8 @@ HEADER_HINTS = (
     "BUG", "WARNING:", "INFO:", "unreferenced object 0x", "fault",  # general protection, double, Unhandled
     "Unable to handle kernel", "Kernel panic - not syncing", "error:",  # divide error:, Internal error:
     "invalid opcode:", "stack segment:", "Alignment trap:", "int3:", "UBSAN:",
-    "unregister_netdevice: waiting for", "VFS: ", "SeaBIOS (version", "Linux version ",
+    "unregister_netdevice: waiting for", "VFS: Close: file count is ", "VFS: Busy inodes after unmount",
+    "SeaBIOS (version", "Linux version ",
     "rust_kernel: panicked at",
 )
 

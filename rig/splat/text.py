@@ -17,28 +17,28 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-# The logger's prefix of a kernel line in the journal or syslog: a time (BSD syslog's
-# "Nov 29 05:00:01", with or without fractions; ISO 8601; or the monotonic printk time
-# in brackets, group 1), the host name and the "kernel:" tag, then one space.
+# The logger's prefix of a kernel line in the journal or syslog, before the printk time: a
+# wall-clock time (BSD syslog's "Nov 29 05:00:01", with or without fractions, or ISO 8601),
+# the host name and the "kernel:" tag, then one space; or dmesg -T's bracketed date.
 SYSLOG_PREFIX = (r"(?:(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d(?:\.\d+)?"
-                 r"|\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?"
-                 r"|\[[^\S\n]*(\d+\.\d+)\]) [^\s:\[\]]+ kernel: "
-                 # dmesg -T: the printk time turned into a date
+                 r"|\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?) [^\s:\[\]]+ kernel: "
                  r"|\[[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \d{4}\] )")
+# journalctl -o short-monotonic puts the host and tag after the printk time instead.
+_HOST_TAG = r"(?: [^\s:\[\]]+ kernel:(?= ))"
 
 # An overloaded or dying console says how many messages it lost, in front of the next line
 # it prints (kernel/printk/printk.c).
 _DROPPED = r"(?:\*\* \d+ printk messages dropped \*\* ?)"
 
-# The same, capturing nothing: for patterns that look for a line start (a boot banner).
-SYSLOG_PREFIX_PLAIN = SYSLOG_PREFIX.replace(r"(\d+\.\d+)", r"\d+\.\d+")
+# For patterns that look for a line start (a boot banner): any logger prefix and printk time.
+SYSLOG_PREFIX_PLAIN = SYSLOG_PREFIX + r"?(?:\[[ \d.]+\]" + _HOST_TAG + r"? ?)?"
 
-# The whole line in one match: [dropped messages][logger prefix][syslog level][printk time][caller id][one
-# space]message. Groups: monotonic time from the logger prefix, printk time, caller,
-# message. The space is the prefix's only when a prefix part is there (a prefix starts
-# with "<", "[", "*", a capital letter or a digit). A prefix never reaches into the next line.
+# The whole line in one match: [dropped messages][logger prefix][syslog level][printk time]
+# [host and tag][caller id][one space]message. Groups: printk time, caller, message. The
+# space is the prefix's only when a prefix part is there (a prefix starts with "<", "[",
+# "*", a capital letter or a digit). A prefix never reaches into the next line.
 _LINE = re.compile(r"(?:(?=[<\[A-Z0-9*])" + _DROPPED + r"?" + SYSLOG_PREFIX + r"?"
-                   r"(?:<\d{1,2}>)?(?:\[[^\S\n]*(\d+\.\d+)\])?(?:\[[^\S\n]*([TC]\d+)\])? ?)?"
+                   r"(?:<\d{1,2}>)?(?:\[[^\S\n]*(\d+\.\d+)\]" + _HOST_TAG + r"?)?(?:\[[^\S\n]*([TC]\d+)\])? ?)?"
                    r"([^\n]*)")
 
 
@@ -55,8 +55,7 @@ def split_prefix(raw: str) -> tuple[str, float | None, str]:
         raw = raw[:-1]
     m = _LINE.match(raw)
     assert m is not None  # every part is optional
-    mono, ts, caller, msg = m.groups("")
-    ts = ts or mono
+    ts, caller, msg = m.groups("")
     return msg, (float(ts) if ts else None), caller
 
 
@@ -83,8 +82,7 @@ class LogText:
         """The line beginning at offset `start`."""
         m = _LINE.match(self.text, start)
         assert m is not None  # every part is optional
-        mono, ts, caller, msg = m.groups("")
-        ts = ts or mono
+        ts, caller, msg = m.groups("")
         if msg[-1:] == "\r":
             msg = msg[:-1]
         return Line(start, m.end(), msg, float(ts) if ts else None, caller)
@@ -110,8 +108,7 @@ class LogText:
             if pos >= size:
                 break
             m = match(text, pos)  # never None: every part is optional
-            mono, ts, caller, msg = m.groups("")  # type: ignore[union-attr]
-            ts = ts or mono
+            ts, caller, msg = m.groups("")  # type: ignore[union-attr]
             if msg[-1:] == "\r":
                 msg = msg[:-1]
             end = m.end()  # type: ignore[union-attr]
