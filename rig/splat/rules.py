@@ -236,8 +236,11 @@ _KFENCE_KMSAN_KCSAN_RULES = (
               "KCSAN: {1} in {header}", "kcsan"),
 )
 
+# kmemleak names what kind of object leaked when it is no slab object (7.x: " (percpu)",
+# " (phys)"; mm/kmemleak.c __object_type_str)
+KMEMLEAK_TYPE = r"(?: \((?:percpu|phys)\))?"
 _MEMLEAK_RULES = (
-    TitleRule(_re(r"unreferenced object 0x[0-9a-f]+"), "memory leak in {frame}", "kmemleak",
+    TitleRule(_re(r"unreferenced object" + KMEMLEAK_TYPE + r" 0x[0-9a-f]+"), "memory leak in {frame}", "kmemleak",
               (AFTER(r"backtrace"), Place("trace", stop=_re(r"^unreferenced object"))), LEAK_SKIP),
 )
 
@@ -355,7 +358,7 @@ _UBSAN_SKIP = SkipRule(["^_*handle_", "val_to_string"]) + SYZ("ubsan")
 # ---------------------------------------------------------------------------- the kinds
 
 KINDS: tuple[ReportKind, ...] = (
-    ReportKind("leak", r"unreferenced object 0x", _MEMLEAK_RULES),
+    ReportKind("leak", r"unreferenced object" + KMEMLEAK_TYPE + r" 0x", _MEMLEAK_RULES),
     ReportKind(
         "bug", r"(?<![A-Za-z])BUG:",
         _LOCKDEP_RULES + _KASAN_RULES + _KFENCE_KMSAN_KCSAN_RULES + _BUG_RULES,
@@ -483,7 +486,7 @@ BOOT_PREAMBLE = _re(r"\s*$|SeaBIOS|iPXE|Booting from|Booting the kernel|Decompre
 # as its header allows ("fault" and "error:" stand for several: one short scan costs less
 # than two or three long ones).
 HEADER_HINTS = (
-    "BUG", "WARNING:", "INFO:", "unreferenced object 0x", "fault",  # general protection, double, Unhandled
+    "BUG", "WARNING:", "INFO:", "unreferenced object", "fault",  # general protection, double, Unhandled
     "Unable to handle kernel", "Kernel panic - not syncing", "error:",  # divide error:, Internal error:
     "invalid opcode:", "stack segment:", "Alignment trap:", "int3:", "UBSAN:",
     "unregister_netdevice: waiting for", "VFS: Close: file count is ", "VFS: Busy inodes after unmount",

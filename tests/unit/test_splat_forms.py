@@ -248,3 +248,18 @@ def test_a_line_after_dropped_messages_keeps_its_prefix() -> None:
     lines[1] = "** 17 printk messages dropped ** " + lines[1]
     [finding] = parse_log("".join(lines))
     assert (finding.title, finding.caller, finding.corrupted) == ("WARNING in drm_gem_shmem_put_pages", "T298", False)
+
+
+def test_kmemleak_of_newer_kernels_counts_the_objects_it_folded() -> None:
+    # 7.x prints one object per backtrace on the console, and percpu objects by their kind
+    obj = ["unreferenced object 0xffff888106c3a400 (size 512):", '  comm "vgem_basic", pid 351, jiffies 4294938765',
+           "  backtrace (crc 5bd8a4b8):", "    kmemleak_alloc+0x4a/0x80", "    __kmalloc_noprof+0x2a5/0x3c0",
+           "    sg_alloc_table+0x59/0xa0", "    drm_prime_pages_to_sg+0x62/0x120",
+           "    drm_gem_shmem_get_sg_table+0x2f/0x50", "  ... and 3 more object(s) with the same backtrace",
+           "unreferenced object (percpu) 0x00003c1f8a6b2c40 (size 8):", '  comm "vgem_basic", pid 352, jiffies 4294938770',
+           "  backtrace (crc 0):", "    pcpu_alloc_noprof+0x6f1/0xb20", "    vgem_fence_create+0x3b/0x90"]
+    findings = parse_log(_console(["kmemleak: 5 new suspected memory leaks (see /sys/kernel/debug/kmemleak)"] + obj))
+    assert [f.title for f in findings] == ["memory leak in drm_prime_pages_to_sg", "memory leak in vgem_fence_create"]
+    [group] = findings[0].leak_groups
+    assert (group.count, group.total_bytes, group.pids) == (4, 2048, (351,))
+    assert findings[1].leak_groups[0].count == 1
