@@ -263,3 +263,19 @@ def test_kmemleak_of_newer_kernels_counts_the_objects_it_folded() -> None:
     [group] = findings[0].leak_groups
     assert (group.count, group.total_bytes, group.pids) == (4, 2048, (351,))
     assert findings[1].leak_groups[0].count == 1
+
+
+def test_a_hung_task_report_keeps_the_task_it_waits_for() -> None:
+    lines = ["INFO: task vgem_basic:412 blocked for more than 122 seconds.", "      Not tainted 7.2.13 #1",
+             '"echo 0 > /proc/sys/kernel/hung_task_timeout_secs" disables this message.',
+             "task:vgem_basic      state:D stack:0     pid:412   tgid:412   ppid:400    flags:0x00004002",
+             "Call Trace:", " <TASK>", " __schedule+0x3c1/0xa30", " schedule+0x27/0xa0",
+             " schedule_preempt_disabled+0x15/0x30", " __mutex_lock+0x5b6/0xa10", " vgem_fence_attach_ioctl+0x5a/0x1b0",
+             " drm_ioctl_kernel+0xd9/0x130", " </TASK>",
+             "INFO: task vgem_basic:412 is blocked on a mutex likely owned by task vgem_basic:413.",
+             "task:vgem_basic      state:S stack:0     pid:413   tgid:412   ppid:400    flags:0x00000002",
+             "Call Trace:", " <TASK>", " __schedule+0x3c1/0xa30", " vgem_fence_signal_ioctl+0x9a/0x1b0", " </TASK>"]
+    [finding] = parse_log(_console(lines))
+    assert finding.title == "INFO: task hung in vgem_fence_attach_ioctl"
+    assert "likely owned by task vgem_basic:413" in finding.report
+    assert finding.report.splitlines()[-2].strip().startswith("vgem_fence_signal_ioctl")
