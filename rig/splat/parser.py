@@ -50,7 +50,8 @@ def _name(log: LogText, raw: RawReport) -> Finding | None:
     frame = pick(rule, candidates(msgs, rule.places), msgs)
     trace = main_trace(msgs)
     title = fill(rule.title, match, frame or "corrupted")
-    corrupted = (rule.corrupted or (raw.truncated and not trace) or (bool(rule.places) and frame is None)
+    # a title read off the header line alone holds however much of the report was lost
+    corrupted = (rule.corrupted or (bool(rule.places) and (frame is None or (raw.truncated and not trace)))
                  or damaged(title, msgs, needs_stack=_needs_stack(rule)))
     alt = (fill(rule.alt, match, frame or "corrupted"),) if rule.alt else ()
     chain = lockdep.lock_chain(msgs) if rule.kind == "lockdep" else ()
