@@ -304,11 +304,12 @@ _WARN_FILES = (
     # a WARN elsewhere in kernel/locking/ is an ordinary "WARNING in" its caller
     (r"kernel/locking/lockdep\.c.*lock_", "WARNING: locking bug in {frame}", "lockdep",
      LOCKDEP_SKIP + SYZ("locking-bug")),
-    (r"mm/util\.c|mm/slab_common\.c:\d+ kmalloc_slab", "WARNING: kmalloc bug in {frame}",
+    # an allocation size the allocator refuses: a WARN in mm/ from a *malloc function
+    (r"mm/\S*\.c\S* (?:at )?k?.?malloc", "WARNING: kmalloc bug in {frame}",
      "kmalloc", SkipRule(["kvmalloc", "kmalloc", "alloc_pages", "get_free_pages", "kvzalloc", "kvcalloc",
                           "warn_alloc", "alloc_page", "kmalloc_order", "kmalloc_large", "krealloc"])
      + SYZ("kmalloc")),
-    (r"mm/vmalloc\.c", "WARNING: zero-size vmalloc in {frame}", "vmalloc",
+    (r"mm/vmalloc\.c\S* (?:at )?__vmalloc_node", "WARNING: zero-size vmalloc in {frame}", "vmalloc",
      SkipRule(["vmalloc", "vzalloc", "kvmalloc", "kvzalloc", "__vmalloc"])),
     (r"fs/proc/generic\.c", "WARNING: proc registration bug in {frame}", "warning",
      SkipRule(["proc_", "__xlate_proc_name", "xlate_proc_name"]) + SYZ("proc")),

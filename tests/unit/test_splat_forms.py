@@ -279,3 +279,20 @@ def test_a_hung_task_report_keeps_the_task_it_waits_for() -> None:
     assert finding.title == "INFO: task hung in vgem_fence_attach_ioctl"
     assert "likely owned by task vgem_basic:413" in finding.report
     assert finding.report.splitlines()[-2].strip().startswith("vgem_fence_signal_ioctl")
+
+
+@pytest.mark.parametrize(("where", "title"), [
+    ("mm/util.c:632 kvmalloc_node_noprof+0x1/0x2", "WARNING: kmalloc bug in vgem_gem_dumb_create"),
+    ("mm/slab_common.c:1005 kmalloc_slab+0x1/0x2", "WARNING: kmalloc bug in vgem_gem_dumb_create"),
+    ("mm/vmalloc.c:3108 __vmalloc_node_range+0x1/0x2", "WARNING: zero-size vmalloc in vgem_gem_dumb_create"),
+    # other WARNs in the same files are ordinary ones, named by the function that warned
+    ("mm/vmalloc.c:330 vmap_pages_range+0x1/0x2", "WARNING in vmap_pages_range"),
+    ("mm/util.c:1010 __vm_enough_memory+0x1/0x2", "WARNING in __vm_enough_memory"),
+])
+def test_allocator_warnings_are_named_by_file_and_function(where: str, title: str) -> None:
+    func = where.split()[1]
+    log = _console(["------------[ cut here ]------------", f"WARNING: CPU: 0 PID: 351 at {where}",
+                    "Modules linked in:", f"RIP: 0010:{func}", "Call Trace:", " <TASK>",
+                    " __kvmalloc_node_noprof+0x1/0x2", " __vmalloc_node_range+0x1/0x2",
+                    " vgem_gem_dumb_create+0x41/0x90", " drm_mode_create_dumb+0x12/0x20", " </TASK>"])
+    assert [f.title for f in parse_log(log)] == [title]
