@@ -169,8 +169,11 @@ _LOCKDEP_RULES = (
                   r" lock order detected"),
               "possible deadlock in {frame}", "lockdep",
               (AFTER(r"which became \S+-irq-safe at:"), TRACE, AT(), TRACE), LOCKDEP_SKIP),
-    TitleRule(_re(r"(?:WARNING|INFO): inconsistent lock state"),
-              "inconsistent lock state in {frame}", "lockdep",
+    # named by the stack that took the lock in the other state; kernels before 4.15 printed
+    # "INFO:" and the title named the "at:" function of the lock it takes (syzkaller's linux.go)
+    TitleRule(_re(r"WARNING: inconsistent lock state"), "inconsistent lock state in {frame}", "lockdep",
+              (AFTER(r"stack backtrace:"), CALL_TRACE), LOCKDEP_SKIP),
+    TitleRule(_re(r"INFO: inconsistent lock state"), "inconsistent lock state in {frame}", "lockdep",
               (AFTER(r"\] takes:"), AT(), AFTER(r"stack backtrace:"), TRACE), LOCKDEP_SKIP),
     TitleRule(_re(r"(WARNING|INFO): suspicious RCU usage"),
               "{1}: suspicious RCU usage in {frame}", "lockdep", (AFTER(r"stack backtrace:"), TRACE),
