@@ -296,3 +296,18 @@ def test_allocator_warnings_are_named_by_file_and_function(where: str, title: st
                     " __kvmalloc_node_noprof+0x1/0x2", " __vmalloc_node_range+0x1/0x2",
                     " vgem_gem_dumb_create+0x41/0x90", " drm_mode_create_dumb+0x12/0x20", " </TASK>"])
     assert [f.title for f in parse_log(log)] == [title]
+
+
+def test_an_rcu_stall_is_named_where_the_timer_interrupt_caught_it() -> None:
+    lines = ["rcu: INFO: rcu_preempt self-detected stall on CPU", "rcu: \t0-....: (10500 ticks this GP)",
+             "Sending NMI from CPU 0 to CPUs 1:", "NMI backtrace for cpu 0",
+             "CPU: 0 UID: 0 PID: 412 Comm: vgem_basic Not tainted 6.12.57 #1", "Call Trace:", " <IRQ>",
+             " dump_stack_lvl+0x5b/0x80", " rcu_dump_cpu_stacks+0x1a2/0x2a0", " rcu_sched_clock_irq+0x7a1/0xc90",
+             " update_process_times+0x6c/0xa0", " tick_nohz_handler+0x8d/0x140", " __hrtimer_run_queues+0x15a/0x2c0",
+             " hrtimer_interrupt+0x102/0x240", " __sysvec_apic_timer_interrupt+0x58/0x130",
+             " sysvec_apic_timer_interrupt+0x6d/0x80", " </IRQ>", " <TASK>",
+             " asm_sysvec_apic_timer_interrupt+0x1a/0x20", "RIP: 0010:vgem_fence_wait_all+0x2c/0x60",
+             "RSP: 0018:ffffc900004bfd18 EFLAGS: 00000246", " vgem_fence_attach_ioctl+0x11a/0x1b0",
+             " drm_ioctl_kernel+0xd9/0x130", " drm_ioctl+0x2b4/0x540", " __x64_sys_ioctl+0x92/0xd0",
+             " do_syscall_64+0x58/0x80", " </TASK>"]
+    assert [f.title for f in parse_log(_console(lines))] == ["INFO: rcu detected stall in vgem_fence_attach_ioctl"]
