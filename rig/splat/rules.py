@@ -7,6 +7,11 @@ plus the next few lines); its title template takes the pattern's groups ({1}, {2
 `{frame}`, the function the report points at. Where that function comes from is a list
 of places read in order through the report (the faulting pc, an `at:` line, the call
 trace): the first function that is not reporting machinery wins.
+
+The rules are written from how the kernel prints each report and from the conventions of
+syzkaller's pkg/report (google/syzkaller, pkg/report/linux.go: its title formats, skip
+lists and corruption checks), so that a title is the one syzbot gives the same bug; a
+rule or table entry taken from there says so, the rest are rig's own.
 """
 
 from __future__ import annotations
