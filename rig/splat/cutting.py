@@ -30,8 +30,12 @@ NESTED_HEADER_LINES = 3  # a header this close below another, before any stack, 
 MAX_FOREIGN_LINES = 64  # this many lines in a row from other sources: the report is over
 # Messages that share a header's prefix but belong to the report already open.
 _END_FIRST = frozenset("-KR=")  # first characters of END_MARKER's lines: a cheap test first
+# A hung task report of newer kernels names the task holding what it waits for (6.16+,
+# kernel/hung_task.c debug_show_blocker: "INFO: task a:1 is blocked on a mutex likely
+# owned by task b:2."), then that task's stack: part of the same report.
 _BELONGS = re.compile(r"\s*(?:INFO: lockdep is turned off|INFO: Slab|INFO: Object|INFO: Freed|"
-                      r"INFO: Allocated|INFO: Stall ended|INFO: task .* blocked for more)")
+                      r"INFO: Allocated|INFO: Stall ended|INFO: task .* blocked for more|"
+                      r"INFO: task \S+ (?:is |<\S*> )?blocked on an? (?:mutex|semaphore|rw-semaphore))")
 
 # Lines that keep a report going after its stack has started.
 _REPORT_LINE = re.compile(

@@ -11,6 +11,8 @@ import re
 from collections.abc import Iterable
 from functools import lru_cache
 
+from rig.splat.symbols import demangle
+
 # "func+0x1c/0x40", optionally after "[<ffffffff8123>]" addresses (old x86, kmemleak,
 # powerpc "[c000..] [c000..]") and a "? " that marks a frame the unwinder is unsure of.
 _FRAME = re.compile(
@@ -32,8 +34,10 @@ _PC_LINE = re.compile(
 
 
 def normalize_function(name: str) -> str:
-    """Compiler suffixes (.isra.0, .cold, .constprop.3, .part.1) vary between builds."""
-    return name.split(".", 1)[0]
+    """Compiler suffixes (.isra.0, .cold, .constprop.3, .part.1, .llvm.123) vary between
+    builds; mangled Rust and C++ names are demangled, so skip rules read them as titles do."""
+    name = name.split(".", 1)[0]
+    return demangle(name) if name[:2] in ("_R", "_Z") else name
 
 
 @lru_cache(maxsize=8192)  # a report's lines are read several times: cutting, naming, tracing
@@ -95,8 +99,9 @@ _MAX_KNOWN = 1 << 16  # function names remembered per rule: bounds the memory of
 
 # Reporting machinery, allocators, locking primitives, generic library code (lists,
 # trees, strings, printf, kobjects), entry code: they show up in traces of bugs that
-# are elsewhere, and would make every title the same.
-COMMON_SKIP = SkipRule([
+# are elsewhere, and would make every title the same. rig's own list, written from
+# kernel traces; syzkaller's (below) is added to it.
+RIG_SKIP: tuple[str, ...] = (
     # sanitizers and their report paths
     "__sanitizer", "__asan", "kasan", "hwasan", "__msan", "kmsan", "kcsan", "__tsan", "ubsan",
     "check_memory_region", "check_heap_object", "check_object", "check_stack_object",
@@ -174,4 +179,64 @@ COMMON_SKIP = SkipRule([
     "check_preemption_disabled", "this_cpu_preempt_check",
     "^_*sysvec_", "apic_timer_interrupt", "^_*irq_exit", "^_*do_softirq_own_stack",
     "^_*call_on_stack", "run_on_irqstack",
-])
+)
+
+# syzkaller's guilty-frame skip list, verbatim (pkg/report/linux.go, linuxStackParams.skipPatterns,
+# google/syzkaller 1e72964b): searched for anywhere in the name, like rig's own above.
+SYZKALLER_SKIP: tuple[str, ...] = (
+    # sanitizers, report and trap paths
+    '__sanitizer', '__asan', 'kasan', 'hwasan', '__msan', 'kmsan', 'kcsan_setup_watchpoint',
+    'check_memory_region', 'check_heap_object', 'check_object', 'read_word_at_a_time',
+    '(read|write)_once_.*nocheck', 'print_address_description', 'panic', 'invalid_op', 'report_bug',
+    'fixup_bug', 'print_report', 'print_usage_bug', 'do_error', 'invalid_op', '_trap$|do_trap', 'show_stack',
+    'dump_stack', 'walk_stack', 'dump_backtrace', 'warn_slowpath', 'warn_alloc', 'warn_bogus', '__warn',
+    # allocators and the page cache's allocation helpers
+    'alloc_page', 'k?v?(?:m|z|c)alloc', 'krealloc', 'kmem_cache', 'allocate_slab',
+    '__alloc_frozen_pages_noprof', 'folio_(?:alloc|unlock)', 'filemap_alloc_folio', '__filemap_get_folio',
+    'find_or_create_page', 'do_read_cache_folio', 'read_cache_page', 'pagecache_get_page',
+    'grab_cache_page_write_begin', 'slab_',
+    # debugobjects, lockdep and locking primitives
+    'debug_object', 'timer_is_static_object', 'work_is_static_object', '__might_fault', 'print_unlock',
+    'imbalance_bug', 'lockdep', 'bh_enable', 'bh_disable', 'perf_trace', 'lock_acquire', 'lock_release',
+    'lock_class', 'mark_lock', '(reacquire|mark)_held_locks', 'raw_spin_rq', 'spin_lock', 'spin_trylock',
+    'spin_unlock', 'read_lock', 'read_trylock', 'write_lock', 'write_trylock', 'read_unlock', 'write_unlock',
+    '^down$', 'down_read', 'down_write', 'down_read_trylock', 'down_write_trylock', 'down_trylock', 'up_read',
+    'up_write', '^mutex_', '^__mutex_', '^rt_mutex_', 'owner_on_cpu', 'osq_lock', 'osq_unlock',
+    'atomic(64)?_(dec|inc|read|set|or|xor|and|add|sub|fetch|xchg|cmpxchg|try)', '(set|clear|change|test)_bit',
+    '__wake_up',
+    # refcounts, string and memory helpers, user copies, lists, trees, printf
+    '^refcount_', '^kref_', 'ref_tracker', 'seqprop_assert', 'memcpy', 'memcmp', 'memset', 'memchr', 'memmove',
+    'memdup', 'strcmp', 'strncmp', 'strcpy', 'strlcpy', 'strncpy', 'strscpy', 'strlen', 'strstr', 'strnstr',
+    'strnlen', 'strchr', 'strdup', 'strndup', 'copy_to_user', 'copy_from_user', 'copy_to_iter',
+    'copy_from_iter', 'copy_page_to_iter', 'copy_page_from_iter', 'copy_folio_to_iter', '^copyin$', '^copyout$',
+    'put_user', 'get_user', 'might_fault', 'might_sleep', 'list_add', 'list_del', 'list_replace', 'list_move',
+    'list_splice', '^rb_', '^__rb_', '_indirect_thunk_', 'string', 'pointer', 'snprintf', 'scnprintf',
+    'kasprintf', 'kvasprintf', 'printk', 'va_format', 'dev_info', 'dev_notice', 'dev_warn', 'dev_err',
+    'dev_alert', 'dev_crit', 'dev_emerg',
+    # powerpc's trap path
+    'program_check_exception', 'program_check_common',
+    # timers and workqueues: a bug in them is a misuse by their caller
+    'del_timer', 'flush_work', '__cancel_work_timer', 'cancel_work_sync', 'try_to_grab_pending',
+    'flush_workqueue', 'drain_workqueue', 'destroy_workqueue', 'queue_work', 'finish_wait',
+    # the driver core, tty and USB core: the driver that calls them has the bug
+    'kthread_stop', 'kobject_', 'add_uevent_var', 'get_device_parent', 'device_add', 'device_del',
+    'device_unregister', 'device_destroy', 'device_release', 'devres_release_all', 'hwrng_unregister',
+    'i2c_del_adapter', '__unregister_client', 'device_for_each_child', 'rollback_registered',
+    'unregister_netdev', 'sysfs_remove', 'device_remove_file', 'tty_unregister_device', 'dummy_urb_enqueue',
+    'usb_kill_urb', 'usb_kill_anchored_urbs', 'usb_control_msg', 'usb_hcd_submit_urb', 'usb_submit_urb',
+    # completions, frees, MMIO accessors, checksums, inode and dentry helpers, unwinding
+    '^complete$', 'wait_for_completion', '^kv?free$', 'kfree_skb', 'readb$', 'readw$', 'readl$', 'readq$',
+    'writeb$', 'writew$', 'writel$', 'writeq$', 'logic_in', 'logic_out', '^crc\\d+', 'crc_itu_t',
+    '__might_resched', 'assertfail', '^iput$', '^iput_final$', '^ihold$', 'hex_dump_to_buffer',
+    'print_hex_dump', '^klist_', '(trace|lockdep)_(hard|soft)irq', '^(un)?lock_page',
+    'stack_trace_consume_entry', 'arch_stack_walk', 'stack_trace_save', 'insert_work', '__queue_delayed_work',
+    'queue_delayed_work_on', 'ida_free',
+    # arm64's fault path, and helpers found in callers' bugs
+    'do_(kernel|translation)_fault', 'do_mem_abort', 'el1_abort', 'el1h_64_sync(?:_handler)?', 'print_tainted',
+    'xas_(?:start|load|find)', 'find_lock_entries', 'truncate_inode_pages_range', '__phys_addr',
+    '__fortify_report', 'cleanup_srcu_struct', 'rhashtable_lookup', 'extract_(user|iter)_to_sg', 'drop_nlink',
+    '^get_taint$', '^put_device$', 'lock_timer_base', '__timer_delete_sync', 'sk_stop_timer_sync',
+    '__mod_timer', 'fast_dput', 'dput', 'mark_buffer_dirty',
+)
+
+COMMON_SKIP = SkipRule(RIG_SKIP + SYZKALLER_SKIP)

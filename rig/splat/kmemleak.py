@@ -10,7 +10,10 @@ from dataclasses import dataclass
 from rig.splat.frames import parse_frame
 from rig.splat.model import LeakGroup
 
-_OBJECT = re.compile(r"unreferenced object 0x[0-9a-f]+ \(size (\d+)\)")
+_OBJECT = re.compile(r"unreferenced object(?: \((?:percpu|phys)\))? 0x[0-9a-f]+ \(size (\d+)\)")
+# Newer kernels print one object per backtrace on the console and say how many more
+# share it (mm/kmemleak.c dedup_flush, 7.x).
+_MORE = re.compile(r"^\s*\.\.\. and (\d+) more object\(s\) with the same backtrace")
 _COMM = re.compile(r'^\s*comm "(.*)", pid (\d+)')
 
 
@@ -20,6 +23,7 @@ class LeakObject:
     comm: str
     pid: int | None  # the allocating task; None when the report lost that line
     frames: tuple[str, ...]  # allocation backtrace, innermost first
+    more: int = 0  # objects kmemleak folded into this one on the console (same backtrace)
 
 
 def parse_object(msgs: list[str]) -> LeakObject:
@@ -30,6 +34,7 @@ def parse_object(msgs: list[str]) -> LeakObject:
     pid: int | None = None
     frames: list[str] = []
     in_backtrace = False
+    more = 0
     for msg in msgs[1:]:
         if not comm:
             c = _COMM.match(msg)
@@ -42,9 +47,11 @@ def parse_object(msgs: list[str]) -> LeakObject:
         if in_backtrace:
             parsed = parse_frame(msg)
             if parsed is None:
+                m = _MORE.match(msg)
+                more = int(m.group(1)) if m else 0
                 break
             frames.append(parsed[0])
-    return LeakObject(size, comm, pid, tuple(frames))
+    return LeakObject(size, comm, pid, tuple(frames), more)
 
 
 def group_objects(objects: list[LeakObject]) -> tuple[LeakGroup, ...]:
@@ -53,7 +60,10 @@ def group_objects(objects: list[LeakObject]) -> tuple[LeakGroup, ...]:
     for obj in objects:
         groups.setdefault(obj.frames, []).append(obj)
     out = [
-        LeakGroup(frames=frames, count=len(objs), total_bytes=sum(o.size for o in objs), comm=objs[0].comm,
+        # the objects kmemleak folded into a printed one count at its size: same backtrace,
+        # nearly always the same allocation
+        LeakGroup(frames=frames, count=sum(1 + o.more for o in objs),
+                  total_bytes=sum(o.size * (1 + o.more) for o in objs), comm=objs[0].comm,
                   pids=pids_of(objs))
         for frames, objs in groups.items()
     ]

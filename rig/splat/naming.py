@@ -115,7 +115,8 @@ def pick(rule: TitleRule, found: Iterable[tuple[str, int]], msgs: list[str]) -> 
     """The function the title names, from `found` (see candidates()); None if none fits."""
     skip = _skip_for(rule)
     if rule.stall:
-        return stall_frame(list(found), msgs, skip, own_cpu=rule.kind in ("soft-lockup", "stack-overflow"))
+        return stall_frame(list(found), msgs, skip, own_cpu=rule.kind in ("soft-lockup", "stack-overflow"),
+                           interrupted=rule.kind == "rcu-stall")
     if rule.hung:
         return hang_frame([func for func, _ in found if not skip.skips(func)])
     candidates: Iterable[tuple[str, int]] = found

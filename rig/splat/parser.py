@@ -8,9 +8,11 @@ leak with the objects grouped by allocation backtrace.
 from __future__ import annotations
 
 from rig.splat import kmemleak, lockdep
+from rig.splat.corruption import damaged
 from rig.splat.cutting import RawReport, adjacent, cut_reports
 from rig.splat.model import Finding
 from rig.splat.naming import candidates, fill, main_trace, pick
+from rig.splat.rules import TitleRule
 from rig.splat.signature import signature_of
 from rig.splat.text import LogText, decode
 
@@ -47,10 +49,10 @@ def _name(log: LogText, raw: RawReport) -> Finding | None:
     msgs = [ln.msg for ln in raw.lines[raw.header:]]
     frame = pick(rule, candidates(msgs, rule.places), msgs)
     trace = main_trace(msgs)
-    corrupted = raw.truncated and not trace
-    if rule.places and frame is None:
-        corrupted = True
     title = fill(rule.title, match, frame or "corrupted")
+    # a title read off the header line alone holds however much of the report was lost
+    corrupted = (rule.corrupted or (bool(rule.places) and (frame is None or (raw.truncated and not trace)))
+                 or damaged(title, msgs, needs_stack=_needs_stack(rule)))
     alt = (fill(rule.alt, match, frame or "corrupted"),) if rule.alt else ()
     chain = lockdep.lock_chain(msgs) if rule.kind == "lockdep" else ()
     first = raw.lines[0]
@@ -69,6 +71,15 @@ def _name(log: LogText, raw: RawReport) -> Finding | None:
         caller=raw.header_line.caller,
         alt_titles=alt,
     )
+
+
+# Reports that print their frames without a "Call Trace:" line above them, or none at all.
+_NO_TRACE_HEADER = frozenset({"kmsan", "kcsan", "kfence"})
+
+
+def _needs_stack(rule: TitleRule) -> bool:
+    """The report always prints a stack trace under a trace header: one without is damaged."""
+    return bool(rule.places) and not rule.stackless and rule.kind not in _NO_TRACE_HEADER
 
 
 def _leak_findings(log: LogText, objects: list[RawReport]) -> list[tuple[int, Finding]]:

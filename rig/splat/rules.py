@@ -7,6 +7,11 @@ plus the next few lines); its title template takes the pattern's groups ({1}, {2
 `{frame}`, the function the report points at. Where that function comes from is a list
 of places read in order through the report (the faulting pc, an `at:` line, the call
 trace): the first function that is not reporting machinery wins.
+
+The rules are written from how the kernel prints each report and from the conventions of
+syzkaller's pkg/report (google/syzkaller, pkg/report/linux.go: its title formats, skip
+lists and corruption checks), so that a title is the one syzbot gives the same bug; a
+rule or table entry taken from there says so, the rest are rig's own.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import re
 from dataclasses import dataclass, field
 
 from rig.splat.frames import SkipRule
+from rig.splat.text import SYSLOG_PREFIX_PLAIN
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,10 @@ class TitleRule:
     # the faulting function as the header line names it; the report's own stack is the one
     # that holds it (another CPU's stack may be printed in between when lines interleave)
     anchor: re.Pattern[str] | None = None
+    # the kernel prints no stack trace for this report (so none missing is no damage)
+    stackless: bool = False
+    # the title itself says the report lost its beginning (a bare "BUG:", a panic's last line)
+    corrupted: bool = False
 
 
 @dataclass(frozen=True)
@@ -86,6 +96,52 @@ def AFTER(pattern: str) -> Place:
     return Place("line", _re(pattern))
 
 
+# The skip lists syzkaller's pkg/report gives single report formats (linux.go,
+# linuxOopses: each format's stack.skip), added to rig's own list for the same rule.
+SYZ_FORMAT_SKIP: dict[str, tuple[str, ...]] = {
+    # the workqueue functions take locks of the work items: a deadlock in them is theirs
+    "circular": ("process_one_work", "flush_workqueue", "drain_workqueue", "destroy_workqueue"),
+    "suspicious-rcu": ("rcu", "kmem", "slab"),
+    "non-static-key": ("stack", "lock", "IRQ"),
+    "locking-bug": ("lock_sock", "release_sock"),
+    # KASAN_HW_TAGS reports carry the arm64 fault path on top
+    "kasan": ("kernel_fault", "tag_check", "mem_abort", "^el1_", "^el1h_"),
+    "kasan-free": ("slab_", "kfree", "vunmap", "vfree"),
+    "kmsan-usb": ("alloc_skb", "usb_submit_urb", "usb_start_wait_urb", "usb_bulk_msg", "usb_interrupt_msg",
+                  "usb_control_msg"),
+    # generic crypto code is where an uninit value is used, not where it comes from
+    "kmsan": ("alloc_skb", "netlink_ack", "netlink_rcv_skb", "_encrypt$", "^(?:crypto|cipher|drbg|rng)_"),
+    "spinlock": ("spin_", "_lock", "_unlock"),
+    "atomic-schedule": ("schedule",),
+    "preemptible": ("dump_stack", "preemption", "preempt", "debug_", "processor_id", "this_cpu"),
+    # rig anchors create_object (kmemleak's own): a driver's gem_create_object callback is
+    # where the driver allocates its object, and names a leak better than the DRM core
+    "leak": ("kmemleak", "mmap", "kmem", "slab", "alloc", "^_*create_object$", "idr_get", "list_lru_init",
+             "kasprintf", "kvasprintf", "pcpu_create", "strdup", "strndup", "memdup"),
+    "odebug": ("debug_", "rcu", "hrtimer_", "timer_", "work_", "percpu_", "vunmap", "vfree", "__free_",
+               "debug_check", "kobject_"),
+    "usercopy": ("usercopy", "__check"),
+    "kobject": ("kobject_",),
+    "proc": ("proc_",),
+    "refcount": ("refcount", "kobject_"),
+    "kmalloc": ("kmalloc", "krealloc", "slab", "kmem"),
+    "usb-urb": ("usb_submit_urb", "usb_start_wait_urb", "usb_bulk_msg", "usb_interrupt_msg", "usb_control_msg"),
+    "rcu-stall": ("apic_timer_interrupt", "rcu"),
+    "cant-die": ("schedule",),
+    # lots of skb wrappers BUG_ON(), the bug is almost always in the caller
+    "kernel-bug": ("^skb_",),
+    "stack-end": ("schedule", "retint_kernel"),
+    "stack-overflow": ("bad_stack",),
+    "ubsan": ("ubsan", "overflow"),
+    "rust-panic": (r"__rustc::rust_begin_unwind",),
+}
+
+
+def SYZ(name: str) -> SkipRule:
+    """syzkaller's skip list for one report format (see SYZ_FORMAT_SKIP)."""
+    return SkipRule(SYZ_FORMAT_SKIP[name])
+
+
 LOCKDEP_SKIP = SkipRule([
     "process_one_work", "worker_thread", "flush_workqueue", "flush_work", "start_flush_work",
     "fs_reclaim_acquire", "fs_reclaim_release", "dma_resv_lock", "dma_resv_unlock",
@@ -100,16 +156,16 @@ LEAK_SKIP = SkipRule([
     "kobject_add", "kvmalloc", "kmalloc", "kzalloc", "kcalloc", "vzalloc", "vmalloc",
     "krealloc", "kvrealloc", "mempool", "trace_kmalloc", "dup_", "__do_krealloc",
     "stack_depot", "new_slab", "get_page_from_freelist", "prep_new_page", "post_alloc_hook",
-])
-REFCOUNT_SKIP = SkipRule(["refcount", "kref_", "kobject_put", "sk_free"])
+]) + SYZ("leak")
+REFCOUNT_SKIP = SkipRule(["refcount", "kref_", "kobject_put", "sk_free"]) + SYZ("refcount")
 ODEBUG_SKIP = SkipRule(["debug_object", "timer_", "hrtimer_", "mod_timer", "add_timer",
-                        "del_timer", "__init_work", "init_timer", "free_obj_work"])
+                        "del_timer", "__init_work", "init_timer", "free_obj_work"]) + SYZ("odebug")
 
 # ---------------------------------------------------------------------------- lockdep
 
 _LOCKDEP_RULES = (
     TitleRule(_re(r"(?:WARNING|INFO): possible circular locking dependency detected"),
-              "possible deadlock in {frame}", "lockdep", (AT(), AT(), TRACE), LOCKDEP_SKIP),
+              "possible deadlock in {frame}", "lockdep", (AT(), AT(), TRACE), LOCKDEP_SKIP + SYZ("circular")),
     TitleRule(_re(r"(?:WARNING|INFO): possible recursive locking detected"),
               "possible deadlock in {frame}", "lockdep", (AT(), AT(), TRACE), LOCKDEP_SKIP),
     TitleRule(_re(r"(?:WARNING|INFO): possible irq lock inversion dependency detected"),
@@ -118,25 +174,35 @@ _LOCKDEP_RULES = (
                   r" lock order detected"),
               "possible deadlock in {frame}", "lockdep",
               (AFTER(r"which became \S+-irq-safe at:"), TRACE, AT(), TRACE), LOCKDEP_SKIP),
-    TitleRule(_re(r"(?:WARNING|INFO): inconsistent lock state"),
-              "inconsistent lock state in {frame}", "lockdep",
+    # named by the stack that took the lock in the other state; kernels before 4.15 printed
+    # "INFO:" and the title named the "at:" function of the lock it takes (syzkaller's linux.go)
+    TitleRule(_re(r"WARNING: inconsistent lock state"), "inconsistent lock state in {frame}", "lockdep",
+              (AFTER(r"stack backtrace:"), CALL_TRACE), LOCKDEP_SKIP),
+    TitleRule(_re(r"INFO: inconsistent lock state"), "inconsistent lock state in {frame}", "lockdep",
               (AFTER(r"\] takes:"), AT(), AFTER(r"stack backtrace:"), TRACE), LOCKDEP_SKIP),
     TitleRule(_re(r"(WARNING|INFO): suspicious RCU usage"),
               "{1}: suspicious RCU usage in {frame}", "lockdep", (AFTER(r"stack backtrace:"), TRACE),
-              SkipRule(["rcu_read_lock_held", "rcu_dereference", "lockdep_rcu"])),
+              SkipRule(["rcu_read_lock_held", "rcu_dereference", "lockdep_rcu"]) + SYZ("suspicious-rcu")),
     TitleRule(_re(r"(WARNING|BUG): bad unlock balance detected!"),
               "{1}: bad unlock balance in {frame}", "lockdep", (TRACE,)),
-    TitleRule(_re(r"(?:WARNING|BUG): lock held when returning to user space!"),
-              "WARNING: lock held when returning to user space in {frame}", "lockdep", (AT(), TRACE)),
+    TitleRule(_re(r"(WARNING|BUG): lock held when returning to user space!"),
+              "{1}: lock held when returning to user space in {frame}", "lockdep", (AT(), TRACE),
+              stackless=True),
+    # print_freed_lock_bug() names the lock still held and where it was taken ("at:"):
+    # that function holds the lock across the free (syzkaller's linux.go takes the same line)
     TitleRule(_re(r"(WARNING|BUG): held lock freed!"),
-              "{1}: held lock freed in {frame}", "lockdep", (TRACE,)),
-    TitleRule(_re(r"(?:WARNING|BUG): (?:\S+ )?still has locks held!"),
-              "WARNING: still has locks held in {frame}", "lockdep", (AT(), TRACE)),
+              "{1}: held lock freed in {frame}", "lockdep", (AT(), TRACE)),
+    TitleRule(_re(r"(WARNING|BUG): (?:\S+ )?still has locks held!"),
+              "{1}: still has locks held in {frame}", "lockdep", (AT(), TRACE)),
     TitleRule(_re(r"(?i)(?:WARNING|BUG): nested lock was not taken"),
               "WARNING: nested lock was not taken in {frame}", "lockdep", (AT(), TRACE)),
     TitleRule(_re(r"(?:WARNING|BUG|INFO): trying to register non-static key"),
-              "INFO: trying to register non-static key in {frame}", "lockdep", (TRACE,)),
+              "INFO: trying to register non-static key in {frame}", "lockdep", (CALL_TRACE,), SYZ("non-static-key")),
     TitleRule(_re(r"BUG: MAX_[A-Z_]+ too low!"), "{0}", "lockdep"),
+    # lockdep's wait-context check (a spinning lock taken under a raw one): syzbot names it
+    # as the other lockdep internal checks (syzkaller's linux.go, "BUG: Invalid wait context")
+    TitleRule(_re(r"BUG: Invalid wait context"), "WARNING: locking bug in {frame}", "lockdep", (CALL_TRACE,),
+              LOCKDEP_SKIP + SYZ("locking-bug")),
     TitleRule(_re(r"BUG: (?:looking up invalid subclass|key \S+ has not been registered|"
                   r"workqueue leaked lock or atomic)"),
               "{0} in {frame}", "lockdep", (Place("line", _re(r"last function: " + FUNC)), TRACE)),
@@ -145,8 +211,10 @@ _LOCKDEP_RULES = (
 # ---------------------------------------------------------------------------- memory
 
 # the function on the header line only when the stack is lost
-_KASAN_TRACE_PLACES = (KASAN_TRACE, Place("line", _re(r"KASAN: [a-z\-]+ in " + FUNC + r"\+0x"), fallback=True))
-_KASAN_FREE_SKIP = SkipRule(["kfree", "kmem_cache_free", "slab_free", "^_*free_"])
+# The function on the header line first, then the stack when that one is machinery (a
+# memcpy, a KASAN check): syzkaller's linux.go reads a KASAN report in this order.
+_KASAN_TRACE_PLACES = (Place("line", _re(r"KASAN: [a-z\-]+ in " + FUNC + r"\+0x")), KASAN_TRACE)
+_KASAN_FREE_SKIP = SkipRule(["kfree", "kmem_cache_free", "slab_free", "^_*free_"]) + SYZ("kasan-free")
 _KASAN_ANCHOR = _re(r"KASAN: [a-z\-]+ in " + FUNC + r"\+0x")
 _KASAN_RULES = (
     TitleRule(_re(r"BUG: KASAN: (?:double-free or invalid-free|double-free|invalid-free)"),
@@ -154,7 +222,8 @@ _KASAN_RULES = (
               anchor=_KASAN_ANCHOR),
     TitleRule(_re(r"BUG: KASAN: ([a-z\-]+)(?: in| on address).*\n(?:.*\n){0,6}?.*?(Read|Write)"
                   r" (?:of size|at addr)"),
-              "KASAN: {1} {2} in {frame}", "kasan", _KASAN_TRACE_PLACES, anchor=_KASAN_ANCHOR),
+              "KASAN: {1} {2} in {frame}", "kasan", _KASAN_TRACE_PLACES, SYZ("kasan"),
+              anchor=_KASAN_ANCHOR),
     TitleRule(_re(r"BUG: KASAN: ([a-z\-]+) in " + r"\S+? at addr ([0-9a-fx]+)"),
               "KASAN: {1} in {frame} at addr {2}", "kasan", _KASAN_TRACE_PLACES, anchor=_KASAN_ANCHOR),
     TitleRule(_re(r"BUG: KASAN: ([a-z\-]+)"), "KASAN: {1} in {frame}", "kasan", _KASAN_TRACE_PLACES,
@@ -163,19 +232,23 @@ _KASAN_RULES = (
 
 _KFENCE_KMSAN_KCSAN_RULES = (
     TitleRule(_re(r"BUG: KFENCE: ([a-z\- ]+?) in "), "KFENCE: {1} in {frame}", "kfence",
-              (Place("trace", stop=_re(r"^kfence-#|allocated by task|freed by task|^CPU:")),),
+              (Place("line", _re(r"KFENCE: [a-z\- ]+? in " + FUNC + r"\+0x")),
+               Place("trace", stop=_re(r"^kfence-#|allocated by task|freed by task|^CPU:"))),
               SkipRule(["kfence", "kfree", "kmem_cache_free", "slab_free"])),
     TitleRule(_re(r"BUG: KMSAN: kernel-usb-infoleak"), "KMSAN: kernel-usb-infoleak in {frame}", "kmsan",
               (Place("trace", stop=_re(r"^(?:Uninit was|Local variable|Bytes \d|Memory access)")),),
-              SkipRule(["^usb_submit_urb$"])),
+              SYZ("kmsan-usb")),
     TitleRule(_re(r"BUG: KMSAN: ([a-z\-]+)"), "KMSAN: {1} in {frame}", "kmsan",
-              (Place("trace", stop=_re(r"^(?:Uninit was|Local variable|Bytes \d|Memory access)")),)),
+              (Place("trace", stop=_re(r"^(?:Uninit was|Local variable|Bytes \d|Memory access)")),), SYZ("kmsan")),
     TitleRule(_re(r"BUG: KCSAN: ([a-z\-]+) in " + FUNC + r"(?: / (?P<func2>[A-Za-z_][A-Za-z0-9_.]*))?"),
               "KCSAN: {1} in {header}", "kcsan"),
 )
 
+# kmemleak names what kind of object leaked when it is no slab object (7.x: " (percpu)",
+# " (phys)"; mm/kmemleak.c __object_type_str)
+KMEMLEAK_TYPE = r"(?: \((?:percpu|phys)\))?"
 _MEMLEAK_RULES = (
-    TitleRule(_re(r"unreferenced object 0x[0-9a-f]+"), "memory leak in {frame}", "kmemleak",
+    TitleRule(_re(r"unreferenced object" + KMEMLEAK_TYPE + r" 0x[0-9a-f]+"), "memory leak in {frame}", "kmemleak",
               (AFTER(r"backtrace"), Place("trace", stop=_re(r"^unreferenced object"))), LEAK_SKIP),
 )
 
@@ -193,18 +266,22 @@ _BUG_RULES = (
               alt="bad-access in {frame}"),
     TitleRule(_re(r"BUG: unable to handle kernel access to user memory|BUG: kernel access to user memory"),
               "BUG: unable to handle kernel access to user memory in {frame}", "oops", _FAULT_PLACES),
-    TitleRule(_re(r"BUG: unable to handle kernel"), "BUG: unable to handle kernel", "oops"),
+    # the kernel prints this header in two printk calls: a console that dies between them
+    # leaves the first half (syzkaller's linux.go marks the form corrupted)
+    TitleRule(_re(r"BUG: unable to handle kernel"), "BUG: unable to handle kernel", "oops", corrupted=True),
     TitleRule(_re(r"BUG: soft lockup"), "BUG: soft lockup in {frame}", "soft-lockup", (STALL_TRACE,), stall=True),
     TitleRule(_re(r"BUG: (spinlock|rwlock) ([a-z ]+?)(?: on CPU| on| in|$)"),
-              "BUG: {1} {2} in {frame}", "lockdep", (CALL_TRACE,)),
+              "BUG: {1} {2} in {frame}", "lockdep", (CALL_TRACE,), SYZ("spinlock")),
     TitleRule(_re(r"BUG: sleeping function called from invalid context"),
               "BUG: sleeping function called from invalid context in {frame}", "atomic-sleep", (CALL_TRACE,)),
     TitleRule(_re(r"BUG: scheduling while atomic"), "BUG: scheduling while atomic in {frame}",
-              "atomic-sleep", (CALL_TRACE,), SkipRule(["schedule", "preempt_schedule", "schedule_debug", "schedule_bug"])),
+              "atomic-sleep", (CALL_TRACE,), SYZ("atomic-schedule")),
     TitleRule(_re(r"BUG: using ([a-z_]+\(\)) in preemptible"),
-              "BUG: using {1} in preemptible code in {frame}", "preempt", (CALL_TRACE,)),
+              "BUG: using {1} in preemptible code in {frame}", "preempt", (CALL_TRACE,), SYZ("preemptible")),
     TitleRule(_re(r"BUG: workqueue lockup"), "BUG: workqueue lockup", "hung-task"),
-    TitleRule(_re(r"BUG: Bad page (state|map)"), "BUG: Bad page {1} in {frame}", "bad-page",
+    # a bad page map names no function (syzkaller's linux.go): the pte it prints is the news
+    TitleRule(_re(r"BUG: Bad page map"), "BUG: Bad page map", "bad-page"),
+    TitleRule(_re(r"BUG: Bad page (state|cache)"), "BUG: Bad page {1} in {frame}", "bad-page",
               (Place("trace", stop=_re(r"^Modules linked in|^page_owner free")),),
               SkipRule(["post_alloc_hook", "get_page_from_freelist", "filemap_", "folio_",
                         "pagecache_get_page", "find_or_create_page", "grab_cache_page",
@@ -216,8 +293,11 @@ _BUG_RULES = (
     TitleRule(_re(r"BUG: (?:\S+ )?\(Not tainted\)|BUG: (Object already free)"), "BUG: {1}", "slab"),
     TitleRule(_re(r"BUG: corrupted list"), "BUG: corrupted list in {frame}", "list", _FAULT_PLACES),
     TitleRule(_re(r"BUG: Bad rss-counter state"), "BUG: Bad rss-counter state", "bug"),
-    TitleRule(_re(r"BUG: non-zero pgtables_bytes on freeing mm"), "BUG: non-zero pgtables_bytes on freeing mm",
-              "bug"),
+    # mm's page-table counters at exit: nr_ptes and nr_pmds before 4.16, pgtables_bytes since
+    TitleRule(_re(r"BUG: non-zero (nr_ptes|nr_pmds|pgtables_bytes) on freeing mm"),
+              "BUG: non-zero {1} on freeing mm", "bug"),
+    # a header and nothing more: the console died, or another line cut in (syzkaller: "BUG: corrupted")
+    TitleRule(_re(r"BUG:[ \t]*(?:\n|$)"), "BUG: corrupted", "bug", corrupted=True),
     TitleRule(_re(r"BUG: ([A-Za-z][A-Za-z_ \-]*?[A-Za-z])(?:[:!,(]| at | in |\s*$)"), "BUG: {1} in {frame}", "bug",
               _FAULT_PLACES),
 )
@@ -228,19 +308,24 @@ _BUG_RULES = (
 _WARN_FILES = (
     (r"lib/refcount\.c|lib/refcount_", "WARNING: refcount bug in {frame}", "refcount", REFCOUNT_SKIP),
     (r"lib/debugobjects\.c", "WARNING: ODEBUG bug in {frame}", "debugobjects", ODEBUG_SKIP),
-    (r"kernel/locking/", "WARNING: locking bug in {frame}", "lockdep", LOCKDEP_SKIP),
-    (r"mm/util\.c|mm/slab_common\.c:\d+ kmalloc_slab", "WARNING: kmalloc bug in {frame}",
+    # lockdep's own consistency checks (DEBUG_LOCKS_WARN_ON in __lock_acquire, lock_release...);
+    # a WARN elsewhere in kernel/locking/ is an ordinary "WARNING in" its caller
+    (r"kernel/locking/lockdep\.c.*lock_", "WARNING: locking bug in {frame}", "lockdep",
+     LOCKDEP_SKIP + SYZ("locking-bug")),
+    # an allocation size the allocator refuses: a WARN in mm/ from a *malloc function
+    (r"mm/\S*\.c\S* (?:at )?k?.?malloc", "WARNING: kmalloc bug in {frame}",
      "kmalloc", SkipRule(["kvmalloc", "kmalloc", "alloc_pages", "get_free_pages", "kvzalloc", "kvcalloc",
-                          "warn_alloc", "alloc_page", "kmalloc_order", "kmalloc_large", "krealloc"])),
-    (r"mm/vmalloc\.c", "WARNING: zero-size vmalloc in {frame}", "vmalloc",
+                          "warn_alloc", "alloc_page", "kmalloc_order", "kmalloc_large", "krealloc"])
+     + SYZ("kmalloc")),
+    (r"mm/vmalloc\.c\S* (?:at )?__vmalloc_node", "WARNING: zero-size vmalloc in {frame}", "vmalloc",
      SkipRule(["vmalloc", "vzalloc", "kvmalloc", "kvzalloc", "__vmalloc"])),
     (r"fs/proc/generic\.c", "WARNING: proc registration bug in {frame}", "warning",
-     SkipRule(["proc_", "__xlate_proc_name", "xlate_proc_name"])),
+     SkipRule(["proc_", "__xlate_proc_name", "xlate_proc_name"]) + SYZ("proc")),
     (r"lib/kobject\.c", "WARNING: kobject bug in {frame}", "warning", SkipRule(["kobject_"])),
     (r"mm/usercopy\.c", "WARNING: bad usercopy in {frame}", "usercopy",
-     SkipRule(["usercopy", "check_object_size", "check_heap_object", "check_copy_size"])),
+     SkipRule(["usercopy", "check_object_size", "check_heap_object", "check_copy_size"]) + SYZ("usercopy")),
     (r"lib/list_debug\.c", "BUG: corrupted list in {frame}", "list", SkipRule([])),
-    (r"drivers/usb/core/urb\.c", "WARNING in {frame}/usb_submit_urb", "warning", SkipRule(["^usb_"])),
+    (r"drivers/usb/core/urb\.c", "WARNING in {frame}/usb_submit_urb", "warning", SkipRule(["^usb_"]) + SYZ("usb-urb")),
 )
 
 _WARNING_AT = r"WARNING: (?:CPU: -?\d+ PID: -?\d+ )?(?:at )?"
@@ -256,6 +341,7 @@ _WARNING_RULES = (
     TitleRule(_re(r"WARNING: kernel stack (regs|frame pointer) at .*? has bad"),
               "WARNING: kernel stack {1} has bad value", "warning"),
     TitleRule(_re(_WARNING_AT + r"\S+:\d+"), "WARNING in {frame}", "warning", _WARN_PLACES),
+    TitleRule(_re(r"WARNING:[ \t]*(?:\n|$)"), "WARNING: corrupted", "warning", corrupted=True),
     TitleRule(_re(_WARNING_AT + r"[A-Za-z_][A-Za-z0-9_.]*\+0x"), "WARNING in {frame}", "warning", _WARN_PLACES),
 )
 
@@ -268,19 +354,20 @@ _INFO_RULES = (
     TitleRule(_re(r"INFO: task [\s\S]{0,100}? blocked (?:in I/O wait )?for more than \d+ seconds"), "INFO: task hung in {frame}",
               "hung-task", (HUNG_TRACE,), hung=True),
     TitleRule(_re(r"INFO: task .* can't die for more than \d+ seconds"), "INFO: task can't die in {frame}",
-              "hung-task", (HUNG_TRACE,), hung=True),
+              "hung-task", (HUNG_TRACE,), SYZ("cant-die"), hung=True),
     TitleRule(_re(_STALL_HEADER), "INFO: rcu detected stall in {frame}", "rcu-stall", (STALL_TRACE,),
-              stall=True),
+              SYZ("rcu-stall"), stall=True),
     TitleRule(_re(r"INFO: Allocated in (?P<func>[A-Za-z0-9_.]+)\S* (age=\d+ cpu=\d+ pid=\d+)"),
-              "INFO: Allocated in {header} {2}", "slab"),
+              "INFO: Allocated in {header} {2}", "slab", corrupted=True),  # an old KASAN report's tail
+    TitleRule(_re(r"INFO:[ \t]*(?:\n|$)"), "INFO: corrupted", "bug", corrupted=True),
 )
 
-_UBSAN_SKIP = SkipRule(["^_*handle_", "val_to_string"])
+_UBSAN_SKIP = SkipRule(["^_*handle_", "val_to_string"]) + SYZ("ubsan")
 
 # ---------------------------------------------------------------------------- the kinds
 
 KINDS: tuple[ReportKind, ...] = (
-    ReportKind("leak", r"unreferenced object 0x", _MEMLEAK_RULES),
+    ReportKind("leak", r"unreferenced object" + KMEMLEAK_TYPE + r" 0x", _MEMLEAK_RULES),
     ReportKind(
         "bug", r"(?<![A-Za-z])BUG:",
         _LOCKDEP_RULES + _KASAN_RULES + _KFENCE_KMSAN_KCSAN_RULES + _BUG_RULES,
@@ -289,7 +376,7 @@ KINDS: tuple[ReportKind, ...] = (
     ),
     ReportKind("warning", r"(?<![A-Za-z])WARNING:", _LOCKDEP_RULES + _WARNING_RULES,
                # WARNING: also starts plenty of harmless messages; reports have one of these forms
-               ignore=_re(r"WARNING: (?!CPU:|at |possible|suspicious|inconsistent|bad unlock|lock held|"
+               ignore=_re(r"WARNING: (?!\s*$|CPU:|at |possible|suspicious|inconsistent|bad unlock|lock held|"
                           r"held lock|\S+ still has|still has|[Nn]ested lock|kernel stack|[A-Z]+IRQ-|"
                           r"trying to|[\w./-]+\.[ch]:\d+ at )")),
     ReportKind("info", r"(?<![A-Za-z])INFO:", _LOCKDEP_RULES + _INFO_RULES,
@@ -300,12 +387,15 @@ KINDS: tuple[ReportKind, ...] = (
         TitleRule(_re(r"BUG \S+ \([^)]*\): ([A-Za-z][\w ]*?[a-z])(?:[:.,]|\s*(?:\n|$))"), "BUG: {1}", "slab"),),
         ignore=_re(r"BUG \S+ \([^)]*\): kasan")),
     # a boot in the middle of a log: the guest rebooted behind rig's back
-    ReportKind("boot", r"(?m:^(?:\[[ \d.]+\](?:\[[ TC\d]+\])? ?)?(?:SeaBIOS \(version|Booting the kernel|"
-               r"Linux version \d))", (
+    ReportKind("boot", r"(?m:^" + SYSLOG_PREFIX_PLAIN + r"(?:\[[ TC\d]+\] ?)?"
+               r"(?:SeaBIOS \(version|Booting the kernel|Linux version \d))", (
         TitleRule(_re(r""), "unexpected kernel reboot", "reboot"),), boot=True),
     ReportKind("gpf", r"general protection fault", (
         TitleRule(_re(r"general protection fault"), "general protection fault in {frame}", "gpf",
-                  _FAULT_PLACES, alt="bad-access in {frame}"),)),
+                  _FAULT_PLACES, alt="bad-access in {frame}"),),
+               # a user-space program's fault as the kernel logs it ("traps: Xorg[812] general
+               # protection fault ip:... error:0 in libc.so.6"), no kernel report (syzkaller's ignore)
+               ignore=_re(r"general protection fault .* error:\d+ in ")),
     ReportKind("unable", r"Unable to handle kernel", (
         TitleRule(_re(r"Unable to handle kernel NULL pointer dereference"),
                   "BUG: unable to handle kernel NULL pointer dereference in {frame}", "oops", _FAULT_PLACES),
@@ -322,7 +412,7 @@ KINDS: tuple[ReportKind, ...] = (
         TitleRule(_re(r"kernel BUG at (?:\S*/)?(?:usercopy\.c)"), "BUG: bad usercopy in {frame}", "usercopy",
                   _FAULT_PLACES, SkipRule(["usercopy", "check_object_size", "check_heap_object",
                                            "check_copy_size", "check_bogus_address", "check_kernel_text"])),
-        TitleRule(_re(r"kernel BUG at"), "kernel BUG in {frame}", "bug", _FAULT_PLACES),
+        TitleRule(_re(r"kernel BUG at"), "kernel BUG in {frame}", "bug", _FAULT_PLACES, SYZ("kernel-bug")),
     )),
     ReportKind("panic", r"Kernel panic - not syncing", (
         TitleRule(_re(r"Kernel panic - not syncing: stack-protector: Kernel stack is corrupted"),
@@ -330,14 +420,36 @@ KINDS: tuple[ReportKind, ...] = (
                   (Place("line", _re(r"corrupted in: " + FUNC + r"\+0x")), TRACE),
                   SkipRule(["stack_chk_fail"])),
         TitleRule(_re(r"Kernel panic - not syncing: corrupted stack end"),
-                  "kernel panic: corrupted stack end in {frame}", "panic", (TRACE,), stall=True),
+                  "kernel panic: corrupted stack end in {frame}", "panic", (TRACE,), SYZ("stack-end"), stall=True),
         TitleRule(_re(r"Kernel panic - not syncing: (Attempted to kill init!)"), "kernel panic: {1}", "panic"),
+        # The last line of a panic after a BUG, a WARNING (panic_on_warn) or a hung task
+        # (hung_task_panic): the report that caused it is lost, so the title is a guess
+        # (syzkaller's linux.go marks these formats corrupted).
+        TitleRule(_re(r"Kernel panic - not syncing: (Fatal exception|panic_on_warn set|hung_task: blocked tasks)"),
+                  "kernel panic: {1}", "panic", corrupted=True),
+        # arch/x86/kernel/traps.c handle_stack_overflow(): named like a stall, by the frame just
+        # inside the first dispatcher (syzkaller's linux.go)
+        TitleRule(_re(r"Kernel panic - not syncing: kernel stack overflow"), "kernel stack overflow in {frame}",
+                  "stack-overflow", (TRACE,), SYZ("stack-overflow"), stall=True),
+        TitleRule(_re(r"Kernel panic - not syncing: (Couldn't open N_TTY ldisc) for"), "kernel panic: {1}", "panic"),
         TitleRule(_re(r"Kernel panic - not syncing: (VFS: Unable to mount root fs on [^\s]+)"),
                   "kernel panic: {1}", "panic"),
         TitleRule(_re(r"Kernel panic - not syncing: ([^\n]*?)[\s.]*(?:\n|$)"), "kernel panic: {1}", "panic"),
     )),
-    ReportKind("divide", r"divide error:", (
-        TitleRule(_re(r"divide error:"), "divide error in {frame}", "oops", _FAULT_PLACES),)),
+    # A Rust panic (rust/kernel/lib.rs's panic handler, pr_emerg with the "rust_kernel: "
+    # prefix) prints where and why, then BUG()s: the title is the message and the Rust
+    # function that panicked (syzkaller's linux.go, "rust_kernel: panicked"). Rust since
+    # 1.81 prints "panicked at FILE:LINE:COL:" and the message on the next line; older
+    # compilers "panicked at 'MESSAGE', FILE:LINE:COL".
+    ReportKind("rust-panic", r"rust_kernel: panicked at", (
+        TitleRule(_re(r"rust_kernel: panicked at '(.+?)', \S+:\d+"), "{1} in {frame}", "panic", (CALL_TRACE,),
+                  SYZ("rust-panic")),
+        TitleRule(_re(r"rust_kernel: panicked at [^\n]*\n\s*([^\n]*\S)"), "{1} in {frame}", "panic", (CALL_TRACE,),
+                  SYZ("rust-panic")),
+    )),
+    # x86 printed "divide_error:" for a while (5.9's IDTENTRY conversion)
+    ReportKind("divide", r"divide[ _]error:", (
+        TitleRule(_re(r"divide[ _]error:"), "divide error in {frame}", "oops", _FAULT_PLACES),)),
     ReportKind("opcode", r"invalid opcode:", (
         TitleRule(_re(r"invalid opcode:"), "invalid opcode in {frame}", "oops", _FAULT_PLACES),)),
     # a breakpoint trap in kernel code: under multi-threaded TCG, a static key being patched
@@ -361,9 +473,10 @@ KINDS: tuple[ReportKind, ...] = (
     ReportKind("netdev", r"unregister_netdevice: waiting for", (
         TitleRule(_re(r"unregister_netdevice: waiting for \S+ to become free"),
                   "unregister_netdevice: waiting for DEV to become free", "hung-task"),)),
-    ReportKind("vfs", r"VFS: Close: file count is ", (
+    ReportKind("vfs", r"VFS: (?:Close: file count is |Busy inodes after unmount)", (
         TitleRule(_re(r"VFS: Close: file count is (?:zero|0)"), "VFS: Close: file count is zero (use-after-free)",
-                  "bug"),)),
+                  "bug"),
+        TitleRule(_re(r"VFS: Busy inodes after unmount"), "VFS: Busy inodes after unmount (use-after-free)", "bug"),)),
 )
 
 # What a console shows before the kernel's first line; anything else before a boot banner
@@ -382,10 +495,12 @@ BOOT_PREAMBLE = _re(r"\s*$|SeaBIOS|iPXE|Booting from|Booting the kernel|Decompre
 # as its header allows ("fault" and "error:" stand for several: one short scan costs less
 # than two or three long ones).
 HEADER_HINTS = (
-    "BUG", "WARNING:", "INFO:", "unreferenced object 0x", "fault",  # general protection, double, Unhandled
+    "BUG", "WARNING:", "INFO:", "unreferenced object", "fault",  # general protection, double, Unhandled
     "Unable to handle kernel", "Kernel panic - not syncing", "error:",  # divide error:, Internal error:
     "invalid opcode:", "stack segment:", "Alignment trap:", "int3:", "UBSAN:",
-    "unregister_netdevice: waiting for", "VFS: Close: file count is ", "SeaBIOS (version", "Linux version ",
+    "unregister_netdevice: waiting for", "VFS: Close: file count is ", "VFS: Busy inodes after unmount",
+    "SeaBIOS (version", "Linux version ",
+    "rust_kernel: panicked at",
 )
 
 # Lines that carry on a report already open rather than start a new one.

@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 import re
 
+from rig.splat.symbols import canonical_function
+
+__all__ = ["canonical_function", "canonical_lock", "normalize_numbers", "signature_of"]
+
 _HEX_ADDR = re.compile(r"\b(?:0x)?[0-9a-fA-F]*[0-9][0-9a-fA-F]*\b")
-# Arch entry wrappers keep the "sys_" (sys_futex); the inner __se_/__do_/compat_ wrappers
-# are named by the syscall alone (memfd_secret), as syzbot does.
-_SYSCALL_ENTRY = re.compile(r"^(?:__x64_|__ia32_|__arm64_|__riscv_|__s390x_|__s390_|__powerpc_|__)?(?:SyS|sys)_(\w+)$")
-_SYSCALL_INNER = re.compile(r"^(?:__se_|__do_|__compat_|compat_)(?:SyS|sys|SYSC)_(\w+)$")
 _LOCK_INSTANCE = re.compile(r"#\d+$|/\d+$")
 
 
@@ -26,15 +26,6 @@ def normalize_numbers(text: str) -> str:
         return token
 
     return _HEX_ADDR.sub(repl, text)
-
-
-def canonical_function(name: str) -> str:
-    """Syscall entry points differ by arch and kernel version; syzbot names them sys_X."""
-    m = _SYSCALL_INNER.match(name)
-    if m is not None:
-        return m.group(1)
-    m = _SYSCALL_ENTRY.match(name)
-    return f"sys_{m.group(1)}" if m else name
 
 
 def canonical_lock(name: str) -> str:

@@ -13,27 +13,45 @@ import re
 
 from typing import Protocol
 
+from rig.splat.frames import parse_frame, pc_function
+from rig.splat.symbols import canonical_function
+
 
 class _Skip(Protocol):
     def skips(self, func: str) -> bool: ...
 
 # Frames that only dispatch work; the frame called by one of them identifies the loop.
-_ANCHORS = re.compile(
-    r"_*(?:kthread$|worker_thread$|process_one_work$|call_timer_fn$|expire_timers$|run_timers$|"
-    r"run_timer_softirq$|do_softirq|irq_exit|handle_softirqs$|net_rx_action$|tasklet_action|"
-    r"hrtimer_run_queues$|napi_poll$|process_backlog$|netif_receive_skb|rtnetlink_rcv_msg$|"
-    r"nfnetlink_rcv_msg$|sock_sendmsg$|sock_write_iter$|sock_read_iter$|sock_common_setsockopt$|"
-    r"sock_common_getsockopt$|sock_setsockopt$|vfs_read$|vfs_write$|new_sync_read$|new_sync_write$|"
-    r"vfs_iter_read$|vfs_iter_write$|do_iter_read$|do_iter_write$|do_iter_readv_writev$|"
-    r"do_vfs_ioctl$|vfs_ioctl$|\w*compat_ioctl$|fput$|task_work_run$|do_syscall|entry_SYSCALL|"
-    r"do_fast_syscall|do_int80|el0_svc|invoke_syscall|ret_fast_syscall|ksys_ioctl$|ksys_read$|"
-    r"ksys_write$|smp_call_function|on_each_cpu|exit_to_usermode_loop$|exit_to_user_mode|"
-    r"syscall_exit_to_user_mode|ret_from_fork$|kernel_init$|"
-    r"do_one_initcall$|mmap_region$|do_mmap$|vm_mmap_pgoff$|do_fault$|"
-    r"cpu_startup_entry$|do_idle$|start_secondary$|do_dentry_open$|vfs_open$|"
-    # the ioctl/read/write entry points say nothing; the driver handler below them does
-    r"(?:x64_|ia32_|arm64_|se_|do_)?sys_(?:ioctl|read|write)$|drm_ioctl_kernel$|drm_ioctl$|drm_compat_ioctl$)"
+# Each pattern is searched for in the frame's title name (syscall prefixes removed, see
+# rig.splat.symbols), so "vfs_write" also stands for __vfs_write and "ioctl" for the entry
+# points of every architecture. From syzkaller's pkg/report (linux.go,
+# linuxStallAnchorFrames) unless marked otherwise.
+_ANCHOR_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("generic dispatchers of work, and some of their callers in case a name changes",
+     ("process_one_work", "do_syscall_", "do_fast_syscall_", "sysenter_dispatch", "tracesys_phase2",
+      "el0_svc_handler", "invoke_syscall", "ret_fast_syscall", "netif_receive_skb", "do_softirq",
+      "call_timer_fn", "_run_timers", "run_timer_softirq", "hrtimer_run", "run_ksoftirqd",
+      "smpboot_thread_fn", "^kthread$", "start_secondary", "cpu_startup_entry", "ret_from_fork")),
+    ("file operations: the driver or filesystem callback below them names the loop",
+     ("vfs_write", "vfs_read", "vfs_iter_read", "vfs_iter_write", "do_iter_read", "do_iter_write",
+      "call_read_iter", "call_write_iter", "new_sync_read", "new_sync_write", "vfs_ioctl", "ksys_ioctl",
+      "compat_ioctl", "compat_sys_ioctl", "blkdev_driver_ioctl", "blkdev_ioctl", "do_iter_readv_writev",
+      "^call_mmap", "mmap_region", "do_mmap", "do_dentry_open", "vfs_open")),
+    ("socket operations: the protocol handler below them names the loop",
+     ("^sock_sendmsg", "^sock_recvmsg", "^sock_release", "^__sock_release", "^setsockopt$",
+      "kernel_setsockopt", "sock_common_setsockopt", "^listen$", "kernel_listen", "sk_common_release",
+      "^sock_mmap", "^accept$", "kernel_accept", "^sock_do_ioctl", "^sock_ioctl", "^compat_sock_ioctl",
+      "^nfnetlink_rcv_msg", "^rtnetlink_rcv_msg", "^netlink_dump", "^(?:sys_)?(?:socketpair|connect|ioctl)")),
+    ("page fault entry points", ("__do_fault", "do_page_fault", "^page_fault$")),
+    ("callbacks run on the way back to user space", ("__fput", "task_work_run", "exit_to_usermode")),
+    ("cross-CPU calls and tasklets (a stall in smp_call_function is named by it)",
+     ("smp_call_function", "tasklet_action", "tasklet_hi_action")),
+    ("rig's own: newer kernels' names of the same dispatchers (5.x-7.x entry and irq code)",
+     ("exit_to_user_mode", "handle_softirqs$", "irq_exit", "^el0_svc", "entry_SYSCALL", "do_int80")),
+    ("rig's own: DRM's ioctl dispatch, so a stall in a DRM ioctl names the driver's handler",
+     ("^drm_ioctl_kernel$", "^drm_ioctl$", "^drm_compat_ioctl$")),
 )
+_ANCHORS = re.compile("|".join(f"(?:{p})" for _, group in _ANCHOR_GROUPS for p in group))
+
 # The timer interrupt that fired the stall detector: frames below it are the detector itself.
 _TIMER_IRQ = re.compile(r"apic_timer_interrupt|hrtimer_interrupt|arch_timer_handler|timer_interrupt")
 _GRACE_PERIOD_DUMP = re.compile(r"RCU grace-period kthread stack dump")
@@ -41,23 +59,68 @@ _PC = re.compile(r"\s*(?:RIP|IP|pc|PC is at|NIP|epc)\b")
 
 
 def stall_frame(candidates: list[tuple[str, int]], msgs: list[str], skip: _Skip,
-                *, own_cpu: bool = False) -> str | None:
+                *, own_cpu: bool = False, interrupted: bool = False) -> str | None:
     """The representative frame of a stall report (candidates: frames and pcs in line order).
 
     own_cpu: the detector ran on the stuck CPU itself (soft lockup), so the first pc is
     the looping code even when it was interrupted in softirq context.
+    interrupted: the report shows the stalled code where the timer interrupt caught it
+    (an RCU stall): read first from the first pc after that interrupt.
     """
+    if interrupted:
+        caught = [func for func in _after_timer_interrupt(msgs) if not skip.skips(func)]
+        found = _representative(caught)
+        if found is not None:
+            return found
     frames = [func for func in _looping_frames(candidates, msgs, own_cpu) if not skip.skips(func)]
+    if not frames:
+        return None
+    return _representative(frames) or frames[0]
+
+
+# Where an interrupt frame shows the stalled code below it: x86's timer interrupt entry,
+# an exception stack, arm64's el1 irq entry (syzkaller's linux.go, rcu stall parts2).
+_INTERRUPT_LINE = re.compile(r"apic_timer_interrupt|Exception stack|el1h_64_irq")
+_TRACE_START = re.compile(r"Call [Tt]race|Allocated by task|Freed by task|(?<!k) backtrace:|^Backtrace:")
+
+
+def _after_timer_interrupt(msgs: list[str]) -> list[str]:
+    """The stalled code as syzkaller reads an RCU stall: after the first line naming the
+    timer interrupt, the next pc and the frames below it (else the frames below the first
+    interrupt or exception stack line), up to the next trace header."""
+    first = next((i for i, msg in enumerate(msgs) if "apic_timer_interrupt" in msg), None)
+    if first is not None:
+        for j in range(first + 1, len(msgs)):
+            func = pc_function(msgs[j]) if _looks_like_pc(msgs[j]) else None
+            if func is not None:
+                return [func] + _frames_from(msgs, j + 1)
+    first = next((i for i, msg in enumerate(msgs) if _INTERRUPT_LINE.search(msg)), None)
+    return _frames_from(msgs, first + 1) if first is not None else []
+
+
+def _frames_from(msgs: list[str], start: int) -> list[str]:
+    out = []
+    for msg in msgs[start:]:
+        if _TRACE_START.search(msg):
+            break
+        parsed = parse_frame(msg)
+        if parsed is not None and not parsed[1]:
+            out.append(parsed[0])
+    return out
+
+
+def _representative(frames: list[str]) -> str | None:
+    """The frame just inside the first dispatcher (walking outwards), None when no frame is one."""
     if not frames:
         return None
     prev = frames[0]
     for func in frames:
-        if _ANCHORS.match(func):
+        if _ANCHORS.search(canonical_function(func)):
             if func.lstrip("_").startswith("smp_call_function"):
                 return "smp_call_function"
             return prev
         prev = func
-    return frames[0]
+    return None
 
 
 def _looping_frames(candidates: list[tuple[str, int]], msgs: list[str], own_cpu: bool) -> list[str]:

@@ -3,6 +3,13 @@
 A console line may carry a syslog level (`<4>`), a printk time (`[   12.345678]`) and a
 caller id (`[ T123]` task, `[ C0]` interrupt context on CPU 0). rig works on the message
 after these prefixes and keeps the caller id, which tells interleaved reports apart.
+
+Kernel messages read back from the journal or a syslog file carry the logger's own
+prefix in front of that: `journalctl -k` prints `Nov 29 05:00:01 host kernel: ` (with
+-o short-iso `2026-11-29T05:00:01+0000 host kernel: `, with -o short-monotonic
+`[   12.345678] host kernel: `), rsyslog and syslog-ng write the same forms, and
+`dmesg -T` puts the wall-clock time in brackets (`[Sun Nov 29 05:00:01 2026] `). Those
+prefixes are taken off too; the printk time is kept where the line has one.
 """
 
 from __future__ import annotations
@@ -10,28 +17,29 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-_PREFIX = re.compile(
-    r"(?:<\d{1,2}>)?"
-    r"(?:\[\s*(?P<ts>\d+\.\d+)\])?"
-    r"(?:\[\s*(?P<caller>[TC]\d+)\])?"
-)
+# The logger's prefix of a kernel line in the journal or syslog, before the printk time: a
+# wall-clock time (BSD syslog's "Nov 29 05:00:01", with or without fractions, or ISO 8601),
+# the host name and the "kernel:" tag, then one space; or dmesg -T's bracketed date.
+SYSLOG_PREFIX = (r"(?:(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d(?:\.\d+)?"
+                 r"|\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?) [^\s:\[\]]+ kernel: "
+                 r"|\[[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \d{4}\] )")
+# journalctl -o short-monotonic puts the host and tag after the printk time instead.
+_HOST_TAG = r"(?: [^\s:\[\]]+ kernel:(?= ))"
 
+# An overloaded or dying console says how many messages it lost, in front of the next line
+# it prints (kernel/printk/printk.c).
+_DROPPED = r"(?:\*\* \d+ printk messages dropped \*\* ?)"
 
-# The whole line in one match: [syslog level][printk time][caller id][one space]message.
-# Groups: time, caller, message. The space is the prefix's only when a prefix part is
-# there (a prefix starts with "<" or "["). A prefix never reaches into the next line.
-_LINE = re.compile(r"(?:(?=[<\[])(?:<\d{1,2}>)?(?:\[[^\S\n]*(\d+\.\d+)\])?(?:\[[^\S\n]*([TC]\d+)\])? ?)?"
+# For patterns that look for a line start (a boot banner): any logger prefix and printk time.
+SYSLOG_PREFIX_PLAIN = SYSLOG_PREFIX + r"?(?:\[[ \d.]+\]" + _HOST_TAG + r"? ?)?"
+
+# The whole line in one match: [dropped messages][logger prefix][syslog level][printk time]
+# [host and tag][caller id][one space]message. Groups: printk time, caller, message. The
+# space is the prefix's only when a prefix part is there (a prefix starts with "<", "[",
+# "*", a capital letter or a digit). A prefix never reaches into the next line.
+_LINE = re.compile(r"(?:(?=[<\[A-Z0-9*])" + _DROPPED + r"?" + SYSLOG_PREFIX + r"?"
+                   r"(?:<\d{1,2}>)?(?:\[[^\S\n]*(\d+\.\d+)\]" + _HOST_TAG + r"?)?(?:\[[^\S\n]*([TC]\d+)\])? ?)?"
                    r"([^\n]*)")
-
-
-class Line(NamedTuple):
-    """One console line with its printk prefix taken apart (a tuple: logs have millions)."""
-
-    start: int  # offset of the line in the text
-    end: int  # offset of the line's newline (or of the end of the text)
-    msg: str  # the message, prefixes and the one space after them removed, no '\r'
-    timestamp: float | None
-    caller: str  # "T123", "C0" or ""
 
 
 def decode(data: bytes | str) -> str:
@@ -45,17 +53,20 @@ def split_prefix(raw: str) -> tuple[str, float | None, str]:
     """(message, timestamp, caller) of one raw line without its newline."""
     if raw.endswith("\r"):
         raw = raw[:-1]
-    if not raw or raw[0] not in "<[":
-        return raw, None, ""
-    m = _PREFIX.match(raw)
-    assert m is not None  # every part of the prefix is optional
-    cut = m.end()
-    if cut == 0:
-        return raw, None, ""
-    if cut < len(raw) and raw[cut] == " ":
-        cut += 1
-    ts = m.group("ts")
-    return raw[cut:], (float(ts) if ts else None), (m.group("caller") or "")
+    m = _LINE.match(raw)
+    assert m is not None  # every part is optional
+    ts, caller, msg = m.groups("")
+    return msg, (float(ts) if ts else None), caller
+
+
+class Line(NamedTuple):
+    """One console line with its printk prefix taken apart (a tuple: logs have millions)."""
+
+    start: int  # offset of the line in the text
+    end: int  # offset of the line's newline (or of the end of the text)
+    msg: str  # the message, prefixes and the one space after them removed, no '\r'
+    timestamp: float | None
+    caller: str  # "T123", "C0" or ""
 
 
 class LogText:

@@ -4,7 +4,13 @@ The corpus lives in the shared folder beside the repository (see tests/conftest.
 part of it is held back elsewhere to check that these rules generalise, so the figures
 here must come from general rules, never from special cases for files.
 
-Run directly for a per-file listing of misses:  python tests/unit/test_splat_corpus.py
+The corpus is split, by file number, into a tuning part and a held-out part (see
+HELD_OUT_EVERY). The rules are tuned on the tuning part only; the held-out part checks
+that they hold on reports nobody looked at while writing them. The split is fixed: moving
+a file between parts would make the held-out figure meaningless.
+
+Run directly for a per-file listing of the tuning part's misses (the held-out part is
+scored, never listed):  python tests/unit/test_splat_corpus.py
 """
 
 from __future__ import annotations
@@ -17,9 +23,22 @@ from pathlib import Path
 
 from rig.splat import parse_log
 
-DETECTION_MIN = 0.98  # report vs no report, over every file
-TITLE_MIN = 0.95  # first finding's title == expected title, over files not marked corrupted
+DETECTION_MIN = 0.99  # report vs no report, over every file
+TITLE_MIN = 0.97  # first finding's title == expected title, over files not marked corrupted
 EXTRACTION_MIN = 0.93  # share of the expected REPORT: lines found, in order, in the cut-out report
+# The held-out part may trail the tuning part by at most this much (detection and title):
+# a wider gap means the rules fit the tuning files rather than the kinds of report.
+HELD_OUT_GAP = 0.02
+
+# Files whose number is a multiple of HELD_OUT_EVERY are held out from tuning (a quarter
+# of the corpus); every other file is the tuning part. Fixed once, before any rule was
+# tuned against the split: never change it.
+HELD_OUT_EVERY = 4
+
+
+def held_out(name: str) -> bool:
+    """The file is in the held-out part (never used to tune the rules)."""
+    return name.isdigit() and int(name) % HELD_OUT_EVERY == 0
 
 
 @dataclass(frozen=True)
@@ -67,6 +86,9 @@ class Figures:
     titled_right: int = 0
     extraction_lines: int = 0
     extraction_found: int = 0
+    # the first finding's corrupted flag against the file's CORRUPTED (detected files only)
+    flagged: int = 0
+    flagged_right: int = 0
     per_kind: dict[str, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0, 0, 0]))
     misses: list[str] = field(default_factory=list)
 
@@ -97,10 +119,17 @@ def _report_lines_found(expected: str, got: str) -> tuple[int, int]:
     return len(want), found
 
 
-def measure(corpus: Path) -> Figures:
+def _files(corpus: Path) -> list[Path]:
+    return [p for p in sorted(corpus.iterdir(), key=lambda p: (len(p.name), p.name))
+            if p.is_file() and not p.name.startswith(".") and not p.name.upper().startswith("README")]
+
+
+def measure(corpus: Path, part: str = "all") -> Figures:
+    """Scores over the files of `part`: "all", "tuning" or "held-out"."""
+    assert part in ("all", "tuning", "held-out")
     figures = Figures()
-    for path in sorted(corpus.iterdir(), key=lambda p: (len(p.name), p.name)):
-        if not path.is_file() or path.name.startswith(".") or path.name.upper().startswith("README"):
+    for path in _files(corpus):
+        if part != "all" and held_out(path.name) != (part == "held-out"):
             continue
         case = load_case(path)
         findings = parse_log(case.log)
@@ -121,6 +150,9 @@ def measure(corpus: Path) -> Figures:
                 stats[3] += 1
             elif detected:
                 figures.misses.append(f"{case.name}: title: expected {case.title!r}, got {got!r}")
+        if findings and case.title:
+            figures.flagged += 1
+            figures.flagged_right += findings[0].corrupted == case.corrupted
         if case.report is not None and findings:
             total, found = _report_lines_found(case.report, findings[0].report)
             figures.extraction_lines += total
@@ -135,26 +167,33 @@ def render(figures: Figures) -> str:
         lines.append(f"{kind:28} {files:5} {det / files:7.1%} {titled:6} {rate:>8}")
     lines.append(f"detection {figures.detected_right}/{figures.files} = {figures.detection:.1%}; "
                  f"title {figures.titled_right}/{figures.titled} = {figures.title:.1%}; "
-                 f"report lines {figures.extraction_found}/{figures.extraction_lines} = {figures.extraction:.1%}")
+                 f"report lines {figures.extraction_found}/{figures.extraction_lines} = {figures.extraction:.1%}; "
+                 f"corrupted flag {figures.flagged_right}/{figures.flagged}")
     return "\n".join(lines)
 
 
 def test_corpus_detection_and_titles(corpus_dir: Path) -> None:
     figures = measure(corpus_dir)
-    print()
-    print(render(figures))
-    assert figures.files >= 100, "the corpus looks incomplete"
-    assert figures.detection >= DETECTION_MIN, "\n".join(figures.misses)
-    assert figures.title >= TITLE_MIN, "\n".join(figures.misses)
+    tuning = measure(corpus_dir, "tuning")
+    held = measure(corpus_dir, "held-out")
+    for name, part in (("tuning part", tuning), ("held-out part", held), ("whole corpus", figures)):
+        print(f"\n{name}:")
+        print(render(part))
+    assert held.files >= 50 and tuning.files >= 150, "the corpus looks incomplete"
+    # misses are listed for the tuning part only: the held-out files are not for tuning
+    assert figures.detection >= DETECTION_MIN, "\n".join(tuning.misses)
+    assert figures.title >= TITLE_MIN, "\n".join(tuning.misses)
     assert figures.extraction >= EXTRACTION_MIN
+    # held-out misses are not listed (they are not for tuning), only the figures
+    assert held.detection >= tuning.detection - HELD_OUT_GAP, "held-out detection trails the tuning part"
+    assert held.title >= tuning.title - HELD_OUT_GAP, "held-out titles trail the tuning part"
 
 
 _PREFIX = re.compile(rb"^\[ *\d+\.\d+\](?:\[ *[TC]\d+\])? ?", re.M)
 
 
 def _cases(corpus: Path) -> list[Case]:
-    return [load_case(p) for p in sorted(corpus.iterdir())
-            if p.is_file() and not p.name.startswith(".") and not p.name.upper().startswith("README")]
+    return [load_case(p) for p in _files(corpus)]
 
 
 def test_corpus_titles_survive_crlf_and_missing_prefixes(corpus_dir: Path) -> None:
@@ -176,6 +215,10 @@ if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from tests.conftest import CORPUS
 
-    result = measure(CORPUS / "syzkaller-linux-report")
+    folder = CORPUS / "syzkaller-linux-report"
+    result = measure(folder, "tuning")
     print("\n".join(result.misses))
+    print("tuning part:")
     print(render(result))
+    print("held-out part (scores only):")
+    print(render(measure(folder, "held-out")))
