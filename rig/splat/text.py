@@ -38,7 +38,10 @@ SYSLOG_PREFIX_PLAIN = SYSLOG_PREFIX + r"?(?:\[[ \d.]+\]" + _HOST_TAG + r"? ?)?"
 # space is the prefix's only when a prefix part is there (a prefix starts with "<", "[",
 # "*", a capital letter or a digit). A prefix never reaches into the next line.
 _LINE = re.compile(r"(?:(?=[<\[A-Z0-9*])" + _DROPPED + r"?" + SYSLOG_PREFIX + r"?"
-                   r"(?:<\d{1,2}>)?(?:\[[^\S\n]*(\d+\.\d+)\]" + _HOST_TAG + r"?)?(?:\[[^\S\n]*([TC]\d+)\])? ?)?"
+                   r"(?:<\d{1,2}>)?(?:\[[^\S\n]*(\d+\.\d+)\]" + _HOST_TAG + r"?)?"
+                   # util-linux dmesg prints the caller id as a field of its own: "[ 1.0] [ T1] "
+                   r"(?: (?=\[[^\S\n]*[TC]\d+\]))?"
+                   r"(?:\[[^\S\n]*([TC]\d+)\])? ?)?"
                    r"([^\n]*)")
 
 

@@ -444,3 +444,17 @@ def test_an_arm64_boot_banner_is_not_a_reboot() -> None:
     assert parse_log(log) == []
     rebooted = log + "[   61.176761][    T6] reboot: Restarting system\n" + log
     assert [f.title for f in parse_log(rebooted)] == ["unexpected kernel reboot"]
+
+
+def test_util_linux_dmesg_caller_field_is_taken_off_and_an_arm64_boot_is_no_reboot() -> None:
+    # `dmesg` prints the caller id as a field of its own ("[ 0.000000] [    T0] "); an arm64
+    # kernel says "Booting Linux on physical CPU" before its "Linux version" banner.
+    log = ("[    0.000000] [    T0] Booting Linux on physical CPU 0x0000000000 [0x000f0510]\n"
+           "[    0.000000] [    T0] Linux version 6.1.176 (rig@rig) (aarch64-linux-gnu-gcc 12.2.0) #1 SMP\n"
+           "[    0.000000] [    T0] Machine model: linux,dummy-virt\n"
+           "[   53.859606] [   T13] reboot: Power down\n")
+    assert parse_log(log) == []
+    from rig.splat.text import split_prefix
+
+    assert split_prefix("[    1.250000] [  C1] rcu: INFO: rcu_sched self-detected stall") == (
+        "rcu: INFO: rcu_sched self-detected stall", 1.25, "C1")
