@@ -290,11 +290,17 @@ def _clean(text: str) -> str:
     return "".join(ch for ch in text if ch in "\t\n\r" or ord(ch) >= 0x20)
 
 
+def ended(test: dict[str, Any]) -> str:
+    """How a test of a cell's report.json ended: `result` from report schema 3 on (where
+    `status` is the verdict's new/pre-existing/...), `status` before it."""
+    return str(test.get("result", test.get("status")))
+
+
 def junit(records: Sequence[CellRecord]) -> str:
     root = ET.Element("testsuites", name="rig matrix")
     for record in records:
         result = record.result
-        failing = [t for t in record.tests if t.get("status") in ("fail", "timeout", "crash")]
+        failing = [t for t in record.tests if ended(t) in ("fail", "timeout", "crash")]
         unexpected = set(record.report.get("verdict", {}).get("unexpected_failures", [])) if record.report else set()
         new = [f for f in record.findings if f.get("status") == "new"]
         suite = ET.SubElement(root, "testsuite", name=result.id,
@@ -316,10 +322,10 @@ def junit(records: Sequence[CellRecord]) -> str:
             case = ET.SubElement(suite, "testcase", name=str(test.get("name")), classname=f"{result.id}.test",
                                  time=f"{test.get('duration_s') or 0:.3f}")
             if test.get("name") in unexpected:
-                ET.SubElement(case, "failure", message=str(test.get("raw_status", test.get("status"))))\
+                ET.SubElement(case, "failure", message=str(test.get("raw_status", ended(test))))\
                     .text = _clean(str(test.get("detail", "")))
-            elif test.get("status") in ("skip", "absent"):
-                ET.SubElement(case, "skipped", message=str(test.get("raw_status", test.get("status"))))
+            elif ended(test) in ("skip", "absent"):
+                ET.SubElement(case, "skipped", message=str(test.get("raw_status", ended(test))))
         for finding in record.findings:
             case = ET.SubElement(suite, "testcase", name=str(finding.get("title")),
                                  classname=f"{result.id}.kernel.{finding.get('kind')}")
@@ -393,7 +399,7 @@ def kcidb(records: Sequence[CellRecord]) -> dict[str, Any]:
         for test in record.tests:
             name = str(test.get("name", ""))
             entry = {"id": _id("test", result.id, name), "origin": KCIDB_ORIGIN, "build_id": build_id,
-                     "path": f"rig.{kcidb_path(name)}", "status": _TEST_STATUS.get(str(test.get("status")), "ERROR"),
+                     "path": f"rig.{kcidb_path(name)}", "status": _TEST_STATUS.get(ended(test), "ERROR"),
                      "environment": environment, "misc": {"name": name}}
             if test.get("duration_s") is not None:
                 entry["duration"] = float(test["duration_s"])

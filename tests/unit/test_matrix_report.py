@@ -168,3 +168,11 @@ def test_matrix_html_renders_its_grid_in_headless_chromium(tmp_path: Path, monke
     shot = screenshot(out / "matrix.html", tmp_path / "matrix.png", size="900,700")
     png = shot.read_bytes()
     assert png.startswith(b"\x89PNG") and _png_colours(png) > 5  # the red and grey cells, text: not blank
+
+
+def test_a_tests_end_is_read_from_either_report_schema() -> None:
+    from rig.matrix.report import ended
+
+    # schema 3: status is the verdict, result how the test ended; before it, status was that
+    assert ended({"name": "a", "status": "new", "result": "fail"}) == "fail"
+    assert ended({"name": "a", "status": "fail"}) == "fail"
