@@ -29,6 +29,12 @@ class GpuModel:
     # switched on there, not plugged in with -device.
     machine_options: tuple[str, ...] = ()
 
+    @property
+    def has_display(self) -> bool:
+        """Whether QEMU shows a screen for it: only the plugged-in display devices do (a
+        render-only GPU such as rig's Mali has no scanout of its own)."""
+        return bool(self.devices)
+
 
 @dataclass(frozen=True)
 class Target:

@@ -10,6 +10,7 @@ from typing import Any
 
 from rig.errors import InfraError
 from rig.guest import GuestResult
+from rig.guest_spec import GuestSpec
 
 Answer = Callable[[list[str]], "GuestResult | str | None"]
 
@@ -64,6 +65,7 @@ class FakeVM:
                  partial: str = "") -> None:
         self.machine = FakeMachine(console)
         self.guest = FakeGuest()
+        self.spec = GuestSpec()  # the machine rig asked for, as VM.spec
         self.answer = answer
         self.fail_on = fail_on
         self.partial = partial  # what a command the answer makes raise had printed before

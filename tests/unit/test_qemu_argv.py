@@ -206,6 +206,7 @@ def test_mali_is_switched_on_in_the_board_not_plugged_in() -> None:
     assert options(argv, "-machine") == ["virt,gic-version=3,mali=on"]
     assert not all_gpu_devices(ARM64) & set(options(argv, "-device"))  # no virtio-gpu beside it
     assert ARM64.gpu("mali").driver == "panfrost"
+    assert not ARM64.gpu("mali").has_display and ARM64.gpu("virtio-gpu").has_display
 
 
 def test_mali_is_arm64_only() -> None:
