@@ -291,17 +291,7 @@ def _build(data: dict[str, Any], name: str, source: str, problems: list[str]) ->
     names: set[str] = set()
     for index, where, script in _array_of_tables(data, "script", "script", problems):
         _unknown_keys(script, {"name", "argv", "timeout_s", "driver"}, where, problems)
-        sname = script.get("name")
-        if not isinstance(sname, str) or not _NAME_RE.match(sname):
-            problems.append(f"{where}: name must be a word (letters, digits, . _ -)")
-            sname = f"script{index}"
-        elif sname in names:
-            problems.append(f"{where}: name '{sname}' is used twice")
-        names.add(sname)
-        argv = script.get("argv")
-        if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
-            problems.append(f"{where} ({sname}): argv must be a non-empty list of strings (no shell string)")
-            argv = []
+        sname, argv = _named_argv(script, index, where, "script", names, problems)
         timeout = _number(script.get("timeout_s"), f"{where}.timeout_s", problems, DEFAULT_SCRIPT_TIMEOUT_S)
         driver = _driver(script.get("driver"), where, problems)
         scripts.append(Script(sname, tuple(argv), timeout, driver))
@@ -362,20 +352,34 @@ def _ktap_programs(data: dict[str, Any], problems: list[str]) -> list[KtapProgra
     names: set[str] = set()
     for index, where, entry in _array_of_tables(data, "ktap", "ktap", problems):
         _unknown_keys(entry, {"name", "argv", "timeout_s"}, where, problems)
-        pname = entry.get("name")
-        if not isinstance(pname, str) or not _NAME_RE.match(pname) or "." in pname:
-            problems.append(f"{where}: name must be a word (letters, digits, _ -)")
-            pname = f"ktap{index}"
-        elif pname in names:
-            problems.append(f"{where}: name '{pname}' is used twice")
-        names.add(pname)
-        argv = entry.get("argv")
-        if not isinstance(argv, list) or not argv or not all(isinstance(a, str) and a for a in argv):
-            problems.append(f"{where} ({pname}): argv must be a non-empty list of strings (no shell string)")
-            argv = []
+        pname, argv = _named_argv(entry, index, where, "ktap", names, problems)
         timeout = _number(entry.get("timeout_s"), f"{where}.timeout_s", problems, DEFAULT_KTAP_TIMEOUT_S)
         programs.append(KtapProgram(pname, tuple(argv), timeout))
     return programs
+
+
+def _named_argv(entry: dict[str, Any], index: int, where: str, kind: str, names: set[str],
+                problems: list[str]) -> tuple[str, list[str]]:
+    """The name and argv of a [[script]] or [[ktap]] entry (`kind`), problems noted.
+
+    A ktap program is stricter in two ways: its name may not hold a dot, because its cases
+    are reported as `ktap:SUITE.CASE` beside the program's own `ktap:NAME` markers; and no
+    argv word may be empty, because the program is started with exactly those words.
+    """
+    strict = kind == "ktap"
+    name = entry.get("name")
+    if not isinstance(name, str) or not _NAME_RE.match(name) or (strict and "." in name):
+        allowed = "letters, digits, _ -" if strict else "letters, digits, . _ -"
+        problems.append(f"{where}: name must be a word ({allowed})")
+        name = f"{kind}{index}"
+    elif name in names:
+        problems.append(f"{where}: name '{name}' is used twice")
+    names.add(name)
+    argv = entry.get("argv")
+    if not isinstance(argv, list) or not argv or not all(isinstance(a, str) and (a or not strict) for a in argv):
+        problems.append(f"{where} ({name}): argv must be a non-empty list of strings (no shell string)")
+        argv = []
+    return name, argv
 
 
 def expand(patterns: tuple[str, ...], available: dict[str, list[str]]) -> tuple[list[str], list[str]]:
