@@ -10,15 +10,18 @@ it: the caller always has something to report.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rig import collect
 from rig.errors import DeadlineExceeded, RigError
+from rig.forensics import HangPolicy, HangRecord
 from rig.guest_spec import GuestSpec
 from rig.image import GuestImage
 from rig.known import Pattern
@@ -26,6 +29,9 @@ from rig.plan import Plan
 from rig.report.model import AttemptError, ErrorKind, Phase
 from rig.workloads import TestResult, WorkloadContext
 from rig.workloads.pressure import Pressure, PressureSession, Timeline
+
+if TYPE_CHECKING:
+    from rig.vm import VM
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +56,7 @@ class AttemptPlan:
     plan: Plan
     pressure: Pressure
     skips: tuple[Pattern, ...] = ()  # tests a known skips list keeps from running (rig.known)
+    hang: HangPolicy = HangPolicy()  # what to ask a hung guest's kernel (rig.forensics)
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,7 @@ class AttemptResult:
     accel: str | None
     durations: dict[str, float]  # phase -> seconds, for the phases it reached
     error: AttemptError | None
+    hang: HangRecord | None = None  # what rig asked the guest's kernel when it hung, and the answer
 
     @property
     def vm_dir(self) -> Path:
@@ -81,6 +89,7 @@ class _Progress:
     accel: str | None = None
     durations: dict[str, float] = field(default_factory=dict)
     phase_started: float = field(default_factory=time.monotonic)
+    vm: VM | None = None  # the booted guest, for forensics when the deadline ends it
 
     def enter(self, phase: Phase) -> None:
         self.end_phase()
@@ -111,17 +120,32 @@ def run_attempt(number: int, what: AttemptPlan, directory: Path, *, deadline: fl
         progress.end_phase()
     collected = collect.after_guest(progress.collected, directory / "collect", directory / "vm" / "console.log",
                                     directory / "vm" / "qmp-events.jsonl")
+    hang = progress.vm.hang.record if progress.vm is not None else None
+    if hang is not None:
+        # What the kernel answered: the console from the first key on (a panic after the NMI too).
+        hang = hang.with_console(directory / "vm" / "console.log")
     return AttemptResult(number, directory, tuple(progress.tests), progress.timeline, collected, progress.accel,
-                         dict(progress.durations), error)
+                         dict(progress.durations), error, hang)
 
 
 async def _in_guest(what: AttemptPlan, directory: Path, progress: _Progress, deadline: float, say: Say) -> None:
-    budget = deadline - time.monotonic()
+    work = asyncio.ensure_future(_boot_and_work(what, directory, progress, deadline, say))
     try:
-        await asyncio.wait_for(_boot_and_work(what, directory, progress, deadline, say), budget)
-    except asyncio.TimeoutError:
-        raise DeadlineExceeded(f"the run's deadline was reached during {progress.phase.value}; the guest was stopped",
-                               hint="raise --deadline, or use a smaller --plan") from None
+        done, _ = await asyncio.wait({work}, timeout=max(0.0, deadline - time.monotonic()))
+        if done:
+            return work.result()
+        # The deadline, most often a guest that hangs without a report: ask its kernel
+        # what it is doing before the guest is stopped.
+        if progress.vm is not None:
+            say("the run's deadline was reached; asking the guest kernel for its blocked tasks and CPU backtraces")
+            await progress.vm.investigate(f"the run's deadline was reached during {progress.phase.value}")
+    finally:
+        if not work.done():
+            work.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await work
+    raise DeadlineExceeded(f"the run's deadline was reached during {progress.phase.value}; the guest was stopped",
+                           hint="raise --deadline, or use a smaller --plan")
 
 
 async def _boot_and_work(what: AttemptPlan, directory: Path, progress: _Progress, deadline: float,
@@ -134,7 +158,8 @@ async def _boot_and_work(what: AttemptPlan, directory: Path, progress: _Progress
     if guest.gpu != "none" and not any(arg.startswith("fbcon=") for arg in guest.cmdline_extra):
         guest = guest.with_cmdline(FBCON_ON_GPU)
     say(f"booting the guest ({guest.target.name}, {guest.gpu})")
-    async with boot_guest(what.kernel, what.image, directory / "vm", guest) as vm:
+    async with boot_guest(what.kernel, what.image, directory / "vm", guest, what.hang) as vm:
+        progress.vm = vm
         progress.accel = vm.accel
         progress.enter(Phase.WORKLOADS)  # preparing them (checks in the guest) is part of the workloads
         say(f"guest ready in {progress.durations['boot']:.0f} s ({vm.accel}); running plan '{what.plan.name}' "

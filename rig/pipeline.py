@@ -32,6 +32,7 @@ from rig.attempt import COLLECT_RESERVE_S, AttemptPlan, AttemptResult, run_attem
 from rig.bisect import Target, search
 from rig.build import BuildArtifacts, BuildRequest, ResolvedBuild, build_prefix, resolve
 from rig.collect import taint_letters
+from rig.forensics import HangPolicy, HangRecord
 from rig.guest_spec import GuestSpec
 from rig.image import GuestImage, ensure_image
 from rig.known import KnownIssues
@@ -74,6 +75,7 @@ class RunSpec:
     bisect: bool = False  # name the first bad patch of each new finding
     max_repeat: int = 0  # settle intermittent new findings with targeted runs up to this many a side
     known: KnownIssues = field(default_factory=KnownIssues)
+    hang: HangPolicy = HangPolicy()  # what to ask a hung guest's kernel (--dump-on-hang, --task-list-on-hang)
 
     @property
     def compares_base(self) -> bool:
@@ -128,7 +130,7 @@ class Run:
         base_kernel = self._base_kernel() if spec.compares_base else None
         image = self._image()
         skips = spec.known.skips
-        what = AttemptPlan(kernel, image, spec.guest, spec.plan, spec.pressure, skips)
+        what = AttemptPlan(kernel, image, spec.guest, spec.plan, spec.pressure, skips, spec.hang)
         cached = self._timed("base_runs", lambda: self._cached_base(image)) if base_kernel is not None else None
         base_what = dataclasses.replace(what, kernel=base_kernel) if base_kernel and cached is None else None
         # B S B S ...: a drift in the host's load hits both sides alike.
@@ -184,7 +186,8 @@ class Run:
                     self.phases[phase] = round(self.phases.get(phase, 0.0) + seconds, 2)
             analysis = analyse(_raw_material(result, self._explain_absent))
             record = AttemptRecord(number, self._rel(result.directory) or "", result.accel, result.durations,
-                                   result.error, analysis.host_fault, side.name, scope, kernel)
+                                   result.error, analysis.host_fault, side.name, scope, kernel,
+                                   self._hang(result))
             side.attempts.append((result, analysis, record))
             self.records.append(record)
             last = (result, analysis)
@@ -395,6 +398,13 @@ class Run:
             return tests
         commit = artifacts.head_commit or artifacts.base_commit
         return tuple(explain_absent(tests, suites_in_source(artifacts.source_repo, commit) or None))
+
+    def _hang(self, result: AttemptResult) -> HangRecord | None:
+        """The attempt's hang record, its dump's path relative to the run directory."""
+        hang = result.hang
+        if hang is None or hang.dump is None:
+            return hang
+        return dataclasses.replace(hang, dump=self._rel(Path(hang.dump)))
 
     def _rel(self, path: Path | None) -> str | None:
         if path is None:

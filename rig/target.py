@@ -67,6 +67,11 @@ class Target:
     gpu_default: str = "virtio-gpu"
     extra_devices: tuple[str, ...] = field(default=())  # always on this target's command line
     kvm_cpu: str | None = None  # -cpu under KVM (None: QEMU's default for the machine)
+    # Hang forensics (rig.forensics): sysrq through the board's keyboard (QMP send-key),
+    # which the kernel answers from the keyboard interrupt while userspace is dead; and an
+    # NMI through QMP inject-nmi, which the kernel turns into a panic (see cmdline).
+    sysrq_keyboard: bool = False
+    nmi: bool = False
 
     def gpu(self, name: str) -> GpuModel:
         try:
@@ -114,7 +119,12 @@ X86_64 = Target(
     virtio_bus="pci",
     # One 8250 port: the console. Probing the legacy ports that QEMU does not emulate
     # costs boot time.
-    cmdline=("8250.nr_uarts=1",),
+    # unknown_nmi_panic + panic_print=64 (PANIC_PRINT_ALL_CPU_BT, 0x40; kernel/panic.c of
+    # 6.1 to 7.2, where it is deprecated for panic_sys_info but still read): the NMI rig
+    # injects into a guest whose CPUs are all stuck becomes a panic that prints every
+    # CPU's backtrace, and a panic of any other cause prints them too. QEMU raises no NMI
+    # of its own, so nothing else makes a guest panic on one.
+    cmdline=("8250.nr_uarts=1", "unknown_nmi_panic", "panic_print=64"),
     gpus=_gpus(
         GpuModel("virtio-gpu", ("virtio-gpu-pci",), "virtio_gpu"),
         GpuModel("virtio-vga", ("virtio-vga",), "virtio_gpu"),
@@ -133,6 +143,9 @@ X86_64 = Target(
     image_recipe="default",
     # The MTTCG int3 in __x64_sys_getrandom (cross-modifying code under multi-threaded TCG).
     host_faults=("int3-in-getrandom",),
+    # q35's i8042 (atkbd, CONFIG_KEYBOARD_ATKBD in base.config); inject-nmi reaches every vCPU.
+    sysrq_keyboard=True,
+    nmi=True,
 )
 
 ARM64 = Target(

@@ -32,6 +32,7 @@ from rig import image as image_mod
 from rig import proc
 from rig.accel import choose_accel
 from rig.errors import InfraError, Interrupted, KernelError, RigError, UserError
+from rig.forensics import HangPolicy, HangRecord, HangWatch, investigate
 from rig.guest import (COPY_TIMEOUT_S, TREE_TIMEOUT_S, Guest, GuestResult, GuestTimeout, GuestUnreachable,
                        HostKeyMismatch)
 from rig.guest_spec import GuestSpec
@@ -106,6 +107,8 @@ class VM:
     # once); their own pool, so they never starve asyncio's small default one.
     threads: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(GUEST_THREADS, "rig-guest"),
                                         repr=False, compare=False)
+    # What rig asks the kernel when the guest hangs, and what it answered (rig.forensics).
+    hang: HangWatch = field(default_factory=HangWatch, repr=False, compare=False)
 
     @property
     def state(self) -> MachineState:
@@ -118,7 +121,30 @@ class VM:
         if self.machine.state.over:
             raise await death(self.machine)
         work = asyncio.get_running_loop().run_in_executor(self.threads, call)
-        return await watch(self.machine, work)
+        try:
+            return await watch(self.machine, work)
+        except KernelError as exc:
+            if not hung(exc) or self.machine.state.life is not Life.RUNNING:
+                raise
+            await self.investigate(exc.message.splitlines()[0])
+            if self.machine.state.over:  # the NMI made the kernel panic: that explains more
+                raise await death(self.machine) from exc
+            raise
+
+    async def investigate(self, reason: str) -> HangRecord | None:
+        """Hang forensics before QEMU is stopped (rig.forensics), once per guest: the first
+        caller asks, later ones get the same record."""
+        if self.machine.state.life is not Life.RUNNING and self.hang.record is None:
+            return None
+        log.info("the guest hangs (%s): asking its kernel for blocked tasks and CPU backtraces", reason)
+        return await self.hang.once(lambda: investigate(
+            self.machine, self.spec.target, self.hang.policy, reason, dump_dir=self.run_dir, ssh=self._ssh_sysrq))
+
+    async def _ssh_sysrq(self, key: str) -> object:
+        """sysrq through /proc/sysrq-trigger, for targets without a keyboard; outside the
+        guard, which would investigate again."""
+        return await asyncio.get_running_loop().run_in_executor(self.threads, functools.partial(
+            self._guest.run, ["sh", "-c", 'echo "$0" > /proc/sysrq-trigger', key], timeout=10.0, check=True))
 
     async def run(self, argv: Sequence[str], *, timeout: float, check: bool = False,
                   env: Mapping[str, str] | None = None, input: bytes | None = None,
@@ -147,6 +173,12 @@ class VM:
     async def kmsg(self, line: str, *, timeout: float = KMSG_TIMEOUT_S) -> None:
         """Write `line` to the guest's kernel log (the console shows what rig did when)."""
         await self.run(["sh", "-c", 'echo "$0" > /dev/kmsg', line], timeout=timeout)
+
+
+def hung(error: KernelError) -> bool:
+    """Whether a guest call's error says the guest hangs: a command past its deadline, or
+    SSH lost while QEMU still runs (rig.vm.blame's verdict on a GuestUnreachable)."""
+    return isinstance(error, GuestTimeout) or isinstance(error.__cause__, GuestUnreachable)
 
 
 def with_console_tail(machine: Machine, lines: int = 30) -> str:
@@ -319,9 +351,11 @@ def qemu_binary(target: Target, *, progress: bool = False) -> str:
 
 
 @contextlib.asynccontextmanager
-async def boot_guest(kernel: Path, image: GuestImage, run_dir: Path, guest: GuestSpec) -> AsyncIterator[VM]:
+async def boot_guest(kernel: Path, image: GuestImage, run_dir: Path, guest: GuestSpec,
+                     hang: HangPolicy | None = None) -> AsyncIterator[VM]:
     """Boot `kernel` on `image` (via an overlay in `run_dir`) as the machine `guest`
-    describes, and yield it once SSH answers."""
+    describes, and yield it once SSH answers. `hang`: what to ask the guest's kernel if
+    it hangs (rig.forensics)."""
     guest.validate()
     if not kernel.is_file():
         raise UserError(f"kernel image {kernel} does not exist", hint="pass a kernel image built by rig build")
@@ -332,7 +366,7 @@ async def boot_guest(kernel: Path, image: GuestImage, run_dir: Path, guest: Gues
     if len(str(run_dir.resolve() / "qmp.sock")) > SOCKET_PATH_MAX:
         socket_dir = Path(tempfile.mkdtemp(prefix="rig-qmp-"))  # 0700, like the run directory
     try:
-        async with _booted(kernel, image, run_dir, socket_dir, guest) as vm:
+        async with _booted(kernel, image, run_dir, socket_dir, guest, hang or HangPolicy()) as vm:
             yield vm
     finally:
         if socket_dir is not None:
@@ -347,7 +381,7 @@ def _port_taken(machine: Machine) -> bool:
 
 @contextlib.asynccontextmanager
 async def _booted(kernel: Path, image: GuestImage, run_dir: Path, socket_dir: Path | None,
-                  guest_spec: GuestSpec) -> AsyncIterator[VM]:
+                  guest_spec: GuestSpec, hang: HangPolicy) -> AsyncIterator[VM]:
     binary = await asyncio.to_thread(qemu_binary, guest_spec.target)
     choice = await asyncio.to_thread(choose_accel, kernel, guest_spec.target, binary, guest_spec.accel)
     overlay = await asyncio.to_thread(image_mod.overlay, image, run_dir / "overlay.qcow2")
@@ -372,7 +406,8 @@ async def _booted(kernel: Path, image: GuestImage, run_dir: Path, socket_dir: Pa
     try:
         guest = await wait_ready(machine, image, port, guest_spec.ready_timeout_s)
         times = BootTimes(machine.started_at or 0.0, machine.init_seen_at, time.monotonic())
-        vm = VM(machine, guest, spec.console_log, choice.accel, choice.reason, run_dir, port, times, guest_spec)
+        vm = VM(machine, guest, spec.console_log, choice.accel, choice.reason, run_dir, port, times, guest_spec,
+                hang=HangWatch(hang))
         try:
             yield vm
         finally:

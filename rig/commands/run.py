@@ -12,6 +12,7 @@ from rich.console import Console
 from rig.commands._machine_options import add_machine_arguments, guest_spec_from_args
 from rig.commands.build import add_build_arguments, request_from_args
 from rig.errors import UserError
+from rig.forensics import HangPolicy
 from rig.kernel_image import check_kernel_image
 from rig.pipeline import DEFAULT_DEADLINE_S, RunSpec
 from rig.plan import load_plan, shipped_plans
@@ -33,6 +34,7 @@ EXAMPLES = [
     "rig run --series patches/ --baseline rig-runs/20250101-120000-run",
     "rig run --series patches/ --no-base",
     "rig run --arch arm64 --gpu mali --plan panfrost --pressure balloon,shrink",
+    "rig run --series patches/ --plan my-plan.toml --dump-on-hang",
 ]
 
 MAX_REPEAT = 20
@@ -72,6 +74,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="fresh guests to try after a known emulator fault (default: %(default)s)")
     tests.add_argument("--deadline", type=float, default=DEFAULT_DEADLINE_S, metavar="S",
                        help="the whole run's time limit in seconds, build included (default: %(default)s)")
+    hang = parser.add_argument_group("when the guest hangs",
+                                     "rig asks the hung guest's kernel for its blocked tasks (sysrq w) and every "
+                                     "CPU's backtrace (sysrq l, else an NMI) before it stops the guest")
+    hang.add_argument("--dump-on-hang", action="store_true",
+                      help="also write the guest's memory (an ELF core that `crash vmlinux FILE` opens) into the "
+                           "attempt's vm/ directory; as large as the guest's memory")
+    hang.add_argument("--task-list-on-hang", action="store_true",
+                      help="also ask for every task's stack (sysrq t), not only the blocked ones (long)")
     add_machine_arguments(parser)
     parser.add_argument("--out", type=Path, metavar="DIR", help="run directory (default: a new one under rig-runs/)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -130,6 +140,7 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
         bisect=args.bisect,
         max_repeat=args.max_repeat,
         known=known,
+        hang=HangPolicy(task_list=args.task_list_on_hang, dump=args.dump_on_hang),
     )
 
 

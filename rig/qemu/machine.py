@@ -17,7 +17,7 @@ import os
 import re
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -318,6 +318,21 @@ class Machine:
         path = path.resolve()
         await self.execute("screendump", {"filename": str(path), "format": "png"})
         return path
+
+    async def send_key(self, keys: Sequence[str], *, hold_ms: int = 100) -> None:
+        """Press `keys` (QEMU qcodes: "alt", "sysrq", "w") together on the guest's keyboard."""
+        await self.execute("send-key", {"keys": [{"type": "qcode", "data": key} for key in keys],
+                                        "hold-time": hold_ms})
+
+    async def inject_nmi(self) -> None:
+        """An NMI on every vCPU (x86); QEMU refuses it on machines that cannot take one."""
+        await self.execute("inject-nmi")
+
+    async def dump_guest_memory(self, path: Path, *, timeout: float) -> None:
+        """The guest's memory as an ELF core at `path` (absolute: QEMU writes it), for `crash`.
+        QMP answers once the whole dump is written; the guest is paused meanwhile."""
+        await self.execute("dump-guest-memory", {"paging": False, "protocol": f"file:{path.resolve()}"},
+                           timeout=timeout)
 
     # ------------------------------------------------------------ stopping
 

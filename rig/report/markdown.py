@@ -5,7 +5,8 @@ in the reply to that patch."""
 
 from __future__ import annotations
 
-from rig.report.model import RunReport, seen_text
+from rig.forensics import SYSRQ_PURPOSE, HangRecord
+from rig.report.model import AttemptRecord, RunReport, seen_text
 from rig.verdict import JudgedFinding
 
 
@@ -83,6 +84,7 @@ def render(report: RunReport) -> str:
             lines.append(f"- {test.name}: {test.status} ({seen_text(test.series, test.base)})"
                          + (f", {test.note}" if test.note else ""))
         lines.append("")
+    lines += _hangs(report)
     totals = verdict.totals()
     if totals:
         lines.append("Test totals: " + ", ".join(f"{count} {status}" for status, count in totals.items()))
@@ -143,4 +145,75 @@ def _finding(number: int, judged: JudgedFinding, report: RunReport, level: str) 
     lines.append("")
     lines.append(_indent(finding.report))
     lines.append("")
+    return lines
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "KiB", "MiB"):
+        if n < 1024 or unit == "MiB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+def _hangs(report: RunReport) -> list[str]:
+    """"When the guest hung": for each attempt of the tested kernel that hung, what rig
+    asked its kernel, what came back, and each blocked task and CPU with its stack."""
+    hung = [a for a in report.attempts if a.hang is not None and a.side == "series"]
+    if not hung:
+        return []
+    lines = ["## When the guest hung", ""]
+    for attempt in hung:
+        assert attempt.hang is not None
+        lines += _hang(attempt, attempt.hang)
+    return lines
+
+
+def _hang(attempt: AttemptRecord, hang: HangRecord) -> list[str]:
+    where = f"Attempt {attempt.number}" + (f" ({attempt.scope})" if attempt.scope else "")
+    lines = [f"{where}: {hang.reason}; rig asked the guest's kernel before stopping it"
+             + (f" ({hang.seconds:.0f} s)." if hang.seconds else "."), ""]
+    for ask in hang.asks:
+        how = {"keyboard": "the keyboard", "ssh": "/proc/sysrq-trigger over SSH"}.get(ask.route, ask.route)
+        answer = "answered" if ask.answered else "no answer" + (f" ({ask.error})" if ask.error else "")
+        lines.append(f"- sysrq {ask.key} ({SYSRQ_PURPOSE.get(ask.key, '')}) through {how}: {answer}")
+    if hang.skipped:
+        lines.append(f"- not sent: sysrq {', '.join(hang.skipped)} (the kernel took no keyboard interrupt)")
+    if hang.nmi is not None:
+        answer = ("the kernel answered on the console" if hang.nmi_answered else "no answer on the console")
+        lines.append(f"- NMI (QMP inject-nmi): {hang.nmi}, {answer}" if hang.nmi == "sent" else f"- NMI: {hang.nmi}")
+    if hang.dump is not None:
+        lines.append(f"- memory dump: {hang.dump} ({_size(hang.dump_bytes or 0)}); open it with "
+                     f"`crash vmlinux {hang.dump}`")
+    elif hang.dump_error is not None:
+        lines.append(f"- memory dump failed: {hang.dump_error}")
+    lines.append("")
+    # sysrq w shows the tasks in uninterruptible sleep; sysrq t every task, of which only
+    # those are the hang's.
+    stuck = [t for t in hang.blocked if t.state == "D"]
+    if stuck:
+        lines.append(f"Blocked tasks ({len(stuck)}):")
+        lines.append("")
+        for task in stuck:
+            pid = f" (pid {task.pid})" if task.pid is not None else ""
+            waits = task.waits_in
+            lines.append(f"- {task.comm}{pid}, state {task.state}" + (f", in {waits}" if waits else ""))
+            lines.append("")
+            lines.append(_indent(task.text))
+            lines.append("")
+    if hang.cpus:
+        lines.append(f"CPU backtraces ({len(hang.cpus)}):")
+        lines.append("")
+        for cpu in hang.cpus:
+            if cpu.idle:
+                lines.append(f"- CPU {cpu.cpu}: idle" + (f" (in {cpu.frames[0]})" if cpu.frames else ""))
+                lines.append("")
+                continue
+            lines.append(f"- CPU {cpu.cpu}" + (f", in {cpu.frames[0]}" if cpu.frames else ""))
+            lines.append("")
+            lines.append(_indent(cpu.text))
+            lines.append("")
+    if not stuck and not hang.cpus:
+        lines.append("The guest's kernel showed no blocked task and no CPU backtrace.")
+        lines.append("")
     return lines

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rig.errors import DeadlineExceeded, InfraError, Interrupted, KernelError, RigError, UserError
+from rig.forensics import HangRecord
 from rig.verdict import Verdict
 from rig.workloads.pressure import Timeline, timeline_from_json
 
@@ -103,11 +104,13 @@ class AttemptRecord:
     side: str = "series"  # "series" (the kernel tested), "base" (without the series), "bisect"
     scope: str | None = None  # the tests it ran when not the whole plan
     kernel: str | None = None  # which kernel, when not the tested one ("base", "patches 1-2")
+    hang: HangRecord | None = None  # what rig asked the guest's kernel when it hung (rig.forensics)
 
     def to_json(self) -> dict[str, Any]:
         return {"number": self.number, "directory": self.directory, "accel": self.accel,
                 "durations": dict(self.durations), "error": self.error.to_json() if self.error else None,
-                "host_fault": self.host_fault, "side": self.side, "scope": self.scope, "kernel": self.kernel}
+                "host_fault": self.host_fault, "side": self.side, "scope": self.scope, "kernel": self.kernel,
+                "hang": self.hang.to_json() if self.hang else None}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> AttemptRecord:
@@ -117,9 +120,11 @@ class AttemptRecord:
         durations = data.get("durations") or {key.removesuffix("_s"): value for key in ("boot_s", "workloads_s",
                                                                                        "collect_s")
                                               if (value := data.get(key)) is not None}
+        hang = data.get("hang")
         return cls(int(data["number"]), str(data.get("directory") or ""), data.get("accel"), dict(durations),
                    AttemptError.from_json(error) if error else None, data.get("host_fault"),
-                   str(data.get("side") or "series"), data.get("scope"), data.get("kernel"))
+                   str(data.get("side") or "series"), data.get("scope"), data.get("kernel"),
+                   HangRecord.from_json(hang) if hang else None)
 
 
 class Outcome(StrEnum):

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from rig.errors import InfraError
+from rig.forensics import HangRecord, HangWatch
 from rig.guest import GuestResult
 from rig.guest_spec import GuestSpec
 
@@ -60,6 +61,13 @@ class FakeGuest:
         return local
 
 
+def _no_answer(reason: str) -> Callable[[], Any]:
+    async def record() -> HangRecord:
+        return HangRecord(reason, 0.0)
+
+    return record
+
+
 class FakeVM:
     def __init__(self, answer: Answer | None = None, *, fail_on: str = "", console: str = "",
                  partial: str = "") -> None:
@@ -71,6 +79,13 @@ class FakeVM:
         self.partial = partial  # what a command the answer makes raise had printed before
         self.commands: list[list[str]] = []
         self.timeouts: list[float] = []
+        self.hang = HangWatch()  # as VM.hang
+        self.investigations: list[str] = []
+
+    async def investigate(self, reason: str) -> HangRecord | None:
+        """As VM.investigate: records why, asks nothing."""
+        self.investigations.append(reason)
+        return await self.hang.once(_no_answer(reason))
 
     async def run(self, argv: list[str], *, timeout: float, check: bool = False, env: Any = None,
                   on_stdout: Callable[[bytes], None] | None = None,

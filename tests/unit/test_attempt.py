@@ -49,7 +49,7 @@ class Step:
 def _attempt(tmp_path: Path, monkeypatch, steps: list[Step], *, boot_error: Exception | None = None,
              deadline_s: float = 600.0):
     @contextlib.asynccontextmanager
-    async def fake_boot(kernel, image, run_dir, guest) -> AsyncIterator[FakeVM]:
+    async def fake_boot(kernel, image, run_dir, guest, hang=None) -> AsyncIterator[FakeVM]:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "console.log").write_text("[    1.0] Run /sbin/rig-init as init process\n")
         if boot_error is not None:
@@ -99,6 +99,13 @@ def test_the_run_deadline_ends_an_attempt_as_a_deadline(tmp_path: Path, monkeypa
     result = _attempt(tmp_path, monkeypatch, [Step("first"), Slow("slow")], deadline_s=1.0)
     assert result.error is not None and (result.error.kind, result.error.phase) == (ErrorKind.DEADLINE, Phase.WORKLOADS)
     assert [t.name for t in result.tests] == ["script:first"]
+    # before the guest was stopped, rig asked its kernel what it was doing
+    assert result.hang is not None and result.hang.reason == "the run's deadline was reached during workloads"
+
+
+def test_an_attempt_without_a_hang_has_no_hang_record(tmp_path: Path, monkeypatch) -> None:
+    result = _attempt(tmp_path, monkeypatch, [Step("first")])
+    assert result.error is None and result.hang is None
 
 
 def test_a_clean_attempt_has_no_error_and_every_phase(tmp_path: Path, monkeypatch) -> None:

@@ -57,9 +57,13 @@ def event(name, data=None):
     send({"event": name, "data": data or {}, "timestamp": {"seconds": int(now), "microseconds": 0}})
 send({"QMP": {"version": {"qemu": {"major": 7, "minor": 2, "micro": 0}, "package": ""}, "capabilities": []}})
 balloon = 2048 << 20
+qmplog = os.environ.get("FAKE_QEMU_QMPLOG")
 for msg in messages():
     cmd, mid, args = msg.get("execute"), msg.get("id"), msg.get("arguments", {})
     reply = {"return": {}}
+    if qmplog:
+        with open(qmplog, "a") as out:
+            out.write(json.dumps(msg) + "\n")
     if cmd == "qmp_capabilities":
         send({"return": {}, "id": mid})
         console.write("[    0.000000] Linux version 6.1.0 (fake)\n"); console.flush()
@@ -82,6 +86,32 @@ for msg in messages():
         reply = {"return": {"actual": balloon}}
     elif cmd == "screendump":
         open(args["filename"], "wb").write(b"\x89PNG\r\n\x1a\n")
+    elif cmd == "send-key":
+        # A kernel whose keyboard interrupt is still taken answers sysrq on the console;
+        # a wedged one ("wedged": every CPU stuck with interrupts off) says nothing.
+        keys = [k["data"] for k in args["keys"]]
+        if mode == "hung-task" and keys[:2] == ["alt", "sysrq"]:
+            answers = {"w": "sysrq: Show Blocked State\n"
+                            "task:vgem_basic      state:D stack:0     pid:231   ppid:229    flags:0x00004000\n"
+                            "Call Trace:\n <TASK>\n __schedule+0x3f0/0xb00\n schedule+0x5e/0xd0\n"
+                            " vgem_fence_signal_ioctl+0x9a/0x150\n drm_ioctl+0x2a1/0x4c0\n </TASK>\n",
+                       "l": "sysrq: Show backtrace of all active CPUs\n"
+                            "NMI backtrace for cpu 1 skipped: idling at default_idle+0xb/0x10\n"}
+            console.write("".join(f"[   80.00000{i}] {line}\n"
+                                  for i, line in enumerate(answers.get(keys[2], "").splitlines())))
+            console.flush()
+    elif cmd == "inject-nmi":
+        if mode == "wedged":
+            send({"return": {}, "id": mid})
+            console.write("[   90.000000] Uhhuh. NMI received for unknown reason 30 on CPU 0.\n"
+                          "[   90.000001] Kernel panic - not syncing: NMI: Not continuing\n"
+                          "[   90.000002] NMI backtrace for cpu 1\n[   90.000003] Call Trace:\n"
+                          "[   90.000004]  <TASK>\n[   90.000005]  native_queued_spin_lock_slowpath+0x10/0x20\n"
+                          "[   90.000006]  vgem_fence_attach_ioctl+0x1/0x2\n[   90.000007]  </TASK>\n")
+            console.flush()
+            sys.exit(0)  # panic=-1 and -no-reboot: the guest's reboot ends QEMU
+    elif cmd == "dump-guest-memory":
+        open(args["protocol"].removeprefix("file:"), "wb").write(b"\x7fELF" + bytes(60))
     elif cmd == "fake-poweroff":
         send({"return": {}, "id": mid}); event("SHUTDOWN", {"guest": True, "reason": "guest-shutdown"}); sys.exit(0)
     elif cmd == "quit":
@@ -268,3 +298,67 @@ def test_a_guest_powering_off_by_itself_is_powered_off(tmp_path: Path, monkeypat
         assert machine.state.life is Life.POWERED_OFF  # shutdown after the fact changes nothing
 
     asyncio.run(scenario())
+
+
+# ---------------------------------------------------------------- hang forensics over QMP
+
+
+def _qmp_log(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _investigate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, policy=None):
+    from rig.forensics import HangPolicy, investigate
+    from rig.target import X86_64
+
+    qmplog = tmp_path / "qmp.jsonl"
+    monkeypatch.setenv("FAKE_QEMU_QMPLOG", str(qmplog))
+    machine = fake_machine(tmp_path, monkeypatch, mode)
+
+    async def main():
+        async with machine:
+            record = await investigate(machine, X86_64, policy or HangPolicy(), "a guest command did not finish",
+                                       dump_dir=tmp_path / "run", answer_wait_s=1.0, quiet_s=0.3, nmi_wait_s=5.0)
+            return record, machine.state
+
+    record, state = asyncio.run(main())
+    sent = [m for m in _qmp_log(qmplog) if m.get("execute") not in ("qmp_capabilities", "quit")]
+    return record, state, sent
+
+
+def test_a_hung_task_is_asked_for_by_sysrq_keys_and_needs_no_nmi(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    record, state, sent = _investigate(tmp_path, monkeypatch, "hung-task")
+    keys = [[k["data"] for k in m["arguments"]["keys"]] for m in sent if m["execute"] == "send-key"]
+    assert keys == [["alt", "sysrq", "w"], ["alt", "sysrq", "l"]]
+    assert all(m["execute"] != "inject-nmi" for m in sent)  # the kernel answered: no NMI
+    assert [(a.key, a.route, a.answered) for a in record.asks] == [("w", "keyboard", True), ("l", "keyboard", True)]
+    assert record.nmi is None and state.life is Life.RUNNING  # left for rig to stop as usual
+    console = tmp_path / "run" / "console.log"
+    full = record.with_console(console)
+    assert [(t.comm, t.pid, t.state) for t in full.blocked] == [("vgem_basic", 231, "D")]
+    assert "vgem_fence_signal_ioctl" in full.blocked[0].frames
+    assert [(c.cpu, c.idle) for c in full.cpus] == [(1, True)]
+
+
+def test_a_wedged_guest_gets_the_nmi_after_unanswered_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    record, state, sent = _investigate(tmp_path, monkeypatch, "wedged")
+    # w went unanswered: the keyboard interrupt is not taken, so l is not even sent; then the NMI
+    assert [m["execute"] for m in sent] == ["send-key", "inject-nmi"]
+    assert [(a.key, a.answered) for a in record.asks] == [("w", False)] and record.skipped == ("l",)
+    assert record.nmi == "sent" and record.nmi_answered
+    assert state.life is Life.PANICKED  # the NMI became a panic, as unknown_nmi_panic makes it
+    full = record.with_console(tmp_path / "run" / "console.log")
+    assert [c.cpu for c in full.cpus] == [1] and full.cpus[0].frames[0] == "native_queued_spin_lock_slowpath"
+
+
+def test_dump_on_hang_writes_the_guest_memory_before_the_nmi(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from rig.forensics import DUMP_NAME, HangPolicy
+
+    record, _, sent = _investigate(tmp_path, monkeypatch, "wedged", HangPolicy(dump=True, task_list=True))
+    assert [m["execute"] for m in sent] == ["send-key", "dump-guest-memory", "inject-nmi"]
+    dump = next(m for m in sent if m["execute"] == "dump-guest-memory")["arguments"]
+    assert dump == {"paging": False, "protocol": f"file:{(tmp_path / 'run' / DUMP_NAME).resolve()}"}
+    assert record.dump == str((tmp_path / "run" / DUMP_NAME).resolve()) and record.dump_bytes == 64
+    assert record.skipped == ("l", "t")

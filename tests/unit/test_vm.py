@@ -47,6 +47,27 @@ class StandInMachine:
     def console_tail(self, lines: int = 60) -> str:
         return self.console_log.read_text()
 
+    # hang forensics (rig.forensics; the QMP side is tested in test_qemu_machine)
+    keys: list[list[str]]
+    nmis = 0
+    answers = True  # the kernel answers sysrq on the console
+
+    async def send_key(self, keys: list[str]) -> None:
+        self.keys = [*getattr(self, "keys", []), list(keys)]
+        if self.answers:
+            action = {"w": "Show Blocked State", "l": "Show backtrace of all active CPUs"}[keys[-1]]
+            with open(self.console_log, "a") as console:
+                console.write(f"[   70.0] sysrq: {action}\n")
+
+    async def inject_nmi(self) -> None:
+        self.nmis += 1
+        with open(self.console_log, "a") as console:
+            console.write("[   90.0] Kernel panic - not syncing: NMI: Not continuing\n")
+        self.state = MachineState(Life.PANICKED, 0, "Kernel panic - not syncing: NMI: Not continuing")
+
+    async def dump_guest_memory(self, path: Path, *, timeout: float) -> None:
+        raise AssertionError("no dump without --dump-on-hang")
+
     def panic_text(self) -> str:
         return self.console_log.read_text()
 
@@ -363,3 +384,51 @@ def test_a_slow_greeting_gets_a_longer_wait_each_time(tmp_path: Path, monkeypatc
     assert isinstance(guest, GuestAnswering)
     assert waits == [vm.BANNER_WAIT_S, 3.0, 6.0, vm.SSH_ATTEMPT_TIMEOUT_S, vm.SSH_ATTEMPT_TIMEOUT_S,
                      vm.SSH_ATTEMPT_TIMEOUT_S]
+
+
+@pytest.fixture
+def quick_forensics(monkeypatch: pytest.MonkeyPatch) -> None:
+    import rig.forensics
+
+    monkeypatch.setattr(rig.forensics, "ANSWER_WAIT_S", 0.5)
+    monkeypatch.setattr(rig.forensics, "QUIET_S", 0.2)
+
+
+def test_a_command_past_its_deadline_gets_the_kernel_asked_before_the_timeout_is_raised(
+        tmp_path: Path, quick_forensics: None) -> None:
+    guest = FakeGuest()
+    guest.fail = GuestTimeout("guest command sleep 100 did not finish within 5 s")
+    machine_vm, machine = booted_vm(tmp_path, guest)
+    with pytest.raises(GuestTimeout):
+        asyncio.run(machine_vm.run(["sleep", "100"], timeout=5))
+    assert machine.keys == [["alt", "sysrq", "w"], ["alt", "sysrq", "l"]] and machine.nmis == 0
+    record = machine_vm.hang.record
+    assert record is not None and record.reason == "guest command sleep 100 did not finish within 5 s"
+    assert [a.answered for a in record.asks] == [True, True]
+    # a second timeout in the same guest does not ask again
+    with pytest.raises(GuestTimeout):
+        asyncio.run(machine_vm.run(["sleep", "100"], timeout=5))
+    assert len(machine.keys) == 2
+
+
+def test_a_guest_that_takes_no_interrupt_gets_the_nmi_and_its_panic_is_the_error(
+        tmp_path: Path, quick_forensics: None) -> None:
+    guest = FakeGuest()
+    guest.fail = GuestUnreachable("SSH connection lost while running true")
+    machine_vm, machine = booted_vm(tmp_path, guest)
+    machine.answers = False
+    with pytest.raises(KernelError, match="panicked: Kernel panic - not syncing: NMI"):
+        asyncio.run(machine_vm.run(["true"], timeout=5))
+    assert machine.keys == [["alt", "sysrq", "w"]] and machine.nmis == 1
+    record = machine_vm.hang.record
+    assert record is not None and record.nmi == "sent" and record.skipped == ("l",)
+    assert record.reason.startswith("the guest stopped answering SSH")
+
+
+def test_a_failing_command_is_no_hang(tmp_path: Path, quick_forensics: None) -> None:
+    guest = FakeGuest()
+    guest.fail = KernelError("guest command false failed with exit status 1")
+    machine_vm, machine = booted_vm(tmp_path, guest)
+    with pytest.raises(KernelError):
+        asyncio.run(machine_vm.run(["false"], timeout=5, check=True))
+    assert not hasattr(machine, "keys") and machine_vm.hang.record is None

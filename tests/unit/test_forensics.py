@@ -1,0 +1,138 @@
+"""Hang forensics: the sysrq and NMI backtrace parsers, the record's JSON, and the report's
+"When the guest hung" section (the key and NMI sequence over QMP is in test_qemu_machine,
+the guard that starts it in test_vm, real guests in tests/slow/test_hang.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from rig.forensics import HangRecord, SysrqAsk
+from rig.report import markdown
+from rig.report.model import RunReport
+from rig.splat.sysrq import blocked_tasks, cpu_backtraces
+from tests.unit.rundata import report_data
+
+# A 6.1 console as sysrq w and l print it (caller ids on, as rig's kernels have them).
+SYSRQ_CONSOLE = """\
+[   97.512034][    C0] sysrq: Show Blocked State
+[   97.513456][    C0] task:vgem_basic      state:D stack:0     pid:287   ppid:286    flags:0x00004000
+[   97.514001][    C0] Call Trace:
+[   97.514101][    C0]  <TASK>
+[   97.514201][    C0]  __schedule+0x3b7/0xbd0
+[   97.514301][    C0]  ? lock_release+0x1c2/0x2c0
+[   97.514401][    C0]  schedule+0x5d/0xd0
+[   97.514501][    C0]  schedule_timeout+0x1ee/0x260
+[   97.514601][    C0]  __wait_for_common+0x96/0x1b0
+[   97.514701][    C0]  vgem_fence_signal_ioctl+0x9d/0x140
+[   97.514801][    C0]  drm_ioctl_kernel+0xb9/0x160
+[   97.514901][    C0]  drm_ioctl+0x2a8/0x4f0
+[   97.515001][    C0]  __x64_sys_ioctl+0x8d/0xd0
+[   97.515101][    C0]  do_syscall_64+0x3a/0x90
+[   97.515201][    C0]  entry_SYSCALL_64_after_hwframe+0x64/0xce
+[   97.515301][    C0] RIP: 0033:0x7f3d5a8b1c5b
+[   97.515401][    C0] RSP: 002b:00007ffd1f0d4b88 EFLAGS: 00000246 ORIG_RAX: 0000000000000010
+[   97.515501][    C0]  </TASK>
+[   97.515601][    C0] task:kworker/u4:2    state:D stack:0     pid:41    ppid:2      flags:0x00004000
+[   97.515701][    C0] Workqueue: events_unbound async_run_entry_fn
+[   97.515801][    C0] Call Trace:
+[   97.515901][    C0]  <TASK>
+[   97.516001][    C0]  __schedule+0x3b7/0xbd0
+[   97.516101][    C0]  schedule+0x5d/0xd0
+[   97.516201][    C0]  </TASK>
+[   97.516301][    C0] Showing all locks held in the system:
+[   97.516401][    C0] 1 lock held by khungtaskd/23:
+[   99.000000][    C0] sysrq: Show backtrace of all active CPUs
+[   99.000100][    C0] NMI backtrace for cpu 0
+[   99.000200][    C0] CPU: 0 PID: 0 Comm: swapper/0 Not tainted 6.1.0-rig #1
+[   99.000300][    C0] Hardware name: QEMU Standard PC (Q35 + ICH9, 2009), BIOS 1.16.2-debian-1.16.2-1 04/01/2014
+[   99.000400][    C0] Call Trace:
+[   99.000500][    C0]  <IRQ>
+[   99.000600][    C0]  dump_stack_lvl+0x5b/0x77
+[   99.000700][    C0]  nmi_cpu_backtrace.cold+0x32/0x69
+[   99.000800][    C0]  </IRQ>
+[   99.000900][    C0]  <TASK>
+[   99.001000][    C0]  default_idle+0xb/0x10
+[   99.001100][    C0]  </TASK>
+[   99.001200][    C0] Sending NMI from CPU 0 to CPUs 1:
+[   99.001300][    C1] NMI backtrace for cpu 1 skipped: idling at default_idle+0xb/0x10
+[   99.500000][  T288] rig: end script:hung-ioctl
+"""
+
+
+def test_blocked_tasks_come_with_their_stacks() -> None:
+    tasks = blocked_tasks(SYSRQ_CONSOLE)
+    assert [(t.comm, t.pid, t.state) for t in tasks] == [("vgem_basic", 287, "D"), ("kworker/u4:2", 41, "D")]
+    first = tasks[0]
+    # "? lock_release" is a stale word on the stack, not a frame
+    assert first.frames[:5] == ("__schedule", "schedule", "schedule_timeout", "__wait_for_common",
+                                "vgem_fence_signal_ioctl")
+    assert first.text.splitlines()[0].startswith("task:vgem_basic      state:D")
+    assert "RSP: 002b:00007ffd1f0d4b88" in first.text and "[    C0]" not in first.text
+    assert "Showing all locks" not in tasks[1].text  # the lock dump is not the task's stack
+
+
+def test_cpu_backtraces_busy_and_idle() -> None:
+    cpus = cpu_backtraces(SYSRQ_CONSOLE)
+    assert [(c.cpu, c.idle) for c in cpus] == [(0, False), (1, True)]
+    assert cpus[0].frames[-1] == "default_idle" and cpus[1].frames == ("default_idle",)
+    assert cpus[0].text.startswith("NMI backtrace for cpu 0\nCPU: 0 PID: 0 Comm: swapper/0")
+
+
+def test_nothing_is_made_up_from_a_console_without_answers() -> None:
+    quiet = "[    1.0] Linux version 6.1.0\n[    2.0] rig: start script:x\n"
+    assert blocked_tasks(quiet) == () and cpu_backtraces(quiet) == ()
+
+
+def _record(tmp_path: Path) -> HangRecord:
+    console = tmp_path / "console.log"
+    console.write_text("[    1.0] before the hang\n" + SYSRQ_CONSOLE)
+    record = HangRecord("guest command /usr/libexec/igt-gpu-tools/vgem_basic did not finish within 90 s",
+                        1_800_000_000.0, (SysrqAsk("w", "keyboard", True), SysrqAsk("l", "keyboard", True)),
+                        console_start=len("[    1.0] before the hang\n"), seconds=4.2,
+                        dump="attempt-1/vm/guest-memory.elf", dump_bytes=2 << 30)
+    return record.with_console(console)
+
+
+def test_the_record_reads_the_answers_from_where_rig_began_asking(tmp_path: Path) -> None:
+    record = _record(tmp_path)
+    assert [t.comm for t in record.blocked] == ["vgem_basic", "kworker/u4:2"] and len(record.cpus) == 2
+    again = HangRecord.from_json(json.loads(json.dumps(record.to_json())))
+    assert again == record
+    assert record.to_json()["asks"][0] == {"key": "w", "asks": "blocked tasks", "route": "keyboard",
+                                           "answered": True, "error": None}
+
+
+def _hung_report(tmp_path: Path, monkeypatch) -> RunReport:
+    report, _ = report_data(tmp_path, monkeypatch)
+    attempts = (dataclasses.replace(report.attempts[0], hang=_record(tmp_path)), *report.attempts[1:])
+    return dataclasses.replace(report, attempts=attempts)
+
+
+def test_report_md_shows_each_blocked_task_with_its_stack(tmp_path: Path, monkeypatch) -> None:
+    text = markdown.render(_hung_report(tmp_path, monkeypatch))
+    section = text[text.index("## When the guest hung"):]
+    assert "did not finish within 90 s; rig asked the guest's kernel before stopping it (4 s)." in section
+    assert "- sysrq w (blocked tasks) through the keyboard: answered" in section
+    assert "- memory dump: attempt-1/vm/guest-memory.elf (2048.0 MiB); open it with" in section
+    assert "- vgem_basic (pid 287), state D, in vgem_fence_signal_ioctl" in section
+    assert "\n     vgem_fence_signal_ioctl+0x9d/0x140\n" in section  # the stack, as a code block
+    assert "- CPU 1: idle (in default_idle)" in section
+    assert section.index("When the guest hung") < section.index("Reproduce with:")
+
+
+def test_report_json_keeps_the_hang_and_loads_it_back(tmp_path: Path, monkeypatch) -> None:
+    report = _hung_report(tmp_path, monkeypatch)
+    data = json.loads(json.dumps(report.to_json(), default=str))
+    hang = data["attempts"][0]["hang"]
+    assert hang["blocked_tasks"][0]["comm"] == "vgem_basic" and hang["dump_bytes"] == 2 << 30
+    again = RunReport.from_json(data)
+    assert again.attempts[0].hang == report.attempts[0].hang
+    assert markdown.render(again) == markdown.render(report)
+
+
+def test_a_run_without_a_hang_has_no_hang_section(tmp_path: Path, monkeypatch) -> None:
+    report, _ = report_data(tmp_path, monkeypatch)
+    assert "When the guest hung" not in markdown.render(report)
+    assert report.to_json()["attempts"][0]["hang"] is None
