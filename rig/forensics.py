@@ -14,8 +14,10 @@ deadline ends an attempt (rig.vm, rig.attempt), `investigate` runs once per gues
    and the remaining keys are not tried.
 2. With `dump`, QMP `dump-guest-memory` writes the guest's memory as an ELF core that the
    `crash` utility opens with the kernel's vmlinux.
-3. When no key was answered (every CPU stuck with interrupts off) and the target can take
-   one, an NMI through QMP `inject-nmi`: rig boots x86_64 guests with unknown_nmi_panic
+3. When no key was answered (every CPU stuck with interrupts off): every vCPU's program
+   counter and the kernel functions on its stack, read by QEMU from the host
+   (rig.qemu.vcpus), which needs nothing of the guest; then, if the target can take one,
+   an NMI through QMP `inject-nmi`: rig boots x86_64 guests with unknown_nmi_panic
    and panic_print's all-CPU-backtrace bit (rig.target), so the NMI turns the hard hang
    into a panic that prints the stuck CPU's stack and asks the others for theirs.
 
@@ -34,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from rig.errors import RigError
+from rig.qemu.vcpus import Symbols, VcpuStack, read_vcpus, system_map_near
 from rig.splat.sysrq import BlockedTask, CpuBacktrace, blocked_tasks, cpu_backtraces
 from rig.target import Target
 
@@ -114,6 +117,8 @@ class HangRecord:
     blocked: tuple[BlockedTask, ...] = ()  # parsed from the console once the attempt is over
     cpus: tuple[CpuBacktrace, ...] = ()
     skipped: tuple[str, ...] = field(default=())  # keys not sent after one went unanswered
+    vcpus: tuple[VcpuStack, ...] = ()  # every vCPU as QEMU sees it, when the kernel answered no key
+    vcpus_error: str | None = None
 
     @property
     def answered(self) -> bool:
@@ -137,7 +142,8 @@ class HangRecord:
                 "dump": self.dump, "dump_bytes": self.dump_bytes, "dump_error": self.dump_error,
                 "console_start": self.console_start, "console_end": self.console_end,
                 "blocked_tasks": [t.to_json() for t in self.blocked],
-                "cpu_backtraces": [c.to_json() for c in self.cpus]}
+                "cpu_backtraces": [c.to_json() for c in self.cpus],
+                "vcpus": [v.to_json() for v in self.vcpus], "vcpus_error": self.vcpus_error}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> HangRecord:
@@ -148,7 +154,8 @@ class HangRecord:
                    float(data.get("seconds", 0.0)),
                    tuple(BlockedTask.from_json(t) for t in data.get("blocked_tasks") or ()),
                    tuple(CpuBacktrace.from_json(c) for c in data.get("cpu_backtraces") or ()),
-                   tuple(data.get("skipped") or ()))
+                   tuple(data.get("skipped") or ()), tuple(VcpuStack.from_json(v) for v in data.get("vcpus") or ()),
+                   data.get("vcpus_error"))
 
 
 class Asked(Protocol):
@@ -162,6 +169,8 @@ class Asked(Protocol):
     async def send_key(self, keys: Sequence[str]) -> None: ...
 
     async def inject_nmi(self) -> None: ...
+
+    async def hmp(self, command: str, cpu_index: int | None = None) -> str: ...
 
     async def dump_guest_memory(self, path: Path, *, timeout: float) -> None: ...
 
@@ -233,7 +242,8 @@ async def _ask(machine: Asked, target: Target, key: str, ssh: SshSysrq | None, *
 
 
 async def investigate(machine: Asked, target: Target, policy: HangPolicy, reason: str, *, dump_dir: Path,
-                      ssh: SshSysrq | None = None, nmi_wait_s: float = NMI_WAIT_S, **waits: float) -> HangRecord:
+                      ssh: SshSysrq | None = None, kernel: Path | None = None, nmi_wait_s: float = NMI_WAIT_S,
+                      **waits: float) -> HangRecord:
     """Ask the hung guest's kernel for its state (see the module docstring); never raises
     RigError: what failed is in the record."""
     started_wall, started = time.time(), time.monotonic()
@@ -250,9 +260,19 @@ async def investigate(machine: Asked, target: Target, policy: HangPolicy, reason
     dump = dump_bytes = dump_error = None
     if policy.dump and not machine.state.over:
         dump, dump_bytes, dump_error = await _dump(machine, dump_dir)
+    vcpus: tuple[VcpuStack, ...] = ()
+    vcpus_error: str | None = None
+    answered = any(a.answered for a in asks)
+    if not answered and not machine.state.over:
+        # before the NMI, which moves every CPU into its handler and then the panic
+        symbols = Symbols.from_system_map(system_map_near(kernel) if kernel is not None else None)
+        try:
+            vcpus = await read_vcpus(machine.hmp, symbols)
+        except RigError as exc:
+            vcpus_error = exc.message
     nmi: str | None = None
     nmi_answered = False
-    if not any(a.answered for a in asks) and target.nmi and not machine.state.over:
+    if not answered and target.nmi and not machine.state.over:
         before = console_size(machine.console_log)
         try:
             await machine.inject_nmi()
@@ -264,7 +284,7 @@ async def investigate(machine: Asked, target: Target, policy: HangPolicy, reason
             nmi_answered = console_size(machine.console_log) > before
     return HangRecord(reason, started_wall, tuple(asks), nmi, nmi_answered, dump, dump_bytes, dump_error,
                       console_start, console_size(machine.console_log), round(time.monotonic() - started, 2),
-                      skipped=tuple(skipped))
+                      skipped=tuple(skipped), vcpus=vcpus, vcpus_error=vcpus_error)
 
 
 async def _dump(machine: Asked, dump_dir: Path) -> tuple[str | None, int | None, str | None]:

@@ -138,7 +138,8 @@ class VM:
             return None
         log.info("the guest hangs (%s): asking its kernel for blocked tasks and CPU backtraces", reason)
         return await self.hang.once(lambda: investigate(
-            self.machine, self.spec.target, self.hang.policy, reason, dump_dir=self.run_dir, ssh=self._ssh_sysrq))
+            self.machine, self.spec.target, self.hang.policy, reason, dump_dir=self.run_dir, ssh=self._ssh_sysrq,
+            kernel=self.machine.spec.kernel))
 
     async def _ssh_sysrq(self, key: str) -> object:
         """sysrq through /proc/sysrq-trigger, for targets without a keyboard; outside the

@@ -324,6 +324,13 @@ class Machine:
         await self.execute("send-key", {"keys": [{"type": "qcode", "data": key} for key in keys],
                                         "hold-time": hold_ms})
 
+    async def hmp(self, command: str, cpu_index: int | None = None) -> str:
+        """A human monitor command's output (`info registers -a`, `x /8gx ADDR` on one CPU)."""
+        arguments: dict[str, object] = {"command-line": command}
+        if cpu_index is not None:
+            arguments["cpu-index"] = cpu_index
+        return str(await self.execute("human-monitor-command", arguments))
+
     async def inject_nmi(self) -> None:
         """An NMI on every vCPU (x86); QEMU refuses it on machines that cannot take one."""
         await self.execute("inject-nmi")

@@ -148,6 +148,10 @@ def _finding(number: int, judged: JudgedFinding, report: RunReport, level: str) 
     return lines
 
 
+# The stack words shown per vCPU (the report.json has them all).
+MAX_VCPU_WORDS = 24
+
+
 def _size(n: int) -> str:
     for unit in ("bytes", "KiB", "MiB"):
         if n < 1024 or unit == "MiB":
@@ -213,7 +217,20 @@ def _hang(attempt: AttemptRecord, hang: HangRecord) -> list[str]:
             lines.append("")
             lines.append(_indent(cpu.text))
             lines.append("")
-    if not stuck and not hang.cpus:
+    if hang.vcpus:
+        lines.append("Every vCPU as QEMU saw it before the NMI (program counter, then the kernel functions its "
+                     "stack points to, innermost first; not all of them are calls):")
+        lines.append("")
+        for vcpu in hang.vcpus:
+            lines.append(f"- vCPU {vcpu.cpu} at {vcpu.pc}")
+            if vcpu.stack:
+                lines.append("")
+                lines.append(_indent("\n".join(vcpu.stack[:MAX_VCPU_WORDS])))
+            lines.append("")
+    elif hang.vcpus_error:
+        lines.append(f"QEMU could not show the vCPUs: {hang.vcpus_error}")
+        lines.append("")
+    if not stuck and not hang.cpus and not hang.vcpus:
         lines.append("The guest's kernel showed no blocked task and no CPU backtrace.")
         lines.append("")
     return lines

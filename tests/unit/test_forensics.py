@@ -136,3 +136,75 @@ def test_a_run_without_a_hang_has_no_hang_section(tmp_path: Path, monkeypatch) -
     report, _ = report_data(tmp_path, monkeypatch)
     assert "When the guest hung" not in markdown.render(report)
     assert report.to_json()["attempts"][0]["hang"] is None
+
+
+# ---------------------------------------------------------------- QEMU's view of the vCPUs
+
+# `info registers -a` as QEMU 10.0 prints it (target/i386/cpu-dump.c, target/arm/cpu.c).
+X86_REGISTERS = """
+CPU#0
+RAX=0000000000000001 RBX=ffff888004a31c40 RCX=0000000000000000 RDX=0000000000000001
+RSI=0000000000000000 RDI=ffff888004a31c58 RBP=ffffc900004bfd10 RSP=ffffc900004bfce8
+R8 =0000000000000000 R9 =0000000000000000 R10=0000000000000000 R11=0000000000000000
+RIP=ffffffff81b2d1c4 RFL=00000046 [---Z-P-] CPL=0 II=0 A20=1 SMM=0 HLT=0
+
+CPU#1
+RAX=0000000000000001 RBX=ffff888004a32c40 RCX=0000000000000000 RDX=0000000000000001
+RSI=0000000000000000 RDI=ffff888004a32c58 RBP=ffffc900004cfd10 RSP=ffffc900004cfce8
+RIP=ffffffff81b2d1c0 RFL=00000046 [---Z-P-] CPL=0 II=0 A20=1 SMM=0 HLT=0
+"""
+ARM64_REGISTERS = """
+CPU#0
+ PC=ffff800008d3a0c4 X00=0000000000000000 X01=0000000000000001
+X28=0000000000000000 X29=ffff80000a3f3d60 X30=ffff800008d3a0b8  SP=ffff80000a3f3d60
+PSTATE=600003c5 -ZC- EL1h     FPCR=00000000 FPSR=00000000
+"""
+SYSTEM_MAP = """\
+ffffffff81000000 T _stext
+ffffffff81b2d100 T native_queued_spin_lock_slowpath
+ffffffff81b2d400 t do_raw_spin_lock
+ffffffff81c00000 T _etext
+ffffffff82000000 D jiffies
+"""
+
+
+def test_registers_of_every_vcpu_on_both_architectures() -> None:
+    from rig.qemu.vcpus import parse_registers
+
+    assert [(r.cpu, hex(r.pc), hex(r.sp)) for r in parse_registers(X86_REGISTERS)] == [
+        (0, "0xffffffff81b2d1c4", "0xffffc900004bfce8"), (1, "0xffffffff81b2d1c0", "0xffffc900004cfce8")]
+    assert [(r.cpu, hex(r.pc), hex(r.sp)) for r in parse_registers(ARM64_REGISTERS)] == [
+        (0, "0xffff800008d3a0c4", "0xffff80000a3f3d60")]
+
+
+def test_stack_words_are_named_only_inside_kernel_text(tmp_path: Path) -> None:
+    from rig.qemu.vcpus import Symbols, parse_words, system_map_near
+
+    (tmp_path / "arch" / "x86" / "boot").mkdir(parents=True)
+    (tmp_path / "System.map").write_text(SYSTEM_MAP)
+    assert system_map_near(tmp_path / "arch" / "x86" / "boot" / "bzImage") == tmp_path / "System.map"
+    symbols = Symbols.from_system_map(tmp_path / "System.map")
+    dump = ("ffffc900004bfce8: 0xffffffff81b2d41a 0x0000000000000001\n"
+            "ffffc900004bfcf8: 0xffffffff82000010 0xffffffff81b2d1c4\n")
+    assert [symbols.name(w) for w in parse_words(dump)] == [
+        "do_raw_spin_lock+0x1a", None, None, "native_queued_spin_lock_slowpath+0xc4"]  # jiffies is data
+    assert symbols.name(0xffffffff81c00010) is None  # past _etext
+    assert Symbols.from_system_map(None).name(0xffffffff81b2d1c4) is None
+
+
+def test_report_md_shows_every_vcpu_when_the_kernel_answered_nothing(tmp_path: Path, monkeypatch) -> None:
+    from rig.qemu.vcpus import VcpuStack
+
+    report, _ = report_data(tmp_path, monkeypatch)
+    hang = HangRecord("the guest stopped answering SSH", 0.0, (SysrqAsk("w", "keyboard", False),), nmi="sent",
+                      skipped=("l",), vcpus=(VcpuStack(0, "native_queued_spin_lock_slowpath+0xc4", 0xffffc900004bfce8,
+                                                       ("do_raw_spin_lock+0x1a", "vgem_fence_attach_ioctl+0x9e")),))
+    attempts = (dataclasses.replace(report.attempts[0], hang=hang),)
+    text = markdown.render(dataclasses.replace(report, attempts=attempts))
+    assert "- sysrq w (blocked tasks) through the keyboard: no answer" in text
+    assert "- not sent: sysrq l (the kernel took no keyboard interrupt)" in text
+    assert "- NMI (QMP inject-nmi): sent, no answer on the console" in text
+    assert "- vCPU 0 at native_queued_spin_lock_slowpath+0xc4\n\n    do_raw_spin_lock+0x1a\n" in text
+    again = HangRecord.from_json(json.loads(json.dumps(hang.to_json())))
+    assert again == hang and again.vcpus[0].frames == ("native_queued_spin_lock_slowpath", "do_raw_spin_lock",
+                                                       "vgem_fence_attach_ioctl")

@@ -110,6 +110,15 @@ for msg in messages():
                           "[   90.000006]  vgem_fence_attach_ioctl+0x1/0x2\n[   90.000007]  </TASK>\n")
             console.flush()
             sys.exit(0)  # panic=-1 and -no-reboot: the guest's reboot ends QEMU
+    elif cmd == "human-monitor-command":
+        line = args["command-line"]
+        if line == "info registers -a":
+            out = "".join(f"CPU#{n}\nRAX=0000000000000000 RBX=0000000000000001\nRSI=0 RDI=0 RBP=0 RSP=ffffc9000000{n}e58\n"
+                          f"RIP=ffffffff8100{n}010 RFL=00000046 [---Z-P-] CPL=0 II=0 A20=1 SMM=0 HLT=0\n"
+                          for n in range(2))
+        else:  # x /Ngx ADDR on one CPU: its stack holds a return address into the ioctl
+            out = f"{line.split()[-1][2:]}: 0xffffffff81002034 0x0000000000000001\n"
+        reply = {"return": out}
     elif cmd == "dump-guest-memory":
         open(args["protocol"].removeprefix("file:"), "wb").write(b"\x7fELF" + bytes(60))
     elif cmd == "fake-poweroff":
@@ -314,11 +323,15 @@ def _investigate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, pol
     qmplog = tmp_path / "qmp.jsonl"
     monkeypatch.setenv("FAKE_QEMU_QMPLOG", str(qmplog))
     machine = fake_machine(tmp_path, monkeypatch, mode)
+    (tmp_path / "System.map").write_text("ffffffff81000000 T _stext\nffffffff81000000 T native_queued_spin_lock_slowpath\n"
+                                         "ffffffff81001000 T default_idle\nffffffff81002000 T vgem_fence_attach_ioctl\n"
+                                         "ffffffff81003000 T _etext\nffffffff82000000 D jiffies\n")
 
     async def main():
         async with machine:
             record = await investigate(machine, X86_64, policy or HangPolicy(), "a guest command did not finish",
-                                       dump_dir=tmp_path / "run", answer_wait_s=1.0, quiet_s=0.3, nmi_wait_s=5.0)
+                                       dump_dir=tmp_path / "run", kernel=tmp_path / "bzImage", answer_wait_s=1.0,
+                                       quiet_s=0.3, nmi_wait_s=5.0)
             return record, machine.state
 
     record, state = asyncio.run(main())
@@ -331,7 +344,8 @@ def test_a_hung_task_is_asked_for_by_sysrq_keys_and_needs_no_nmi(tmp_path: Path,
     record, state, sent = _investigate(tmp_path, monkeypatch, "hung-task")
     keys = [[k["data"] for k in m["arguments"]["keys"]] for m in sent if m["execute"] == "send-key"]
     assert keys == [["alt", "sysrq", "w"], ["alt", "sysrq", "l"]]
-    assert all(m["execute"] != "inject-nmi" for m in sent)  # the kernel answered: no NMI
+    # the kernel answered: no NMI, and no need of QEMU's view of the vCPUs
+    assert all(m["execute"] not in ("inject-nmi", "human-monitor-command") for m in sent)
     assert [(a.key, a.route, a.answered) for a in record.asks] == [("w", "keyboard", True), ("l", "keyboard", True)]
     assert record.nmi is None and state.life is Life.RUNNING  # left for rig to stop as usual
     console = tmp_path / "run" / "console.log"
@@ -343,8 +357,16 @@ def test_a_hung_task_is_asked_for_by_sysrq_keys_and_needs_no_nmi(tmp_path: Path,
 
 def test_a_wedged_guest_gets_the_nmi_after_unanswered_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     record, state, sent = _investigate(tmp_path, monkeypatch, "wedged")
-    # w went unanswered: the keyboard interrupt is not taken, so l is not even sent; then the NMI
-    assert [m["execute"] for m in sent] == ["send-key", "inject-nmi"]
+    # w went unanswered: the keyboard interrupt is not taken, so l is not even sent; QEMU
+    # shows each vCPU (registers, then its stack through its own page tables); then the NMI
+    assert [m["execute"] for m in sent] == ["send-key", "human-monitor-command", "human-monitor-command",
+                                            "human-monitor-command", "inject-nmi"]
+    reads = [m["arguments"] for m in sent if m["execute"] == "human-monitor-command"]
+    assert reads[1] == {"command-line": "x /128gx 0xffffc90000000e58", "cpu-index": 0}
+    assert reads[2] == {"command-line": "x /128gx 0xffffc90000001e58", "cpu-index": 1}
+    assert [(v.cpu, v.pc, v.stack) for v in record.vcpus] == [
+        (0, "native_queued_spin_lock_slowpath+0x10", ("vgem_fence_attach_ioctl+0x34",)),
+        (1, "default_idle+0x10", ("vgem_fence_attach_ioctl+0x34",))]
     assert [(a.key, a.answered) for a in record.asks] == [("w", False)] and record.skipped == ("l",)
     assert record.nmi == "sent" and record.nmi_answered
     assert state.life is Life.PANICKED  # the NMI became a panic, as unknown_nmi_panic makes it
@@ -357,7 +379,8 @@ def test_dump_on_hang_writes_the_guest_memory_before_the_nmi(tmp_path: Path,
     from rig.forensics import DUMP_NAME, HangPolicy
 
     record, _, sent = _investigate(tmp_path, monkeypatch, "wedged", HangPolicy(dump=True, task_list=True))
-    assert [m["execute"] for m in sent] == ["send-key", "dump-guest-memory", "inject-nmi"]
+    assert [m["execute"] for m in sent if m["execute"] != "human-monitor-command"] == [
+        "send-key", "dump-guest-memory", "inject-nmi"]
     dump = next(m for m in sent if m["execute"] == "dump-guest-memory")["arguments"]
     assert dump == {"paging": False, "protocol": f"file:{(tmp_path / 'run' / DUMP_NAME).resolve()}"}
     assert record.dump == str((tmp_path / "run" / DUMP_NAME).resolve()) and record.dump_bytes == 64

@@ -30,7 +30,7 @@ class StandInMachine:
         self.state = RUNNING
         self.console_log = tmp_path / "console.log"
         self.console_log.write_text("[    1.0] Run /sbin/rig-init as init process\nrig-init: [1.2] sshd started\n")
-        self.spec = SimpleNamespace(qemu_log=tmp_path / "qemu.log")
+        self.spec = SimpleNamespace(qemu_log=tmp_path / "qemu.log", kernel=tmp_path / "bzImage")
         self.init_seen_at = time.monotonic()
         self.console_marks = {"network up": time.monotonic(), "guest ready": time.monotonic()}
         self.spec.qemu_log.write_text("")
@@ -67,6 +67,11 @@ class StandInMachine:
 
     async def dump_guest_memory(self, path: Path, *, timeout: float) -> None:
         raise AssertionError("no dump without --dump-on-hang")
+
+    async def hmp(self, command: str, cpu_index: int | None = None) -> str:
+        if command == "info registers -a":
+            return "CPU#0\nRIP=ffffffff81000010 RFL=00000046\nRSP=ffffc90000003e58\n"
+        return "ffffc90000003e58: 0xffffffff81000020 0x0000000000000000\n"
 
     def panic_text(self) -> str:
         return self.console_log.read_text()
@@ -422,6 +427,8 @@ def test_a_guest_that_takes_no_interrupt_gets_the_nmi_and_its_panic_is_the_error
     assert machine.keys == [["alt", "sysrq", "w"]] and machine.nmis == 1
     record = machine_vm.hang.record
     assert record is not None and record.nmi == "sent" and record.skipped == ("l",)
+    # QEMU's view of the vCPU came first (no System.map here: bare addresses)
+    assert [(v.cpu, v.pc, v.stack) for v in record.vcpus] == [(0, "0xffffffff81000010", ())]
     assert record.reason.startswith("the guest stopped answering SSH")
 
 
