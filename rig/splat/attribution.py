@@ -19,11 +19,12 @@ A test that never logged its end (the kernel died in it) runs to the end of the 
 
 How a finding is placed, best evidence first (with printk caller ids every console line
 says which task printed it, and the spans say which task started which test):
-  pid   kmemleak names the task that allocated each leaked object, a report names the
-        task that printed it: the last test that task started (an IGT subtest before
-        its binary). A report belongs to that test even after the test's end line (its
-        teardown still runs). A leak's objects may come from several tests: the first
-        is the test, the others are `also`.
+  pid   kmemleak names the task that allocated each leaked object, a hung-task report
+        the task that is blocked, any other report the task that printed it: the last
+        test that task started (an IGT subtest before its binary). A report belongs to
+        that test even after the test's end line (its teardown still runs). A leak's
+        objects may come from several tests: the first is the test, the others are
+        `also`.
   time  the innermost test running at the report's console offset (a console finding)
         or at its printk time (a dmesg finding)
   boot  the report came before any test started

@@ -41,7 +41,8 @@ class Finding:
     caller: str = ""  # printk caller id of the first line ("T123", "C0"), when the log has it
     alt_titles: tuple[str, ...] = field(default=())  # other names the same report is known by
     # kmemleak: the pids that allocated the leaked objects, each once, in log order (the
-    # tests those tasks ran are where the leak comes from)
+    # tests those tasks ran are where the leak comes from); a hung-task report: the
+    # blocked task's pid (its test is the one that hangs)
     pids: tuple[int, ...] = ()
 
     def to_json(self) -> dict[str, Any]:

@@ -7,6 +7,8 @@ leak with the objects grouped by allocation backtrace.
 
 from __future__ import annotations
 
+import re
+
 from rig.splat import kmemleak, lockdep
 from rig.splat.corruption import damaged
 from rig.splat.cutting import RawReport, adjacent, cut_reports
@@ -70,7 +72,21 @@ def _name(log: LogText, raw: RawReport) -> Finding | None:
         lock_chain=chain,
         caller=raw.header_line.caller,
         alt_titles=alt,
+        pids=_blocked_pid(rule, msgs[0]),
     )
+
+
+# "INFO: task vgem_basic:287 blocked for more than 10 seconds." (kernel/hung_task.c)
+_BLOCKED_TASK = re.compile(r"INFO: task .{1,16}:(\d+) (?:blocked|can't die)")
+
+
+def _blocked_pid(rule: TitleRule, header: str) -> tuple[int, ...]:
+    """A hung-task report's blocked task: the report is printed by khungtaskd, long after,
+    but the task it names is the one whose test hangs (rig.splat.attribution)."""
+    if not rule.hung:
+        return ()
+    m = _BLOCKED_TASK.search(header)
+    return (int(m.group(1)),) if m else ()
 
 
 # Reports that print their frames without a "Call Trace:" line above them, or none at all.

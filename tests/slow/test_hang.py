@@ -32,6 +32,7 @@ def test_a_task_stuck_in_an_ioctl_is_found_and_its_stack_shown(guest_image, tmp_
     found = [f for f in data["findings"] if f["title"] == want["title"]]
     assert found, [f["title"] for f in data["findings"]]
     assert (found[0]["kind"], found[0]["status"], found[0]["test"]) == (want["kind"], "new", want["test"])
+    assert found[0]["attribution"] == "pid"  # the blocked task named in the report ran the subtest
     assert {t["name"]: t["result"] for t in data["tests"]}["script:hung-ioctl"] == "timeout"
     hang = data["attempts"][-1]["hang"]
     assert hang is not None and hang["nmi"] is None  # the keyboard answered: no NMI needed

@@ -166,3 +166,35 @@ def test_markers_follow_igt_and_rig_lines() -> None:
                                             ("dmesg-fail", "fail"), ("incomplete", "crash"), ("abort", "crash")])
 def test_igt_results_map_to_rig_statuses(result: str, status: str) -> None:
     assert RESULT_STATUS[result] == status
+
+
+def test_a_hung_task_is_attributed_to_the_test_its_blocked_task_ran() -> None:
+    # khungtaskd (T23) prints the report long after the blocked task (T287) started its
+    # subtest, inside a script that runs several IGT binaries
+    log = "\n".join([
+        "[   30.000000][  T280] rig: start script:hangs",
+        "[   30.100000][  T283] [IGT] vgem_basic: executing",
+        "[   30.200000][  T283] [IGT] vgem_basic: starting subtest create",
+        "[   30.300000][  T283] [IGT] vgem_basic: finished subtest create, SUCCESS",
+        "[   30.400000][  T283] [IGT] vgem_basic: exiting, ret=0",
+        "[   31.100000][  T287] [IGT] vgem_basic: executing",
+        "[   31.200000][  T287] [IGT] vgem_basic: starting subtest dmabuf-fence",
+        "[   45.000000][   T23] INFO: task vgem_basic:287 blocked for more than 10 seconds.",
+        "[   45.000001][   T23]       Not tainted 6.1.176 #1",
+        '[   45.000002][   T23] "echo 0 > /proc/sys/kernel/hung_task_timeout_secs" disables this message.',
+        "[   45.000003][   T23] task:vgem_basic      state:D stack:0     pid:287   ppid:286    flags:0x00004000",
+        "[   45.000004][   T23] Call Trace:",
+        "[   45.000005][   T23]  <TASK>",
+        "[   45.000006][   T23]  __schedule+0x3b7/0xbd0",
+        "[   45.000007][   T23]  schedule+0x5d/0xd0",
+        "[   45.000008][   T23]  schedule_timeout+0x1ee/0x260",
+        "[   45.000009][   T23]  __wait_for_common+0x96/0x1b0",
+        "[   45.000010][   T23]  vgem_fence_signal_ioctl+0x9d/0x140",
+        "[   45.000011][   T23]  drm_ioctl_kernel+0xb9/0x160",
+        "[   45.000012][   T23]  </TASK>",
+        "[  100.000000][  T299] rig: end script:hangs",
+    ])
+    (finding,) = parse_log(log)
+    assert (finding.title, finding.pids) == ("INFO: task hung in vgem_fence_signal_ioctl", (287,))
+    where = attribute(finding, log_test_spans(log), Source.CONSOLE)
+    assert (str(where.test), where.placement) == ("vgem_basic@dmabuf-fence", Placement.PID)
