@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from rig import collect
 from rig.errors import DeadlineExceeded, RigError
-from rig.forensics import HangPolicy, HangRecord
+from rig.forensics import HangPolicy, HangRecord, HangWatch
 from rig.guest_spec import GuestSpec
 from rig.image import GuestImage
 from rig.known import Pattern
@@ -90,6 +90,7 @@ class _Progress:
     durations: dict[str, float] = field(default_factory=dict)
     phase_started: float = field(default_factory=time.monotonic)
     vm: VM | None = None  # the booted guest, for forensics when the deadline ends it
+    hang: HangWatch | None = None  # what rig asked the guest's kernel when it hung (at boot too)
 
     def enter(self, phase: Phase) -> None:
         self.end_phase()
@@ -120,7 +121,7 @@ def run_attempt(number: int, what: AttemptPlan, directory: Path, *, deadline: fl
         progress.end_phase()
     collected = collect.after_guest(progress.collected, directory / "collect", directory / "vm" / "console.log",
                                     directory / "vm" / "qmp-events.jsonl")
-    hang = progress.vm.hang.record if progress.vm is not None else None
+    hang = progress.hang.record if progress.hang is not None else None
     if hang is not None:
         # What the kernel answered: the console from the first key on (a panic after the NMI too).
         hang = hang.with_console(directory / "vm" / "console.log")
@@ -158,7 +159,8 @@ async def _boot_and_work(what: AttemptPlan, directory: Path, progress: _Progress
     if guest.gpu != "none" and not any(arg.startswith("fbcon=") for arg in guest.cmdline_extra):
         guest = guest.with_cmdline(FBCON_ON_GPU)
     say(f"booting the guest ({guest.target.name}, {guest.gpu})")
-    async with boot_guest(what.kernel, what.image, directory / "vm", guest, what.hang) as vm:
+    progress.hang = HangWatch(what.hang)
+    async with boot_guest(what.kernel, what.image, directory / "vm", guest, progress.hang) as vm:
         progress.vm = vm
         progress.accel = vm.accel
         progress.enter(Phase.WORKLOADS)  # preparing them (checks in the guest) is part of the workloads

@@ -32,7 +32,7 @@ from rig import image as image_mod
 from rig import proc
 from rig.accel import choose_accel
 from rig.errors import InfraError, Interrupted, KernelError, RigError, UserError
-from rig.forensics import HangPolicy, HangRecord, HangWatch, investigate
+from rig.forensics import HangRecord, HangWatch, investigate
 from rig.guest import (COPY_TIMEOUT_S, TREE_TIMEOUT_S, Guest, GuestResult, GuestTimeout, GuestUnreachable,
                        HostKeyMismatch)
 from rig.guest_spec import GuestSpec
@@ -353,10 +353,10 @@ def qemu_binary(target: Target, *, progress: bool = False) -> str:
 
 @contextlib.asynccontextmanager
 async def boot_guest(kernel: Path, image: GuestImage, run_dir: Path, guest: GuestSpec,
-                     hang: HangPolicy | None = None) -> AsyncIterator[VM]:
+                     hang: HangWatch | None = None) -> AsyncIterator[VM]:
     """Boot `kernel` on `image` (via an overlay in `run_dir`) as the machine `guest`
     describes, and yield it once SSH answers. `hang`: what to ask the guest's kernel if
-    it hangs (rig.forensics)."""
+    it hangs, at boot or later, and where the answer is kept (rig.forensics)."""
     guest.validate()
     if not kernel.is_file():
         raise UserError(f"kernel image {kernel} does not exist", hint="pass a kernel image built by rig build")
@@ -367,7 +367,7 @@ async def boot_guest(kernel: Path, image: GuestImage, run_dir: Path, guest: Gues
     if len(str(run_dir.resolve() / "qmp.sock")) > SOCKET_PATH_MAX:
         socket_dir = Path(tempfile.mkdtemp(prefix="rig-qmp-"))  # 0700, like the run directory
     try:
-        async with _booted(kernel, image, run_dir, socket_dir, guest, hang or HangPolicy()) as vm:
+        async with _booted(kernel, image, run_dir, socket_dir, guest, hang or HangWatch()) as vm:
             yield vm
     finally:
         if socket_dir is not None:
@@ -382,7 +382,7 @@ def _port_taken(machine: Machine) -> bool:
 
 @contextlib.asynccontextmanager
 async def _booted(kernel: Path, image: GuestImage, run_dir: Path, socket_dir: Path | None,
-                  guest_spec: GuestSpec, hang: HangPolicy) -> AsyncIterator[VM]:
+                  guest_spec: GuestSpec, hang: HangWatch) -> AsyncIterator[VM]:
     binary = await asyncio.to_thread(qemu_binary, guest_spec.target)
     choice = await asyncio.to_thread(choose_accel, kernel, guest_spec.target, binary, guest_spec.accel)
     overlay = await asyncio.to_thread(image_mod.overlay, image, run_dir / "overlay.qcow2")
@@ -405,10 +405,17 @@ async def _booted(kernel: Path, image: GuestImage, run_dir: Path, socket_dir: Pa
     guest: Guest | None = None
     failed = True
     try:
-        guest = await wait_ready(machine, image, port, guest_spec.ready_timeout_s)
+        try:
+            guest = await wait_ready(machine, image, port, guest_spec.ready_timeout_s)
+        except KernelError as exc:
+            # The kernel hangs at boot: ask it what it is doing before QEMU is stopped.
+            if hung(exc) and machine.state.life is Life.RUNNING:
+                await hang.once(lambda: investigate(machine, guest_spec.target, hang.policy,
+                                                    exc.message.splitlines()[0], dump_dir=run_dir, kernel=spec.kernel))
+            raise
         times = BootTimes(machine.started_at or 0.0, machine.init_seen_at, time.monotonic())
         vm = VM(machine, guest, spec.console_log, choice.accel, choice.reason, run_dir, port, times, guest_spec,
-                hang=HangWatch(hang))
+                hang=hang)
         try:
             yield vm
         finally:

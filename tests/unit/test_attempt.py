@@ -56,6 +56,7 @@ def _attempt(tmp_path: Path, monkeypatch, steps: list[Step], *, boot_error: Exce
             raise boot_error
         vm = FakeVM(lambda argv: "29.5 0.0\n" if argv[:2] == ["cat", "/proc/uptime"] else None)
         vm.accel = "tcg"
+        vm.hang = hang  # the attempt's, where it reads the record back
         yield vm
 
     monkeypatch.setattr(rig.vm, "boot_guest", fake_boot)
