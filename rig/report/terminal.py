@@ -98,6 +98,18 @@ def render(report: RunReport, console: Console) -> None:
     console.print("Tests: " + (", ".join(f"{n} {s}" for s, n in totals.items()) or "none ran"), highlight=False)
     for problem in verdict.problems:
         console.print(f"[yellow]note:[/yellow] {problem}", highlight=False)
+    for attempt in report.attempts:
+        hang = attempt.hang
+        if hang is None or attempt.side != "series":
+            continue
+        stuck = sum(1 for task in hang.blocked if task.state == "D")
+        got = [f"{stuck} blocked task(s)", f"{len(hang.cpus)} CPU backtrace(s)"]
+        if hang.vcpus:
+            got.append(f"{len(hang.vcpus)} vCPU(s) seen by QEMU")
+        if hang.dump:
+            got.append(f"memory dump {hang.dump}")
+        console.print(f"the guest hung (attempt {attempt.number}: {hang.reason}); its kernel was asked: "
+                      + ", ".join(got) + " (report.md: When the guest hung)", highlight=False)
     error = report.error
     if error is not None:
         # The headline only: the report's text is above (a finding) or in the log named here.

@@ -208,3 +208,16 @@ def test_report_md_shows_every_vcpu_when_the_kernel_answered_nothing(tmp_path: P
     again = HangRecord.from_json(json.loads(json.dumps(hang.to_json())))
     assert again == hang and again.vcpus[0].frames == ("native_queued_spin_lock_slowpath", "do_raw_spin_lock",
                                                        "vgem_fence_attach_ioctl")
+
+
+def test_the_terminal_says_the_guest_hung_and_where_to_read_more(tmp_path: Path, monkeypatch) -> None:
+    from rich.console import Console
+
+    from rig.report import terminal
+
+    console = Console(record=True, width=300, color_system=None)
+    terminal.render(_hung_report(tmp_path, monkeypatch), console)
+    text = console.export_text()
+    assert ("the guest hung (attempt 1: guest command /usr/libexec/igt-gpu-tools/vgem_basic did not finish within "
+            "90 s); its kernel was asked: 2 blocked task(s), 2 CPU backtrace(s), memory dump "
+            "attempt-1/vm/guest-memory.elf (report.md: When the guest hung)") in text
