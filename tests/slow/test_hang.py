@@ -48,8 +48,9 @@ def test_a_task_stuck_in_an_ioctl_is_found_and_its_stack_shown(guest_image, tmp_
 
 def test_every_cpu_stuck_gets_an_nmi_and_the_cpus_backtraces(guest_image, tmp_path: Path) -> None:
     out = tmp_path / "hard-hang"
+    # a small guest: --dump-on-hang writes all of its memory
     done, data = rig_run("--series", str(SERIES), "--plan", str(PLANS / "hard-hang.toml"), "--pressure", "none",
-                         "--no-base", out=out, timeout=RUN_TIMEOUT_S)
+                         "--no-base", "--memory", "1024", "--dump-on-hang", out=out, timeout=RUN_TIMEOUT_S)
     assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
     hang = data["attempts"][-1]["hang"]
     assert hang is not None
@@ -62,3 +63,7 @@ def test_every_cpu_stuck_gets_an_nmi_and_the_cpus_backtraces(guest_image, tmp_pa
     stuck = [c for c in hang["cpu_backtraces"] if "vgem_fence_attach_ioctl" in c["frames"]]
     assert stuck, hang["cpu_backtraces"]
     assert "CPU backtraces" in (out / "report.md").read_text()
+    # the memory dump, written before the NMI: an ELF core of the whole guest
+    dump = out / hang["dump"]
+    assert dump.read_bytes()[:4] == b"\x7fELF" and hang["dump_bytes"] == dump.stat().st_size > 1000 << 20
+    dump.unlink()
