@@ -10,6 +10,7 @@ it: the caller always has something to report.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import traceback
@@ -23,6 +24,7 @@ from rig.guest_spec import GuestSpec
 from rig.image import GuestImage
 from rig.known import Pattern
 from rig.plan import Plan
+from rig.reclaim_events import with_reclaim_events
 from rig.report.model import AttemptError, ErrorKind, Phase
 from rig.workloads import TestResult, WorkloadContext
 from rig.workloads.pressure import Pressure, PressureSession, Timeline
@@ -111,7 +113,12 @@ def run_attempt(number: int, what: AttemptPlan, directory: Path, *, deadline: fl
         progress.end_phase()
     collected = collect.after_guest(progress.collected, directory / "collect", directory / "vm" / "console.log",
                                     directory / "vm" / "qmp-events.jsonl")
-    return AttemptResult(number, directory, tuple(progress.tests), progress.timeline, collected, progress.accel,
+    timeline = progress.timeline
+    if timeline is not None and collected.console is not None:
+        # The whole console, not dmesg: it holds what a crashed guest printed last.
+        with contextlib.suppress(OSError), collected.console.open(errors="replace") as console:
+            timeline = with_reclaim_events(timeline, console)
+    return AttemptResult(number, directory, tuple(progress.tests), timeline, collected, progress.accel,
                          dict(progress.durations), error)
 
 
