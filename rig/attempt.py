@@ -20,6 +20,7 @@ from pathlib import Path
 
 from rig import collect
 from rig.errors import DeadlineExceeded, RigError
+from rig.gpu_plan import fit_to_gpu
 from rig.guest_spec import GuestSpec
 from rig.image import GuestImage
 from rig.known import Pattern
@@ -147,9 +148,12 @@ async def _boot_and_work(what: AttemptPlan, directory: Path, progress: _Progress
         say(f"guest ready in {progress.durations['boot']:.0f} s ({vm.accel}); running plan '{what.plan.name}' "
             f"under pressure '{what.pressure.label}'")
         t0 = time.monotonic()
-        plan = what.plan
+        plan, not_for_this_gpu = fit_to_gpu(what.plan, what.guest.gpu_model)
+        progress.tests = [TestResult(name, "igt", "skip", "not-applicable", None, driver, why)
+                          for name, driver, why in not_for_this_gpu]
         if what.skips:
-            plan, progress.tests = await _without_skipped(vm, plan, what.skips)
+            plan, skipped = await _without_skipped(vm, plan, what.skips)
+            progress.tests += skipped
         workloads = workloads_for(plan)
         for workload in workloads:
             await workload.prepare(vm)
