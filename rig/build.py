@@ -406,34 +406,39 @@ class _PrefixBuild:
         entry = BUILDS.resolve(quick_key)
         if entry is not None:
             return self._finish(entry, quick_key, cache_hit=True)
-        lock = build_lock_path()
-        if cache.is_locked(lock):
-            reporter.step(f"waiting for the build lock {lock}")
-        with self._locks():
+        # Two locks, always taken in this order: this tree's (its worktree and build
+        # directory), then the machine's one build at a time. The series is applied under
+        # the first only, so a series that does not apply says so at once instead of
+        # waiting behind another tree's build (a matrix's not-applicable cells).
+        with self._tree_lock():
             entry = BUILDS.resolve(quick_key)  # another rig may have built it while we waited
             made = False
             if entry is None:
-                entry, made = self._build_locked(quick_key)
+                tree = self._prepare_tree()
+                lock = build_lock_path()
+                if cache.is_locked(lock):
+                    reporter.step(f"waiting for the build lock {lock}")
+                with cache.locked(lock, timeout_s=MAKE_TIMEOUT_S, what="a kernel build"):
+                    entry, made = self._build_locked(quick_key, tree)
         return self._finish(entry, quick_key, cache_hit=not made)
 
     @contextmanager
-    def _locks(self) -> Iterator[None]:
-        """The machine-wide build lock, and the lock of this tree's worktree and build
-        directories (in the cache: a rig pointed at another RIG_BUILD_LOCK shares them)."""
+    def _tree_lock(self) -> Iterator[None]:
+        """The lock of this tree's worktree and build directories (in the cache: a rig
+        pointed at another RIG_BUILD_LOCK shares them)."""
         tree_lock = cache.cache_dir("locks") / f"tree-{self.resolved.source.tree_key}.lock"
-        with cache.locked(build_lock_path(), timeout_s=MAKE_TIMEOUT_S, what="a kernel build"):
-            with cache.locked(tree_lock, timeout_s=MAKE_TIMEOUT_S, what=f"building {self.resolved.source.tree_key}"):
-                yield
+        with cache.locked(tree_lock, timeout_s=MAKE_TIMEOUT_S, what=f"building {self.resolved.source.tree_key}"):
+            yield
 
     # --- building under the lock --------------------------------------------------------
 
-    def _build_locked(self, quick_key: str) -> tuple[Path, bool]:
-        """The entry of this build, and whether make made it (else it was in the cache)."""
+    def _build_locked(self, quick_key: str, tree: Path) -> tuple[Path, bool]:
+        """The entry of this build from the prepared `tree`, and whether make made it
+        (else it was in the cache)."""
         build_dir = self.resolved.build_dir
         build_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         log = self.out / "build.log"
         log.write_text("")
-        tree = self._prepare_tree()
         with self.timings.stage("config"):
             self._configure(tree, build_dir, log)
         # Different inputs can give the same .config (say, a fragment that only repeats

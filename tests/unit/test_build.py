@@ -13,7 +13,7 @@ import pytest
 from .test_build_fakes import commit_change, fake_kernel, format_patches, git
 
 from rig import build as build_mod
-from rig import cli, source
+from rig import cache, cli, source
 from rig.build import BuildRequest, build
 from rig.errors import InfraError, KernelError, UserError
 from rig.target import ARM64
@@ -111,6 +111,17 @@ def test_series_that_does_not_apply_is_a_user_error(tmp_path: Path, kernel: Path
     patches = make_series(kernel, tmp_path, "stale", [("drv: return one", "return 0;", "return 1;")])
     commit_change(kernel, "drv: upstream moved on", "return 0;", "return -1;")
     with pytest.raises(UserError, match=r'patch 1 "drv: return one" does not apply \(conflicting files: drv.c\)'):
+        build(BuildRequest(kernel=str(kernel), series=str(patches)), tmp_path / "out", progress=False)
+
+
+def test_a_series_that_does_not_apply_says_so_without_waiting_for_another_build(
+        tmp_path: Path, kernel: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    patches = make_series(kernel, tmp_path, "stale", [("drv: return one", "return 0;", "return 1;")])
+    commit_change(kernel, "drv: upstream moved on", "return 0;", "return -1;")
+    # Were the series applied under the machine's build lock, held here by "another
+    # build", this would end in the lock's timeout (InfraError) instead.
+    monkeypatch.setattr(build_mod, "MAKE_TIMEOUT_S", 3.0)
+    with cache.locked(build_mod.build_lock_path()), pytest.raises(UserError, match="does not apply"):
         build(BuildRequest(kernel=str(kernel), series=str(patches)), tmp_path / "out", progress=False)
 
 
