@@ -47,6 +47,8 @@ def render(report: RunReport) -> str:
     else:
         lines.append("- series: none")
     lines.append(f"- config profile: {kernel.profile}")
+    for denial in kernel.sandbox_denials:
+        lines.append(f"- sandbox: the series' build {denial}")
     lines.append(f"- tests: plan '{report.plan.name}' ({report.plan.description}), "
                  f"memory pressure: {report.pressure}")
     machine = report.machine

@@ -380,3 +380,48 @@ def test_a_worktree_edited_by_hand_is_reset_before_the_next_prefix(tmp_path: Pat
     drv.write_text(drv.read_text().replace("return 0;", "return 0; /* edited */"))
     build_mod.build_prefix(resolved, 1, tmp_path / "k1")  # would not apply on the edited file
     assert "edited" not in drv.read_text() and "return 1;" in drv.read_text()
+
+
+# A series whose build reaches for the network, writes outside its build directory and
+# reads the home directory: each step is allowed to fail (`-`), so the build goes on and
+# every attempt shows in the log.
+PROBES = """\
+\t-python3 -c "import socket; socket.create_connection(('deb.debian.org', 80), 5)"
+\t-touch $(CURDIR)/escaped /etc/rig-sandbox-escaped
+\t-cat {home}/secret
+"""
+
+
+def test_a_sandboxed_build_cannot_reach_out_and_says_what_it_tried(
+        tmp_path: Path, kernel: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if shutil.which("bwrap") is None:
+        pytest.fail("bubblewrap is missing: ./setup installs it")
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "secret").write_text("a key\n")
+    monkeypatch.setenv("HOME", str(home))
+    probes = PROBES.format(home=home)
+    patches = make_series(kernel, tmp_path, "probe", [("build: probe", "\t@echo \"  CC      drv.o\"\n",
+                                                      "\t@echo \"  CC      drv.o\"\n" + probes)], file="Makefile")
+    request = BuildRequest(kernel=str(kernel), series=str(patches), sandbox=True)
+    artifacts = build(request, tmp_path / "out", progress=False)
+    kinds = list(dict.fromkeys(d.split(":")[0] for d in artifacts.sandbox_denials))
+    assert kinds == ["tried to reach the network", "tried to write outside its build directory",
+                     "tried to read a hidden directory (home, rig's cache)"], artifacts.sandbox_denials
+    assert not (kernel / "escaped").exists() and not Path("/etc/rig-sandbox-escaped").exists()
+    assert "a key" not in artifacts.build_log.read_text()
+    meta = json.loads((tmp_path / "out" / "metadata.json").read_text())["build"]
+    assert meta["sandbox"] == {"used": True, "denied": list(artifacts.sandbox_denials)}
+    # The same tree unsandboxed builds the same kernel: the fence changes nothing it makes.
+    plain = build(dataclasses.replace(request, sandbox=False), tmp_path / "plain", progress=False)
+    assert plain.cache_hit and plain.sandbox_denials == artifacts.sandbox_denials
+
+
+def test_only_a_series_from_a_message_id_is_sandboxed_unless_asked(tmp_path: Path, kernel: Path) -> None:
+    patches = make_series(kernel, tmp_path, "fix", [("drv: return one", "return 0;", "return 1;")])
+    resolved = build_mod.resolve(BuildRequest(kernel=str(kernel), series=str(patches)), tmp_path / "out")
+    assert not resolved.sandboxed
+    assert build_mod.resolve(BuildRequest(kernel=str(kernel), series=str(patches), sandbox=True),
+                             tmp_path / "out2").sandboxed
+    msgid = dataclasses.replace(resolved, series=dataclasses.replace(resolved.series, kind="msgid"))
+    assert msgid.sandboxed
