@@ -183,6 +183,12 @@ def blame(machine: Machine, cause: RigError | None = None) -> RigError:
         # Not a death rig can explain: rig's own shutdown (STOPPED), or no QEMU yet.
         return InfraError(f"the guest is {life.value} (QEMU exit status {state.returncode})",
                           log=machine.console_log)
+    if state.frozen:
+        # A stopped QEMU runs no guest: the guest's silence is not the kernel's doing.
+        return InfraError("QEMU was stopped by a signal from outside rig (SIGSTOP?), so the guest could not "
+                          f"answer: {cause.message}",
+                          log=machine.console_log,
+                          hint="something on the host stopped QEMU (kill -STOP, a debugger); run again")
     # QEMU still runs (or rig stopped it because of `cause`): the call's error says it.
     if isinstance(cause, GuestTimeout):
         return GuestTimeout(cause.message + with_console_tail(machine), hint=cause.hint, log=machine.console_log)

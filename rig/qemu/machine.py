@@ -64,6 +64,16 @@ class Life(enum.Enum):
     STOPPED = "stopped"  # rig's shutdown ended it
 
 
+def process_stopped(pid: int) -> bool:
+    """Whether process `pid` is stopped by a signal (state T) or a tracer (t)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    # "pid (comm) S ...": comm may hold spaces and parentheses, the state follows the last ")".
+    return stat[stat.rindex(")") + 2:][:1] in ("T", "t")
+
+
 @dataclass(frozen=True)
 class MachineState:
     """One look at a machine: what rig decides a failure's fault from (rig.vm.blame)."""
@@ -71,6 +81,7 @@ class MachineState:
     life: Life
     returncode: int | None = None  # QEMU's exit status; negative: the signal that killed it
     panic_line: str | None = None  # the console's panic line, or pvpanic's event
+    frozen: bool = False  # running, but the process is stopped (SIGSTOP from outside rig)
 
     @property
     def over(self) -> bool:
@@ -198,7 +209,8 @@ class Machine:
             life = Life.FAILED
         else:
             life = Life.POWERED_OFF
-        return MachineState(life, status, self.panic_line)
+        frozen = life is Life.RUNNING and self.pid is not None and process_stopped(self.pid)
+        return MachineState(life, status, self.panic_line, frozen)
 
     def console_text(self) -> str:
         try:

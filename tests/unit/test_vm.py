@@ -5,6 +5,7 @@ import dataclasses
 import os
 import signal
 import socket
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 from rig import vm
 from rig.errors import InfraError, Interrupted, KernelError, UserError
 from rig.guest import GuestResult, GuestTimeout, GuestUnreachable, HostKeyMismatch
-from rig.qemu.machine import Life, MachineState
+from rig.qemu.machine import Life, MachineState, process_stopped
 
 RUNNING = MachineState(Life.RUNNING)
 PANIC = MachineState(Life.PANICKED, 0, "Kernel panic - not syncing: VFS: Unable to mount root fs")
@@ -201,6 +202,30 @@ def test_a_running_guest_that_stops_answering_is_the_kernels_fault(tmp_path: Pat
     error = vm.blame(StandInMachine(tmp_path), GuestUnreachable("SSH connection lost"))  # type: ignore[arg-type]
     assert type(error) is KernelError and "stopped answering SSH: SSH connection lost" in error.message
     assert "console tail" in error.message
+
+
+def test_a_guest_silent_because_qemu_is_stopped_is_the_hosts_fault(tmp_path: Path) -> None:
+    machine = StandInMachine(tmp_path)
+    machine.state = MachineState(Life.RUNNING, frozen=True)
+    for cause in (GuestTimeout("guest command true did not finish within 5 s"), GuestUnreachable("SSH timed out")):
+        error = vm.blame(machine, cause)  # type: ignore[arg-type]
+        assert type(error) is InfraError and "QEMU was stopped by a signal from outside rig" in error.message
+        assert cause.message in error.message
+
+
+def test_a_stopped_process_is_seen_as_stopped() -> None:
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        assert not process_stopped(sleeper.pid)
+        os.kill(sleeper.pid, signal.SIGSTOP)
+        deadline = time.monotonic() + 5
+        while not process_stopped(sleeper.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert process_stopped(sleeper.pid)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert not process_stopped(sleeper.pid)  # gone: not stopped
 
 
 @pytest.mark.parametrize("cause", [KernelError("guest command false failed with exit status 1"),
