@@ -110,6 +110,7 @@ class Machine:
         self.console_marks: dict[str, float | None] = {"rig-init: ": None, "network up": None, "guest ready": None}
         self.started_at: float | None = None
         self._stopping = False  # rig's own shutdown began: an exit from now on is rig's doing
+        self._frozen_since: float | None = None  # when QEMU's process was first seen stopped
         self._process: proc.Spawned | None = None
         self._qmp: QMPClient | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -185,6 +186,17 @@ class Machine:
     @property
     def returncode(self) -> int | None:
         return self._process.returncode if self._process is not None else None
+
+    def frozen_for(self) -> float:
+        """How long QEMU's process has been seen stopped (SIGSTOP) without a break; 0 when
+        it runs. Asked often: one read of /proc/<pid>/stat."""
+        if self.exited or self.pid is None or not process_stopped(self.pid):
+            self._frozen_since = None
+            return 0.0
+        now = time.monotonic()
+        if self._frozen_since is None:
+            self._frozen_since = now
+        return now - self._frozen_since
 
     @property
     def exited(self) -> bool:
