@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rig import collect
-from rig.errors import DeadlineExceeded, RigError
+from rig.errors import DeadlineExceeded, RigError, disk_full
 from rig.gpu_plan import fit_to_gpu
 from rig.guest_spec import GuestSpec
 from rig.image import GuestImage
@@ -105,11 +105,15 @@ def run_attempt(number: int, what: AttemptPlan, directory: Path, *, deadline: fl
         run_sync(_in_guest(what, directory, progress, deadline, say))
     except RigError as exc:
         error = AttemptError.from_exception(exc, progress.phase)
-    except Exception as exc:  # a bug in rig: keep the attempt's material and report it as one
-        (directory / "rig-traceback.txt").write_text(traceback.format_exc())
-        log.exception("attempt %d", number)
-        error = AttemptError(ErrorKind.BUG, progress.phase, f"rig failed: {type(exc).__name__}: {exc}",
-                             hint="this is a bug in rig; report it with " + str(directory / "rig-traceback.txt"))
+    except Exception as exc:
+        if (full := disk_full(exc)) is not None:  # the host's disk, not rig, failed the write
+            error = AttemptError.from_exception(full, progress.phase)
+        else:  # a bug in rig: keep the attempt's material and report it as one
+            with contextlib.suppress(OSError):
+                (directory / "rig-traceback.txt").write_text(traceback.format_exc())
+            log.exception("attempt %d", number)
+            error = AttemptError(ErrorKind.BUG, progress.phase, f"rig failed: {type(exc).__name__}: {exc}",
+                                 hint="this is a bug in rig; report it with " + str(directory / "rig-traceback.txt"))
     finally:
         progress.end_phase()
     collected = collect.after_guest(progress.collected, directory / "collect", directory / "vm" / "console.log",

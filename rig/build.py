@@ -33,7 +33,7 @@ from types import MappingProxyType
 from typing import Any
 
 from rig import cache, kconfig, proc, sandbox, source
-from rig.errors import KernelError, UserError
+from rig.errors import DISK_FULL_HINT, InfraError, KernelError, UserError, disk_full_in
 from rig.progress import Reporter, quiet
 from rig.sandbox import Sandbox
 from rig.rundir import write_metadata
@@ -523,6 +523,9 @@ class _PrefixBuild:
                      hint="the kernel's configuration step failed; see the log")
         except KernelError as exc:
             self._read_denials(log)
+            if (full := disk_full_in(log.read_text(errors="replace")) or _out_of_space(build_dir)) is not None:
+                raise InfraError(f"the disk filled up while configuring the kernel: {full}", log=log,
+                                 hint=DISK_FULL_HINT) from None
             raise KernelError(exc.message, log=exc.log, hint=f"{exc.hint}{self._denied_note()}") from None
         self._read_denials(log)
         misses = kconfig.check(dict(resolved.settings), dot_config, tree,
@@ -567,6 +570,8 @@ class _PrefixBuild:
         estimate_file.write_text(json.dumps({"units": units, "cold": cold}))
         if result.ok:
             return
+        if (full := disk_full_in(log.read_text(errors="replace")) or _out_of_space(build_dir)) is not None:
+            raise InfraError(f"the disk filled up during the kernel build: {full}", log=log, hint=DISK_FULL_HINT)
         tail = result.stdout.strip().splitlines() or ["(no output)"]
         make_errors = [line.strip() for line in tail if "*** " in line]  # make's "*** [target] Error 1"
         where = first_error[0] if first_error else (make_errors or tail)[0 if make_errors else -1]
@@ -700,6 +705,23 @@ class _PrefixBuild:
                           "total": artifacts.duration_s, "built_in": facts.get("timings", {})},
             "make_units": facts.get("make_units"),
         }
+
+
+# Less free space than this where the build writes, after a failed build: the disk is the
+# likely cause (a kernel build needs well over a GiB), even when no program said so (ccache
+# fails quietly when it cannot write its temporary files).
+LOW_SPACE_BYTES = 256 << 20
+
+
+def _out_of_space(build_dir: Path) -> str | None:
+    for path in (build_dir, cache.cache_dir("ccache")):
+        try:
+            free = shutil.disk_usage(path).free
+        except OSError:
+            continue
+        if free < LOW_SPACE_BYTES:
+            return f"{free >> 20} MiB left on the disk holding {path}"
+    return None
 
 
 def _git_dir(tree: Path) -> Path:
