@@ -51,33 +51,33 @@ class Fault:
     report_expected: bool = True
 
 
-def _qemu_pids(run_dir: Path) -> list[int]:
+def _processes() -> list[tuple[int, list[bytes]]]:
+    """(pid, argv) of every process that can be read."""
     found = []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if cmdline and b"qemu-system-" in cmdline[0] and any(str(run_dir).encode() in part for part in cmdline):
-            found.append(int(entry.name))
+        if entry.name.isdigit():
+            try:
+                found.append((int(entry.name), (entry / "cmdline").read_bytes().split(b"\0")))
+            except OSError:
+                continue
     return found
+
+
+def _of_run(argv: list[bytes], run_dir: Path) -> bool:
+    return any(str(run_dir).encode() in part for part in argv)
+
+
+def _qemu_pids(run_dir: Path) -> list[int]:
+    return [pid for pid, argv in _processes() if argv[0] and b"qemu-system-" in argv[0] and _of_run(argv, run_dir)]
 
 
 def _children_named(names: tuple[str, ...], run_dir: Path) -> list[str]:
     """ssh or make processes that mention the run directory (rig's own, not the user's)."""
     left = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        program = os.path.basename(cmdline[0].decode(errors="replace")) if cmdline and cmdline[0] else ""
-        if program in names and any(str(run_dir).encode() in part for part in cmdline):
-            left.append(f"{entry.name} {program}")
+    for pid, argv in _processes():
+        program = os.path.basename(argv[0].decode(errors="replace")) if argv[0] else ""
+        if program in names and _of_run(argv, run_dir):
+            left.append(f"{pid} {program}")
     return left
 
 
