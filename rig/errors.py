@@ -6,6 +6,7 @@ exceptions: they are findings in the report. These exceptions stop a run.
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 
@@ -64,3 +65,26 @@ class DeadlineExceeded(RigError):
 
     exit_code = 1
     label = "deadline"
+
+
+# The host's disk refusing a write: whoever wrote, it is the host's fault.
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+DISK_FULL_HINT = ("free some space (rig image prune drops old images; old run directories can go), "
+                  "or point RIG_CACHE_DIR and --out at a larger disk")
+
+
+def disk_full(exc: BaseException) -> InfraError | None:
+    """The host problem an OSError of a full disk (or quota) is, else None."""
+    if not isinstance(exc, OSError) or exc.errno not in DISK_FULL_ERRNOS:
+        return None
+    where = f" writing {exc.filename}" if exc.filename else ""
+    return InfraError(f"the disk is full{where} ({exc.strerror})", hint=DISK_FULL_HINT)
+
+
+# How a program's output says that it ran out of disk (glibc's strerror of ENOSPC, EDQUOT).
+DISK_FULL_WORDS = ("No space left on device", "Disk quota exceeded")
+
+
+def disk_full_in(output: str) -> str | None:
+    """The first line of a program's output that says the disk is full, else None."""
+    return next((line.strip() for line in output.splitlines() if any(w in line for w in DISK_FULL_WORDS)), None)
