@@ -28,6 +28,7 @@ read it like any other report; the HangRecord says what was asked and what came 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -67,6 +68,7 @@ NMI_WAIT_S = 40.0
 # dump-guest-memory of a few GiB guest: the write of the whole memory to the run directory.
 DUMP_TIMEOUT_S = 300.0
 DUMP_NAME = "guest-memory.elf"
+VCPUS_NAME = "vcpus.txt"  # what QEMU's monitor showed of every vCPU
 
 
 @dataclass(frozen=True)
@@ -196,10 +198,13 @@ def _read_from(path: Path, offset: int) -> str:
         return ""
 
 
-async def wait_answer(machine: Asked, offset: int, header: str, *, answer_wait_s: float = ANSWER_WAIT_S,
-                      quiet_s: float = QUIET_S, max_s: float = ANSWER_MAX_S, poll_s: float = 0.1) -> bool:
+async def wait_answer(machine: Asked, offset: int, header: str, *, answer_wait_s: float | None = None,
+                      quiet_s: float | None = None, max_s: float | None = None, poll_s: float = 0.1) -> bool:
     """Whether the console shows `header` after `offset` within `answer_wait_s`; once it
     does, also wait until the console has been quiet for `quiet_s` (the whole answer)."""
+    answer_wait_s = ANSWER_WAIT_S if answer_wait_s is None else answer_wait_s
+    quiet_s = QUIET_S if quiet_s is None else quiet_s
+    max_s = ANSWER_MAX_S if max_s is None else max_s
     started = time.monotonic()
     seen_at: float | None = None
     size = offset
@@ -266,10 +271,20 @@ async def investigate(machine: Asked, target: Target, policy: HangPolicy, reason
     if not answered and not machine.state.over:
         # before the NMI, which moves every CPU into its handler and then the panic
         symbols = Symbols.from_system_map(system_map_near(kernel) if kernel is not None else None)
+        shown: list[str] = []
+
+        async def monitor(command: str, cpu: int | None) -> str:
+            output = await machine.hmp(command, cpu)
+            shown.append(f"(qemu) {command}" + ("" if cpu is None else f"    [cpu {cpu}]") + f"\n{output}")
+            return output
+
         try:
-            vcpus = await read_vcpus(machine.hmp, symbols)
+            vcpus = await read_vcpus(monitor, symbols)
         except RigError as exc:
             vcpus_error = exc.message
+        # QEMU's own words, beside the console (the report has them parsed)
+        with contextlib.suppress(OSError):
+            (dump_dir / VCPUS_NAME).write_text("\n".join(shown))
     nmi: str | None = None
     nmi_answered = False
     if not answered and target.nmi and not machine.state.over:

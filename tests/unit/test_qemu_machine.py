@@ -367,6 +367,8 @@ def test_a_wedged_guest_gets_the_nmi_after_unanswered_keys(tmp_path: Path, monke
     assert [(v.cpu, v.pc, v.stack) for v in record.vcpus] == [
         (0, "native_queued_spin_lock_slowpath+0x10", ("vgem_fence_attach_ioctl+0x34",)),
         (1, "default_idle+0x10", ("vgem_fence_attach_ioctl+0x34",))]
+    shown = (tmp_path / "run" / "vcpus.txt").read_text()  # QEMU's words, kept beside the console
+    assert shown.startswith("(qemu) info registers -a\nCPU#0\n") and "[cpu 1]" in shown
     assert [(a.key, a.answered) for a in record.asks] == [("w", False)] and record.skipped == ("l",)
     assert record.nmi == "sent" and record.nmi_answered
     assert state.life is Life.PANICKED  # the NMI became a panic, as unknown_nmi_panic makes it

@@ -433,7 +433,7 @@ def test_a_slow_greeting_gets_a_longer_wait_each_time(tmp_path: Path, monkeypatc
                      vm.SSH_ATTEMPT_TIMEOUT_S]
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def quick_forensics(monkeypatch: pytest.MonkeyPatch) -> None:
     import rig.forensics
 
