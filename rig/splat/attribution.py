@@ -28,6 +28,9 @@ says which task printed it, and the spans say which task started which test):
   time  the innermost test running at the report's console offset (a console finding)
         or at its printk time (a dmesg finding)
   boot  the report came before any test started
+
+An IGT test that a plan's script ran is reported as the script (the plan's test): runs,
+repeats and bisection count and cut the plan by the tests it names.
 """
 
 from __future__ import annotations
@@ -121,13 +124,14 @@ def attribute(finding: Finding, spans: Sequence[TestSpan], source: Source) -> At
     """The test `finding` belongs to. `spans` come from the console log: only a console
     finding can be placed by its offset in it, a dmesg finding by its printk time, a
     kmemleak finding only by the tasks that allocated its objects."""
-    by_pid = _tests_of_tasks(spans, [f"T{pid}" for pid in finding.pids])
+    by_pid = tuple(dict.fromkeys(_in_script(spans, test)
+                                 for test in _tests_of_tasks(spans, [f"T{pid}" for pid in finding.pids])))
     if by_pid:
         return Attribution(by_pid[0], Placement.PID, by_pid[1:])
     if finding.caller.startswith("T"):
         mine = started_by(spans, finding.caller, before=finding.start if source is Source.CONSOLE else None)
         if mine:
-            return Attribution(mine[-1].test, Placement.PID)
+            return Attribution(_in_script(spans, mine[-1].test), Placement.PID)
     if source is Source.CONSOLE:
         span = running_test(spans, offset=finding.start)
         started_before = any(s.start < finding.start for s in spans if s.framework != "kunit")
@@ -138,9 +142,21 @@ def attribute(finding: Finding, spans: Sequence[TestSpan], source: Source) -> At
     else:
         return Attribution(None, Placement.UNKNOWN)
     if span is not None:
-        return Attribution(span.test, Placement.TIME)
+        return Attribution(_in_script(spans, span.test), Placement.TIME)
     # KUnit runs at boot: its suites do not make a later report "after the tests started"
     return Attribution(None, Placement.UNKNOWN if started_before else Placement.BOOT)
+
+
+def _in_script(spans: Sequence[TestSpan], test: TestName) -> TestName:
+    """The plan's test for `test`: an IGT test that a plan script ran is the script's (the
+    plan names the script, not the IGT test, so runs, repeats and bisection go by it)."""
+    if test.kind is not TestKind.IGT:
+        return test
+    for own in (s for s in spans if s.framework == "igt" and s.test == test):
+        for outer in spans:
+            if outer.framework == "script" and outer.start <= own.start < outer.end:
+                return outer.test
+    return test
 
 
 def _tests_of_tasks(spans: Sequence[TestSpan], tasks: Sequence[str]) -> tuple[TestName, ...]:

@@ -197,4 +197,10 @@ def test_a_hung_task_is_attributed_to_the_test_its_blocked_task_ran() -> None:
     (finding,) = parse_log(log)
     assert (finding.title, finding.pids) == ("INFO: task hung in vgem_fence_signal_ioctl", (287,))
     where = attribute(finding, log_test_spans(log), Source.CONSOLE)
+    # the plan's test: the script that ran the subtest (the plan has no IGT group for it)
+    assert (str(where.test), where.placement) == ("script:hangs", Placement.PID)
+    # outside any script, the subtest itself
+    bare = "\n".join(line for line in log.splitlines() if "rig: " not in line)
+    (finding,) = parse_log(bare)
+    where = attribute(finding, log_test_spans(bare), Source.CONSOLE)
     assert (str(where.test), where.placement) == ("vgem_basic@dmabuf-fence", Placement.PID)
