@@ -235,7 +235,7 @@ def _hang(attempt: AttemptRecord, hang: HangRecord) -> list[str]:
                 lines.append(f"- CPU {cpu.cpu}: idle" + (f" (in {cpu.frames[0]})" if cpu.frames else ""))
                 lines.append("")
                 continue
-            lines.append(f"- CPU {cpu.cpu}" + (f", in {cpu.frames[0]}" if cpu.frames else ""))
+            lines.append(f"- CPU {cpu.cpu}" + (f", in {cpu.running}" if cpu.running else ""))
             lines.append("")
             lines.append(_indent(cpu.text))
             lines.append("")

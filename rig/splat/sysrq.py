@@ -21,13 +21,15 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from rig.splat.frames import COMMON_SKIP, parse_frame
+from rig.splat.frames import COMMON_SKIP, parse_frame, pc_function
 from rig.splat.stall import hang_frame
 from rig.splat.text import decode, split_prefix
 
 # sched_show_task(): the comm is padded to 15 characters ("%-15.15s"), so a comm with a
 # space in it is read up to the padding before "state:".
 _TASK = re.compile(r"^task:(?P<comm>.{1,16}?)\s+state:(?P<state>\S)(?:.*?\bpid:\s*(?P<pid>\d+))?")
+# The answers that list tasks: sysrq w and t (drivers/tty/sysrq.c's action messages).
+_SYSRQ_TASKS = re.compile(r"^sysrq: (?:Show Blocked State|Show State)\s*$")
 _NMI = re.compile(r"^NMI backtrace for cpu (?P<cpu>\d+)(?P<idle> skipped: idling at (?P<at>\S+))?")
 # Lines that belong to a stack dump without being frames: markers of the stack a frame is
 # on, the register dump, the CPU and hardware lines, the "Call Trace:" header.
@@ -72,6 +74,22 @@ class CpuBacktrace:
     text: str
     idle: bool = False
 
+    @property
+    def running(self) -> str | None:
+        """What the CPU was running: the kernel function of its last register dump (the
+        context the NMI or the asking interrupt came into), else the first frame of that
+        context past the backtrace machinery's own."""
+        lines = self.text.splitlines()
+        kernel_pcs = [pc_function(line) for line in lines if line.startswith("RIP: 0010:") or line.startswith("pc :")]
+        if kernel_pcs and kernel_pcs[-1]:
+            return kernel_pcs[-1]
+        ends = [i for i, line in enumerate(lines) if line.strip() in ("</NMI>", "</IRQ>", "</SOFTIRQ>", "<TASK>")]
+        for line in lines[ends[-1] + 1:] if ends else lines:
+            frame = parse_frame(line)
+            if frame is not None and not frame[1] and not COMMON_SKIP.skips(frame[0]):
+                return frame[0]
+        return self.frames[0] if self.frames else None
+
     def to_json(self) -> dict[str, Any]:
         return {"cpu": self.cpu, "frames": list(self.frames), "text": self.text, "idle": self.idle}
 
@@ -105,18 +123,32 @@ def _stack(lines: list[str], start: int) -> tuple[int, list[str], list[str]]:
 
 
 def blocked_tasks(text: str | bytes) -> tuple[BlockedTask, ...]:
-    """Every task shown by sysrq w or t in `text`, in order, with its stack."""
+    """Every task sysrq w or t showed in `text`, in order, each once (by pid) with its
+    stack. Only their answers count: a hung-task report shows its task the same way, but
+    it is a finding of its own."""
     lines = _messages(text)
     out: list[BlockedTask] = []
+    seen: set[int] = set()
     index = 0
+    answering = False
     while index < len(lines):
-        m = _TASK.match(lines[index])
+        msg = lines[index]
+        if _SYSRQ_TASKS.match(msg):
+            answering = True
+            index += 1
+            continue
+        m = _TASK.match(msg) if answering else None
         if m is None:
+            answering = answering and msg.strip() == ""
             index += 1
             continue
         end, kept, frames = _stack(lines, index + 1)
-        out.append(BlockedTask(m.group("comm").strip(), int(m.group("pid")) if m.group("pid") else None,
-                               m.group("state"), tuple(frames), "\n".join([lines[index].rstrip(), *kept])))
+        pid = int(m.group("pid")) if m.group("pid") else None
+        if pid is None or pid not in seen:
+            out.append(BlockedTask(m.group("comm").strip(), pid, m.group("state"), tuple(frames),
+                                   "\n".join([msg.rstrip(), *kept])))
+        if pid is not None:
+            seen.add(pid)
         index = max(end, index + 1)
     return tuple(out)
 

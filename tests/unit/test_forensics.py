@@ -221,3 +221,33 @@ def test_the_terminal_says_the_guest_hung_and_where_to_read_more(tmp_path: Path,
     assert ("the guest hung (attempt 1: guest command /usr/libexec/igt-gpu-tools/vgem_basic did not finish within "
             "90 s); its kernel was asked: 2 blocked task(s), 2 CPU backtrace(s), memory dump "
             "attempt-1/vm/guest-memory.elf (report.md: When the guest hung)") in text
+
+
+# ---------------------------------------------------------------- real consoles
+
+HANG_DATA = Path(__file__).resolve().parent.parent / "data" / "hang"
+
+
+def test_a_real_hung_ioctl_console_gives_the_blocked_task_and_both_cpus() -> None:
+    """debian:6.1 with the hung-ioctl series and its plan: khungtaskd reported the task six
+    times, rig pressed sysrq w and l once; only sysrq's answer lists the blocked tasks."""
+    console = (HANG_DATA / "console-hung-ioctl-6.1.log").read_bytes()
+    tasks = blocked_tasks(console)
+    assert [(t.comm, t.pid, t.state, t.waits_in) for t in tasks] == [("vgem_basic", 57, "D",
+                                                                      "vgem_fence_signal_ioctl")]
+    assert tasks[0].frames[:5] == ("__schedule", "schedule", "schedule_timeout", "__wait_for_common",
+                                   "vgem_fence_signal_ioctl")
+    cpus = cpu_backtraces(console)
+    assert [(c.cpu, c.idle, c.running) for c in cpus] == [(1, False, "amd_e400_idle"), (0, False, "amd_e400_idle")]
+
+
+def test_a_real_hung_ioctl_console_names_and_places_the_hang() -> None:
+    from rig.splat.attribution import Placement, attribute, log_test_spans
+    from rig.splat.model import Source
+    from rig.splat.parser import parse_log
+
+    console = (HANG_DATA / "console-hung-ioctl-6.1.log").read_bytes()
+    hung = [f for f in parse_log(console) if f.kind == "hung-task"]
+    assert {f.title for f in hung} == {"INFO: task hung in vgem_fence_signal_ioctl"} and hung[0].pids == (57,)
+    where = attribute(hung[0], log_test_spans(console), Source.CONSOLE)
+    assert (str(where.test), where.placement) == ("script:hung-ioctl", Placement.PID)
