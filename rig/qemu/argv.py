@@ -157,6 +157,11 @@ def build_argv(spec: MachineSpec) -> list[str]:
         "-display", "none",
         "-vga", "none",
         "-no-reboot",
+        # pvpanic tells QEMU at the panic notifiers, before the kernel flushes a panic
+        # that began in NMI context (rig's hang forensics) to the console: QEMU keeps
+        # running on the event, and -no-reboot ends it when the kernel reboots (panic=-1)
+        # with the whole report on the console.
+        "-action", "panic=none",
         # QEMU's own seccomp filter: a guest that breaks out of a device model (the guest
         # runs a kernel built from a series) may not exec, setuid or use obsolete calls.
         "-sandbox", SECCOMP,

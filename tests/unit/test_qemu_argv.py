@@ -45,6 +45,7 @@ def test_every_device_rig_relies_on_is_there() -> None:
     assert "virtio-blk-pci,drive=root" in devices
     assert options(argv, "-machine") == ["q35"]
     assert options(argv, "-cpu") == []  # QEMU's default CPU: -cpu host aborts under this host's KVM
+    assert argv[argv.index("-action") + 1] == "panic=none"  # the kernel's reboot ends QEMU, its report written
     for flag in ("-nodefaults", "-no-reboot"):
         assert flag in argv
     assert options(argv, "-display") == ["none"] and options(argv, "-vga") == ["none"]
