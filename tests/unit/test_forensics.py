@@ -251,3 +251,33 @@ def test_a_real_hung_ioctl_console_names_and_places_the_hang() -> None:
     assert {f.title for f in hung} == {"INFO: task hung in vgem_fence_signal_ioctl"} and hung[0].pids == (57,)
     where = attribute(hung[0], log_test_spans(console), Source.CONSOLE)
     assert (str(where.test), where.placement) == ("script:hung-ioctl", Placement.PID)
+
+
+def test_a_real_hard_hang_console_gives_the_stuck_cpu_from_the_nmi_panic() -> None:
+    """debian:6.1, one vCPU stuck with interrupts off on the fence lock (hard-hang.toml);
+    rig's NMI made it panic (unknown_nmi_panic) with its backtrace (panic_print=64)."""
+    from rig.splat.parser import parse_log
+
+    console = (HANG_DATA / "console-hard-hang-6.1.log").read_bytes()
+    titles = [f.title for f in parse_log(console)]
+    assert titles == ["possible deadlock in dma_fence_signal", "kernel panic: NMI: Not continuing"]
+    (cpu,) = cpu_backtraces(console)
+    assert (cpu.cpu, cpu.idle, cpu.running) == (0, False, "queued_spin_lock_slowpath")
+    assert cpu.frames[-8:-5] == ("_raw_spin_lock_irqsave", "dma_fence_signal", "vgem_fence_attach_ioctl")
+    assert blocked_tasks(console) == ()  # no sysrq answer: the keyboard interrupt was never taken
+
+
+def test_real_qemu_monitor_output_of_the_stuck_vcpu() -> None:
+    """vm/vcpus.txt of the same run: `info registers -a` and the stack through the vCPU's
+    page tables, named with (the needed lines of) that kernel's System.map."""
+    from rig.qemu.vcpus import Symbols, VcpuStack, parse_registers, parse_words
+
+    shown = (HANG_DATA / "vcpus-hard-hang-6.1.txt").read_text()
+    registers, stack = shown.split("(qemu) x ", 1)
+    (regs,) = parse_registers(registers)
+    symbols = Symbols.from_system_map(HANG_DATA / "System.map-hard-hang-6.1")
+    names = tuple(n for n in map(symbols.name, parse_words(stack)) if n)
+    vcpu = VcpuStack(regs.cpu, symbols.name(regs.pc) or "", regs.sp, names)
+    assert vcpu.pc.startswith("queued_spin_lock_slowpath+0x") and regs.sp == 0xffff8880068b3cc8
+    assert vcpu.frames[:5] == ("queued_spin_lock_slowpath", "do_raw_spin_lock", "_raw_spin_lock_irqsave",
+                               "dma_fence_signal", "vgem_fence_attach_ioctl")
