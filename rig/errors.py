@@ -6,7 +6,12 @@ exceptions: they are findings in the report. These exceptions stop a run.
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
+
+# OSErrors that are the host's doing, whatever the path: a full disk or quota, a read-only
+# or failing filesystem. Others (no such file, permission, is a directory) are the path's.
+HOST_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
 
 
 class RigError(Exception):
@@ -64,3 +69,14 @@ class DeadlineExceeded(RigError):
 
     exit_code = 1
     label = "deadline"
+
+
+def host_error_of(exc: OSError) -> InfraError | None:
+    """The InfraError a host-side OSError (disk full, read-only filesystem, I/O error) is,
+    naming the file; None for any other OSError (that one is a bug where it escapes)."""
+    if exc.errno not in HOST_ERRNOS:
+        return None
+    where = f" writing {exc.filename}" if exc.filename else ""
+    return InfraError(f"{exc.strerror or exc}{where}",
+                      hint="free space on that filesystem (or point RIG_CACHE_DIR / --out at one with room) "
+                           "and run again")

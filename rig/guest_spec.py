@@ -7,6 +7,7 @@ second, not after a twenty-minute kernel build.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, replace
 
@@ -60,7 +61,8 @@ class GuestSpec:
             found.append(f"--append: the extra kernel arguments are longer than {USER_CMDLINE_MAX} characters")
         if not self.image or "/" in self.image and not self.image.endswith(".toml"):
             found.append(f"--image {self.image!r}: give a recipe name from images/ or a .toml file")
-        if not self.ready_timeout_s > 0:
+        # inf would wait for ever on a guest that never answers; nan compares false to everything
+        if not (self.ready_timeout_s > 0 and math.isfinite(self.ready_timeout_s)):
             found.append(f"--ready-timeout {self.ready_timeout_s:g}: give a positive number of seconds")
         return found
 

@@ -4,6 +4,7 @@ in it over SSH, power it off, and exit with the command's status."""
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shutil
 import sys
@@ -15,7 +16,8 @@ from typing import TextIO
 from rig import image as image_mod
 from rig.accel import choose_accel
 from rig.commands._machine_options import add_machine_arguments, guest_spec_from_args
-from rig.commands.build import add_build_arguments
+from rig.build import check_request
+from rig.commands.build import add_build_arguments, request_from_args
 from rig.errors import UserError
 from rig.guest_spec import GuestSpec
 from rig.kernel_image import check_kernel_image
@@ -61,7 +63,6 @@ def _kernel(args: argparse.Namespace, out: Path) -> Path:
     if args.kernel is None:
         raise UserError("no kernel to boot", hint="pass --bzimage PATH or --kernel SPEC")
     from rig.build import build
-    from rig.commands.build import request_from_args
 
     artifacts = build(request_from_args(args), out / "build", progress=not args.quiet)
     _say(args, f"kernel {artifacts.kernel_release} ({'cache hit' if artifacts.cache_hit else 'built'})")
@@ -103,8 +104,13 @@ def _dry_run(args: argparse.Namespace, guest: GuestSpec, out: Path) -> int:
 def run(args: argparse.Namespace) -> int:
     # Bad machine options are found now, not after a kernel build of twenty minutes.
     guest = guest_spec_from_args(args)
+    if not (math.isfinite(args.timeout) and args.timeout > 0):
+        raise UserError(f"--timeout {args.timeout:g}: give a positive number of seconds",
+                        hint=f"the time CMD may run in the guest (default {DEFAULT_COMMAND_TIMEOUT_S:g})")
     if args.bzimage is not None:
         check_kernel_image(args.bzimage, args.arch)  # a wrong file fails here, not as a QEMU error
+    elif not args.dry_run:
+        check_request(request_from_args(args))
     out = new_run_dir("boot", args.out)
     if args.dry_run:
         return _dry_run(args, guest, out)

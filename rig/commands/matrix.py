@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from rig.errors import UserError
+from rig.errors import HOST_ERRNOS, InfraError, UserError
 
 NAME = "matrix"
 HELP = "run a matrix of kernels, GPU models, pressure and plans; report it; export it as a GitLab CI pipeline"
@@ -165,7 +165,12 @@ def _export(args: argparse.Namespace) -> int:
         matrix_file=str(args.file), rig=args.rig, out=args.out, tags=tuple(args.tag), image=args.image,
         before_script=tuple(args.before_script), cache=None if args.cache == "none" else args.cache))
     if args.output:
-        args.output.write_text(text)
+        try:
+            args.output.write_text(text)
+        except OSError as exc:
+            error = InfraError if exc.errno in HOST_ERRNOS else UserError
+            raise error(f"cannot write the pipeline to --output {args.output}: {exc.strerror or exc}",
+                        hint="give --output a file in a writable directory with free space") from exc
     else:
         print(text, end="")
     return 0

@@ -4,12 +4,15 @@ KUnit under memory pressure, collect every kernel report, and judge the series."
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
 from rich.console import Console
 
 from rig.commands._machine_options import add_machine_arguments, guest_spec_from_args
+from rig.build import request_problems
+from rig.cache import cache_root
 from rig.commands.build import add_build_arguments, request_from_args
 from rig.errors import UserError
 from rig.kernel_image import check_kernel_image
@@ -100,7 +103,8 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
         problems.append("--each-patch belongs to `rig build` (a run tests the whole series)")
     if args.retries < 0 or args.retries > 5:
         problems.append(f"--retries {args.retries}: give 0 to 5")
-    if args.deadline < 300:
+    # nan passes every comparison false, inf never ends a hung run: a deadline is a number
+    if not (math.isfinite(args.deadline) and args.deadline >= 300):
         problems.append(f"--deadline {args.deadline:g}: give at least 300 seconds")
     if args.bzimage is not None:
         try:
@@ -108,6 +112,8 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
         except UserError as exc:
             problems.append(exc.message)
     problems += _guest_problems(args)
+    if args.bzimage is None:
+        problems += request_problems(request_from_args(args))
     if problems:
         raise UserError("cannot start this run:\n    " + "\n    ".join(problems),
                         hint="see `rig run --help`")
@@ -115,6 +121,7 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
     pressure = parse_pressure(args.pressure, args.memory)
     baseline = load_baseline(args.baseline) if args.baseline is not None else None
     known = load_known(args.known)
+    cache_root()  # a cache rig cannot create is the host's problem, said before a run directory is made
     return RunSpec(
         request=request_from_args(args),
         plan=plan,

@@ -160,7 +160,7 @@ def _build(data: dict[str, Any], source: Path, problems: list[str]) -> MatrixSpe
             values.setdefault((axis, value), f"[[include]] {index}: {axis}")
     arches = set(axes.get("arch", ())) | {defaults["arch"]} | {e["arch"] for e in include if "arch" in e}
     for (axis, value), where in values.items():
-        problem = _value_problem(axis, value, base_dir, arches)
+        problem = _value_problem(axis, value, base_dir, arches, settings.memory_mib)
         if problem:
             problems.append(f"{where} = {value!r}: {problem}")
     return MatrixSpec(source=source, axes=MappingProxyType(axes), defaults=MappingProxyType(defaults),
@@ -246,7 +246,7 @@ def _entries(data: dict[str, Any], key: str, problems: list[str]) -> list[dict[s
     return entries
 
 
-def _value_problem(axis: str, value: str, base_dir: Path, arches: set[str]) -> str | None:
+def _value_problem(axis: str, value: str, base_dir: Path, arches: set[str], memory_mib: int) -> str | None:
     """What is wrong with one axis value, found without building or booting anything."""
     if axis == "kernel":
         if value.startswith("debian:"):
@@ -284,7 +284,7 @@ def _value_problem(axis: str, value: str, base_dir: Path, arches: set[str]) -> s
         from rig.workloads.pressure import parse_pressure
 
         try:
-            parse_pressure(value, 2048)
+            parse_pressure(value, memory_mib)  # sizes are checked against the cells' guest memory
         except UserError as exc:
             return exc.message.split(": ", 1)[-1]
         return None
