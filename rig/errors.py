@@ -9,9 +9,10 @@ from __future__ import annotations
 import errno
 from pathlib import Path
 
-# OSErrors that are the host's doing, whatever the path: a full disk or quota, a read-only
-# or failing filesystem. Others (no such file, permission, is a directory) are the path's.
-HOST_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
+# OSErrors that are the host's doing, whatever the path: a full disk or quota, a failing
+# disk. Others (no such file, permission, read-only, is a directory) are the path's, which
+# the user chose.
+HOST_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO})
 
 
 class RigError(Exception):
@@ -72,7 +73,7 @@ class DeadlineExceeded(RigError):
 
 
 def host_error_of(exc: OSError) -> InfraError | None:
-    """The InfraError a host-side OSError (disk full, read-only filesystem, I/O error) is,
+    """The InfraError a host-side OSError (disk full, over quota, I/O error) is,
     naming the file; None for any other OSError (that one is a bug where it escapes)."""
     if exc.errno not in HOST_ERRNOS:
         return None
