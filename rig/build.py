@@ -34,6 +34,7 @@ from typing import Any
 
 from rig import cache, kconfig, proc, source
 from rig.errors import KernelError, UserError
+from rig.paths import user_path
 from rig.progress import Reporter, quiet
 from rig.rundir import write_metadata
 from rig import series as series_mod
@@ -171,7 +172,7 @@ def reproduce_argv(request: BuildRequest) -> list[str]:
     """The `rig build` command line that makes this request again (local paths absolute)."""
     argv = ["rig", "build", "--kernel", request.kernel, "--arch", request.target.name, "--profile", request.profile]
     if request.series:
-        local = Path(request.series).expanduser()
+        local = user_path(request.series)
         argv += ["--series", str(local.resolve()) if local.exists() else request.series]
     if request.base:
         argv += ["--base", request.base]
@@ -316,7 +317,7 @@ def resolve(request: BuildRequest, out: Path, *, reporter: Reporter | None = Non
 
     # A series in a file or directory is read before fetching any source, so bad input
     # fails in a second; a git range needs the kernel checkout first.
-    local_series = request.series is not None and Path(request.series).expanduser().exists()
+    local_series = request.series is not None and user_path(request.series).exists()
     series = _load_series(request, out, None, timings) if local_series else None
     with timings.stage("source"):
         src = source.resolve(request.kernel, _base(request, local_series), reporter=reporter)
@@ -346,7 +347,7 @@ def request_problems(request: BuildRequest) -> list[str]:
 
     if request.each_patch and request.series is None:
         problems.append("--each-patch needs a series (pass --series with the patches to build one by one)")
-    local_series = request.series is not None and Path(request.series).expanduser().exists()
+    local_series = request.series is not None and user_path(request.series).exists()
     note(lambda: source.check(request.kernel, _base(request, local_series)))
     note(lambda: kconfig.profile(request.profile))
     for extra in request.extra_configs:

@@ -130,7 +130,7 @@ def parse_recipe(text: str, name: str) -> Recipe:
     """Validate a recipe, listing every problem at once."""
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:  # RecursionError: brackets nested too deep
         raise UserError(f"guest image recipe '{name}' is not valid TOML: {exc}",
                         hint="fix the syntax; images/default.toml is an example") from exc
     problems: list[str] = []

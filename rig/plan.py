@@ -189,6 +189,9 @@ def parse_plan(text: str, *, name: str, source: str) -> Plan:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"plan {source} is not valid TOML: {exc}", hint="fix the TOML syntax") from exc
+    except RecursionError as exc:  # tomllib reads nested arrays and inline tables recursively
+        raise UserError(f"plan {source} nests arrays or tables too deeply to read",
+                        hint="a plan nests a few levels at most; fix the brackets") from exc
     problems: list[str] = []
     plan = _build(data, name, source, problems)
     if problems:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from rig import cache, proc
 from rig.errors import InfraError, UserError
+from rig.paths import user_path
 
 # A message that is a patch carries a diff.
 DIFF_MARK = re.compile(rb"^(diff --git |--- (a/|/dev/null)|Index: )", re.M)
@@ -77,8 +78,17 @@ def _decode(value: str | None) -> str:
     if not value:
         return ""
     parts = email.header.decode_header(value)
-    text = "".join(p.decode(c or "utf-8", errors="replace") if isinstance(p, bytes) else p for p, c in parts)
+    text = "".join(_text(p, c) if isinstance(p, bytes) else p for p, c in parts)
     return " ".join(text.split())
+
+
+def _text(data: bytes, charset: str | None) -> str:
+    """Header bytes in the charset the mail names; one Python does not know ("=?x-unknown?q?...?=",
+    a mailer's typo) is read as UTF-8, the usual truth, rather than stopping the series."""
+    try:
+        return data.decode(charset or "utf-8", errors="replace")
+    except LookupError:
+        return data.decode("utf-8", errors="replace")
 
 
 def _clean_subject(subject: str) -> str:
@@ -233,7 +243,7 @@ def load(spec: str, workdir: Path, *, repo: Path | None = None) -> Series:
     """
     if workdir.exists():
         shutil.rmtree(workdir)
-    path = Path(spec).expanduser()
+    path = user_path(spec)
     if path.is_file():
         return parse_messages([(str(path), m) for m in _split_mbox(path)], spec, "mbox", workdir)
     if path.is_dir():
@@ -258,7 +268,7 @@ def classify(spec: str) -> str:
 
 
 def _not_a_series(spec: str) -> UserError:
-    path = Path(spec).expanduser()
+    path = user_path(spec)
     if "/" in spec or path.suffix in (".mbox", ".mbx", ".patch", ".eml", ".txt"):
         return UserError(f"series {spec}: no such file or directory",
                          hint=f"check the path; --series is {SERIES_FORMS}")
@@ -271,7 +281,7 @@ def check(spec: str, *, kernel: str) -> None:
     UserError: a file or directory is read (its patches found, damage named, nothing
     written), a git range needs a local --kernel checkout holding both ends, a message-id
     must be one. Side-effect free; `load` repeats what it needs."""
-    path = Path(spec).expanduser()
+    path = user_path(spec)
     if path.is_file():
         read_patches([(str(path), m) for m in _split_mbox(path)], spec)
         return
@@ -296,7 +306,7 @@ def _check_range(spec: str, kernel: str) -> None:
                         hint="pass --kernel PATH of the checkout that holds the range, or --series as an mbox")
     if "..." in spec:
         raise UserError(f"{spec} is a symmetric range", hint="pass the series as A..B (patches in B not in A)")
-    repo = Path(kernel).expanduser()
+    repo = user_path(kernel)
     if not (repo / ".git").exists():
         return  # the --kernel check names that problem
     for end in spec.split(".."):

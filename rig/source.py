@@ -19,6 +19,7 @@ from pathlib import Path
 
 from rig import cache, proc
 from rig.errors import InfraError, UserError
+from rig.paths import user_path
 from rig.progress import Reporter, quiet
 
 # Debian release that ships each linux-source package.
@@ -226,7 +227,7 @@ def resolve(spec: str, base: str | None = None, *, reporter: Reporter | None = N
             raise UserError(f"--base {base} applies to a local git checkout, not to {spec}",
                             hint="drop --base, or pass --kernel PATH of a kernel git checkout")
         return _debian(spec, reporter)
-    path = Path(spec).expanduser()
+    path = user_path(spec)
     if path.exists():
         return _local(spec, path, base)
     raise UserError(f"unknown kernel '{spec}'", hint=f"pass --kernel as one of: {KERNEL_FORMS}")
@@ -242,7 +243,7 @@ def check(spec: str, base: str | None = None) -> None:
                             hint="drop --base, or pass --kernel PATH of a kernel git checkout")
         _debian_release(spec)
         return
-    path = Path(spec).expanduser()
+    path = user_path(spec)
     if not path.exists():
         raise UserError(f"unknown kernel '{spec}'", hint=f"pass --kernel as one of: {KERNEL_FORMS}")
     if not path.is_dir():

@@ -137,7 +137,8 @@ def load_baseline(path: Path) -> Baseline:
     hint = "pass --baseline with the run directory (or report.json) of a `rig run` of the base kernel"
     try:
         data = json.loads(report.read_bytes())
-    except (OSError, ValueError) as exc:  # ValueError: JSON's, and UTF-8's of a binary file
+    # ValueError: JSON's, and UTF-8's of a binary file; RecursionError: brackets nested too deep
+    except (OSError, ValueError, RecursionError) as exc:
         raise UserError(f"cannot read the base run's report {report}: {exc}", hint=hint) from exc
     if not isinstance(data, dict) or not isinstance(data.get("findings"), list):
         raise UserError(f"{report} is not a rig run report (no findings list)", hint=hint)

@@ -26,6 +26,7 @@ from typing import Any
 
 from rig.errors import UserError
 from rig.guest_spec import ACCELERATORS, CPUS, MEMORY_MIB
+from rig.paths import user_path
 from rig.pipeline import DEFAULT_DEADLINE_S
 from rig.source import DEBIAN_KERNELS, KERNEL_FORMS
 from rig.target import DEFAULT_TARGET, TARGETS
@@ -98,7 +99,7 @@ class MatrixSpec:
         if axis == "plan" and value.endswith(".toml"):
             return str((self.base_dir / value).resolve())
         if axis == "kernel" and not value.startswith("debian:"):
-            return str((self.base_dir / Path(value).expanduser()).resolve())
+            return str((self.base_dir / user_path(value)).resolve())
         return value
 
 
@@ -121,6 +122,9 @@ def parse(text: str, source: Path) -> MatrixSpec:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"matrix file {source} is not valid TOML: {exc}", hint="fix the TOML syntax") from exc
+    except RecursionError as exc:  # tomllib reads nested arrays and inline tables recursively
+        raise UserError(f"matrix file {source} nests arrays or tables too deeply to read",
+                        hint="a matrix file nests a few levels at most; fix the brackets") from exc
     problems: list[str] = []
     spec = _build(data, source.resolve(), problems)
     # exclude entries that match no cell are mistakes too; they need the expansion
@@ -252,7 +256,7 @@ def _value_problem(axis: str, value: str, base_dir: Path, arches: set[str], memo
         if value.startswith("debian:"):
             release = value.removeprefix("debian:")
             return None if release in DEBIAN_KERNELS else f"unknown kernel spec (give {KERNEL_FORMS})"
-        path = base_dir / Path(value).expanduser()
+        path = base_dir / user_path(value)
         return None if (path / ".git").exists() else f"unknown kernel spec: not {KERNEL_FORMS}"
     if axis == "arch":
         return None if value in TARGETS else f"no such guest architecture (give {', '.join(TARGETS)})"

@@ -170,7 +170,7 @@ def parse_results_json(data: bytes | str) -> IgtRun:
     """igt_runner's results.json: one result per test name, in name order."""
     try:
         doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # and UnicodeDecodeError, a ValueError; nesting too deep
         raise UserError(f"results.json is not valid JSON: {exc}",
                         hint="give the results.json that igt_runner (or igt_resume) wrote") from None
     tests = doc.get("tests") if isinstance(doc, dict) else None
