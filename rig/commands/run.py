@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from rich.console import Console
 
@@ -39,6 +41,8 @@ EXAMPLES = [
 ]
 
 MAX_REPEAT = 20
+
+T = TypeVar("T")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -114,13 +118,13 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
     problems += _guest_problems(args)
     if args.bzimage is None:
         problems += request_problems(request_from_args(args))
-    if problems:
+    plan = _checked(problems, lambda: load_plan(args.plan))
+    pressure = _checked(problems, lambda: parse_pressure(args.pressure, args.memory))
+    baseline = _checked(problems, lambda: load_baseline(args.baseline)) if args.baseline is not None else None
+    known = _checked(problems, lambda: load_known(args.known))
+    if problems or plan is None or pressure is None or known is None:
         raise UserError("cannot start this run:\n    " + "\n    ".join(problems),
                         hint="see `rig run --help`")
-    plan = load_plan(args.plan)
-    pressure = parse_pressure(args.pressure, args.memory)
-    baseline = load_baseline(args.baseline) if args.baseline is not None else None
-    known = load_known(args.known)
     cache_root()  # a cache rig cannot create is the host's problem, said before a run directory is made
     return RunSpec(
         request=request_from_args(args),
@@ -138,6 +142,16 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
         max_repeat=args.max_repeat,
         known=known,
     )
+
+
+def _checked(problems: list[str], read: Callable[[], T]) -> T | None:
+    """What `read` returns, or None with its UserError noted among `problems` (its own
+    list of problems indented under it, its hint after it), so one message says them all."""
+    try:
+        return read()
+    except UserError as exc:
+        problems.append(exc.message.replace("\n", "\n    ") + (f"\n      ({exc.hint})" if exc.hint else ""))
+        return None
 
 
 def _guest_problems(args: argparse.Namespace) -> list[str]:

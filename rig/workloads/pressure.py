@@ -289,7 +289,7 @@ def parse_pressure(spec: str, memory_mib: int) -> Pressure:
             try:
                 values.update(kind.option(value, memory_mib))
             except _Problem as problem:
-                problems.append(f"{item}: {problem}")
+                problems.append(f"{item}: {problem}" if item != spec.strip() else str(problem))
         if kind is NoPressure:
             continue
         if name in kinds:
