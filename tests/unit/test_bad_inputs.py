@@ -356,20 +356,23 @@ def _unshare_works() -> bool:
 
 
 @pytest.mark.skipif(not _unshare_works(), reason="no unprivileged mount namespaces on this host")
-@pytest.mark.parametrize("out", ["out", "made"], ids=["out-on-a-full-disk", "metadata-on-a-full-disk"])
-def test_a_full_disk_under_the_run_directory_is_the_host_s_problem(tmp_path: Path, out: str) -> None:
-    """`rig build --out` on a filesystem with no space left: exit 3, the disk named, no traceback."""
+@pytest.mark.parametrize("full_part", ["out", "made", "cache"],
+                         ids=["out-on-a-full-disk", "metadata-on-a-full-disk", "cache-on-a-full-disk"])
+def test_a_full_disk_is_the_host_s_problem(tmp_path: Path, full_part: str) -> None:
+    """`rig build` with its --out directory (new, or made already and only its files not
+    writable) or rig's cache on a filesystem with no space left: exit 3, no traceback."""
     full = tmp_path / "full"
     full.mkdir()
     kernel = fake_kernel(tmp_path / "linux")
-    # "made": the output directory exists and only its files cannot be written.
+    out = full / full_part if full_part != "cache" else tmp_path / "out"
+    cache = full / "cache" if full_part == "cache" else tmp_path / "cache"
     script = (f'mount -t tmpfs -o size=64k tmpfs "{full}" && mkdir "{full}/made" && '
               f'(head -c 1000000 /dev/zero > "{full}/filler" 2>/dev/null; true) && '
-              f'exec "{sys.executable}" -m rig build --quiet --kernel "{kernel}" --out "{full}/{out}"')
-    env = {**os.environ, "PYTHONPATH": str(REPO), "RIG_CACHE_DIR": str(tmp_path / "cache")}
+              f'exec "{sys.executable}" -m rig build --quiet --kernel "{kernel}" --out "{out}"')
+    env = {**os.environ, "PYTHONPATH": str(REPO), "RIG_CACHE_DIR": str(cache)}
     result = subprocess.run(["unshare", "--map-root-user", "--mount", "sh", "-c", script], env=env, cwd=tmp_path,
-                            capture_output=True, text=True, timeout=120)
+                            capture_output=True, text=True, timeout=300)
     assert "Traceback" not in result.stderr
     assert result.returncode == 3, result.stderr
-    assert "rig: host problem: " in result.stderr and os.strerror(errno.ENOSPC) in result.stderr
-    assert "what to do:" in result.stderr
+    assert result.stderr.startswith("rig: host problem: "), result.stderr
+    assert os.strerror(errno.ENOSPC) in result.stderr
