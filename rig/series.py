@@ -241,6 +241,8 @@ def load(spec: str, workdir: Path, *, repo: Path | None = None) -> Series:
 
     `repo` is the local kernel checkout, needed for a git range.
     """
+    if not spec.strip():  # Path("") is the current directory: never read it as a series
+        raise UserError("--series is empty", hint=f"pass --series as {SERIES_FORMS}, or leave it out")
     if workdir.exists():
         shutil.rmtree(workdir)
     path = user_path(spec)
@@ -281,6 +283,8 @@ def check(spec: str, *, kernel: str) -> None:
     UserError: a file or directory is read (its patches found, damage named, nothing
     written), a git range needs a local --kernel checkout holding both ends, a message-id
     must be one. Side-effect free; `load` repeats what it needs."""
+    if not spec.strip():
+        raise UserError("--series is empty", hint=f"pass --series as {SERIES_FORMS}, or leave it out")
     path = user_path(spec)
     if path.is_file():
         read_patches([(str(path), m) for m in _split_mbox(path)], spec)

@@ -4,7 +4,6 @@ in it over SSH, power it off, and exit with the command's status."""
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import shutil
 import sys
@@ -19,7 +18,7 @@ from rig.commands._machine_options import add_machine_arguments, guest_spec_from
 from rig.build import check_request
 from rig.commands.build import add_build_arguments, request_from_args
 from rig.errors import UserError
-from rig.guest_spec import GuestSpec
+from rig.guest_spec import MAX_WAIT_S, GuestSpec
 from rig.kernel_image import check_kernel_image
 from rig.qemu.argv import MachineSpec, build_argv, render
 from rig.rundir import new_run_dir, reproduce_command, write_metadata
@@ -104,8 +103,8 @@ def _dry_run(args: argparse.Namespace, guest: GuestSpec, out: Path) -> int:
 def run(args: argparse.Namespace) -> int:
     # Bad machine options are found now, not after a kernel build of twenty minutes.
     guest = guest_spec_from_args(args)
-    if not (math.isfinite(args.timeout) and args.timeout > 0):
-        raise UserError(f"--timeout {args.timeout:g}: give a positive number of seconds",
+    if not 0 < args.timeout <= MAX_WAIT_S:  # nan fails this too
+        raise UserError(f"--timeout {args.timeout:g}: give a positive number of seconds, at most {MAX_WAIT_S:g}",
                         hint=f"the time CMD may run in the guest (default {DEFAULT_COMMAND_TIMEOUT_S:g})")
     if args.bzimage is not None:
         check_kernel_image(args.bzimage, args.arch)  # a wrong file fails here, not as a QEMU error

@@ -4,7 +4,6 @@ KUnit under memory pressure, collect every kernel report, and judge the series."
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +16,7 @@ from rig.build import request_problems
 from rig.cache import cache_root
 from rig.commands.build import add_build_arguments, request_from_args
 from rig.errors import UserError
+from rig.guest_spec import MAX_WAIT_S
 from rig.kernel_image import check_kernel_image
 from rig.pipeline import DEFAULT_DEADLINE_S, RunSpec
 from rig.plan import load_plan, shipped_plans
@@ -107,9 +107,9 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
         problems.append("--each-patch belongs to `rig build` (a run tests the whole series)")
     if args.retries < 0 or args.retries > 5:
         problems.append(f"--retries {args.retries}: give 0 to 5")
-    # nan passes every comparison false, inf never ends a hung run: a deadline is a number
-    if not (math.isfinite(args.deadline) and args.deadline >= 300):
-        problems.append(f"--deadline {args.deadline:g}: give at least 300 seconds")
+    # nan passes every comparison false, so it fails this one; inf would never end a hung run
+    if not 300 <= args.deadline <= MAX_WAIT_S:
+        problems.append(f"--deadline {args.deadline:g}: give at least 300 seconds, at most {MAX_WAIT_S:g}")
     if args.bzimage is not None:
         try:
             check_kernel_image(args.bzimage, args.arch)

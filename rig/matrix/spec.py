@@ -25,7 +25,7 @@ from types import MappingProxyType
 from typing import Any
 
 from rig.errors import UserError
-from rig.guest_spec import ACCELERATORS, CPUS, MEMORY_MIB
+from rig.guest_spec import ACCELERATORS, CPUS, MAX_WAIT_S, MEMORY_MIB
 from rig.paths import user_path
 from rig.pipeline import DEFAULT_DEADLINE_S
 from rig.source import DEBIAN_KERNELS, KERNEL_FORMS
@@ -62,7 +62,8 @@ def _range(low: float, high: float):  # type: ignore[no-untyped-def]
 
 
 _SETTINGS: dict[str, tuple[str, type | tuple[type, ...], Any]] = {
-    "deadline": ("deadline_s", (int, float), lambda v: None if v >= 300 else "give at least 300 seconds"),
+    "deadline": ("deadline_s", (int, float),
+                 lambda v: None if 300 <= v <= MAX_WAIT_S else f"give at least 300 seconds, at most {MAX_WAIT_S:g}"),
     "retries": ("retries", int, _range(0, 5)),
     "memory": ("memory_mib", int, _range(*MEMORY_MIB)),
     "cpus": ("cpus", int, _range(*CPUS)),
@@ -101,6 +102,13 @@ class MatrixSpec:
         if axis == "kernel" and not value.startswith("debian:"):
             return str((self.base_dir / user_path(value)).resolve())
         return value
+
+
+def series_form(value: str) -> str:
+    """What a series value that is not a path is: "range", "msgid" or ""."""
+    from rig.series import classify
+
+    return classify(value)
 
 
 def _looks_like_path(value: str) -> bool:
@@ -267,8 +275,20 @@ def _value_problem(axis: str, value: str, base_dir: Path, arches: set[str], memo
             return f"not a GPU model of {', '.join(sorted(arches))} (give one of {', '.join(known)})"
         return None
     if axis == "series":
-        if value and _looks_like_path(value) and not (base_dir / value).exists():
-            return "no such file or directory (relative paths are relative to the matrix file)"
+        if value and _looks_like_path(value):
+            if not (base_dir / value).exists():
+                return "no such file or directory (relative paths are relative to the matrix file)"
+            from rig import series
+
+            try:  # read now: an empty, truncated or mangled series fails here, not in every cell
+                series.check(str(base_dir / value), kernel="debian:6.1")
+            except UserError as exc:
+                return " ".join(exc.message.split())
+        elif value and series_form(value) == "msgid":
+            from rig.series import msgid_problem
+
+            problem = msgid_problem(value)
+            return f"not a message-id: {problem}" if problem else None
         return None
     if axis == "profile":
         from rig.kconfig import load_profiles

@@ -283,6 +283,7 @@ results_docs = st.one_of(
        st.lists(st.sampled_from(["a@b", "a@*", "a", "c@d@e"]), min_size=1, max_size=3, unique=True))
 @settings(PROPERTY)
 @example(deeply_nested("[", "]"), ["a@*"])
+@example('{"tests": {"igt@a@b": {"igt-version": "\\u0085"}}}', ["a@b"])  # a blank version: IndexError
 def test_results_json_is_read_or_is_bad_input(document: str | bytes, tests: list[str]) -> None:
     run = only_rig_errors(parse_results_json, document)
     prepared = igt_workload.PreparedGroup(1, IgtGroup("vgem", tuple(tests), 60.0), tuple(tests))
