@@ -91,7 +91,7 @@ def _run(args: argparse.Namespace) -> int:
     from rig.matrix import report
     from rig.matrix.jobs import ProcessLauncher
     from rig.matrix.cells import varying_axes
-    from rig.matrix.runner import MatrixRun, build_id, default_jobs
+    from rig.matrix.runner import MatrixRun, base_build_key, build_id, default_jobs
     from rig.rundir import new_run_dir
 
     matrix, cells = _load(args.file)
@@ -107,15 +107,18 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.jobs is not None and not 1 <= args.jobs <= 64:
         raise UserError(f"--jobs {args.jobs}: give 1 to 64", hint="or leave it out for the host's default")
+    # the kernels the cells build: each cell's, and its base's where the cells compare with one
+    kernels = {build_id(c.build_key) for c in cells} | {build_id(base_build_key(c)) for c in cells
+                                                        if c.series and matrix.settings.compare_base}
+    unknown = set(args.build) - kernels
+    if unknown:
+        raise UserError(f"--build {', '.join(sorted(unknown))}: not a kernel of {args.file}",
+                        hint="see the build ids with --list")
     jobs = args.jobs or default_jobs(matrix.settings.memory_mib, matrix.settings.cpus)
     out = new_run_dir("matrix", args.out or Path("rig-runs") / f"matrix-{args.file.stem}")
     live = _Live(enabled=not args.quiet)
     scheduler = MatrixRun(matrix, cells, out, ProcessLauncher(), jobs=jobs, rerun=args.rerun,
                           builds_only=args.builds_only, only_builds=frozenset(args.build), observe=live.update)
-    unknown = set(args.build) - {b.job.name for b in scheduler.builds.values()}
-    if unknown:
-        raise UserError(f"--build {', '.join(sorted(unknown))}: not a kernel of {args.file}",
-                        hint="see the build ids with --list")
     if not args.quiet:
         print(f"rig: {len(cells)} cells, {len(scheduler.builds)} kernels to build, up to {jobs} guest(s) at once; "
               f"output in {out}", file=sys.stderr)

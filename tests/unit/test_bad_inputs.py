@@ -250,6 +250,8 @@ CASES: dict[str, Case] = {
                              {"m.toml": GOOD_MATRIX}),
     "matrix-unknown-cell": Case("matrix run {tmp}/m.toml --cell nosuch --out {tmp}/out", 2, ("--cell nosuch",),
                                 {"m.toml": GOOD_MATRIX}),
+    "matrix-unknown-build": Case("matrix run {tmp}/m.toml --build deadbeef --out {tmp}/out", 2, ("--build deadbeef",),
+                                 {"m.toml": GOOD_MATRIX}),
     "matrix-report-nothing": Case("matrix report {tmp}/runs --out {tmp}/out", 2, ("{tmp}/runs",), {"runs/": ""}),
     "matrix-report-foreign-report": Case("matrix report {tmp}/run1 --out {tmp}/out", 2,
                                          ("{tmp}/run1/report.json", "exit_code"),
