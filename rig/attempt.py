@@ -10,6 +10,7 @@ it: the caller always has something to report.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import traceback
@@ -18,11 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rig import collect
-from rig.errors import DeadlineExceeded, RigError
+from rig.errors import DeadlineExceeded, RigError, disk_full
+from rig.gpu_plan import fit_to_gpu
 from rig.guest_spec import GuestSpec
 from rig.image import GuestImage
 from rig.known import Pattern
 from rig.plan import Plan
+from rig.reclaim_events import with_reclaim_events
 from rig.report.model import AttemptError, ErrorKind, Phase
 from rig.workloads import TestResult, WorkloadContext
 from rig.workloads.pressure import Pressure, PressureSession, Timeline
@@ -102,16 +105,25 @@ def run_attempt(number: int, what: AttemptPlan, directory: Path, *, deadline: fl
         run_sync(_in_guest(what, directory, progress, deadline, say))
     except RigError as exc:
         error = AttemptError.from_exception(exc, progress.phase)
-    except Exception as exc:  # a bug in rig: keep the attempt's material and report it as one
-        (directory / "rig-traceback.txt").write_text(traceback.format_exc())
-        log.exception("attempt %d", number)
-        error = AttemptError(ErrorKind.BUG, progress.phase, f"rig failed: {type(exc).__name__}: {exc}",
-                             hint="this is a bug in rig; report it with " + str(directory / "rig-traceback.txt"))
+    except Exception as exc:
+        if (full := disk_full(exc)) is not None:  # the host's disk, not rig, failed the write
+            error = AttemptError.from_exception(full, progress.phase)
+        else:  # a bug in rig: keep the attempt's material and report it as one
+            with contextlib.suppress(OSError):
+                (directory / "rig-traceback.txt").write_text(traceback.format_exc())
+            log.exception("attempt %d", number)
+            error = AttemptError(ErrorKind.BUG, progress.phase, f"rig failed: {type(exc).__name__}: {exc}",
+                                 hint="this is a bug in rig; report it with " + str(directory / "rig-traceback.txt"))
     finally:
         progress.end_phase()
     collected = collect.after_guest(progress.collected, directory / "collect", directory / "vm" / "console.log",
                                     directory / "vm" / "qmp-events.jsonl")
-    return AttemptResult(number, directory, tuple(progress.tests), progress.timeline, collected, progress.accel,
+    timeline = progress.timeline
+    if timeline is not None and collected.console is not None:
+        # The whole console, not dmesg: it holds what a crashed guest printed last.
+        with contextlib.suppress(OSError), collected.console.open(errors="replace") as console:
+            timeline = with_reclaim_events(timeline, console)
+    return AttemptResult(number, directory, tuple(progress.tests), timeline, collected, progress.accel,
                          dict(progress.durations), error)
 
 
@@ -140,9 +152,12 @@ async def _boot_and_work(what: AttemptPlan, directory: Path, progress: _Progress
         say(f"guest ready in {progress.durations['boot']:.0f} s ({vm.accel}); running plan '{what.plan.name}' "
             f"under pressure '{what.pressure.label}'")
         t0 = time.monotonic()
-        plan = what.plan
+        plan, not_for_this_gpu = fit_to_gpu(what.plan, what.guest.gpu_model)
+        progress.tests = [TestResult(name, "igt", "skip", "not-applicable", None, driver, why)
+                          for name, driver, why in not_for_this_gpu]
         if what.skips:
-            plan, progress.tests = await _without_skipped(vm, plan, what.skips)
+            plan, skipped = await _without_skipped(vm, plan, what.skips)
+            progress.tests += skipped
         workloads = workloads_for(plan)
         for workload in workloads:
             await workload.prepare(vm)

@@ -32,10 +32,11 @@ from pathlib import Path, PurePosixPath
 from types import MappingProxyType
 from typing import Any
 
-from rig import cache, kconfig, proc, source
-from rig.errors import KernelError, UserError
+from rig import cache, kconfig, proc, sandbox, source
+from rig.errors import DISK_FULL_HINT, InfraError, KernelError, UserError, disk_full_in
 from rig.paths import user_path
 from rig.progress import Reporter, quiet
+from rig.sandbox import Sandbox
 from rig.rundir import write_metadata
 from rig import series as series_mod
 from rig.series import PatchInfo, Series
@@ -71,6 +72,8 @@ class BuildRequest:
     extra_configs: tuple[Path, ...] = ()
     each_patch: bool = False
     target: Target = DEFAULT_TARGET  # the guest architecture (--arch)
+    # Apply and build in rig.sandbox; None: only a series fetched by message-id (a stranger's).
+    sandbox: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,7 @@ class BuildArtifacts:
     cache_key: str = ""
     cache_entry: Path = Path()  # the cached build these files are links of
     config_warnings: tuple[str, ...] = ()
+    sandbox_denials: tuple[str, ...] = ()  # what the series' build tried that the sandbox refused
     metadata: Path = Path()
     duration_s: float = 0.0
     target: Target = DEFAULT_TARGET
@@ -119,6 +123,14 @@ class ResolvedBuild:
     @property
     def patches(self) -> tuple[PatchInfo, ...]:
         return self.series.patches if self.series else ()
+
+    @property
+    def sandboxed(self) -> bool:
+        """Whether the series is applied and built in rig.sandbox (--sandbox; by default
+        only for a series fetched by message-id, code from a stranger)."""
+        if self.request.sandbox is not None:
+            return self.request.sandbox
+        return self.series is not None and self.series.kind == "msgid"
 
     @property
     def build_dir(self) -> Path:
@@ -180,6 +192,8 @@ def reproduce_argv(request: BuildRequest) -> list[str]:
         argv += ["--config", str(Path(extra).resolve())]
     if request.each_patch:
         argv.append("--each-patch")
+    if request.sandbox is not None:
+        argv.append("--sandbox" if request.sandbox else "--no-sandbox")
     return argv
 
 
@@ -358,10 +372,11 @@ def request_problems(request: BuildRequest) -> list[str]:
 
 
 def _check_fragment(path: Path) -> None:
+    hint = "pass --config with a file of CONFIG_FOO=y lines"
     if not path.exists():
-        raise UserError(f"config fragment {path} does not exist", hint="pass --config with a file of CONFIG_FOO=y lines")
+        raise UserError(f"config fragment {path} does not exist", hint=hint)
     if not path.is_file():
-        raise UserError(f"config fragment {path} is not a file", hint="pass --config with a file of CONFIG_FOO=y lines")
+        raise UserError(f"config fragment {path} is not a file", hint=hint)
     kconfig.parse_fragment(path)
 
 
@@ -432,6 +447,7 @@ class _PrefixBuild:
         self.timings = _Timings()
         self.optional_misses: tuple[str, ...] = ()
         self.optional_absent: tuple[str, ...] = ()
+        self.denials: list[str] = []  # what the sandbox refused, in the order seen
 
     @property
     def label(self) -> str:
@@ -448,34 +464,39 @@ class _PrefixBuild:
         entry = BUILDS.resolve(quick_key)
         if entry is not None:
             return self._finish(entry, quick_key, cache_hit=True)
-        lock = build_lock_path()
-        if cache.is_locked(lock):
-            reporter.step(f"waiting for the build lock {lock}")
-        with self._locks():
+        # Two locks, always taken in this order: this tree's (its worktree and build
+        # directory), then the machine's one build at a time. The series is applied under
+        # the first only, so a series that does not apply says so at once instead of
+        # waiting behind another tree's build (a matrix's not-applicable cells).
+        with self._tree_lock():
             entry = BUILDS.resolve(quick_key)  # another rig may have built it while we waited
             made = False
             if entry is None:
-                entry, made = self._build_locked(quick_key)
+                tree = self._prepare_tree()
+                lock = build_lock_path()
+                if cache.is_locked(lock):
+                    reporter.step(f"waiting for the build lock {lock}")
+                with cache.locked(lock, timeout_s=MAKE_TIMEOUT_S, what="a kernel build"):
+                    entry, made = self._build_locked(quick_key, tree)
         return self._finish(entry, quick_key, cache_hit=not made)
 
     @contextmanager
-    def _locks(self) -> Iterator[None]:
-        """The machine-wide build lock, and the lock of this tree's worktree and build
-        directories (in the cache: a rig pointed at another RIG_BUILD_LOCK shares them)."""
+    def _tree_lock(self) -> Iterator[None]:
+        """The lock of this tree's worktree and build directories (in the cache: a rig
+        pointed at another RIG_BUILD_LOCK shares them)."""
         tree_lock = cache.cache_dir("locks") / f"tree-{self.resolved.source.tree_key}.lock"
-        with cache.locked(build_lock_path(), timeout_s=MAKE_TIMEOUT_S, what="a kernel build"):
-            with cache.locked(tree_lock, timeout_s=MAKE_TIMEOUT_S, what=f"building {self.resolved.source.tree_key}"):
-                yield
+        with cache.locked(tree_lock, timeout_s=MAKE_TIMEOUT_S, what=f"building {self.resolved.source.tree_key}"):
+            yield
 
     # --- building under the lock --------------------------------------------------------
 
-    def _build_locked(self, quick_key: str) -> tuple[Path, bool]:
-        """The entry of this build, and whether make made it (else it was in the cache)."""
+    def _build_locked(self, quick_key: str, tree: Path) -> tuple[Path, bool]:
+        """The entry of this build from the prepared `tree`, and whether make made it
+        (else it was in the cache)."""
         build_dir = self.resolved.build_dir
         build_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         log = self.out / "build.log"
         log.write_text("")
-        tree = self._prepare_tree()
         with self.timings.stage("config"):
             self._configure(tree, build_dir, log)
         # Different inputs can give the same .config (say, a fragment that only repeats
@@ -517,7 +538,7 @@ class _PrefixBuild:
         state_file.unlink(missing_ok=True)  # unknown while patches are being applied
         with self.timings.stage("apply"):
             for patch in resolved.patches[start:self.k]:
-                series_mod.apply(patch, tree)
+                series_mod.apply(patch, tree, sandbox=self._sandbox_for_git(tree))
         head = source.git(["rev-parse", "HEAD"], tree).stdout.strip()
         state_file.write_text(json.dumps({"base": resolved.source.base_commit, "patches": wanted, "head": head}))
         return tree
@@ -538,9 +559,18 @@ class _PrefixBuild:
             return
         merged = build_dir / "rig-fragment.config"
         merged.write_text(rendered)
-        proc.run(make_argv(tree, build_dir, resolved.make_variables, f"KCONFIG_ALLCONFIG={merged}", "allnoconfig"),
-                 env=make_env(), timeout=CONFIG_TIMEOUT_S, log=log, what="make allnoconfig", error=KernelError,
-                 hint="the kernel's configuration step failed; see the log")
+        try:
+            proc.run(self._maybe_sandboxed(make_argv(tree, build_dir, resolved.make_variables,
+                                                     f"KCONFIG_ALLCONFIG={merged}", "allnoconfig"), tree, build_dir),
+                     env=make_env(), timeout=CONFIG_TIMEOUT_S, log=log, what="make allnoconfig", error=KernelError,
+                     hint="the kernel's configuration step failed; see the log")
+        except KernelError as exc:
+            self._read_denials(log)
+            if (full := disk_full_in(log.read_text(errors="replace")) or _out_of_space(build_dir)) is not None:
+                raise InfraError(f"the disk filled up while configuring the kernel: {full}", log=log,
+                                 hint=DISK_FULL_HINT) from None
+            raise KernelError(exc.message, log=exc.log, hint=f"{exc.hint}{self._denied_note()}") from None
+        self._read_denials(log)
         misses = kconfig.check(dict(resolved.settings), dot_config, tree,
                                f"the {resolved.request.profile} profile for {resolved.target.name}",
                                arch=resolved.target.kconfig_arch)
@@ -573,14 +603,18 @@ class _PrefixBuild:
                     # Paths relative to the kernel tree, as in the patch, not to rig's worktree.
                     first_error.append(line.strip().replace(prefix, ""))
 
-            result = proc.run(make_argv(tree, build_dir, resolved.make_variables, resolved.image_name, "vmlinux"),
+            result = proc.run(self._maybe_sandboxed(make_argv(tree, build_dir, resolved.make_variables,
+                                                              resolved.image_name, "vmlinux"), tree, build_dir),
                               env=make_env(), timeout=MAKE_TIMEOUT_S, log=log, on_line=on_line, check=False,
                               what="make")
             if result.ok:
                 bar.finish()
+        self._read_denials(log)
         estimate_file.write_text(json.dumps({"units": units, "cold": cold}))
         if result.ok:
             return
+        if (full := disk_full_in(log.read_text(errors="replace")) or _out_of_space(build_dir)) is not None:
+            raise InfraError(f"the disk filled up during the kernel build: {full}", log=log, hint=DISK_FULL_HINT)
         tail = result.stdout.strip().splitlines() or ["(no output)"]
         make_errors = [line.strip() for line in tail if "*** " in line]  # make's "*** [target] Error 1"
         where = first_error[0] if first_error else (make_errors or tail)[0 if make_errors else -1]
@@ -589,7 +623,43 @@ class _PrefixBuild:
         culprit = (f"{resolved.patches[self.k - 1].title()} breaks the build" if blamed
                    else f"the kernel does not build ({self.label})")
         raise KernelError(f"{culprit}:\n    {where}", log=log,
-                          hint="fix the error above (the full make output is in the log)")
+                          hint="fix the error above (the full make output is in the log)" + self._denied_note())
+
+    # --- the sandbox (rig.sandbox) ------------------------------------------------------
+
+    def _sandbox_for_git(self, tree: Path) -> Sandbox | None:
+        """`git am` writes the worktree and the repository's objects, nothing else."""
+        if not self.resolved.sandboxed:
+            return None
+        return Sandbox(writable=(tree, _git_dir(tree)), hidden=self._hidden())
+
+    def _maybe_sandboxed(self, argv: list[str], tree: Path, build_dir: Path) -> list[str]:
+        """make in the sandbox when the build is sandboxed: the tree and its git directory
+        (Kbuild's setlocalversion reads it) read-only, only the build directory and
+        ccache writable."""
+        if not self.resolved.sandboxed:
+            return argv
+        fence = Sandbox(writable=(build_dir, cache.cache_dir("ccache")), hidden=self._hidden(),
+                        readable=(tree, _git_dir(tree)))
+        return fence.wrap(argv, cwd=build_dir, env=make_env())
+
+    def _hidden(self) -> tuple[Path, ...]:
+        return sandbox.hidden_dirs(cache.cache_dir(), self.out)
+
+    def _read_denials(self, log: Path) -> None:
+        if not self.resolved.sandboxed or not log.exists():
+            return
+        for denial in sandbox.denials(log.read_text(errors="replace"), self._hidden()):
+            text = denial.describe()
+            if text not in self.denials:
+                self.denials.append(text)
+                self.reporter.warn(f"the sandbox blocked it: the series' build {text}")
+
+    def _denied_note(self) -> str:
+        if not self.denials:
+            return ""
+        return ("; the sandbox blocked what the build tried:\n    " + "\n    ".join(self.denials)
+                + "\n(a series must build without the network and write only to its build directory)")
 
     def _store(self, build_dir: Path, log: Path, full_key: str, quick_key: str, head: str) -> Path:
         staging = BUILDS.staging(full_key)
@@ -605,6 +675,7 @@ class _PrefixBuild:
             "config_hash": cache.file_digest(build_dir / ".config"),
             "source": self.resolved.source.source_id, "target": self.resolved.target.name,
             "optional_misses": list(self.optional_misses), "optional_absent": list(self.optional_absent),
+            "sandbox_denials": self.denials,
             "make_units": json.loads((build_dir / "rig-units.json").read_text()).get("units"),
             "timings": dict(self.timings.stages),
         }, indent=2))
@@ -629,7 +700,8 @@ class _PrefixBuild:
             cache_hit=cache_hit, patches=resolved.patches[:self.k], source=resolved.source.source_id,
             base_commit=resolved.source.base_commit, head_commit=facts["head_commit"],
             profile=resolved.request.profile, out_dir=self.out.resolve(), cache_key=entry.name, cache_entry=entry,
-            config_warnings=tuple(facts.get("optional_misses", ())), metadata=self.out / "metadata.json",
+            config_warnings=tuple(facts.get("optional_misses", ())),
+            sandbox_denials=tuple(facts.get("sandbox_denials", ())), metadata=self.out / "metadata.json",
             duration_s=round(self.timings.total() + resolved.resolve_s, 2), target=resolved.target,
             source_repo=resolved.source.repo,
         )
@@ -658,6 +730,7 @@ class _PrefixBuild:
             "fragments": {str(f): cache.file_digest(f)[:16] for f in resolved.fragments},
             "config_hash": facts.get("config_hash"),
             "optional_options_missing": list(artifacts.config_warnings),
+            "sandbox": {"used": resolved.sandboxed, "denied": list(artifacts.sandbox_denials)},
             "optional_options_not_in_this_version": facts.get("optional_absent", []),
             "compiler": resolved.compiler,
             "kernel_release": artifacts.kernel_release,
@@ -675,6 +748,29 @@ class _PrefixBuild:
                           "total": artifacts.duration_s, "built_in": facts.get("timings", {})},
             "make_units": facts.get("make_units"),
         }
+
+
+# Less free space than this where the build writes, after a failed build: the disk is the
+# likely cause (a kernel build needs well over a GiB), even when no program said so (ccache
+# fails quietly when it cannot write its temporary files).
+LOW_SPACE_BYTES = 256 << 20
+
+
+def _out_of_space(build_dir: Path) -> str | None:
+    for path in (build_dir, cache.cache_dir("ccache")):
+        try:
+            free = shutil.disk_usage(path).free
+        except OSError:
+            continue
+        if free < LOW_SPACE_BYTES:
+            return f"{free >> 20} MiB left on the disk holding {path}"
+    return None
+
+
+def _git_dir(tree: Path) -> Path:
+    """The repository directory a worktree's commits and objects live in."""
+    common = source.git(["rev-parse", "--git-common-dir"], tree).stdout.strip()
+    return (tree / common).resolve()
 
 
 def kconfig_files_id(tree: Path) -> str:

@@ -17,7 +17,7 @@ from types import ModuleType
 
 import rig.commands
 from rig import __version__
-from rig.errors import RigError, host_error_of
+from rig.errors import RigError, disk_full
 
 EXIT_OK, EXIT_KERNEL, EXIT_USER, EXIT_HOST, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
@@ -72,17 +72,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_OK
-    except OSError as exc:
-        # A full disk can strike any write, deep in any stage: the host's fault, not rig's.
-        host = host_error_of(exc)
-        if host is None:
-            traceback.print_exc()
-            print("rig: internal error: this is a bug in rig; please report it with the traceback above",
-                  file=sys.stderr)
-            return EXIT_BUG
-        print(host.render(), file=sys.stderr)
-        return host.exit_code
-    except Exception:
+    except Exception as exc:
+        if (full := disk_full(exc)) is not None:
+            print(full.render(), file=sys.stderr)
+            return full.exit_code
         traceback.print_exc()
         print("rig: internal error: this is a bug in rig; please report it with the traceback above",
               file=sys.stderr)

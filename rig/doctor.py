@@ -334,6 +334,15 @@ def check_chromium(host: Host) -> Finding:
     return Finding("chromium", State.OK, found)
 
 
+def check_sandbox(host: Host) -> Finding:
+    """bubblewrap, which --sandbox (the default for a series fetched by message-id) needs."""
+    path = host.which("bwrap")
+    if path is None:
+        return Finding("sandbox", State.WARN, "bubblewrap is not installed: --sandbox, and a series fetched by "
+                                              "message-id, cannot be built", _install("bubblewrap"))
+    return Finding("sandbox", State.OK, f"bubblewrap at {path}")
+
+
 def diagnose(host: Host, *, arch: str = "x86_64") -> list[Finding]:
     """Every check, in the order a first run needs them."""
     arm64 = arch == "arm64"
@@ -345,5 +354,6 @@ def diagnose(host: Host, *, arch: str = "x86_64") -> list[Finding]:
         *check_mmdebstrap(host, arm64),
         check_space(host),
         check_mirror(host),
+        check_sandbox(host),
         check_chromium(host),
     ]

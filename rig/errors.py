@@ -9,11 +9,6 @@ from __future__ import annotations
 import errno
 from pathlib import Path
 
-# OSErrors that are the host's doing, whatever the path: a full disk or quota, a failing
-# disk. Others (no such file, permission, read-only, is a directory) are the path's, which
-# the user chose.
-HOST_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO})
-
 
 class RigError(Exception):
     """Base of every error rig expects; anything else escaping is a bug (exit 4)."""
@@ -72,12 +67,24 @@ class DeadlineExceeded(RigError):
     label = "deadline"
 
 
-def host_error_of(exc: OSError) -> InfraError | None:
-    """The InfraError a host-side OSError (disk full, over quota, I/O error) is,
-    naming the file; None for any other OSError (that one is a bug where it escapes)."""
-    if exc.errno not in HOST_ERRNOS:
+# The host's disk refusing a write: whoever wrote, it is the host's fault.
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+DISK_FULL_HINT = ("free some space (rig image prune drops old images; old run directories can go), "
+                  "or point RIG_CACHE_DIR and --out at a larger disk")
+
+
+def disk_full(exc: BaseException) -> InfraError | None:
+    """The host problem an OSError of a full disk (or quota) is, else None."""
+    if not isinstance(exc, OSError) or exc.errno not in DISK_FULL_ERRNOS:
         return None
     where = f" writing {exc.filename}" if exc.filename else ""
-    return InfraError(f"{exc.strerror or exc}{where}",
-                      hint="free space on that filesystem (or point RIG_CACHE_DIR / --out at one with room) "
-                           "and run again")
+    return InfraError(f"the disk is full{where} ({exc.strerror})", hint=DISK_FULL_HINT)
+
+
+# How a program's output says that it ran out of disk (glibc's strerror of ENOSPC, EDQUOT).
+DISK_FULL_WORDS = ("No space left on device", "Disk quota exceeded")
+
+
+def disk_full_in(output: str) -> str | None:
+    """The first line of a program's output that says the disk is full, else None."""
+    return next((line.strip() for line in output.splitlines() if any(w in line for w in DISK_FULL_WORDS)), None)

@@ -414,7 +414,7 @@ class Run:
         return KernelInfo(spec=spec.request.kernel, release=artifacts.kernel_release, base=base,
                           profile=spec.request.profile, extra_configs=tuple(str(p) for p in spec.request.extra_configs),
                           image=self._rel(artifacts.kernel_image), cache_hit=artifacts.cache_hit,
-                          arch=spec.guest.target.name)
+                          arch=spec.guest.target.name, sandbox_denials=artifacts.sandbox_denials)
 
     def _series_info(self) -> SeriesInfo | None:
         if not self.spec.request.series:

@@ -45,8 +45,11 @@ from rig.errors import UserError
 
 PLANS_DIR = Path(__file__).resolve().parent / "data" / "plans"
 
+# An IGT group's driver that stands for the machine's GPU, whichever --gpu chose: one plan
+# then serves every GPU model (rig.gpu_plan resolves it before the run).
+MACHINE_GPU = "@gpu"
 # DRM drivers rig's guests have (IGT_FORCE_DRIVER names them as the kernel does).
-KNOWN_DRIVERS = ("vgem", "vkms", "virtio_gpu", "bochs-drm", "cirrus")
+KNOWN_DRIVERS = ("vgem", "vkms", "virtio_gpu", "bochs-drm", "cirrus", "cirrus-qemu", "panfrost", MACHINE_GPU)
 
 # IGT test names: binary@subtest, optionally @dynamic; patterns may use * ? [].
 _TEST_RE = re.compile(r"^[A-Za-z0-9_\-]+(@[A-Za-z0-9_\-*?\[\]]+){0,2}$")
@@ -63,9 +66,11 @@ KMEMLEAK_MODES = ("end", "each", "off")
 
 @dataclass(frozen=True)
 class IgtGroup:
-    driver: str | None  # IGT_FORCE_DRIVER; None: IGT picks the device
+    driver: str | None  # IGT_FORCE_DRIVER; None: IGT picks the device; MACHINE_GPU: the machine's GPU
     tests: tuple[str, ...]  # binary@subtest patterns
     per_test_timeout_s: float
+    # Other names of `driver` on other kernel versions: the guest's own decides (rig.workloads.igt).
+    driver_aliases: tuple[str, ...] = ()
 
     @property
     def binaries(self) -> tuple[str, ...]:

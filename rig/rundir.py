@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rig.errors import HOST_ERRNOS, InfraError, UserError
+from rig.errors import UserError, disk_full
 
 DEFAULT_RUNS_DIR = Path("rig-runs")
 
@@ -33,9 +33,8 @@ def new_run_dir(command: str, out: Path | None = None) -> Path:
         out.mkdir(parents=True, exist_ok=True)
         out.chmod(0o700)
     except OSError as exc:
-        if exc.errno in HOST_ERRNOS:  # a full or failing filesystem: the host's, not the path's
-            raise InfraError(f"cannot make output directory {out}: {exc.strerror}",
-                             hint="free space there, or pass --out on a filesystem with room") from exc
+        if (full := disk_full(exc)) is not None:  # a full disk is the host's, not the path's
+            raise full from exc
         raise UserError(f"cannot use output directory {out}: {exc.strerror}",
                         hint="pass --out with a directory you can write to") from exc
     return out.resolve()

@@ -18,13 +18,17 @@ import socket
 import sys
 import threading
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.message import Message
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rig import cache, proc
 from rig.errors import InfraError, UserError
 from rig.paths import user_path
+
+if TYPE_CHECKING:
+    from rig.sandbox import Sandbox
 
 # A message that is a patch carries a diff.
 DIFF_MARK = re.compile(rb"^(diff --git |--- (a/|/dev/null)|Index: )", re.M)
@@ -456,18 +460,24 @@ AM_ENV = {
 }
 
 
-def apply(patch: PatchInfo, worktree: Path) -> None:
-    """`git am` one patch; on failure abort and raise a UserError naming patch, files and git's words."""
-    result = proc.run(
-        # The committer date follows the author date, so the same series gives the same
-        # commit ids (and kernel release string) every time.
-        ["git", "am", "--committer-date-is-author-date", "--keep-cr", patch.path],
-        cwd=worktree, timeout=GIT_AM_TIMEOUT_S, env=AM_ENV, check=False, what=f"git am {patch.title()}",
-    )
+def apply(patch: PatchInfo, worktree: Path, *, sandbox: Sandbox | None = None) -> None:
+    """`git am` one patch (in `sandbox` when given); on failure abort and raise a
+    UserError naming patch, files and git's words."""
+
+    def git_am(*args: str | Path) -> proc.Result:
+        argv: list[str | Path] = ["git", "am", *args]
+        if sandbox is not None:  # the patch file may sit in a hidden directory (the run's own)
+            fence = replace(sandbox, readable=(*sandbox.readable, Path(patch.path).resolve()))
+            argv = [*fence.wrap(argv, cwd=worktree, env=AM_ENV)]
+        return proc.run(argv, cwd=worktree, timeout=GIT_AM_TIMEOUT_S, env=AM_ENV, check=False,
+                        what=f"git am {patch.title()}")
+
+    # The committer date follows the author date, so the same series gives the same
+    # commit ids (and kernel release string) every time.
+    result = git_am("--committer-date-is-author-date", "--keep-cr", patch.path)
     if result.ok:
         return
-    # --abort records the reset in the reflog, which needs a committer identity too
-    proc.run(["git", "am", "--abort"], cwd=worktree, timeout=GIT_AM_TIMEOUT_S, env=AM_ENV, check=False)
+    git_am("--abort")  # --abort records the reset in the reflog, which needs a committer identity too
     output = "\n".join(part for part in (result.stdout, result.stderr) if part).strip()
     files = conflicting_files(output)
     if _CORRUPT.search(output):

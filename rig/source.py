@@ -365,7 +365,7 @@ def worktree(source: KernelSource) -> Path:
     """rig's own worktree for this tree, reset to the base commit, clean.
 
     Kept between runs: checking out another commit rewrites only the files that differ,
-    so make rebuilds only what the series changed. Callers hold the build lock.
+    so make rebuilds only what the series changed. Callers hold the tree's lock (rig.build).
     """
     path = cache.cache_dir("worktrees") / source.tree_key
     if not (path / ".git").exists():

@@ -28,6 +28,13 @@ class GpuModel:
     # Options added to -machine: a GPU built into the board (rig's Mali on virt) is
     # switched on there, not plugged in with -device.
     machine_options: tuple[str, ...] = ()
+    # Names the same driver has on other kernel versions (IGT_FORCE_DRIVER must give the
+    # one the running kernel uses; the guest says which it has).
+    other_driver_names: tuple[str, ...] = ()
+
+    @property
+    def driver_names(self) -> tuple[str, ...]:
+        return (self.driver, *self.other_driver_names) if self.driver else ()
 
     @property
     def has_display(self) -> bool:
@@ -119,7 +126,8 @@ X86_64 = Target(
         GpuModel("virtio-gpu", ("virtio-gpu-pci",), "virtio_gpu"),
         GpuModel("virtio-vga", ("virtio-vga",), "virtio_gpu"),
         GpuModel("bochs", ("bochs-display",), "bochs-drm"),
-        GpuModel("cirrus", ("cirrus-vga",), "cirrus"),
+        # 7.x renamed the driver (drivers/gpu/drm/tiny/cirrus-qemu.c, DRIVER_NAME).
+        GpuModel("cirrus", ("cirrus-vga",), "cirrus", other_driver_names=("cirrus-qemu",)),
         GpuModel("none", (), None),
     ),
     panic_device="pvpanic-pci",
@@ -168,6 +176,9 @@ ARM64 = Target(
 )
 
 TARGETS: Mapping[str, Target] = MappingProxyType({t.name: t for t in (X86_64, ARM64)})
+
+# Every DRM driver some GPU model binds, under every name it has had.
+GPU_DRIVERS = frozenset(name for t in TARGETS.values() for model in t.gpus.values() for name in model.driver_names)
 DEFAULT_TARGET = X86_64
 
 

@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 # After a panic line, QEMU (panic=-1, -no-reboot) exits within a second; give the rest of
 # the report a moment to reach the log before rig reads it.
 PANIC_SETTLE_S = 3.0
+# A QEMU stopped from outside (SIGSTOP) this long ends the boot or call at once: waiting
+# out SSH timeouts would only delay the same answer.
+FROZEN_LIMIT_S = 10.0
 # How often a guest call looks at the machine's state while it waits.
 WATCH_INTERVAL_S = 0.1
 # How often readiness is re-tried while the guest's sshd is not up yet.
@@ -183,6 +186,12 @@ def blame(machine: Machine, cause: RigError | None = None) -> RigError:
         # Not a death rig can explain: rig's own shutdown (STOPPED), or no QEMU yet.
         return InfraError(f"the guest is {life.value} (QEMU exit status {state.returncode})",
                           log=machine.console_log)
+    if state.frozen:
+        # A stopped QEMU runs no guest: the guest's silence is not the kernel's doing.
+        return InfraError("QEMU was stopped by a signal from outside rig (SIGSTOP?), so the guest could not "
+                          f"answer: {cause.message}",
+                          log=machine.console_log,
+                          hint="something on the host stopped QEMU (kill -STOP, a debugger); run again")
     # QEMU still runs (or rig stopped it because of `cause`): the call's error says it.
     if isinstance(cause, GuestTimeout):
         return GuestTimeout(cause.message + with_console_tail(machine), hint=cause.hint, log=machine.console_log)
@@ -190,6 +199,12 @@ def blame(machine: Machine, cause: RigError | None = None) -> RigError:
         return KernelError(f"the guest stopped answering SSH: {cause.message}" + with_console_tail(machine),
                            log=machine.console_log, hint="the guest kernel may hang; the console log may say why")
     return cause
+
+
+def _unless_frozen(machine: Machine) -> None:
+    frozen = machine.frozen_for()
+    if frozen > FROZEN_LIMIT_S:
+        raise blame(machine, GuestUnreachable(f"QEMU's process has been stopped for {frozen:.0f} s"))
 
 
 async def death(machine: Machine) -> RigError:
@@ -225,6 +240,7 @@ async def watch(machine: Machine, work: Awaitable[T], *, explain_lost: bool = Tr
                 return task.result()
             if machine.state.over:
                 raise await death(machine)
+            _unless_frozen(machine)
     finally:
         if not task.done():
             task.cancel()  # the thread itself ends when its SSH socket dies with QEMU
@@ -262,6 +278,7 @@ async def wait_ready(machine: Machine, image: GuestImage, port: int, timeout_s: 
                  or (init is not None and now - init > ARM_AFTER_INIT_S)
                  or now - started > ARM_AFTER_START_S)
         if not armed:
+            _unless_frozen(machine)
             await machine.changed(0.05)
             continue
         attempt = asyncio.ensure_future(asyncio.to_thread(

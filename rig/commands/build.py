@@ -44,6 +44,10 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
                        help="extra config fragment (CONFIG_FOO=y lines) on top of the profile; repeatable")
     group.add_argument("--each-patch", action="store_true",
                        help="build after every patch in turn and name the first one that breaks the build")
+    group.add_argument("--sandbox", action=argparse.BooleanOptionalAction, default=None,
+                       help="apply and build the series in bubblewrap: no network, the host read-only, no "
+                            "home directory, keys or sockets; what the build tried is reported "
+                            "(default: on for a series fetched by message-id, off otherwise)")
 
 
 def request_from_args(args: argparse.Namespace) -> BuildRequest:
@@ -55,6 +59,7 @@ def request_from_args(args: argparse.Namespace) -> BuildRequest:
         extra_configs=tuple(args.extra_configs),
         each_patch=args.each_patch,
         target=target(args.arch),
+        sandbox=args.sandbox,
     )
 
 
@@ -76,6 +81,8 @@ def summary(artifacts: BuildArtifacts) -> list[str]:
         lines.append(f"patch   {patch.number}: {patch.subject} ({patch.author})")
     for warning in artifacts.config_warnings:
         lines.append(f"note    optional option missing: {warning}")
+    for denial in artifacts.sandbox_denials:
+        lines.append(f"sandbox blocked: the series' build {denial}")
     lines.append(f"{artifacts.kernel_image.name:<7} {artifacts.kernel_image}")
     return lines
 

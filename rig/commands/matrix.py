@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from rig.errors import HOST_ERRNOS, InfraError, UserError
+from rig.errors import DISK_FULL_HINT, InfraError, UserError, disk_full
 
 NAME = "matrix"
 HELP = "run a matrix of kernels, GPU models, pressure and plans; report it; export it as a GitLab CI pipeline"
@@ -171,9 +171,11 @@ def _export(args: argparse.Namespace) -> int:
         try:
             args.output.write_text(text)
         except OSError as exc:
-            error = InfraError if exc.errno in HOST_ERRNOS else UserError
-            raise error(f"cannot write the pipeline to --output {args.output}: {exc.strerror or exc}",
-                        hint="give --output a file in a writable directory with free space") from exc
+            if disk_full(exc) is not None:
+                raise InfraError(f"cannot write the pipeline to --output {args.output}: the disk is full "
+                                 f"({exc.strerror})", hint=DISK_FULL_HINT) from exc
+            raise UserError(f"cannot write the pipeline to --output {args.output}: {exc.strerror or exc}",
+                            hint="give --output a file in a writable directory") from exc
     else:
         print(text, end="")
     return 0

@@ -69,7 +69,7 @@ _SETTINGS: dict[str, tuple[str, type | tuple[type, ...], Any]] = {
     "cpus": ("cpus", int, _range(*CPUS)),
     "accel": ("accel", str, lambda v: None if v in ("auto", *ACCELERATORS) else
               f"give auto, {' or '.join(ACCELERATORS)}"),
-    "image": ("image", str, lambda v: None if v else "give a recipe name from images/"),
+    "image": ("image", str, lambda v: None if v and "\0" not in v else "give a recipe name from images/"),
     "compare_base": ("compare_base", bool, lambda v: None),
 }
 # Keys of portable matrix files that this rig reads but cannot honour yet: named, not ignored.
@@ -260,6 +260,8 @@ def _entries(data: dict[str, Any], key: str, problems: list[str]) -> list[dict[s
 
 def _value_problem(axis: str, value: str, base_dir: Path, arches: set[str], memory_mib: int) -> str | None:
     """What is wrong with one axis value, found without building or booting anything."""
+    if "\0" in value:  # no path, range or name holds one (and the OS refuses it in a path)
+        return "holds a NUL character"
     if axis == "kernel":
         if value.startswith("debian:"):
             release = value.removeprefix("debian:")

@@ -127,6 +127,9 @@ def kernel_cmdline(spec: MachineSpec) -> str:
     return " ".join(parts)
 
 
+SECCOMP = "on,obsolete=deny,elevateprivileges=deny,spawn=deny"
+
+
 def _chardev_path(path: Path) -> str:
     # QEMU splits -chardev/-device options at commas; ",," is a literal comma.
     return str(path).replace(",", ",,")
@@ -154,6 +157,9 @@ def build_argv(spec: MachineSpec) -> list[str]:
         "-display", "none",
         "-vga", "none",
         "-no-reboot",
+        # QEMU's own seccomp filter: a guest that breaks out of a device model (the guest
+        # runs a kernel built from a series) may not exec, setuid or use obsolete calls.
+        "-sandbox", SECCOMP,
         "-kernel", str(spec.kernel),
         "-append", kernel_cmdline(spec),
         "-chardev", f"file,id=console,path={_chardev_path(spec.console_log)}",

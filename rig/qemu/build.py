@@ -52,6 +52,8 @@ CONFIGURE_ARGS: tuple[str, ...] = (
     "--enable-slirp",
     "--enable-pixman",
     "--enable-png",
+    # QEMU's seccomp filter (-sandbox on), which rig turns on for every guest.
+    "--enable-seccomp",
     "--disable-docs",
     "--disable-tools",
     "--disable-user",

@@ -64,6 +64,16 @@ class Life(enum.Enum):
     STOPPED = "stopped"  # rig's shutdown ended it
 
 
+def process_stopped(pid: int) -> bool:
+    """Whether process `pid` is stopped by a signal (state T) or a tracer (t)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    # "pid (comm) S ...": comm may hold spaces and parentheses, the state follows the last ")".
+    return stat[stat.rindex(")") + 2:][:1] in ("T", "t")
+
+
 @dataclass(frozen=True)
 class MachineState:
     """One look at a machine: what rig decides a failure's fault from (rig.vm.blame)."""
@@ -71,6 +81,7 @@ class MachineState:
     life: Life
     returncode: int | None = None  # QEMU's exit status; negative: the signal that killed it
     panic_line: str | None = None  # the console's panic line, or pvpanic's event
+    frozen: bool = False  # running, but the process is stopped (SIGSTOP from outside rig)
 
     @property
     def over(self) -> bool:
@@ -99,6 +110,7 @@ class Machine:
         self.console_marks: dict[str, float | None] = {"rig-init: ": None, "network up": None, "guest ready": None}
         self.started_at: float | None = None
         self._stopping = False  # rig's own shutdown began: an exit from now on is rig's doing
+        self._frozen_since: float | None = None  # when QEMU's process was first seen stopped
         self._process: proc.Spawned | None = None
         self._qmp: QMPClient | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -175,6 +187,17 @@ class Machine:
     def returncode(self) -> int | None:
         return self._process.returncode if self._process is not None else None
 
+    def frozen_for(self) -> float:
+        """How long QEMU's process has been seen stopped (SIGSTOP) without a break; 0 when
+        it runs. Asked often: one read of /proc/<pid>/stat."""
+        if self.exited or self.pid is None or not process_stopped(self.pid):
+            self._frozen_since = None
+            return 0.0
+        now = time.monotonic()
+        if self._frozen_since is None:
+            self._frozen_since = now
+        return now - self._frozen_since
+
     @property
     def exited(self) -> bool:
         return self._process is not None and self._process.returncode is not None
@@ -198,7 +221,8 @@ class Machine:
             life = Life.FAILED
         else:
             life = Life.POWERED_OFF
-        return MachineState(life, status, self.panic_line)
+        frozen = life is Life.RUNNING and self.pid is not None and process_stopped(self.pid)
+        return MachineState(life, status, self.panic_line, frozen)
 
     def console_text(self) -> str:
         try:

@@ -36,6 +36,7 @@ _MARGIN = {"left": 60, "right": 60, "top": 16, "bottom": 34}
 _SERIES = (("mem_available_mib", "MemAvailable (MiB)", "#1a56db"), ("balloon_mib", "balloon size (MiB)", "#e3a008"),
            ("mem_free_mib", "MemFree (MiB)", "#31c48d"))
 _SHRINK_COLOR = "#9061f9"
+_KERNEL_EVENT_COLOR = "#d62728"
 
 
 def _e(value: Any) -> str:
@@ -99,6 +100,10 @@ def timeline_svg(timeline: dict[str, Any]) -> str:
         if t0 <= t <= t1:
             parts.append(f'<line x1="{x(t):.1f}" x2="{x(t):.1f}" y1="{top}" y2="{top + height}" stroke="#bbb" '
                          f'stroke-dasharray="3,3"><title>{_e(what)} at {t:g} s</title></line>')
+    for t, what in timeline.get("kernel_events", []):
+        if t0 <= t <= t1:  # what the kernel freed, as a mark on the time axis
+            parts.append(f'<line x1="{x(t):.1f}" x2="{x(t):.1f}" y1="{top + height - 10}" y2="{top + height}" '
+                         f'stroke="{_KERNEL_EVENT_COLOR}" stroke-width="2"><title>{_e(what)} at {t:g} s</title></line>')
     for key, label, color in _SERIES:
         points = [(x(s["t"]), y(s[key], y_max)) for s in samples if s.get(key) is not None]
         if points:
@@ -117,6 +122,8 @@ def timeline_svg(timeline: dict[str, Any]) -> str:
     parts.append("</svg>")
     legend = "".join(f'<span style="color:{c}">&#9644; {_e(label)}</span>' for _, label, c in _SERIES)
     legend += f'<span style="color:{_SHRINK_COLOR}">&#9476; shrinker objects (right axis)</span>'
+    if timeline.get("kernel_events"):
+        legend += f'<span style="color:{_KERNEL_EVENT_COLOR}">| kernel reclaim messages (purges, OOM kills)</span>'
     return "".join(parts) + f'<div class="legend">{legend}</div>'
 
 

@@ -5,6 +5,7 @@ in the reply to that patch."""
 
 from __future__ import annotations
 
+from rig.reclaim_events import summary as reclaim_summary
 from rig.report.model import RunReport, seen_text
 from rig.verdict import JudgedFinding
 
@@ -46,6 +47,8 @@ def render(report: RunReport) -> str:
     else:
         lines.append("- series: none")
     lines.append(f"- config profile: {kernel.profile}")
+    for denial in kernel.sandbox_denials:
+        lines.append(f"- sandbox: the series' build {denial}")
     lines.append(f"- tests: plan '{report.plan.name}' ({report.plan.description}), "
                  f"memory pressure: {report.pressure}")
     machine = report.machine
@@ -87,11 +90,30 @@ def render(report: RunReport) -> str:
     if totals:
         lines.append("Test totals: " + ", ".join(f"{count} {status}" for status, count in totals.items()))
         lines.append("")
+    lines += _pressure(report)
     lines.append("Reproduce with:")
     lines.append("")
     lines.append(_indent(report.command or "rig run"))
     lines.append("")
     return "\n".join(lines)
+
+
+def _pressure(report: RunReport) -> list[str]:
+    """What the memory pressure did: the low point, the busiest shrinkers, what the kernel
+    said it freed. A finding that only shows under pressure is judged with this at hand."""
+    timeline = report.timeline
+    if timeline is None or not timeline.samples:
+        return []
+    lines = [f"Memory pressure ({report.pressure}):"]
+    available = [s.mem_available_mib for s in timeline.samples if s.mem_available_mib is not None]
+    if available:
+        lines.append(f"- MemAvailable went from {available[0]:g} down to {min(available):g} MiB")
+    if timeline.top_shrinkers:
+        top = ", ".join(f"{name} {count}" for name, count in list(timeline.top_shrinkers.items())[:3])
+        lines.append(f"- most objects held by a shrinker: {top}")
+    lines += [f"- {line}" for line in reclaim_summary(timeline.kernel_events)]
+    lines.append("")
+    return lines
 
 
 def _groups(report: RunReport) -> list[tuple[str, list[JudgedFinding]]]:

@@ -241,6 +241,7 @@ class KernelInfo:
     image: str | None = None  # the booted kernel image, relative to the run directory when inside it
     cache_hit: bool | None = None
     arch: str = "x86_64"
+    sandbox_denials: tuple[str, ...] = ()  # what the series' build tried that --sandbox refused
 
 
 @dataclass(frozen=True)
@@ -344,7 +345,8 @@ class RunReport:
             "outcome": decision.outcome.value,
             "summary": decision.summary,
             "error": self.error.to_json() if self.error else None,
-            "kernel": {**asdict(self.kernel), "extra_configs": list(self.kernel.extra_configs)},
+            "kernel": {**asdict(self.kernel), "extra_configs": list(self.kernel.extra_configs),
+                       "sandbox_denials": list(self.kernel.sandbox_denials)},
             "series": ({"spec": self.series.spec, "patches": [asdict(p) for p in self.series.patches]}
                        if self.series else None),
             "plan": asdict(self.plan),
@@ -386,7 +388,8 @@ class RunReport:
                 base=str(kernel.get("base") or kernel.get("spec", "")), profile=str(kernel.get("profile", "default")),
                 extra_configs=tuple(kernel.get("extra_configs") or ()),
                 image=kernel.get("image", kernel.get("bzimage")), cache_hit=kernel.get("cache_hit"),
-                arch=str(kernel.get("arch", machine.get("arch", "x86_64")))),
+                arch=str(kernel.get("arch", machine.get("arch", "x86_64"))),
+                sandbox_denials=tuple(kernel.get("sandbox_denials") or ())),
             series=(SeriesInfo(str(series.get("spec", "")),
                                tuple(Patch(int(p["number"]), str(p.get("subject", "")), str(p.get("author", "")))
                                      for p in series.get("patches", [])))

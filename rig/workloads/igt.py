@@ -11,7 +11,7 @@ import contextlib
 import re
 import shlex
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -140,7 +140,8 @@ async def prepare(vm: VM, plan: Plan) -> list[PreparedGroup]:
     available, missing = await list_available(vm, list(binaries))
     problems = [f"IGT test '{b}' is not in the guest image (looked in {IGT_DIR})" for b in missing]
     prepared: list[PreparedGroup] = []
-    for index, group in enumerate(plan.igt, 1):
+    groups = await _named_as_in_guest(vm, plan.igt)
+    for index, group in enumerate(groups, 1):
         tests, group_problems = expand(group.tests, available)
         problems += [f"igt.group #{index} ({group.driver or 'any driver'}): {p}" for p in group_problems
                      if not any(m in p for m in missing)]
@@ -150,6 +151,30 @@ async def prepare(vm: VM, plan: Plan) -> list[PreparedGroup]:
         raise UserError(f"plan {plan.source} names tests this guest cannot run:\n    " + "\n    ".join(problems),
                         hint="fix the test names (run `<test> --list-subtests` in `rig boot` to see them)")
     return prepared
+
+
+# Every DRM device's driver name, as the kernel gives it ("virtio_gpu dev=... unique=...").
+_DRM_NAMES = "cat /sys/kernel/debug/dri/*/name 2>/dev/null; true"
+
+
+def drm_driver_names(listing: str) -> set[str]:
+    return {line.split()[0] for line in listing.splitlines() if line.strip()}
+
+
+def pick_driver_name(group: IgtGroup, in_guest: set[str]) -> IgtGroup:
+    """The group with the name its driver has in this kernel, of those it may have."""
+    if not group.driver_aliases:
+        return group
+    found = next((n for n in (group.driver, *group.driver_aliases) if n in in_guest), group.driver)
+    return replace(group, driver=found, driver_aliases=())
+
+
+async def _named_as_in_guest(vm: VM, groups: tuple[IgtGroup, ...]) -> tuple[IgtGroup, ...]:
+    if not any(group.driver_aliases for group in groups):
+        return groups  # no guest round trip for the usual plan
+    listing = await vm.run(["sh", "-c", _DRM_NAMES], timeout=LIST_TIMEOUT_S)
+    in_guest = drm_driver_names(listing.stdout)
+    return tuple(pick_driver_name(group, in_guest) for group in groups)
 
 
 class _Listing:

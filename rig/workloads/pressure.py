@@ -317,16 +317,24 @@ class Timeline:
     samples: tuple[Sample, ...]
     events: tuple[tuple[float, str], ...] = ()  # (t, what happened): balloon set, tests started
     top_shrinkers: dict[str, int] = field(default_factory=dict)  # largest counts seen
+    # Host timeline time minus guest uptime, when it was measured: places console lines.
+    uptime_offset_s: float | None = None
+    # What the guest kernel said it did under pressure (purges, OOM kills: rig.reclaim_events).
+    kernel_events: tuple[tuple[float, str], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {"samples": [asdict(s) for s in self.samples], "events": [list(e) for e in self.events],
-                "top_shrinkers": self.top_shrinkers}
+                "top_shrinkers": self.top_shrinkers, "uptime_offset_s": self.uptime_offset_s,
+                "kernel_events": [list(e) for e in self.kernel_events]}
 
 
 def timeline_from_json(data: dict[str, Any]) -> Timeline:
+    offset = data.get("uptime_offset_s")
     return Timeline(tuple(Sample(**s) for s in data.get("samples", [])),
                     tuple((float(t), str(w)) for t, w in data.get("events", [])),
-                    dict(data.get("top_shrinkers", {})))
+                    dict(data.get("top_shrinkers", {})),
+                    float(offset) if offset is not None else None,
+                    tuple((float(t), str(w)) for t, w in data.get("kernel_events", [])))
 
 
 def parse_sampler(text: str, offset_s: float) -> tuple[list[Sample], dict[str, int]]:
@@ -388,7 +396,7 @@ class PressureSession:
         self.memory_mib = memory_mib
         self.t0 = t0
         self.kinds = kinds_of(pressure)
-        self.offset_s = 0.0
+        self.offset_s: float | None = None  # host time minus guest uptime, once measured
         self.events: list[tuple[float, str]] = []
         self.balloon_samples: list[tuple[float, float]] = []
         self._balloon_task: asyncio.Task[None] | None = None
@@ -502,9 +510,9 @@ class PressureSession:
         with contextlib.suppress(Exception):
             await self.vm.get(f"{GUEST_DIR}/timeline.txt", local)
             text = local.read_text(errors="replace")
-        samples, top = parse_sampler(text, self.offset_s)
-        return Timeline(tuple(merge(samples, self.balloon_samples)), tuple(self.events), top)
+        samples, top = parse_sampler(text, self.offset_s or 0.0)
+        return Timeline(tuple(merge(samples, self.balloon_samples)), tuple(self.events), top, self.offset_s)
 
     def partial_timeline(self) -> Timeline:
         """What is known without the guest (after a crash): the balloon readings and events."""
-        return Timeline(tuple(merge([], self.balloon_samples)), tuple(self.events), {})
+        return Timeline(tuple(merge([], self.balloon_samples)), tuple(self.events), {}, self.offset_s)

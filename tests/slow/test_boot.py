@@ -100,6 +100,8 @@ def test_boot_drm_igt_qmp_and_files(kernel_6_1, guest_image, tmp_path: Path) -> 
             results = await asyncio.gather(*(vm.run(["sh", "-c", f"sleep 1; echo {i}"], timeout=60) for i in range(4)))
             assert [r.stdout.strip() for r in results] == ["0", "1", "2", "3"]
             assert qemu_processes(str(run_dir))
+            status = Path(f"/proc/{vm.machine.pid}/status").read_text()
+            assert "Seccomp:\t2" in status  # QEMU runs under its own filter (-sandbox on)
         assert vm.machine.returncode == 0  # powered off by the guest, not killed
 
     asyncio.run(scenario())

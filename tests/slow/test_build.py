@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rig import kconfig
+from rig import cache, kconfig
 from rig.build import BuildRequest, build
 from rig.errors import KernelError
 
@@ -49,3 +49,16 @@ def test_each_patch_names_the_patch_that_breaks_the_build(kernel_6_1, tmp_path: 
     message = info.value.message
     assert 'patch 2 "drm/vgem: count the opens of the device" breaks the build' in message
     assert "\n    drivers/gpu/drm/vgem/vgem_drv.c:" in message and "vgem_count_open" in message
+
+
+def test_a_sandboxed_series_build_is_fenced_in_and_says_what_it_tried(kernel_6_1, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The sandbox-probe series reaches for the network, writes into the source tree and
+    /etc and reads the builder's home directory from its Makefile; the kernel still builds."""
+    request = BuildRequest(kernel="debian:6.1", series=str(SERIES / "sandbox-probe"), sandbox=True)
+    artifacts = build(request, tmp_path / "probe", progress=False)
+    kinds = {denial.split(":")[0] for denial in artifacts.sandbox_denials}
+    assert kinds == {"tried to reach the network", "tried to write outside its build directory",
+                     "tried to read a hidden directory (home, rig's cache)"}, artifacts.sandbox_denials
+    assert not Path("/etc/rig-build-probe-was-here").exists()
+    assert not list(cache.cache_dir("worktrees").glob("*/drivers/gpu/drm/vgem/probe-was-here"))
+    assert artifacts.kernel_image.read_bytes()[0x202:0x206] == b"HdrS"

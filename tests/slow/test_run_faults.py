@@ -73,3 +73,30 @@ def test_a_guest_that_dies_mid_plan_fails_the_run_and_says_so(any_arch, tmp_path
     assert {t["name"]: t["result"] for t in data["tests"]}.get("script:first") == "pass"
     assert any("sysrq" in f["title"].lower() or f["kind"] in ("panic", "bug", "oops") for f in data["findings"])
     assert not qemu_processes(str(out))
+
+
+def test_qemu_frozen_from_outside_is_a_host_problem_not_a_hang(kernel_6_1, guest_image, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """SIGSTOP to QEMU mid-plan: the guest's silence is the host's doing (exit 3), the run
+    ends within the script's timeout, and the stopped QEMU is not left behind."""
+    out = tmp_path / "frozen"
+    proc, lines = _start(out, "--kernel", "debian:6.1", "--plan", str(PLANS / "short-wait.toml"),
+                         "--pressure", "none", "--no-base")
+    deadline = time.monotonic() + 900
+    while not any("running plan" in line for line in lines):
+        assert proc.poll() is None, "".join(lines)[-3000:]
+        assert time.monotonic() < deadline, "".join(lines)[-3000:]
+        time.sleep(0.5)
+    time.sleep(3)
+    pids = qemu_processes(str(out))
+    assert len(pids) == 1, pids
+    os.kill(pids[0], signal.SIGSTOP)
+    try:
+        stdout, _ = proc.communicate(timeout=600)
+    finally:
+        for pid in qemu_processes(str(out)):
+            os.kill(pid, signal.SIGKILL)
+    assert proc.returncode == 3, stdout[-2000:] + "".join(lines)[-3000:]
+    data = json.loads((out / "report.json").read_text())
+    assert data["error"]["kind"] == "host" and "stopped by a signal from outside rig" in data["error"]["message"]
+    assert (out / "attempt-1" / "collect" / "console.log").is_file()
+    assert not qemu_processes(str(out))

@@ -77,7 +77,7 @@ def finished_run(tmp_path: Path, *, screendump: bool = True) -> tuple[Run, Attem
                                      1400.0 - 100 * min(t, 8), 2048.0 if t < 2 or t > 14 else 819.0,
                                      3000 + 50 * t) for t in range(20)),
                         ((1.0, "balloon to 819 MiB"), (14.0, "balloon back to 2048 MiB")),
-                        {"sb-ext4-11": 900})
+                        {"sb-ext4-11": 900}, -20.0, ((9.5, "memcg OOM kill"),))
     # the KUnit workload on this kernel without KUnit: every suite of the plan absent
     kunit = results_from_console((DATA / "console-kmemleak.log").read_text(), spec.plan.kunit_suites)
     tests = (*results_from_dir(results, group, started_s=1.0), *kunit)

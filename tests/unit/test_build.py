@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shlex
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 from .test_build_fakes import commit_change, fake_kernel, format_patches, git
 
 from rig import build as build_mod
-from rig import cli, source
+from rig import cache, cli, source
 from rig.build import BuildRequest, build
 from rig.errors import InfraError, KernelError, UserError
 from rig.target import ARM64
@@ -111,6 +113,17 @@ def test_series_that_does_not_apply_is_a_user_error(tmp_path: Path, kernel: Path
     patches = make_series(kernel, tmp_path, "stale", [("drv: return one", "return 0;", "return 1;")])
     commit_change(kernel, "drv: upstream moved on", "return 0;", "return -1;")
     with pytest.raises(UserError, match=r'patch 1 "drv: return one" does not apply \(conflicting files: drv.c\)'):
+        build(BuildRequest(kernel=str(kernel), series=str(patches)), tmp_path / "out", progress=False)
+
+
+def test_a_series_that_does_not_apply_says_so_without_waiting_for_another_build(
+        tmp_path: Path, kernel: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    patches = make_series(kernel, tmp_path, "stale", [("drv: return one", "return 0;", "return 1;")])
+    commit_change(kernel, "drv: upstream moved on", "return 0;", "return -1;")
+    # Were the series applied under the machine's build lock, held here by "another
+    # build", this would end in the lock's timeout (InfraError) instead.
+    monkeypatch.setattr(build_mod, "MAKE_TIMEOUT_S", 3.0)
+    with cache.locked(build_mod.build_lock_path()), pytest.raises(UserError, match="does not apply"):
         build(BuildRequest(kernel=str(kernel), series=str(patches)), tmp_path / "out", progress=False)
 
 
@@ -369,3 +382,83 @@ def test_a_worktree_edited_by_hand_is_reset_before_the_next_prefix(tmp_path: Pat
     drv.write_text(drv.read_text().replace("return 0;", "return 0; /* edited */"))
     build_mod.build_prefix(resolved, 1, tmp_path / "k1")  # would not apply on the edited file
     assert "edited" not in drv.read_text() and "return 1;" in drv.read_text()
+
+
+# A series whose build reaches for the network, writes outside its build directory and
+# reads the home directory: each step is allowed to fail (`-`), so the build goes on and
+# every attempt shows in the log.
+PROBES = """\
+\t-python3 -c "import socket; socket.create_connection(('deb.debian.org', 80), 5)"
+\t-touch $(CURDIR)/escaped /etc/rig-sandbox-escaped
+\t-cat {home}/secret
+"""
+
+
+def test_a_sandboxed_build_cannot_reach_out_and_says_what_it_tried(
+        tmp_path: Path, kernel: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if shutil.which("bwrap") is None:
+        pytest.fail("bubblewrap is missing: ./setup installs it")
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "secret").write_text("a key\n")
+    monkeypatch.setenv("HOME", str(home))
+    probes = PROBES.format(home=home)
+    patches = make_series(kernel, tmp_path, "probe", [("build: probe", "\t@echo \"  CC      drv.o\"\n",
+                                                      "\t@echo \"  CC      drv.o\"\n" + probes)], file="Makefile")
+    request = BuildRequest(kernel=str(kernel), series=str(patches), sandbox=True)
+    artifacts = build(request, tmp_path / "out", progress=False)
+    kinds = list(dict.fromkeys(d.split(":")[0] for d in artifacts.sandbox_denials))
+    assert kinds == ["tried to reach the network", "tried to write outside its build directory",
+                     "tried to read a hidden directory (home, rig's cache)"], artifacts.sandbox_denials
+    assert not (kernel / "escaped").exists() and not Path("/etc/rig-sandbox-escaped").exists()
+    assert "a key" not in artifacts.build_log.read_text()
+    meta = json.loads((tmp_path / "out" / "metadata.json").read_text())["build"]
+    assert meta["sandbox"] == {"used": True, "denied": list(artifacts.sandbox_denials)}
+    # The same tree unsandboxed builds the same kernel: the fence changes nothing it makes.
+    plain = build(dataclasses.replace(request, sandbox=False), tmp_path / "plain", progress=False)
+    assert plain.cache_hit and plain.sandbox_denials == artifacts.sandbox_denials
+
+
+def test_only_a_series_from_a_message_id_is_sandboxed_unless_asked(tmp_path: Path, kernel: Path) -> None:
+    patches = make_series(kernel, tmp_path, "fix", [("drv: return one", "return 0;", "return 1;")])
+    resolved = build_mod.resolve(BuildRequest(kernel=str(kernel), series=str(patches)), tmp_path / "out")
+    assert not resolved.sandboxed
+    assert build_mod.resolve(BuildRequest(kernel=str(kernel), series=str(patches), sandbox=True),
+                             tmp_path / "out2").sandboxed
+    msgid = dataclasses.replace(resolved, series=dataclasses.replace(resolved.series, kind="msgid"))
+    assert msgid.sandboxed
+
+
+def test_a_disk_that_fills_up_during_the_build_is_the_hosts_fault(tmp_path: Path, kernel: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The build directory on a small tmpfs with no room left: exit 3 naming the full disk,
+    not a kernel that does not build."""
+    if os.geteuid() != 0:
+        pytest.fail("this test mounts a tmpfs: run the tests as root, as CI does")
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(small)], check=True)
+    try:
+        # rig's cache (worktree, build directory) on it, and the room taken but for a few KiB
+        monkeypatch.setenv("RIG_CACHE_DIR", str(small / "cache"))
+        (small / "filler").write_bytes(b"\0" * (2 * 1024 * 1024 - 64 * 1024))
+        patches = make_series(kernel, tmp_path, "big", [("drv: a big table", "return 0;",
+                                                         "static const char t[1 << 20] = {1}; return t[0];")])
+        with pytest.raises(InfraError) as info:
+            build(BuildRequest(kernel=str(kernel), series=str(patches)), tmp_path / "out", progress=False)
+        assert "the disk filled up during the kernel build" in info.value.message
+        assert str(small) in info.value.message and "RIG_CACHE_DIR" in (info.value.hint or "")
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=False)
+
+
+def test_the_command_line_turns_a_full_disk_into_exit_3(monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    def full(_: object) -> int:
+        raise OSError(28, "No space left on device", "/var/cache/rig/builds/x/vmlinux")
+
+    monkeypatch.setattr(build_mod, "build", lambda *a, **k: full(None))
+    monkeypatch.setattr("rig.commands.build.build", lambda *a, **k: full(None))
+    assert cli.main(["build", "--quiet", "--out", "/tmp/rig-test-full"]) == 3
+    err = capsys.readouterr().err
+    assert "the disk is full writing /var/cache/rig/builds/x/vmlinux" in err and "Traceback" not in err

@@ -14,7 +14,7 @@ from rig.doctor import Host, State, diagnose
 GiB = 2**30
 ALL_PROGRAMS = {"git", "make", "gcc", "flex", "bison", "bc", "cpio", "pahole", "dpkg-source", "qemu-system-x86_64",
                 "qemu-img", "mmdebstrap", "newuidmap", "newgidmap", "chromium", "aarch64-linux-gnu-gcc",
-                "qemu-aarch64-static"}
+                "qemu-aarch64-static", "bwrap"}
 
 
 def host(programs: set[str] = ALL_PROGRAMS, **changes: object) -> Host:
@@ -58,6 +58,7 @@ def test_a_fresh_host_lists_each_missing_piece_with_its_package() -> None:
     tools = findings["kernel build tools"]
     assert tools.state is State.MISSING and "bison" in tools.detail and "dwarves" in tools.fix
     assert findings["chromium"].state is State.WARN and "apt-get install chromium" in findings["chromium"].fix
+    assert findings["sandbox"].state is State.WARN and "apt-get install bubblewrap" in findings["sandbox"].fix
     assert "./setup" in findings["mmdebstrap"].fix
 
 

@@ -48,6 +48,8 @@ def test_every_device_rig_relies_on_is_there() -> None:
     for flag in ("-nodefaults", "-no-reboot"):
         assert flag in argv
     assert options(argv, "-display") == ["none"] and options(argv, "-vga") == ["none"]
+    # QEMU's seccomp filter: no exec, no setuid, no obsolete calls from a compromised QEMU
+    assert options(argv, "-sandbox") == ["on,obsolete=deny,elevateprivileges=deny,spawn=deny"]
 
 
 def test_x86_64_comes_from_its_target() -> None:

@@ -52,6 +52,9 @@ def test_markdown_is_ready_to_paste(tmp_path: Path, monkeypatch) -> None:
     assert "Also triggered by: dumb_buffer@map-valid, kms_addfb_basic@basic" in text
     assert '    comm "kms_addfb_basic", pid 101' in text  # the full report, indented
     assert "Leaked: 9 objects, 10880 bytes" in text
+    assert "Memory pressure (" in text and "- MemAvailable went from 1650 down to 770 MiB" in text
+    assert "- most objects held by a shrinker: sb-ext4-11 900" in text
+    assert "- memcg OOM kill: 1 between 9.5 s and 9.5 s" in text
     assert text.rstrip().endswith("    rig run --series tests/data/series/kmemleak --pressure balloon")
 
 

@@ -112,7 +112,8 @@ def _run(tmp_path: Path, monkeypatch, world: World, *, name: str = "run", patche
     def build_prefix(resolved_: object, k: int, out: Path, **_: object) -> SimpleNamespace:
         built.append(k)
         return SimpleNamespace(kernel_image=Path(f"/kernels/k{k}"), cache_key=f"build-{k}", cache_hit=True,
-                               kernel_release="6.1.176", base_commit="54cdf296c40b", patches=resolved.patches[:k])
+                               kernel_release="6.1.176", base_commit="54cdf296c40b", patches=resolved.patches[:k],
+                               sandbox_denials=())
 
     monkeypatch.setattr(rig.pipeline, "resolve", lambda *a, **kw: resolved)
     monkeypatch.setattr(rig.pipeline, "build_prefix", build_prefix)

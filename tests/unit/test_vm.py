@@ -5,6 +5,7 @@ import dataclasses
 import os
 import signal
 import socket
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 from rig import vm
 from rig.errors import InfraError, Interrupted, KernelError, UserError
 from rig.guest import GuestResult, GuestTimeout, GuestUnreachable, HostKeyMismatch
-from rig.qemu.machine import Life, MachineState
+from rig.qemu.machine import Life, MachineState, process_stopped
 
 RUNNING = MachineState(Life.RUNNING)
 PANIC = MachineState(Life.PANICKED, 0, "Kernel panic - not syncing: VFS: Unable to mount root fs")
@@ -35,6 +36,10 @@ class StandInMachine:
         self.console_marks = {"network up": time.monotonic(), "guest ready": time.monotonic()}
         self.spec.qemu_log.write_text("")
         self.on_wait_exit: MachineState | None = None  # the state QEMU's exit shows, if it exits
+        self.frozen_s = 0.0  # how long QEMU's process has been stopped
+
+    def frozen_for(self) -> float:
+        return self.frozen_s
 
     async def wait_exit(self, timeout: float) -> int | None:
         if self.on_wait_exit is not None:
@@ -201,6 +206,43 @@ def test_a_running_guest_that_stops_answering_is_the_kernels_fault(tmp_path: Pat
     error = vm.blame(StandInMachine(tmp_path), GuestUnreachable("SSH connection lost"))  # type: ignore[arg-type]
     assert type(error) is KernelError and "stopped answering SSH: SSH connection lost" in error.message
     assert "console tail" in error.message
+
+
+def test_a_guest_silent_because_qemu_is_stopped_is_the_hosts_fault(tmp_path: Path) -> None:
+    machine = StandInMachine(tmp_path)
+    machine.state = MachineState(Life.RUNNING, frozen=True)
+    for cause in (GuestTimeout("guest command true did not finish within 5 s"), GuestUnreachable("SSH timed out")):
+        error = vm.blame(machine, cause)  # type: ignore[arg-type]
+        assert type(error) is InfraError and "QEMU was stopped by a signal from outside rig" in error.message
+        assert cause.message in error.message
+
+
+def test_a_call_to_a_guest_whose_qemu_stays_stopped_ends_without_waiting_for_its_timeout(tmp_path: Path) -> None:
+    machine = StandInMachine(tmp_path)
+    machine.state = MachineState(Life.RUNNING, frozen=True)
+    machine.frozen_s = vm.FROZEN_LIMIT_S + 1
+
+    async def forever() -> None:
+        await asyncio.sleep(3600)
+
+    # the call itself would take an hour: the error comes from the frozen QEMU instead
+    with pytest.raises(InfraError, match="stopped by a signal from outside rig.*stopped for 11 s"):
+        asyncio.run(vm.watch(machine, forever()))  # type: ignore[arg-type]
+
+
+def test_a_stopped_process_is_seen_as_stopped() -> None:
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        assert not process_stopped(sleeper.pid)
+        os.kill(sleeper.pid, signal.SIGSTOP)
+        deadline = time.monotonic() + 5
+        while not process_stopped(sleeper.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert process_stopped(sleeper.pid)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert not process_stopped(sleeper.pid)  # gone: not stopped
 
 
 @pytest.mark.parametrize("cause", [KernelError("guest command false failed with exit status 1"),
