@@ -389,3 +389,20 @@ def test_a_full_disk_is_the_host_s_problem(tmp_path: Path, full_part: str) -> No
     assert result.returncode == 3, result.stderr
     assert result.stderr.startswith("rig: host problem: "), result.stderr
     assert os.strerror(errno.ENOSPC) in result.stderr
+
+
+def test_a_patch_to_a_file_the_tree_lacks_names_the_patch_and_the_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Known only once the tree is there: git am's refusal, as one message (exit 2)."""
+    kernel = fake_kernel(tmp_path / "linux")
+    patch = tmp_path / "gone.patch"
+    patch.write_text(PATCH.replace("drv.c", "drivers/gpu/drm/gone.c"))
+    monkeypatch.setenv("RIG_CACHE_DIR", str(tmp_path / "cache"))
+    code = cli.main(["build", "--quiet", "--kernel", str(kernel), "--series", str(patch),
+                     "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert code == 2, err
+    assert err.count("rig: bad input: ") == 1 and "what to do:" in err
+    assert 'patch 1 "drv: say what it is" does not apply' in err
+    assert "drivers/gpu/drm/gone.c" in err and str(patch) in err
