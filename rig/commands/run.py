@@ -12,8 +12,8 @@ from typing import TypeVar
 from rich.console import Console
 
 from rig.commands._machine_options import add_machine_arguments, guest_spec_from_args
-from rig.build import request_problems
-from rig.cache import cache_root
+from rig.build import build_lock_path, request_problems
+from rig.cache import cache_root, is_locked
 from rig.commands.build import add_build_arguments, request_from_args
 from rig.errors import UserError
 from rig.guest_spec import MAX_WAIT_S
@@ -126,6 +126,8 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
         raise UserError("cannot start this run:\n    " + "\n    ".join(problems),
                         hint="see `rig run --help`")
     cache_root()  # a cache rig cannot create is the host's problem, said before a run directory is made
+    if args.bzimage is None:
+        is_locked(build_lock_path())  # so is a build lock it cannot open
     return RunSpec(
         request=request_from_args(args),
         plan=plan,

@@ -271,6 +271,8 @@ CASES: dict[str, Case] = {
                                   env={"RIG_RUNS_DIR": "{tmp}/notes/runs"}, untouched=()),
     "cache-cannot-be-made": Case("run --out {tmp}/out", 3, ("/proc/rig-cache", "RIG_CACHE_DIR"),
                                  env={"RIG_CACHE_DIR": "/proc/rig-cache"}),
+    "build-lock-cannot-be-made": Case("build --out {tmp}/out", 3, ("/proc/rig-locks/build.lock", "RIG_BUILD_LOCK"),
+                                      env={"RIG_BUILD_LOCK": "/proc/rig-locks/build.lock"}, untouched=("out",)),
     "cache-under-a-file": Case("build --out {tmp}/out", 3, ("{tmp}/notes/cache",), {"notes": "a file\n"},
                                env={"RIG_CACHE_DIR": "{tmp}/notes/cache"}),
 }
