@@ -293,6 +293,17 @@ def test_results_json_is_read_or_is_bad_input(document: str | bytes, tests: list
         assert result.name
 
 
+@given(st.one_of(results_docs.map(str.encode), st.binary(max_size=300)))
+@settings(FEW)
+def test_a_results_directory_is_read_without_raising(tmp_path_factory: pytest.TempPathFactory,
+                                                     content: bytes) -> None:
+    # What the guest left: igt_runner's results.json, whole, cut short or garbage.
+    directory = tmp_path_factory.mktemp("results")
+    (directory / "results.json").write_bytes(content)
+    prepared = igt_workload.PreparedGroup(1, IgtGroup(None, ("a@*",), 60.0), ("a@*",))
+    assert igt_workload.results_from_dir(directory, prepared)  # "not run" at least, never an exception
+
+
 @given(lines_from(["@@rig-listed kms_addfb_basic 0", "@@rig-listed x 127", "@@rig-listed y 79",
                    "@@rig-listed z", "@@rig-listed ", "basic", "too-high", "has space", ""]))
 @settings(PROPERTY)
