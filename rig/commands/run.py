@@ -11,9 +11,9 @@ from typing import TypeVar
 
 from rich.console import Console
 
-from rig.commands._machine_options import add_machine_arguments, guest_spec_from_args
 from rig.build import build_lock_path, request_problems
 from rig.cache import cache_root, is_locked
+from rig.commands._machine_options import add_machine_arguments, guest_spec_from_args
 from rig.commands.build import add_build_arguments, request_from_args
 from rig.errors import UserError
 from rig.guest_spec import MAX_WAIT_S

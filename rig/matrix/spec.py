@@ -24,6 +24,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from rig import series
 from rig.errors import UserError
 from rig.guest_spec import ACCELERATORS, CPUS, MAX_WAIT_S, MEMORY_MIB
 from rig.paths import user_path
@@ -102,13 +103,6 @@ class MatrixSpec:
         if axis == "kernel" and not value.startswith("debian:"):
             return str((self.base_dir / user_path(value)).resolve())
         return value
-
-
-def series_form(value: str) -> str:
-    """What a series value that is not a path is: "range", "msgid" or ""."""
-    from rig.series import classify
-
-    return classify(value)
 
 
 def _looks_like_path(value: str) -> bool:
@@ -280,16 +274,12 @@ def _value_problem(axis: str, value: str, base_dir: Path, arches: set[str], memo
         if value and _looks_like_path(value):
             if not (base_dir / value).exists():
                 return "no such file or directory (relative paths are relative to the matrix file)"
-            from rig import series
-
             try:  # read now: an empty, truncated or mangled series fails here, not in every cell
                 series.check(str(base_dir / value), kernel="debian:6.1")
             except UserError as exc:
                 return " ".join(exc.message.split())
-        elif value and series_form(value) == "msgid":
-            from rig.series import msgid_problem
-
-            problem = msgid_problem(value)
+        elif value and series.classify(value) == "msgid":
+            problem = series.msgid_problem(value)
             return f"not a message-id: {problem}" if problem else None
         return None
     if axis == "profile":
