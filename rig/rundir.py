@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rig.errors import UserError, disk_full
+from rig.errors import DISK_FULL_HINT, InfraError, UserError, disk_full
 
 DEFAULT_RUNS_DIR = Path("rig-runs")
 
@@ -53,6 +53,11 @@ def write_metadata(run_dir: Path, data: dict[str, Any]) -> Path:
         current = json.loads(path.read_text())
     current.update(data)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(current, indent=2, sort_keys=True, default=str) + "\n")
+    try:
+        tmp.write_text(json.dumps(current, indent=2, sort_keys=True, default=str) + "\n")
+    except OSError as exc:  # write() of a full disk names no file: name it here
+        if disk_full(exc) is not None:
+            raise InfraError(f"the disk is full writing {path} ({exc.strerror})", hint=DISK_FULL_HINT) from exc
+        raise
     os.replace(tmp, path)
     return path

@@ -391,6 +391,7 @@ def test_a_full_disk_is_the_host_s_problem(tmp_path: Path, full_part: str) -> No
     assert result.returncode == 3, result.stderr
     assert result.stderr.startswith("rig: host problem: "), result.stderr
     assert os.strerror(errno.ENOSPC) in result.stderr
+    assert str(full if full_part == "cache" else out) in result.stderr  # where the disk is full
 
 
 def test_a_patch_to_a_file_the_tree_lacks_names_the_patch_and_the_file(
