@@ -20,7 +20,7 @@ from rig.commands.build import add_build_arguments, request_from_args
 from rig.errors import UserError
 from rig.guest_spec import MAX_WAIT_S, GuestSpec
 from rig.kernel_image import check_kernel_image
-from rig.qemu.argv import MachineSpec, build_argv, render
+from rig.qemu.argv import MachineSpec, build_argv, qemu_environment, render
 from rig.rundir import new_run_dir, reproduce_command, write_metadata
 from rig.vm import boot_guest, free_port, qemu_binary, run_sync
 
@@ -96,7 +96,7 @@ def _dry_run(args: argparse.Namespace, guest: GuestSpec, out: Path) -> int:
         print(f"# the guest image is not built yet: rig image build {guest.image}", file=sys.stderr)
     else:
         print(f"# overlay: qemu-img create -f qcow2 -F raw -b {built.disk} {disk}", file=sys.stderr)
-    print(render(build_argv(spec)))
+    print(render(build_argv(spec), qemu_environment(spec)))
     return 0
 
 
