@@ -11,7 +11,7 @@ import pytest
 
 from rig import cli
 from rig.doctor import Host, State, diagnose
-from rig.target import X86_64
+from rig.target import TARGETS, X86_64
 
 GiB = 2**30
 ALL_PROGRAMS = {"git", "make", "gcc", "flex", "bison", "bc", "cpio", "pahole", "dpkg-source", "qemu-system-x86_64",
@@ -165,3 +165,12 @@ def test_a_real_run_on_this_host(capsys: pytest.CaptureFixture[str], monkeypatch
     assert status in (0, 3)
     assert "cache space" in out and "mmdebstrap" in out and "KVM" in out and "--gpu virgl" in out
     assert ("all that rig needs is here" in out) == (status == 0)
+
+
+def test_setup_installs_every_package_a_gpu_model_needs() -> None:
+    setup = (Path(__file__).resolve().parents[2] / "setup").read_text().split()
+    for target in TARGETS.values():
+        for model in target.gpus.values():
+            for package in model.host_packages:
+                assert package in setup, (model.name, package)
+    assert X86_64.gpu("virgl").host_packages  # the one model that needs more than QEMU
