@@ -201,7 +201,9 @@ def display_probe_argv(qemu: str, target: Target, model: GpuModel) -> list[str]:
     whether the host can give the model what it needs is known in a fraction of a
     second, without a kernel. Run it with the model's environment."""
     argv = [qemu, "-machine", ",".join((target.machine, *model.machine_options)), "-accel", "tcg",
-            "-nodefaults", "-no-user-config", "-display", model.display, "-vga", "none"]
+            "-nodefaults", "-no-user-config", "-display", model.display, "-vga", "none",
+            # The guest's seccomp filter too: the display's libraries must start under it.
+            "-sandbox", SECCOMP]
     for device in model.devices:
         argv += ["-device", device]
     return [*argv, "-S", "-qmp", "stdio"]

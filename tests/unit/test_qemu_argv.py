@@ -258,6 +258,7 @@ def test_display_probe_opens_the_models_display_and_devices_and_nothing_else() -
     assert argv[0] == "/usr/bin/qemu-system-x86_64"
     assert options(argv, "-display") == ["sdl,gl=on"] and options(argv, "-device") == ["virtio-gpu-gl-pci"]
     assert "-kernel" not in argv and "-S" in argv  # no guest runs: paused, without a kernel
+    assert options(argv, "-sandbox") == options(build_argv(spec(gpu="virgl")), "-sandbox")  # as strict as a boot
     assert options(argv, "-qmp") == ["stdio"] and b'"quit"' in DISPLAY_PROBE_INPUT  # it quits when told
 
 
