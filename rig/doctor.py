@@ -174,6 +174,10 @@ def _rig_qemu() -> Path | None:
 
 
 def _gpu_display(qemu: str, model: GpuModel) -> str | None:
+    """QEMU with the model's display first (a missing package shows there, in QEMU's own
+    words), then, for virtio-gpu-gl, a 3D round trip driven as a guest would (QEMU starts
+    virglrenderer only at a guest's first command)."""
+    from rig.qemu import virgl
     from rig.qemu.argv import DISPLAY_PROBE_INPUT, display_probe_argv
 
     argv = display_probe_argv(qemu, X86_64, model)
@@ -182,11 +186,15 @@ def _gpu_display(qemu: str, model: GpuModel) -> str | None:
                           env=dict(model.environment), what=f"QEMU with --gpu {model.name}'s display")
     except RigError as exc:
         return exc.message
-    if result.ok:
-        return None
-    # QEMU's own complaint ("module ui-ui-sdl not found", an EGL or epoxy error) is its last line.
-    said = [line.strip() for line in result.stderr.splitlines() if line.strip()]
-    return said[-1] if said else f"QEMU exited with status {result.returncode}"
+    if not result.ok:
+        # QEMU's own complaint ("module ui-ui-sdl not found", an EGL or epoxy error) is its last line.
+        said = [line.strip() for line in result.stderr.splitlines() if line.strip()]
+        return said[-1] if said else f"QEMU exited with status {result.returncode}"
+    if any(device.startswith(virgl.GL_DEVICES) for device in model.devices):
+        problem = virgl.why_not(qemu, model)
+        if problem is not None:
+            return f"QEMU opens the display, but virgl does not work: {problem}"
+    return None
 
 
 # ------------------------------------------------------------------ the checks
@@ -241,7 +249,8 @@ def check_gpu_displays(host: Host) -> list[Finding]:
         problem = host.gpu_display(qemu, model)
         if problem is None:
             findings.append(Finding(check, State.OK, f"QEMU opens its OpenGL display ({model.display}, "
-                                                     f"{' '.join(f'{k}={v}' for k, v in model.environment)})"))
+                                                     f"{' '.join(f'{k}={v}' for k, v in model.environment)}) "
+                                                     "and renders through virglrenderer"))
         else:
             findings.append(Finding(check, State.WARN, f"QEMU cannot start with {', '.join(model.devices)} and "
                                                        f"-display {model.display}: {problem}",
