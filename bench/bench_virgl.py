@@ -10,7 +10,8 @@ load:
   - idle_cpu_pct: QEMU's CPU use over a quiet stretch of the booted guest (a GL display
     that redraws on its own would show here);
   - drm_virtgpu: every drm_virtgpu subtest, one process each as rig's IGT runner runs
-    them; the wall time of all of them, and how many passed.
+    them; the wall time of all of them, and how many passed;
+  - qemu_rss_mib: QEMU's resident memory after them (virglrenderer and llvmpipe live there).
 The last lines give virgl's medians as ratios of 2D virtio-gpu's.
 
     .venv/bin/python bench/bench_virgl.py [--boots 2] [--bzimage path/to/bzImage]
@@ -52,6 +53,13 @@ def qemu_start(model: str) -> float:
     return time.monotonic() - started
 
 
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
@@ -75,8 +83,9 @@ async def one_boot(kernel: Path, model: str, run_dir: Path) -> tuple[dict[str, f
             found = SUBTEST_RE.search(result.stdout)
             outcome[name] = found.group(2) if found else f"exit {result.exit_status}"
         tests_s = time.monotonic() - started
+        rss = rss_mib(pid)
     row = {"qemu_start_s": qemu_start(model), "boot_to_ssh_s": boot_s, "idle_cpu_pct": idle,
-           "drm_virtgpu_s": tests_s, "passed": float(sum(v == "SUCCESS" for v in outcome.values())),
+           "drm_virtgpu_s": tests_s, "qemu_rss_mib": rss, "passed": float(sum(v == "SUCCESS" for v in outcome.values())),
            "subtests": float(len(outcome))}
     return row, outcome
 
@@ -110,7 +119,7 @@ def main() -> int:
         for key, value in median.items():
             print(f"  {key:<16} {value:8.2f}")
     print("\nvirgl / virtio-gpu (medians, same run):")
-    for key in ("qemu_start_s", "boot_to_ssh_s", "idle_cpu_pct", "drm_virtgpu_s"):
+    for key in ("qemu_start_s", "boot_to_ssh_s", "idle_cpu_pct", "drm_virtgpu_s", "qemu_rss_mib"):
         base = medians["virtio-gpu"][key]
         print(f"  {key:<16} {medians['virgl'][key] / base:8.2f}" if base else f"  {key:<16} (2D: 0)")
     return 0
