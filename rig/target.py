@@ -49,6 +49,13 @@ class GpuModel:
         return "gl=on" in self.display.split(",")
 
     @property
+    def screendump(self) -> bool:
+        """Whether QMP's screendump can read its screen: not one QEMU shows through OpenGL
+        (Debian's QEMU 7.2 keeps no surface for a scanout virglrenderer renders: "no
+        surface")."""
+        return self.has_display and not self.uses_host_gl
+
+    @property
     def has_display(self) -> bool:
         """Whether QEMU shows a screen for it: only the plugged-in display devices do (a
         render-only GPU such as rig's Mali has no scanout of its own)."""
