@@ -25,7 +25,7 @@ import re
 import shlex
 import shutil
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -34,6 +34,7 @@ from typing import Any
 
 from rig import cache, kconfig, proc, sandbox, source
 from rig.errors import DISK_FULL_HINT, InfraError, KernelError, UserError, disk_full_in
+from rig.paths import user_path
 from rig.progress import Reporter, quiet
 from rig.sandbox import Sandbox
 from rig.rundir import write_metadata
@@ -183,7 +184,7 @@ def reproduce_argv(request: BuildRequest) -> list[str]:
     """The `rig build` command line that makes this request again (local paths absolute)."""
     argv = ["rig", "build", "--kernel", request.kernel, "--arch", request.target.name, "--profile", request.profile]
     if request.series:
-        local = Path(request.series).expanduser()
+        local = user_path(request.series)
         argv += ["--series", str(local.resolve()) if local.exists() else request.series]
     if request.base:
         argv += ["--base", request.base]
@@ -330,7 +331,7 @@ def resolve(request: BuildRequest, out: Path, *, reporter: Reporter | None = Non
 
     # A series in a file or directory is read before fetching any source, so bad input
     # fails in a second; a git range needs the kernel checkout first.
-    local_series = request.series is not None and Path(request.series).expanduser().exists()
+    local_series = request.series is not None and user_path(request.series).exists()
     series = _load_series(request, out, None, timings) if local_series else None
     with timings.stage("source"):
         src = source.resolve(request.kernel, _base(request, local_series), reporter=reporter)
@@ -343,6 +344,48 @@ def resolve(request: BuildRequest, out: Path, *, reporter: Reporter | None = Non
         compiler=compiler_id(target), make_variables=make_variables(target),
         resolve_timings=MappingProxyType(dict(timings.stages)), resolve_s=timings.total(),
     )
+
+
+def request_problems(request: BuildRequest) -> list[str]:
+    """Every problem of a request that can be told before anything is fetched, built or
+    written (the kernel spec, the profile, each --config fragment line, the series read and
+    checked for damage), each one line naming the option. `rig build`, `rig boot` and
+    `rig run` ask before they make a run directory; `resolve` checks again what it uses."""
+    problems: list[str] = []
+
+    def note(check: Callable[[], object]) -> None:
+        try:
+            check()
+        except UserError as exc:
+            problems.append(" ".join(exc.message.split()) + (f" ({exc.hint})" if exc.hint else ""))
+
+    if request.each_patch and request.series is None:
+        problems.append("--each-patch needs a series (pass --series with the patches to build one by one)")
+    local_series = request.series is not None and user_path(request.series).exists()
+    note(lambda: source.check(request.kernel, _base(request, local_series)))
+    note(lambda: kconfig.profile(request.profile))
+    for extra in request.extra_configs:
+        note(lambda extra=extra: _check_fragment(Path(extra)))
+    if request.series is not None:
+        note(lambda: series_mod.check(request.series or "", kernel=request.kernel))
+    return problems
+
+
+def _check_fragment(path: Path) -> None:
+    hint = "pass --config with a file of CONFIG_FOO=y lines"
+    if not path.exists():
+        raise UserError(f"config fragment {path} does not exist", hint=hint)
+    if not path.is_file():
+        raise UserError(f"config fragment {path} is not a file", hint=hint)
+    kconfig.parse_fragment(path)
+
+
+def check_request(request: BuildRequest) -> None:
+    """request_problems as one UserError (nothing when the request is good)."""
+    problems = request_problems(request)
+    if problems:
+        raise UserError("cannot build this kernel:\n    " + "\n    ".join(problems),
+                        hint="see `rig build --help`")
 
 
 def _base(request: BuildRequest, local_series: bool) -> str | None:

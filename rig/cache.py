@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from rig.errors import InfraError
 
@@ -57,11 +58,21 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
+def _lock_file(path: Path) -> IO[str]:
+    """The lock file `path` opened, its directory made: a place rig cannot write it (a
+    RIG_BUILD_LOCK on a read-only or missing mount) is the host's problem, said with the path."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return open(path, "a")
+    except OSError as exc:
+        raise InfraError(f"cannot open the lock file {path}: {exc.strerror or exc}",
+                         hint="point RIG_BUILD_LOCK (or RIG_CACHE_DIR) at a directory rig can write") from exc
+
+
 @contextlib.contextmanager
 def locked(path: Path, *, timeout_s: float = 3600.0, what: str = "") -> Iterator[None]:
     """Hold an exclusive lock on `path` (a lock file beside the thing it guards)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
+    with _lock_file(path) as handle:
         deadline = time.monotonic() + timeout_s
         while True:
             try:
@@ -82,8 +93,7 @@ def locked(path: Path, *, timeout_s: float = 3600.0, what: str = "") -> Iterator
 
 def is_locked(path: Path) -> bool:
     """Whether another process holds the lock `locked(path)` takes (to say why rig waits)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
+    with _lock_file(path) as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -150,8 +150,8 @@ SCREEN_LINES = 48
 
 
 async def screendump(vm: VM, path: Path, problems: list[str]) -> Path | None:
-    if not vm.spec.gpu_model.has_display:
-        return None  # nothing on a screen to keep, and no problem to report
+    if not vm.spec.gpu_model.screendump:
+        return None  # nothing on a screen QEMU can read back, and no problem to report
     with contextlib.suppress(RigError):
         await vm.run(["sh", "-c", _LOG_TO_SCREEN, str(SCREEN_LINES)], timeout=READ_TIMEOUT_S)
         await asyncio.sleep(0.5)  # the framebuffer's damage worker flushes to the host

@@ -23,10 +23,12 @@ from pathlib import Path
 
 from rig import proc
 from rig.errors import RigError
-from rig.target import ARM64, X86_64, Target
+from rig.target import ARM64, X86_64, GpuModel, Target
 
 SETUP_HINT = "(./setup installs everything rig needs)"
 VERSION_TIMEOUT_S = 15.0
+# A QEMU that opens its display and quits takes a fraction of a second; a loaded host more.
+DISPLAY_PROBE_TIMEOUT_S = 30.0
 MIRROR_TIMEOUT_S = 10.0
 # A first `rig run` fills the cache with a kernel source (~2 GiB for 6.1), its build and
 # ccache (~1 GiB), a guest image (~1 GiB) and rig's QEMU for arm64 (~1 GiB).
@@ -74,6 +76,8 @@ class Host:
     kvm: Callable[[Target, str], tuple[str, str] | None] = field(default=lambda target, qemu: _kvm(target, qemu))
     # rig's own QEMU: its binary when built for the current sources, else None
     rig_qemu: Callable[[], Path | None] = field(default=lambda: _rig_qemu())
+    # None when that QEMU opens the GPU model's display and devices, else why not
+    gpu_display: Callable[[str, GpuModel], str | None] = field(default=lambda qemu, model: _gpu_display(qemu, model))
 
     @classmethod
     def real(cls) -> Host:
@@ -169,6 +173,30 @@ def _rig_qemu() -> Path | None:
     return built.binary if built is not None else None
 
 
+def _gpu_display(qemu: str, model: GpuModel) -> str | None:
+    """QEMU with the model's display first (a missing package shows there, in QEMU's own
+    words), then, for virtio-gpu-gl, a 3D round trip driven as a guest would (QEMU starts
+    virglrenderer only at a guest's first command)."""
+    from rig.qemu import virgl
+    from rig.qemu.argv import DISPLAY_PROBE_INPUT, display_probe_argv
+
+    argv = display_probe_argv(qemu, X86_64, model)
+    try:
+        result = proc.run(argv, timeout=DISPLAY_PROBE_TIMEOUT_S, check=False, input=DISPLAY_PROBE_INPUT,
+                          env=dict(model.environment), what=f"QEMU with --gpu {model.name}'s display")
+    except RigError as exc:
+        return exc.message
+    if not result.ok:
+        # QEMU's own complaint ("module ui-ui-sdl not found", an EGL or epoxy error) is its last line.
+        said = [line.strip() for line in result.stderr.splitlines() if line.strip()]
+        return said[-1] if said else f"QEMU exited with status {result.returncode}"
+    if any(device.startswith(virgl.GL_DEVICES) for device in model.devices):
+        problem = virgl.why_not(qemu, model)
+        if problem is not None:
+            return f"QEMU opens the display, but virgl does not work: {problem}"
+    return None
+
+
 # ------------------------------------------------------------------ the checks
 
 
@@ -203,6 +231,31 @@ def check_rig_qemu(host: Host, arm64: bool) -> Finding:
                        "build it once (about 10 minutes on 2 cores): rig qemu build")
     return Finding("rig's QEMU (arm64 guests)", State.OK,
                    "not built; only arm64 guests need it (rig builds it then, or: rig qemu build)")
+
+
+def check_gpu_displays(host: Host) -> list[Finding]:
+    """The x86_64 GPU models that render through the host's OpenGL (virgl): QEMU started
+    with the model's display and devices. A warning when it cannot: only that --gpu is
+    out of reach."""
+    qemu = host.which(X86_64.qemu_system)
+    findings = []
+    for model in X86_64.gpus.values():
+        if not model.uses_host_gl:
+            continue
+        check = f"--gpu {model.name}"
+        if qemu is None:
+            findings.append(Finding(check, State.WARN, "cannot be tried without QEMU", _install(X86_64.qemu_package)))
+            continue
+        problem = host.gpu_display(qemu, model)
+        if problem is None:
+            findings.append(Finding(check, State.OK, f"QEMU opens its OpenGL display ({model.display}, "
+                                                     f"{' '.join(f'{k}={v}' for k, v in model.environment)}) "
+                                                     "and renders through virglrenderer"))
+        else:
+            findings.append(Finding(check, State.WARN, f"QEMU cannot start with {', '.join(model.devices)} and "
+                                                       f"-display {model.display}: {problem}",
+                                    _install(" ".join(model.host_packages))))
+    return findings
 
 
 def check_kvm(host: Host) -> Finding:
@@ -351,6 +404,7 @@ def diagnose(host: Host, *, arch: str = "x86_64") -> list[Finding]:
         *check_qemu(host),
         check_rig_qemu(host, arm64),
         check_kvm(host),
+        *check_gpu_displays(host),
         *check_mmdebstrap(host, arm64),
         check_space(host),
         check_mirror(host),

@@ -19,6 +19,10 @@ CPUS = (1, 64)
 # Linux truncates longer command lines (COMMAND_LINE_SIZE is 2048 on x86 and arm64); rig's own
 # arguments take about 300 characters, so the user's share is what is left below 1024.
 USER_CMDLINE_MAX = 640
+# The longest wait any option may ask for (--ready-timeout, rig boot's --timeout, rig run's
+# --deadline): a week. More is a typo, and far more (1e308) overflows the time_t of the
+# waits underneath (threading's, paramiko's) with an OverflowError mid-run.
+MAX_WAIT_S = 7 * 24 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -60,8 +64,10 @@ class GuestSpec:
             found.append(f"--append: the extra kernel arguments are longer than {USER_CMDLINE_MAX} characters")
         if not self.image or "/" in self.image and not self.image.endswith(".toml"):
             found.append(f"--image {self.image!r}: give a recipe name from images/ or a .toml file")
-        if not self.ready_timeout_s > 0:
-            found.append(f"--ready-timeout {self.ready_timeout_s:g}: give a positive number of seconds")
+        # nan compares false to everything, so it fails this test too
+        if not 0 < self.ready_timeout_s <= MAX_WAIT_S:
+            found.append(f"--ready-timeout {self.ready_timeout_s:g}: give a positive number of seconds, "
+                         f"at most {MAX_WAIT_S:g}")
         return found
 
     def validate(self) -> GuestSpec:

@@ -130,7 +130,7 @@ def parse_recipe(text: str, name: str) -> Recipe:
     """Validate a recipe, listing every problem at once."""
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:  # RecursionError: brackets nested too deep
         raise UserError(f"guest image recipe '{name}' is not valid TOML: {exc}",
                         hint="fix the syntax; images/default.toml is an example") from exc
     problems: list[str] = []
@@ -184,7 +184,22 @@ def parse_recipe(text: str, name: str) -> Recipe:
 
 def load_recipe(recipe: str) -> Recipe:
     path = recipe_path(recipe)
-    return parse_recipe(path.read_text(), path.stem)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read guest image recipe {path}: {exc}",
+                        hint="give a readable UTF-8 .toml recipe; images/default.toml is an example") from exc
+    return parse_recipe(text, path.stem)
+
+
+def recipe_problems(recipe: str, arch: str) -> list[str]:
+    """What keeps the recipe `recipe` from making a guest of `arch`, each in one line (none:
+    it can); read before anything is built, so a wrong --image fails in a second."""
+    try:
+        check_arch(load_recipe(recipe), arch)
+    except UserError as exc:
+        return [" ".join(exc.message.split())]
+    return []
 
 
 def default_recipe(arch: str) -> str:

@@ -26,6 +26,10 @@ OPTIONAL_TAG = re.compile(r"^#\s*rig:\s*optional\b")
 ONLY_TAG = re.compile(r"^#\s*rig:\s*only\s+(?P<targets>[\w\s]+?)\s*$")
 SET_LINE = re.compile(r"^(CONFIG_[A-Za-z0-9_]+)=(.*)$")
 UNSET_LINE = re.compile(r"^#\s*(CONFIG_[A-Za-z0-9_]+) is not set\s*$")
+# The values a Kconfig symbol can take, written as a .config writes them: a tristate, a
+# decimal or hex number, or a double-quoted string (backslash escapes inside). Anything else
+# Kconfig drops with a warning in the middle of a build log; rig says so before building.
+VALUE = re.compile(r'^(y|m|n|-?[0-9]+|0[xX][0-9a-fA-F]+|"(?:[^"\\]|\\.)*")$')
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,9 @@ def parse_fragment(path: Path) -> list[Setting]:
     except OSError as exc:
         raise UserError(f"cannot read config fragment {path}: {exc.strerror}",
                         hint="pass --config with a readable file of CONFIG_FOO=y lines") from exc
+    except UnicodeDecodeError as exc:
+        raise UserError(f"config fragment {path} is not a text file (byte {exc.start} is not UTF-8)",
+                        hint="pass --config with a text file of CONFIG_FOO=y lines") from exc
     settings: list[Setting] = []
     optional_next = False
     only_next: tuple[str, ...] = ()
@@ -90,8 +97,12 @@ def parse_fragment(path: Path) -> list[Setting]:
         if unset := UNSET_LINE.match(line):
             settings.append(Setting(unset.group(1)[len("CONFIG_"):], "n", optional_next, origin, only_next))
         elif assign := SET_LINE.match(line):
-            settings.append(Setting(assign.group(1)[len("CONFIG_"):], assign.group(2).strip(), optional_next, origin,
-                                    only_next))
+            value = assign.group(2).strip()
+            if not VALUE.match(value):
+                raise UserError(f"{path}:{number}: {assign.group(1)}={value!r} is not a value Kconfig takes",
+                                hint="give y, m or n, a number (decimal or 0x hex), or a string in double "
+                                     "quotes, as in CONFIG_CMDLINE=\"console=ttyS0\"")
+            settings.append(Setting(assign.group(1)[len("CONFIG_"):], value, optional_next, origin, only_next))
         elif line and not line.startswith("#"):
             raise UserError(f"{path}:{number} is not a kernel config line: {raw!r}",
                             hint="fragments hold lines like CONFIG_FOO=y or '# CONFIG_FOO is not set'")

@@ -56,6 +56,9 @@ def check_kernel_image(path: Path, arch: str, *, option: str = "--bzimage") -> P
     naming the file, what it is, and where the build leaves the right one."""
     fmt = FORMATS.get(arch)
     made_by = fmt.made_by if fmt else "the build directory"
+    if path.is_dir():
+        raise UserError(f"{option} {path} is a directory, not a kernel image",
+                        hint=f"give the path of a built kernel image ({made_by} in a build directory)")
     if not path.is_file():
         raise UserError(f"{option} {path}: no such file", hint=f"give the path of a built kernel image ({made_by})")
     try:

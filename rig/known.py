@@ -187,7 +187,8 @@ def _patterns(text: str, path: Path, problems: list[str]) -> list[Pattern]:
     for number, line in _lines(text):
         try:
             out.append(Pattern(re.compile(line), f"{path.name}:{number}"))
-        except re.error as exc:
+        # OverflowError: a repeat count past re's limit (a{99999999999}); RecursionError: nesting
+        except (re.error, OverflowError, RecursionError) as exc:
             problems.append(f"{path}:{number}: '{line}' is not a regular expression ({exc})")
     return out
 
@@ -195,7 +196,7 @@ def _patterns(text: str, path: Path, problems: list[str]) -> list[Pattern]:
 def _toml(text: str, path: Path, problems: list[str]) -> list[KnownFinding]:
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:  # RecursionError: brackets nested too deep
         problems.append(f"{path}: not valid TOML ({exc})")
         return []
     out = []

@@ -355,7 +355,7 @@ class Run:
         problems = [*self.notes]
         if self.series.attempts:
             problems += list(self.series.attempts[-1][0].collected.problems)
-        plan = self.spec.plan
+        plan = self.spec.plan.for_gpu(self.spec.guest.gpu)
         if self.artifacts is not None:  # a --bzimage run's kernel version is not known here
             plan = plan.for_kernel(self.artifacts.kernel_release)
         return judge_runs(self.series.counted, base_runs, plan, known=self.spec.known,

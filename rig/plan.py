@@ -27,6 +27,7 @@ is any path to a .toml file. Every problem in a plan is reported at once.
     test = "drm_virtgpu@get-caps"  # pattern over binary@subtest, kunit:suite.case, ktap:suite.case
     reason = "needs virgl"
     kernels = ">=6.12"             # optional: only on these kernel versions (">=A.B", "<A.B", both with ",")
+    gpus = ["virtio-gpu"]          # optional: only on these GPU models (--gpu names)
     [kmemleak]
     scan = "end"                   # "end" (once after all tests) or "each" (after every IGT test)
 """
@@ -42,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from rig.errors import UserError
+from rig.target import GPU_MODELS
 
 PLANS_DIR = Path(__file__).resolve().parent / "data" / "plans"
 
@@ -121,6 +123,10 @@ class ExpectedFailure:
     # Kernel versions the failure is expected on (a bug fixed or brought in by a release),
     # as bounds on major.minor; empty: every kernel.
     kernels: tuple[tuple[str, tuple[int, int]], ...] = ()
+    # GPU models (--gpu names) the failure is expected on: a test that fails for want of a
+    # device feature (virtio-gpu's 2D model has no 3D) runs as any other where the model
+    # has it (virgl). Empty: every GPU model.
+    gpus: tuple[str, ...] = ()
 
     def matches(self, name: str) -> bool:
         return fnmatch.fnmatchcase(name, self.test)
@@ -134,6 +140,10 @@ class ExpectedFailure:
             return True
         version = (int(found.group(1)), int(found.group(2)))
         return all(version >= bound if op == ">=" else version < bound for op, bound in self.kernels)
+
+    def applies_on(self, gpu: str) -> bool:
+        """Whether the failure is expected on the GPU model `gpu` (a --gpu name)."""
+        return not self.gpus or gpu in self.gpus
 
 
 @dataclass(frozen=True)
@@ -159,6 +169,10 @@ class Plan:
     def for_kernel(self, release: str) -> Plan:
         """This plan on the kernel `release`: only the expected failures of that version."""
         return replace(self, expected_failures=tuple(e for e in self.expected_failures if e.applies_to(release)))
+
+    def for_gpu(self, gpu: str) -> Plan:
+        """This plan on the GPU model `gpu`: only the expected failures of that model."""
+        return replace(self, expected_failures=tuple(e for e in self.expected_failures if e.applies_on(gpu)))
 
     @property
     def test_count_hint(self) -> int:
@@ -194,6 +208,9 @@ def parse_plan(text: str, *, name: str, source: str) -> Plan:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"plan {source} is not valid TOML: {exc}", hint="fix the TOML syntax") from exc
+    except RecursionError as exc:  # tomllib reads nested arrays and inline tables recursively
+        raise UserError(f"plan {source} nests arrays or tables too deeply to read",
+                        hint="a plan nests a few levels at most; fix the brackets") from exc
     problems: list[str] = []
     plan = _build(data, name, source, problems)
     if problems:
@@ -233,6 +250,21 @@ def _array_of_tables(table: dict[str, Any], key: str, label: str,
 def _unknown_keys(table: dict[str, Any], allowed: set[str], where: str, problems: list[str]) -> None:
     for key in sorted(set(table) - allowed):
         problems.append(f"{where}: unknown key '{key}' (known: {', '.join(sorted(allowed))})")
+
+
+def _gpu_models(value: Any, where: str, problems: list[str]) -> tuple[str, ...]:
+    """An expected failure's `gpus`: a non-empty list of GPU model names (--gpu values)."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not value or not all(isinstance(name, str) for name in value):
+        problems.append(f'{where}: must be a non-empty list of GPU models, like ["virtio-gpu"]')
+        return ()
+    unknown = [name for name in value if name not in GPU_MODELS]
+    if unknown:
+        problems.append(f"{where}: {', '.join(map(repr, unknown))} is not a GPU model "
+                        f"(rig has {', '.join(sorted(GPU_MODELS))})")
+        return ()
+    return tuple(value)
 
 
 def _driver(value: Any, where: str, problems: list[str]) -> str | None:
@@ -305,7 +337,7 @@ def _build(data: dict[str, Any], name: str, source: str, problems: list[str]) ->
 
     expected: list[ExpectedFailure] = []
     for _, where, entry in _array_of_tables(data, "expected_failure", "expected_failure", problems):
-        _unknown_keys(entry, {"test", "reason", "kernels"}, where, problems)
+        _unknown_keys(entry, {"test", "reason", "kernels", "gpus"}, where, problems)
         test = entry.get("test")
         reason = entry.get("reason")
         if not isinstance(test, str) or not test:
@@ -322,7 +354,8 @@ def _build(data: dict[str, Any], name: str, source: str, problems: list[str]) ->
                                 'write ">=6.12", "<6.13" or ">=6.12,<7.0"')
             else:
                 kernels = parsed
-        expected.append(ExpectedFailure(test, reason, kernels))
+        gpus = _gpu_models(entry.get("gpus"), f"{where}.gpus ({test})", problems)
+        expected.append(ExpectedFailure(test, reason, kernels, gpus))
 
     kmemleak = data.get("kmemleak", {})
     scan = "end"

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rig.errors import UserError
+from rig.errors import DISK_FULL_HINT, InfraError, UserError, disk_full
 
 DEFAULT_RUNS_DIR = Path("rig-runs")
 
@@ -33,6 +33,8 @@ def new_run_dir(command: str, out: Path | None = None) -> Path:
         out.mkdir(parents=True, exist_ok=True)
         out.chmod(0o700)
     except OSError as exc:
+        if (full := disk_full(exc)) is not None:  # a full disk is the host's, not the path's
+            raise full from exc
         raise UserError(f"cannot use output directory {out}: {exc.strerror}",
                         hint="pass --out with a directory you can write to") from exc
     return out.resolve()
@@ -51,6 +53,11 @@ def write_metadata(run_dir: Path, data: dict[str, Any]) -> Path:
         current = json.loads(path.read_text())
     current.update(data)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(current, indent=2, sort_keys=True, default=str) + "\n")
+    try:
+        tmp.write_text(json.dumps(current, indent=2, sort_keys=True, default=str) + "\n")
+    except OSError as exc:  # write() of a full disk names no file: name it here
+        if disk_full(exc) is not None:
+            raise InfraError(f"the disk is full writing {path} ({exc.strerror})", hint=DISK_FULL_HINT) from exc
+        raise
     os.replace(tmp, path)
     return path

@@ -17,6 +17,7 @@ import shutil
 import socket
 import sys
 import threading
+import urllib.parse
 from dataclasses import dataclass, replace
 from email.message import Message
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from rig import cache, proc
 from rig.errors import InfraError, UserError
+from rig.paths import user_path
 
 if TYPE_CHECKING:
     from rig.sandbox import Sandbox
@@ -80,8 +82,17 @@ def _decode(value: str | None) -> str:
     if not value:
         return ""
     parts = email.header.decode_header(value)
-    text = "".join(p.decode(c or "utf-8", errors="replace") if isinstance(p, bytes) else p for p, c in parts)
+    text = "".join(_text(p, c) if isinstance(p, bytes) else p for p, c in parts)
     return " ".join(text.split())
+
+
+def _text(data: bytes, charset: str | None) -> str:
+    """Header bytes in the charset the mail names; one Python does not know ("=?x-unknown?q?...?=",
+    a mailer's typo) is read as UTF-8, the usual truth, rather than stopping the series."""
+    try:
+        return data.decode(charset or "utf-8", errors="replace")
+    except LookupError:
+        return data.decode("utf-8", errors="replace")
 
 
 def _clean_subject(subject: str) -> str:
@@ -90,7 +101,11 @@ def _clean_subject(subject: str) -> str:
 
 def _split_mbox(path: Path) -> list[bytes]:
     """The raw messages of an mbox; a lone `git format-patch` file without a From line is one message."""
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"cannot read series file {path}: {exc.strerror or exc}",
+                        hint="check the path and its permissions") from exc
     if not data.startswith(b"From "):
         return [data] if data.strip() else []
     box = mailbox.mbox(str(path), create=False)
@@ -107,37 +122,122 @@ def _body_bytes(message: Message) -> bytes:
     return payload if isinstance(payload, bytes) else b""
 
 
-def parse_messages(raw_messages: list[tuple[str, bytes]], spec: str, kind: str, workdir: Path) -> Series:
-    """Patches from raw messages (label, bytes), each written to its own file in `workdir`.
-
-    The label says where a message came from (its file, or the range or message-id)."""
-    found: list[tuple[int | None, str, str, bytes, str]] = []
+def read_patches(raw_messages: list[tuple[str, bytes]], spec: str) -> tuple[list[_Found], list[str]]:
+    """The patches among raw messages (label, bytes), in series order, and the subjects of
+    the messages that are not patches; a series without a patch, or with a damaged patch,
+    is a UserError. Pure: reads nothing, writes nothing."""
+    found: list[_Found] = []
     skipped: list[str] = []
     for label, raw in raw_messages:
         message = email.message_from_bytes(raw, policy=email.policy.compat32)
         subject = _decode(message.get("Subject")) or label
-        if COVER.search(subject) or not DIFF_MARK.search(_body_bytes(message)):
+        body = _body_bytes(message)
+        if COVER.search(subject) or not DIFF_MARK.search(body):
             skipped.append(subject)
             continue
         numbered = NUMBERED.search(subject)
         author = _decode(message.get("From")) or "unknown author"
-        found.append((int(numbered.group(1)) if numbered else None, _clean_subject(subject), author, raw, label))
+        found.append(_Found(int(numbered.group(1)) if numbered else None, _clean_subject(subject), author, raw,
+                            label, damage(body)))
     if not found:
         what = f"{len(skipped)} message(s), none with a diff" if skipped else "no messages"
         raise UserError(f"series {spec} holds no patch ({what})",
                         hint=f"pass --series as {SERIES_FORMS}; patches come from git format-patch or b4 am")
     # Mail order is not always series order; "[PATCH n/N]" is.
-    if all(number is not None for number, *_ in found):
-        found.sort(key=lambda item: item[0])  # type: ignore[arg-type, return-value]
+    if all(item.number is not None for item in found):
+        found.sort(key=lambda item: item.number or 0)
+    for index, item in enumerate(found, 1):
+        if item.damage is not None:
+            origin = f"; it comes from {item.label}" if item.label else ""
+            raise UserError(f"patch {index} \"{item.subject}\" is damaged: {item.damage}{origin}",
+                            hint=f"the patch text in {item.label or spec} was cut short or changed after git "
+                                 "format-patch wrote it (a truncated download, an edited hunk, lines rewrapped by "
+                                 "a mail client); make it again with git format-patch or b4 am")
+    return found, skipped
+
+
+def parse_messages(raw_messages: list[tuple[str, bytes]], spec: str, kind: str, workdir: Path) -> Series:
+    """Patches from raw messages (label, bytes), each written to its own file in `workdir`.
+
+    The label says where a message came from (its file, or the range or message-id)."""
+    found, skipped = read_patches(raw_messages, spec)
     workdir.mkdir(parents=True, exist_ok=True)
     patches = []
-    for index, (_n, subject, author, raw, label) in enumerate(found, 1):
+    for index, item in enumerate(found, 1):
         path = workdir / f"{index:04d}.patch"
+        raw = item.raw
         if not raw.startswith(b"From "):
             raw = b"From rig Mon Sep 17 00:00:00 2001\n" + raw
         path.write_bytes(raw)
-        patches.append(PatchInfo(index, subject, author, path, cache.digest([raw]), label))
+        patches.append(PatchInfo(index, item.subject, item.author, path, cache.digest([raw]), item.label))
     return Series(spec, kind, tuple(patches), cache.digest([p.digest for p in patches]), tuple(skipped))
+
+
+@dataclass(frozen=True)
+class _Found:
+    """A message that is a patch, before it is numbered and written out."""
+
+    number: int | None  # n of "[PATCH n/N]"
+    subject: str
+    author: str
+    raw: bytes
+    label: str
+    damage: str | None  # why its diff cannot be applied as it stands, or None
+
+
+# "@@ -12,7 +12,8 @@": a hunk and how many lines of the old and new file it holds (a
+# count left out is 1), as git apply reads it.
+HUNK = re.compile(rb"^@@ -\d+(?:,(\d+))? \+\d+(?:,(\d+))? @@")
+
+
+def damage(body: bytes) -> str | None:
+    """Why the diff in a patch mail's body is damaged, or None.
+
+    git apply counts each hunk's lines against its header: a context line (" ", or an empty
+    line a mail client stripped) is in both files, "-" in the old, "+" in the new, "\\"
+    annotates the line before. A hunk that ends before its counts do was cut short (a
+    truncated mbox or download); a line that is none of these inside a hunk was changed
+    (rewrapped by a mail client, or edited by hand). git am would say "corrupt patch"
+    only after the kernel source is fetched; this says it in a millisecond.
+    """
+    old = new = 0
+    header = b""
+    in_diff = False
+    lines = body.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()  # the newline that ends the last line
+    for number, line in enumerate(lines, 1):
+        if old > 0 or new > 0:
+            kind = line[:1]
+            if kind in (b" ", b"", b"\r"):
+                old, new = old - 1, new - 1
+            elif kind == b"-":
+                old -= 1
+            elif kind == b"+":
+                new -= 1
+            elif kind == b"\\":
+                continue
+            else:
+                return (f"line {number} of the mail body, inside the hunk {_show(header)}, is not a diff line: "
+                        f"{_show(line)}")
+            if old < 0 or new < 0:
+                return f"the hunk {_show(header)} has more lines than its header counts (line {number})"
+            continue
+        if DIFF_MARK.match(line):
+            in_diff = True
+        elif in_diff and (hunk := HUNK.match(line)):
+            header = line
+            old = 1 if hunk.group(1) is None else int(hunk.group(1))
+            new = 1 if hunk.group(2) is None else int(hunk.group(2))
+    if old > 0 or new > 0:
+        return (f"the mail ends inside the hunk {_show(header)}, {max(old, new)} line(s) short "
+                "(the file was cut off)")
+    return None
+
+
+def _show(line: bytes, limit: int = 72) -> str:
+    text = line.decode("utf-8", errors="replace").rstrip("\r")
+    return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
 def load(spec: str, workdir: Path, *, repo: Path | None = None) -> Series:
@@ -145,21 +245,113 @@ def load(spec: str, workdir: Path, *, repo: Path | None = None) -> Series:
 
     `repo` is the local kernel checkout, needed for a git range.
     """
+    if not spec.strip():  # Path("") is the current directory: never read it as a series
+        raise UserError("--series is empty", hint=f"pass --series as {SERIES_FORMS}, or leave it out")
     if workdir.exists():
         shutil.rmtree(workdir)
-    path = Path(spec).expanduser()
+    path = user_path(spec)
     if path.is_file():
         return parse_messages([(str(path), m) for m in _split_mbox(path)], spec, "mbox", workdir)
     if path.is_dir():
         files = _series_files(path, spec)
         messages = [(str(f), m) for f in files for m in _split_mbox(f)]
         return parse_messages(messages, spec, "dir", workdir)
-    if re.fullmatch(r"[^\s.][^\s]*\.\.\.?[^\s]+", spec):
+    form = classify(spec)
+    if form == "range":
         return _git_range(spec, workdir, repo)
-    if _looks_like_msgid(spec):
+    if form == "msgid":
         return _lore(spec, workdir)
-    raise UserError(f"series '{spec}' is not a file, a directory, a git range or a message-id",
-                    hint=f"pass --series as {SERIES_FORMS}")
+    raise _not_a_series(spec)
+
+
+def classify(spec: str) -> str:
+    """What a --series spec that is no file or directory is: "range", "msgid" or "" (neither)."""
+    if re.fullmatch(r"[^\s.][^\s]*\.\.\.?[^\s]+", spec):
+        return "range"
+    if _looks_like_msgid(spec):
+        return "msgid"
+    return ""
+
+
+def _not_a_series(spec: str) -> UserError:
+    path = user_path(spec)
+    if "/" in spec or path.suffix in (".mbox", ".mbx", ".patch", ".eml", ".txt"):
+        return UserError(f"series {spec}: no such file or directory",
+                         hint=f"check the path; --series is {SERIES_FORMS}")
+    return UserError(f"series '{spec}' is not a file, a directory, a git range or a message-id",
+                     hint=f"pass --series as {SERIES_FORMS}")
+
+
+def check(spec: str, *, kernel: str) -> None:
+    """The --series problems that can be told before anything is fetched or built, as a
+    UserError: a file or directory is read (its patches found, damage named, nothing
+    written), a git range needs a local --kernel checkout holding both ends, a message-id
+    must be one. Side-effect free; `load` repeats what it needs."""
+    if not spec.strip():
+        raise UserError("--series is empty", hint=f"pass --series as {SERIES_FORMS}, or leave it out")
+    path = user_path(spec)
+    if path.is_file():
+        read_patches([(str(path), m) for m in _split_mbox(path)], spec)
+        return
+    if path.is_dir():
+        read_patches([(str(f), m) for f in _series_files(path, spec) for m in _split_mbox(f)], spec)
+        return
+    form = classify(spec)
+    if form == "range":
+        _check_range(spec, kernel)
+    elif form == "msgid":
+        if (problem := msgid_problem(spec)) is not None:
+            raise UserError(f"series {spec!r} is not a message-id: {problem}",
+                            hint="give the Message-ID of the series' first mail (or cover letter) as lore shows "
+                                 "it, like 20250101120000.1234-1-dev@example.org, or a lore.kernel.org link")
+    else:
+        raise _not_a_series(spec)
+
+
+def _check_range(spec: str, kernel: str) -> None:
+    if kernel.startswith("debian:"):
+        raise UserError(f"the git range {spec} needs a local kernel checkout, not {kernel}",
+                        hint="pass --kernel PATH of the checkout that holds the range, or --series as an mbox")
+    if "..." in spec:
+        raise UserError(f"{spec} is a symmetric range", hint="pass the series as A..B (patches in B not in A)")
+    repo = user_path(kernel)
+    if not (repo / ".git").exists():
+        return  # the --kernel check names that problem
+    for end in spec.split(".."):
+        result = proc.run(["git", "rev-parse", "--verify", "--quiet", f"{end}^{{commit}}"], cwd=repo,
+                          timeout=60, check=False, what=f"git rev-parse {end}")
+        if not result.ok:
+            raise UserError(f"git range {spec}: {end} is not a commit in {repo}",
+                            hint="pass --series as A..B with A and B commits (or branches, tags) of the "
+                                 "--kernel checkout")
+
+
+# RFC 5322's msg-id: id-left "@" id-right, each dot-atom text (lore also has ids with a
+# bracketed domain on the right). No spaces, one "@", no empty part.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_MSGID = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@(?:{_ATOM}(?:\.{_ATOM})*|\[[^]\s\\]*\])")
+_LORE_URL = re.compile(r"https?://lore\.kernel\.org/(?:[^/\s]+/)?(?P<id>[^/\s]+)/?.*")
+
+
+def msgid_problem(spec: str) -> str | None:
+    """What makes `spec` no message-id (or lore link to one), or None."""
+    found = _LORE_URL.fullmatch(spec)
+    if found is not None:
+        spec = urllib.parse.unquote(found.group("id"))
+    elif spec.startswith(("http://", "https://")):
+        return "a link that is not lore.kernel.org's"
+    text = spec.strip()
+    if text.startswith("<") != text.endswith(">"):
+        return "unbalanced angle brackets"
+    text = text.strip("<>")
+    if text.count("@") != 1:
+        return f"it holds {text.count('@')} '@' (a message-id has one)"
+    left, right = text.split("@")
+    if not left or not right:
+        return "an empty part before or after the '@'"
+    if not _MSGID.fullmatch(text):
+        return "characters a message-id cannot hold (spaces, brackets, two dots in a row)"
+    return None
 
 
 # What a series directory may hold: git format-patch's files, or the mbox b4 saved.

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from rig import cache, proc
 from rig.errors import InfraError, UserError
+from rig.paths import user_path
 from rig.progress import Reporter, quiet
 
 # Debian release that ships each linux-source package.
@@ -226,17 +227,41 @@ def resolve(spec: str, base: str | None = None, *, reporter: Reporter | None = N
             raise UserError(f"--base {base} applies to a local git checkout, not to {spec}",
                             hint="drop --base, or pass --kernel PATH of a kernel git checkout")
         return _debian(spec, reporter)
-    path = Path(spec).expanduser()
+    path = user_path(spec)
     if path.exists():
         return _local(spec, path, base)
     raise UserError(f"unknown kernel '{spec}'", hint=f"pass --kernel as one of: {KERNEL_FORMS}")
 
 
-def _debian(spec: str, reporter: Reporter) -> KernelSource:
+def check(spec: str, base: str | None = None) -> None:
+    """The --kernel (and --base) problems told without fetching anything, as a UserError:
+    a Debian release rig does not know, --base with one, a path that is no kernel checkout
+    or lacks the commit. Reads only (git rev-parse); `resolve` repeats what it needs."""
+    if spec.startswith("debian:"):
+        if base is not None:
+            raise UserError(f"--base {base} applies to a local git checkout, not to {spec}",
+                            hint="drop --base, or pass --kernel PATH of a kernel git checkout")
+        _debian_release(spec)
+        return
+    path = user_path(spec)
+    if not path.exists():
+        raise UserError(f"unknown kernel '{spec}'", hint=f"pass --kernel as one of: {KERNEL_FORMS}")
+    if not path.is_dir():
+        raise UserError(f"--kernel {spec} is a file, not a kernel git checkout",
+                        hint=f"pass --kernel as one of: {KERNEL_FORMS}")
+    _local(spec, path, base)
+
+
+def _debian_release(spec: str) -> str:
     release = spec.split(":", 1)[1]
     if release not in DEBIAN_KERNELS:
         raise UserError(f"unknown kernel '{spec}': rig knows Debian's {', '.join(DEBIAN_KERNELS)}",
                         hint=f"pass --kernel as one of: {KERNEL_FORMS}")
+    return release
+
+
+def _debian(spec: str, reporter: Reporter) -> KernelSource:
+    release = _debian_release(spec)
     package, _suite = DEBIAN_KERNELS[release]
     apt = PrivateApt(cache.cache_dir("apt"), host_mirror())
     version = _debian_version(apt, package, reporter)

@@ -31,10 +31,29 @@ class GpuModel:
     # Names the same driver has on other kernel versions (IGT_FORCE_DRIVER must give the
     # one the running kernel uses; the guest says which it has).
     other_driver_names: tuple[str, ...] = ()
+    # QEMU's -display: "none" for every model that needs no OpenGL on the host; a model
+    # that renders through the host's OpenGL (virgl) needs a display backend with gl=on.
+    display: str = "none"
+    # Environment variables QEMU runs with (the GL display's window system and renderer).
+    environment: tuple[tuple[str, str], ...] = ()
+    # Debian packages the model needs beyond QEMU itself (rig doctor's fix, the boot's hint).
+    host_packages: tuple[str, ...] = ()
 
     @property
     def driver_names(self) -> tuple[str, ...]:
         return (self.driver, *self.other_driver_names) if self.driver else ()
+
+    @property
+    def uses_host_gl(self) -> bool:
+        """Whether QEMU renders for it through the host's OpenGL (a display with gl=on)."""
+        return "gl=on" in self.display.split(",")
+
+    @property
+    def screendump(self) -> bool:
+        """Whether QMP's screendump can read its screen: not one QEMU shows through OpenGL
+        (Debian's QEMU 7.2 keeps no surface for a scanout virglrenderer renders: "no
+        surface")."""
+        return self.has_display and not self.uses_host_gl
 
     @property
     def has_display(self) -> bool:
@@ -111,6 +130,22 @@ class Target:
         return variables
 
 
+# virtio-gpu with 3D: the guest's OpenGL commands are run by virglrenderer in QEMU, on
+# the host's OpenGL. QEMU gets that OpenGL from a display backend with gl=on; on a host
+# without a GPU and without /dev/dri, egl-headless, spice and dbus cannot start (they
+# need a DRM render node), but SDL's offscreen video driver makes an EGL context with no
+# window system at all (Mesa's software EGL device), so no X server runs beside QEMU.
+# LIBGL_ALWAYS_SOFTWARE keeps Mesa on llvmpipe even where the host has a GPU: the guest
+# sees the same renderer, capability sets and limits on every host.
+VIRGL_ENVIRONMENT: tuple[tuple[str, str], ...] = (
+    ("SDL_VIDEODRIVER", "offscreen"),
+    ("LIBGL_ALWAYS_SOFTWARE", "1"),
+)
+# QEMU's SDL display and virtio-gpu-gl modules (qemu-system-gui), Mesa's llvmpipe
+# (libgl1-mesa-dri) and its EGL (libegl-mesa0, found through libglvnd's libegl1).
+VIRGL_PACKAGES = ("qemu-system-gui", "libgl1-mesa-dri", "libegl1", "libegl-mesa0")
+
+
 def _gpus(*models: GpuModel) -> Mapping[str, GpuModel]:
     return MappingProxyType({model.name: model for model in models})
 
@@ -135,6 +170,8 @@ X86_64 = Target(
     gpus=_gpus(
         GpuModel("virtio-gpu", ("virtio-gpu-pci",), "virtio_gpu"),
         GpuModel("virtio-vga", ("virtio-vga",), "virtio_gpu"),
+        GpuModel("virgl", ("virtio-gpu-gl-pci",), "virtio_gpu", display="sdl,gl=on",
+                 environment=VIRGL_ENVIRONMENT, host_packages=VIRGL_PACKAGES),
         GpuModel("bochs", ("bochs-display",), "bochs-drm"),
         # 7.x renamed the driver (drivers/gpu/drm/tiny/cirrus-qemu.c, DRIVER_NAME).
         GpuModel("cirrus", ("cirrus-vga",), "cirrus", other_driver_names=("cirrus-qemu",)),
@@ -192,6 +229,8 @@ TARGETS: Mapping[str, Target] = MappingProxyType({t.name: t for t in (X86_64, AR
 
 # Every DRM driver some GPU model binds, under every name it has had.
 GPU_DRIVERS = frozenset(name for t in TARGETS.values() for model in t.gpus.values() for name in model.driver_names)
+# Every GPU model's name, on any architecture (what --gpu accepts somewhere).
+GPU_MODELS = frozenset(name for t in TARGETS.values() for name in t.gpus)
 DEFAULT_TARGET = X86_64
 
 

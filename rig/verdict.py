@@ -129,17 +129,28 @@ def baseline_from_report(data: dict[str, Any], source: str) -> Baseline:
 
 
 def load_baseline(path: Path) -> Baseline:
+    """The base run a --baseline names (its directory or its report.json), checked: a
+    file that is no report, or a report of a schema this rig does not read, is bad input."""
+    from rig.report.model import SCHEMA_VERSION  # the report module imports this one
+
     report = path / "report.json" if path.is_dir() else path
+    hint = "pass --baseline with the run directory (or report.json) of a `rig run` of the base kernel"
     try:
-        data = json.loads(report.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"cannot read the base run's report {report}: {exc}",
-                        hint="pass --baseline with the run directory (or report.json) of a `rig run` "
-                             "of the base kernel") from exc
-    if not isinstance(data, dict) or "findings" not in data:
-        raise UserError(f"{report} is not a rig run report (no findings list)",
-                        hint="pass --baseline with the report.json of a `rig run` of the base kernel")
-    return baseline_from_report(data, str(report))
+        data = json.loads(report.read_bytes())
+    # ValueError: JSON's, and UTF-8's of a binary file; RecursionError: brackets nested too deep
+    except (OSError, ValueError, RecursionError) as exc:
+        raise UserError(f"cannot read the base run's report {report}: {exc}", hint=hint) from exc
+    if not isinstance(data, dict) or not isinstance(data.get("findings"), list):
+        raise UserError(f"{report} is not a rig run report (no findings list)", hint=hint)
+    schema = data.get("schema", 1)
+    if isinstance(schema, bool) or not isinstance(schema, int) or not 1 <= schema <= SCHEMA_VERSION:
+        raise UserError(f"{report} is a report of schema {schema!r}; this rig reads schemas 1 to {SCHEMA_VERSION}",
+                        hint="run the base again with this rig (or pass a report this rig wrote)")
+    try:
+        return baseline_from_report(data, str(report))
+    except (AttributeError, TypeError, IndexError) as exc:  # a field of another shape than rig writes
+        raise UserError(f"{report} is not a rig run report rig can read: its findings are malformed ({exc})",
+                        hint=hint) from exc
 
 
 # ------------------------------------------------------------------ judging

@@ -6,8 +6,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from rig.errors import UserError
 from rig.guest_spec import GuestSpec
-from rig.image import default_recipe
+from rig.image import default_recipe, recipe_problems
 from rig.target import DEFAULT_TARGET, TARGETS, target
 
 
@@ -40,7 +41,8 @@ def add_machine_arguments(parser: argparse.ArgumentParser) -> argparse._Argument
 
 
 def guest_spec_from_args(args: argparse.Namespace) -> GuestSpec:
-    """The guest the options ask for, validated: one UserError lists every problem."""
+    """The guest the options ask for, validated: one UserError lists every problem (the
+    image recipe read and matched to --arch among them)."""
     spec = GuestSpec(
         target=target(args.arch),
         gpu=args.gpu,
@@ -51,4 +53,10 @@ def guest_spec_from_args(args: argparse.Namespace) -> GuestSpec:
         image=args.image or default_recipe(args.arch),
         ready_timeout_s=args.ready_timeout,
     )
-    return spec.validate()
+    problems = spec.problems()
+    if not problems:
+        problems = recipe_problems(spec.image, spec.target.name)
+    if problems:
+        raise UserError("cannot use this guest machine:\n    " + "\n    ".join(problems),
+                        hint="see --help for the accepted values")
+    return spec

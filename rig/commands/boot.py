@@ -15,11 +15,12 @@ from typing import TextIO
 from rig import image as image_mod
 from rig.accel import choose_accel
 from rig.commands._machine_options import add_machine_arguments, guest_spec_from_args
-from rig.commands.build import add_build_arguments
+from rig.build import check_request
+from rig.commands.build import add_build_arguments, request_from_args
 from rig.errors import UserError
-from rig.guest_spec import GuestSpec
+from rig.guest_spec import MAX_WAIT_S, GuestSpec
 from rig.kernel_image import check_kernel_image
-from rig.qemu.argv import MachineSpec, build_argv, render
+from rig.qemu.argv import MachineSpec, build_argv, qemu_environment, render
 from rig.rundir import new_run_dir, reproduce_command, write_metadata
 from rig.vm import boot_guest, free_port, qemu_binary, run_sync
 
@@ -61,7 +62,6 @@ def _kernel(args: argparse.Namespace, out: Path) -> Path:
     if args.kernel is None:
         raise UserError("no kernel to boot", hint="pass --bzimage PATH or --kernel SPEC")
     from rig.build import build
-    from rig.commands.build import request_from_args
 
     artifacts = build(request_from_args(args), out / "build", progress=not args.quiet)
     _say(args, f"kernel {artifacts.kernel_release} ({'cache hit' if artifacts.cache_hit else 'built'})")
@@ -96,15 +96,20 @@ def _dry_run(args: argparse.Namespace, guest: GuestSpec, out: Path) -> int:
         print(f"# the guest image is not built yet: rig image build {guest.image}", file=sys.stderr)
     else:
         print(f"# overlay: qemu-img create -f qcow2 -F raw -b {built.disk} {disk}", file=sys.stderr)
-    print(render(build_argv(spec)))
+    print(render(build_argv(spec), qemu_environment(spec)))
     return 0
 
 
 def run(args: argparse.Namespace) -> int:
     # Bad machine options are found now, not after a kernel build of twenty minutes.
     guest = guest_spec_from_args(args)
+    if not 0 < args.timeout <= MAX_WAIT_S:  # nan fails this too
+        raise UserError(f"--timeout {args.timeout:g}: give a positive number of seconds, at most {MAX_WAIT_S:g}",
+                        hint=f"the time CMD may run in the guest (default {DEFAULT_COMMAND_TIMEOUT_S:g})")
     if args.bzimage is not None:
         check_kernel_image(args.bzimage, args.arch)  # a wrong file fails here, not as a QEMU error
+    elif not args.dry_run:
+        check_request(request_from_args(args))
     out = new_run_dir("boot", args.out)
     if args.dry_run:
         return _dry_run(args, guest, out)

@@ -6,7 +6,8 @@ import argparse
 import shlex
 from pathlib import Path
 
-from rig.build import BuildArtifacts, BuildRequest, build, reproduce_argv
+from rig.build import BuildArtifacts, BuildRequest, build, build_lock_path, check_request, reproduce_argv
+from rig.cache import cache_root, is_locked
 from rig.rundir import new_run_dir, write_metadata
 from rig.target import DEFAULT_TARGET, TARGETS, target
 
@@ -88,6 +89,9 @@ def summary(artifacts: BuildArtifacts) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     request = request_from_args(args)
+    check_request(request)  # bad input fails before the run directory or the cache is touched
+    cache_root()
+    is_locked(build_lock_path())  # a lock rig cannot open is the host's problem, said now
     out = new_run_dir("build", args.out)
     write_metadata(out, {"command": shlex.join(reproduce_argv(request))})
     artifacts = build(request, out, progress=not args.quiet)

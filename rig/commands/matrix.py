@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from rig.errors import UserError
+from rig.errors import DISK_FULL_HINT, InfraError, UserError, disk_full
 
 NAME = "matrix"
 HELP = "run a matrix of kernels, GPU models, pressure and plans; report it; export it as a GitLab CI pipeline"
@@ -91,7 +91,7 @@ def _run(args: argparse.Namespace) -> int:
     from rig.matrix import report
     from rig.matrix.jobs import ProcessLauncher
     from rig.matrix.cells import varying_axes
-    from rig.matrix.runner import MatrixRun, build_id, default_jobs
+    from rig.matrix.runner import MatrixRun, base_build_key, build_id, default_jobs
     from rig.rundir import new_run_dir
 
     matrix, cells = _load(args.file)
@@ -107,15 +107,18 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.jobs is not None and not 1 <= args.jobs <= 64:
         raise UserError(f"--jobs {args.jobs}: give 1 to 64", hint="or leave it out for the host's default")
+    # the kernels the cells build: each cell's, and its base's where the cells compare with one
+    kernels = {build_id(c.build_key) for c in cells} | {build_id(base_build_key(c)) for c in cells
+                                                        if c.series and matrix.settings.compare_base}
+    unknown = set(args.build) - kernels
+    if unknown:
+        raise UserError(f"--build {', '.join(sorted(unknown))}: not a kernel of {args.file}",
+                        hint="see the build ids with --list")
     jobs = args.jobs or default_jobs(matrix.settings.memory_mib, matrix.settings.cpus)
     out = new_run_dir("matrix", args.out or Path("rig-runs") / f"matrix-{args.file.stem}")
     live = _Live(enabled=not args.quiet)
     scheduler = MatrixRun(matrix, cells, out, ProcessLauncher(), jobs=jobs, rerun=args.rerun,
                           builds_only=args.builds_only, only_builds=frozenset(args.build), observe=live.update)
-    unknown = set(args.build) - {b.job.name for b in scheduler.builds.values()}
-    if unknown:
-        raise UserError(f"--build {', '.join(sorted(unknown))}: not a kernel of {args.file}",
-                        hint="see the build ids with --list")
     if not args.quiet:
         print(f"rig: {len(cells)} cells, {len(scheduler.builds)} kernels to build, up to {jobs} guest(s) at once; "
               f"output in {out}", file=sys.stderr)
@@ -165,7 +168,14 @@ def _export(args: argparse.Namespace) -> int:
         matrix_file=str(args.file), rig=args.rig, out=args.out, tags=tuple(args.tag), image=args.image,
         before_script=tuple(args.before_script), cache=None if args.cache == "none" else args.cache))
     if args.output:
-        args.output.write_text(text)
+        try:
+            args.output.write_text(text)
+        except OSError as exc:
+            if disk_full(exc) is not None:
+                raise InfraError(f"cannot write the pipeline to --output {args.output}: the disk is full "
+                                 f"({exc.strerror})", hint=DISK_FULL_HINT) from exc
+            raise UserError(f"cannot write the pipeline to --output {args.output}: {exc.strerror or exc}",
+                            hint="give --output a file in a writable directory") from exc
     else:
         print(text, end="")
     return 0

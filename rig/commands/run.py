@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from rich.console import Console
 
+from rig.build import build_lock_path, request_problems
+from rig.cache import cache_root, is_locked
 from rig.commands._machine_options import add_machine_arguments, guest_spec_from_args
 from rig.commands.build import add_build_arguments, request_from_args
 from rig.errors import UserError
 from rig.forensics import HangPolicy
+from rig.guest_spec import MAX_WAIT_S
 from rig.kernel_image import check_kernel_image
 from rig.pipeline import DEFAULT_DEADLINE_S, RunSpec
 from rig.plan import load_plan, shipped_plans
@@ -38,6 +43,8 @@ EXAMPLES = [
 ]
 
 MAX_REPEAT = 20
+
+T = TypeVar("T")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -110,21 +117,27 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
         problems.append("--each-patch belongs to `rig build` (a run tests the whole series)")
     if args.retries < 0 or args.retries > 5:
         problems.append(f"--retries {args.retries}: give 0 to 5")
-    if args.deadline < 300:
-        problems.append(f"--deadline {args.deadline:g}: give at least 300 seconds")
+    # nan passes every comparison false, so it fails this one; inf would never end a hung run
+    if not 300 <= args.deadline <= MAX_WAIT_S:
+        problems.append(f"--deadline {args.deadline:g}: give at least 300 seconds, at most {MAX_WAIT_S:g}")
     if args.bzimage is not None:
         try:
             check_kernel_image(args.bzimage, args.arch)
         except UserError as exc:
             problems.append(exc.message)
     problems += _guest_problems(args)
-    if problems:
+    if args.bzimage is None:
+        problems += request_problems(request_from_args(args))
+    plan = _checked(problems, lambda: load_plan(args.plan))
+    pressure = _checked(problems, lambda: parse_pressure(args.pressure, args.memory))
+    baseline = _checked(problems, lambda: load_baseline(args.baseline)) if args.baseline is not None else None
+    known = _checked(problems, lambda: load_known(args.known))
+    if problems or plan is None or pressure is None or known is None:
         raise UserError("cannot start this run:\n    " + "\n    ".join(problems),
                         hint="see `rig run --help`")
-    plan = load_plan(args.plan)
-    pressure = parse_pressure(args.pressure, args.memory)
-    baseline = load_baseline(args.baseline) if args.baseline is not None else None
-    known = load_known(args.known)
+    cache_root()  # a cache rig cannot create is the host's problem, said before a run directory is made
+    if args.bzimage is None:
+        is_locked(build_lock_path())  # so is a build lock it cannot open
     return RunSpec(
         request=request_from_args(args),
         plan=plan,
@@ -142,6 +155,16 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
         known=known,
         hang=HangPolicy(task_list=args.task_list_on_hang, dump=args.dump_on_hang),
     )
+
+
+def _checked(problems: list[str], read: Callable[[], T]) -> T | None:
+    """What `read` returns, or None with its UserError noted among `problems` (its own
+    list of problems indented under it, its hint after it), so one message says them all."""
+    try:
+        return read()
+    except UserError as exc:
+        problems.append(exc.message.replace("\n", "\n    ") + (f"\n      ({exc.hint})" if exc.hint else ""))
+        return None
 
 
 def _guest_problems(args: argparse.Namespace) -> list[str]:

@@ -57,7 +57,7 @@ class CellRecord:
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) else None
 
@@ -70,11 +70,44 @@ def _axes_of_report(report: Mapping[str, Any]) -> dict[str, str]:
             "pressure": str(report.get("pressure", ""))}
 
 
+def _report_problem(report: Mapping[str, Any]) -> str | None:
+    """What in a report.json is not of the shape rig writes (in the fields the matrix
+    reports read), or None: a hand-edited or foreign file is named, not a traceback."""
+    from rig.report.model import SCHEMA_VERSION  # the report model imports the matrix spec's modules
+
+    schema = report.get("schema", 1)
+    if isinstance(schema, bool) or not isinstance(schema, int) or not 1 <= schema <= SCHEMA_VERSION:
+        return f"schema {schema!r} (this rig reads 1 to {SCHEMA_VERSION})"
+    if "exit_code" in report and (isinstance(report["exit_code"], bool) or not isinstance(report["exit_code"], int)):
+        return f"exit_code {report['exit_code']!r} is not a number"
+    if not isinstance(report.get("summary", ""), str) or not isinstance(report.get("pressure", ""), str):
+        return "summary and pressure must be strings"
+    for key in ("kernel", "machine", "plan", "series", "verdict"):
+        if report.get(key) is not None and not isinstance(report[key], dict):
+            return f"{key} must be an object"
+    for key in ("findings", "tests"):
+        listed = report.get(key, [])
+        if not isinstance(listed, list) or not all(isinstance(item, dict) for item in listed):
+            return f"{key} must be a list of objects"
+    for test in report.get("tests", []):
+        duration = test.get("duration_s")
+        if duration is not None and (isinstance(duration, bool) or not isinstance(duration, int | float)):
+            return f"tests[].duration_s {duration!r} is not a number"
+    unexpected = (report.get("verdict") or {}).get("unexpected_failures", [])
+    if not isinstance(unexpected, list) or not all(isinstance(name, str) for name in unexpected):
+        return "verdict.unexpected_failures must be a list of test names"
+    return None
+
+
 def _record(directory: Path) -> CellRecord | None:
     result = load_cell_result(directory)
     report = _read_json(directory / "report.json")
     if result is None and report is None:
         return None
+    if report is not None and (problem := _report_problem(report)) is not None:
+        raise UserError(f"{directory / 'report.json'} is not a rig run report this rig can read: {problem}",
+                        hint="pass directories of `rig run` or `rig matrix run` made by this rig "
+                             "(or run the cell again)")
     if result is None:  # a plain `rig run` directory
         assert report is not None
         code = int(report.get("exit_code", 4))

@@ -24,8 +24,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from rig import series
 from rig.errors import UserError
-from rig.guest_spec import ACCELERATORS, CPUS, MEMORY_MIB
+from rig.guest_spec import ACCELERATORS, CPUS, MAX_WAIT_S, MEMORY_MIB
+from rig.paths import user_path
 from rig.pipeline import DEFAULT_DEADLINE_S
 from rig.source import DEBIAN_KERNELS, KERNEL_FORMS
 from rig.target import DEFAULT_TARGET, TARGETS
@@ -61,13 +63,14 @@ def _range(low: float, high: float):  # type: ignore[no-untyped-def]
 
 
 _SETTINGS: dict[str, tuple[str, type | tuple[type, ...], Any]] = {
-    "deadline": ("deadline_s", (int, float), lambda v: None if v >= 300 else "give at least 300 seconds"),
+    "deadline": ("deadline_s", (int, float),
+                 lambda v: None if 300 <= v <= MAX_WAIT_S else f"give at least 300 seconds, at most {MAX_WAIT_S:g}"),
     "retries": ("retries", int, _range(0, 5)),
     "memory": ("memory_mib", int, _range(*MEMORY_MIB)),
     "cpus": ("cpus", int, _range(*CPUS)),
     "accel": ("accel", str, lambda v: None if v in ("auto", *ACCELERATORS) else
               f"give auto, {' or '.join(ACCELERATORS)}"),
-    "image": ("image", str, lambda v: None if v else "give a recipe name from images/"),
+    "image": ("image", str, lambda v: None if v and "\0" not in v else "give a recipe name from images/"),
     "compare_base": ("compare_base", bool, lambda v: None),
 }
 # Keys of portable matrix files that this rig reads but cannot honour yet: named, not ignored.
@@ -98,7 +101,7 @@ class MatrixSpec:
         if axis == "plan" and value.endswith(".toml"):
             return str((self.base_dir / value).resolve())
         if axis == "kernel" and not value.startswith("debian:"):
-            return str((self.base_dir / Path(value).expanduser()).resolve())
+            return str((self.base_dir / user_path(value)).resolve())
         return value
 
 
@@ -121,6 +124,9 @@ def parse(text: str, source: Path) -> MatrixSpec:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"matrix file {source} is not valid TOML: {exc}", hint="fix the TOML syntax") from exc
+    except RecursionError as exc:  # tomllib reads nested arrays and inline tables recursively
+        raise UserError(f"matrix file {source} nests arrays or tables too deeply to read",
+                        hint="a matrix file nests a few levels at most; fix the brackets") from exc
     problems: list[str] = []
     spec = _build(data, source.resolve(), problems)
     # exclude entries that match no cell are mistakes too; they need the expansion
@@ -160,7 +166,7 @@ def _build(data: dict[str, Any], source: Path, problems: list[str]) -> MatrixSpe
             values.setdefault((axis, value), f"[[include]] {index}: {axis}")
     arches = set(axes.get("arch", ())) | {defaults["arch"]} | {e["arch"] for e in include if "arch" in e}
     for (axis, value), where in values.items():
-        problem = _value_problem(axis, value, base_dir, arches)
+        problem = _value_problem(axis, value, base_dir, arches, settings.memory_mib)
         if problem:
             problems.append(f"{where} = {value!r}: {problem}")
     return MatrixSpec(source=source, axes=MappingProxyType(axes), defaults=MappingProxyType(defaults),
@@ -246,13 +252,15 @@ def _entries(data: dict[str, Any], key: str, problems: list[str]) -> list[dict[s
     return entries
 
 
-def _value_problem(axis: str, value: str, base_dir: Path, arches: set[str]) -> str | None:
+def _value_problem(axis: str, value: str, base_dir: Path, arches: set[str], memory_mib: int) -> str | None:
     """What is wrong with one axis value, found without building or booting anything."""
+    if "\0" in value:  # no path, range or name holds one (and the OS refuses it in a path)
+        return "holds a NUL character"
     if axis == "kernel":
         if value.startswith("debian:"):
             release = value.removeprefix("debian:")
             return None if release in DEBIAN_KERNELS else f"unknown kernel spec (give {KERNEL_FORMS})"
-        path = base_dir / Path(value).expanduser()
+        path = base_dir / user_path(value)
         return None if (path / ".git").exists() else f"unknown kernel spec: not {KERNEL_FORMS}"
     if axis == "arch":
         return None if value in TARGETS else f"no such guest architecture (give {', '.join(TARGETS)})"
@@ -263,8 +271,16 @@ def _value_problem(axis: str, value: str, base_dir: Path, arches: set[str]) -> s
             return f"not a GPU model of {', '.join(sorted(arches))} (give one of {', '.join(known)})"
         return None
     if axis == "series":
-        if value and _looks_like_path(value) and not (base_dir / value).exists():
-            return "no such file or directory (relative paths are relative to the matrix file)"
+        if value and _looks_like_path(value):
+            if not (base_dir / value).exists():
+                return "no such file or directory (relative paths are relative to the matrix file)"
+            try:  # read now: an empty, truncated or mangled series fails here, not in every cell
+                series.check(str(base_dir / value), kernel="debian:6.1")
+            except UserError as exc:
+                return " ".join(exc.message.split())
+        elif value and series.classify(value) == "msgid":
+            problem = series.msgid_problem(value)
+            return f"not a message-id: {problem}" if problem else None
         return None
     if axis == "profile":
         from rig.kconfig import load_profiles
@@ -284,7 +300,7 @@ def _value_problem(axis: str, value: str, base_dir: Path, arches: set[str]) -> s
         from rig.workloads.pressure import parse_pressure
 
         try:
-            parse_pressure(value, 2048)
+            parse_pressure(value, memory_mib)  # sizes are checked against the cells' guest memory
         except UserError as exc:
             return exc.message.split(": ", 1)[-1]
         return None

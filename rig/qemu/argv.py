@@ -14,7 +14,7 @@ from pathlib import Path
 
 from rig.errors import UserError
 from rig.guest_spec import GuestSpec
-from rig.target import Target
+from rig.target import GpuModel, Target
 
 ACCELERATORS = ("kvm", "tcg")
 
@@ -154,7 +154,7 @@ def build_argv(spec: MachineSpec) -> list[str]:
         "-smp", str(guest.cpus),
         "-nodefaults",
         "-no-user-config",
-        "-display", "none",
+        "-display", guest.gpu_model.display,
         "-vga", "none",
         "-no-reboot",
         # pvpanic tells QEMU at the panic notifiers, before the kernel flushes a panic
@@ -200,5 +200,31 @@ def build_argv(spec: MachineSpec) -> list[str]:
     return argv
 
 
-def render(argv: list[str]) -> str:
-    return shlex.join(argv)
+def display_probe_argv(qemu: str, target: Target, model: GpuModel) -> list[str]:
+    """A QEMU with `model`'s display and devices and nothing else, paused (-S), taking
+    QMP on stdin: it opens the display (and its OpenGL) at once and quits when told, so
+    whether the host can give the model what it needs is known in a fraction of a
+    second, without a kernel. Run it with the model's environment."""
+    argv = [qemu, "-machine", ",".join((target.machine, *model.machine_options)), "-accel", "tcg",
+            "-nodefaults", "-no-user-config", "-display", model.display, "-vga", "none",
+            # The guest's seccomp filter too: the display's libraries must start under it.
+            "-sandbox", SECCOMP]
+    for device in model.devices:
+        argv += ["-device", device]
+    return [*argv, "-S", "-qmp", "stdio"]
+
+
+# What the probe sends: QMP's handshake, then quit.
+DISPLAY_PROBE_INPUT = b'{"execute": "qmp_capabilities"}\n{"execute": "quit"}\n'
+
+
+def qemu_environment(spec: MachineSpec) -> dict[str, str]:
+    """The variables QEMU runs with on top of rig's own environment: those of the GPU
+    model's display (empty for every model that needs no host OpenGL)."""
+    return dict(spec.guest.gpu_model.environment)
+
+
+def render(argv: list[str], env: dict[str, str] | None = None) -> str:
+    """A shell command line for `argv`, with `env` as assignments before it."""
+    assignments = [f"{name}={shlex.quote(value)}" for name, value in (env or {}).items()]
+    return " ".join([*assignments, shlex.join(argv)])

@@ -27,7 +27,7 @@ from qemu.qmp import ConnectError, ExecuteError, QMPClient, QMPError
 
 from rig import proc
 from rig.errors import InfraError
-from rig.qemu.argv import MachineSpec, build_argv
+from rig.qemu.argv import MachineSpec, build_argv, qemu_environment
 
 # QEMU connects to rig's QMP socket within a second or two; a loaded host may take longer.
 QMP_CONNECT_TIMEOUT_S = 30.0
@@ -99,6 +99,7 @@ class Machine:
     def __init__(self, spec: MachineSpec, argv: list[str] | None = None) -> None:
         self.spec = spec
         self.argv = argv if argv is not None else build_argv(spec)
+        self.env = qemu_environment(spec)
         self.events: list[EventRecord] = []
         self.events_log = spec.run_dir / "qmp-events.jsonl"
         self.console_log = spec.console_log
@@ -140,7 +141,7 @@ class Machine:
         await self._qmp.start_server(str(sock))
         os.chmod(sock, 0o600)
         self.console_log.touch()
-        self._process = proc.spawn(self.argv, log=self.spec.qemu_log)
+        self._process = proc.spawn(self.argv, log=self.spec.qemu_log, env=self.env or None)
         self.started_at = time.monotonic()
         atexit.register(self.kill)
         try:
@@ -163,7 +164,7 @@ class Machine:
                     raise MachineError(
                         f"QEMU exited with status {self._process.returncode} before it connected to QMP:\n"
                         + indent(tail_text(self.spec.qemu_log, 15)),
-                        log=self.spec.qemu_log, hint="check the QEMU arguments with --dry-run")
+                        log=self.spec.qemu_log, hint=start_hint(self.spec))
                 if time.monotonic() > deadline:
                     raise MachineError(f"QEMU did not connect to QMP within {timeout_s:.0f} s",
                                        log=self.spec.qemu_log, hint="the host may be overloaded; try again")
@@ -418,6 +419,16 @@ class Machine:
         if self._process is not None and self._process.returncode is None:
             self._process.signal_group(signal.SIGKILL)
             self._process.wait(5)
+
+
+def start_hint(spec: MachineSpec) -> str:
+    """What to do when QEMU ends before it connects: a GPU model that renders through the
+    host's OpenGL most often lacks a package (QEMU's SDL module, Mesa's EGL)."""
+    model = spec.guest.gpu_model
+    if model.uses_host_gl:
+        return (f"--gpu {model.name} needs QEMU's OpenGL display: `rig doctor` tries it; install "
+                f"{' '.join(model.host_packages)} (./setup does)")
+    return "check the QEMU arguments with --dry-run"
 
 
 def tail_text(path: Path, lines: int) -> str:

@@ -110,14 +110,33 @@ class Qtest:
             raise QtestError(f"qtest: '{line}' answered {words!r}, not one value")
         return int(words[0], 16)
 
+    def readb(self, addr: int) -> int:
+        return self._value(f"readb 0x{addr:x}")
+
+    def readw(self, addr: int) -> int:
+        return self._value(f"readw 0x{addr:x}")
+
     def readl(self, addr: int) -> int:
         return self._value(f"readl 0x{addr:x}")
 
     def readq(self, addr: int) -> int:
         return self._value(f"readq 0x{addr:x}")
 
+    def writeb(self, addr: int, value: int) -> None:
+        self.command(f"writeb 0x{addr:x} 0x{value & 0xff:x}")
+
+    def writew(self, addr: int, value: int) -> None:
+        self.command(f"writew 0x{addr:x} 0x{value & 0xffff:x}")
+
     def writel(self, addr: int, value: int) -> None:
         self.command(f"writel 0x{addr:x} 0x{value & 0xffffffff:x}")
+
+    def outl(self, port: int, value: int) -> None:
+        """An x86 I/O port write (PCI configuration mechanism #1 on a PC board)."""
+        self.command(f"outl 0x{port:x} 0x{value & 0xffffffff:x}")
+
+    def inl(self, port: int) -> int:
+        return self._value(f"inl 0x{port:x}")
 
     def writeq(self, addr: int, value: int) -> None:
         self.command(f"writeq 0x{addr:x} 0x{value & 0xffffffffffffffff:x}")
@@ -211,11 +230,15 @@ class QtestSession:
 
 
 def qtest_argv(binary: Path, machine: str, qtest_socket: Path, qmp_socket: Path,
-               extra: Sequence[str] = ()) -> list[str]:
-    """QEMU under qtest: no CPU runs, no display, no default devices; QEMU connects to
-    the two sockets rig listens on."""
-    return [str(binary), "-machine", machine, "-accel", "qtest", "-qtest", f"unix:{qtest_socket}",
-            "-qmp", f"unix:{qmp_socket}", "-display", "none", "-nodefaults", "-serial", "none",
+               extra: Sequence[str] = (), *, display: str = "none", accel: str = "qtest") -> list[str]:
+    """QEMU under qtest: no CPU runs, no default devices, no display unless a device needs
+    one (virtio-gpu-gl renders through its display's OpenGL); QEMU connects to the two
+    sockets rig listens on. A QEMU built without the qtest accelerator (Debian's) takes the
+    qtest protocol all the same with accel "tcg" and its CPUs paused (-S): then no
+    firmware runs either, but virtual time stands still (no clock_step)."""
+    paused = ["-S"] if accel != "qtest" else []
+    return [str(binary), "-machine", machine, "-accel", accel, *paused, "-qtest", f"unix:{qtest_socket}",
+            "-qmp", f"unix:{qmp_socket}", "-display", display, "-nodefaults", "-serial", "none",
             "-monitor", "none", *extra]
 
 
@@ -239,7 +262,8 @@ def _accept(listener: socket.socket, spawned: proc.Spawned, what: str, timeout_s
 
 @contextlib.contextmanager
 def launch(binary: Path, machine: str = "virt", extra: Sequence[str] = (), *, log: Path | None = None,
-           timeout_s: float = COMMAND_TIMEOUT_S) -> Iterator[QtestSession]:
+           timeout_s: float = COMMAND_TIMEOUT_S, display: str = "none", accel: str = "qtest",
+           env: dict[str, str] | None = None) -> Iterator[QtestSession]:
     """QEMU under qtest for the duration of the with-block; always stopped afterwards."""
     with tempfile.TemporaryDirectory(prefix=SOCKET_DIR_PREFIX) as tmp:
         qtest_path, qmp_path = Path(tmp) / "qtest.sock", Path(tmp) / "qmp.sock"
@@ -251,7 +275,9 @@ def launch(binary: Path, machine: str = "virt", extra: Sequence[str] = (), *, lo
                 listener.bind(str(path))
                 listener.listen(1)
                 listeners.append(listener)
-            spawned = proc.spawn(qtest_argv(binary, machine, qtest_path, qmp_path, extra), log=log)
+            spawned = proc.spawn(qtest_argv(binary, machine, qtest_path, qmp_path, extra, display=display,
+                                            accel=accel), log=log,
+                                 env=env)
             stack.callback(spawned.stop)
             qtest_sock = stack.enter_context(_accept(listeners[0], spawned, "qtest", CONNECT_TIMEOUT_S))
             qmp_sock = stack.enter_context(_accept(listeners[1], spawned, "QMP", CONNECT_TIMEOUT_S))

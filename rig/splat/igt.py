@@ -170,7 +170,7 @@ def parse_results_json(data: bytes | str) -> IgtRun:
     """igt_runner's results.json: one result per test name, in name order."""
     try:
         doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # and UnicodeDecodeError, a ValueError; nesting too deep
         raise UserError(f"results.json is not valid JSON: {exc}",
                         hint="give the results.json that igt_runner (or igt_resume) wrote") from None
     tests = doc.get("tests") if isinstance(doc, dict) else None
@@ -180,8 +180,10 @@ def parse_results_json(data: bytes | str) -> IgtRun:
     results = [_json_result(name, entry) for name, entry in sorted(tests.items()) if isinstance(entry, dict)]
     version = ""
     for entry in tests.values():
-        if isinstance(entry, dict) and entry.get("igt-version"):
-            version = str(entry["igt-version"]).removeprefix("IGT-Version: ").split()[0]
+        words = str(entry.get("igt-version") or "").removeprefix("IGT-Version: ").split() \
+            if isinstance(entry, dict) else []
+        if words:  # a blank version (only spaces) names none: look on
+            version = words[0]
             break
     return IgtRun(tuple(results), None, version)
 

@@ -101,7 +101,11 @@ def parse_listing(stdout: str) -> tuple[dict[str, list[str]], list[str]]:
     pending: list[str] = []
     for line in stdout.splitlines():
         if line.startswith("@@rig-listed "):
-            _, binary, status = line.split(" ", 2)
+            words = line.split(" ", 2)
+            if len(words) < 3:  # a marker cut short (the guest stopped mid-line): that binary is unanswered
+                pending = []
+                continue
+            _, binary, status = words
             if status.strip() in ("126", "127"):
                 missing.append(binary)
             else:

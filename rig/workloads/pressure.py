@@ -107,6 +107,18 @@ class Pressure:
 # ------------------------------------------------------------------ the kinds
 
 
+# A size in MiB: ASCII digits only (str.isdigit also takes "²", which int() refuses).
+_MIB = re.compile(r"[0-9]{1,7}")
+MIB = 1024 * 1024
+_SUFFIX = {"": 1, "K": 1024, "M": MIB, "G": 1024 * MIB}
+
+
+def _bytes(size: str) -> int:
+    """stress-ng's size "256M" (K, M, G or bytes) in bytes."""
+    suffix = size[-1] if size[-1] in _SUFFIX else ""
+    return int(size[:len(size) - len(suffix)]) * _SUFFIX[suffix]
+
+
 class _Problem(Exception):
     """A `kind=value` that does not parse; parse_pressure collects them all."""
 
@@ -150,7 +162,7 @@ class Balloon(PressureKind):
 
     @staticmethod
     def option(value: str, memory_mib: int) -> dict[str, Any]:
-        if not value.isdigit() or int(value) < MIN_GUEST_MIB:
+        if not _MIB.fullmatch(value) or int(value) < MIN_GUEST_MIB:
             raise _Problem(f"give a size in MiB of at least {MIN_GUEST_MIB}")
         if int(value) >= memory_mib:
             raise _Problem(f"the target must be below the guest's memory ({memory_mib} MiB)")
@@ -176,8 +188,12 @@ class Stress(PressureKind):
 
     @staticmethod
     def option(value: str, memory_mib: int) -> dict[str, Any]:
-        if not re.fullmatch(r"\d{1,3}%|\d+[KMG]?", value) or (value.endswith("%") and int(value[:-1]) > 90):
+        if not re.fullmatch(r"[0-9]{1,3}%|[0-9]+[KMG]?", value) or (value.endswith("%") and int(value[:-1]) > 90):
             raise _Problem("give a share of memory (25%) or a size (256M)")
+        # stress-ng's --vm-bytes in bytes without a suffix; a size the guest does not have
+        # only gets stress-ng (or the guest) killed by the OOM killer, not memory pressure.
+        if not value.endswith("%") and _bytes(value) >= memory_mib * MIB:
+            raise _Problem(f"the size must be below the guest's memory ({memory_mib} MiB); or give a share (25%)")
         return {"stress_bytes": value}
 
     async def start(self, session: PressureSession) -> None:
@@ -198,8 +214,10 @@ class Memcg(PressureKind):
 
     @staticmethod
     def option(value: str, memory_mib: int) -> dict[str, Any]:
-        if not value.isdigit() or int(value) < MIN_GUEST_MIB // 2:
+        if not _MIB.fullmatch(value) or int(value) < MIN_GUEST_MIB // 2:
             raise _Problem(f"give a size in MiB of at least {MIN_GUEST_MIB // 2}")
+        if int(value) >= memory_mib:  # a limit above what the guest has never squeezes anything
+            raise _Problem(f"the limit must be below the guest's memory ({memory_mib} MiB)")
         return {"memcg_mib": int(value)}
 
     async def start(self, session: PressureSession) -> None:
@@ -271,7 +289,7 @@ def parse_pressure(spec: str, memory_mib: int) -> Pressure:
             try:
                 values.update(kind.option(value, memory_mib))
             except _Problem as problem:
-                problems.append(f"{item}: {problem}")
+                problems.append(f"{item}: {problem}" if item != spec.strip() else str(problem))
         if kind is NoPressure:
             continue
         if name in kinds:

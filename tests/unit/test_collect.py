@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from rig.collect import Collected, after_guest, lockdep_debug_locks, read_events, taint_letters
 
 
@@ -39,3 +41,19 @@ def test_after_guest_without_a_guest_notes_the_missing_console(tmp_path: Path) -
     after = after_guest(None, tmp_path / "c", tmp_path / "nope.log", None)
     assert after.console is None
     assert any("console log" in p for p in after.problems)
+
+
+@pytest.mark.parametrize("gpu, taken", [("virtio-gpu", True), ("virgl", False), ("none", False)])
+def test_a_screendump_only_where_qemu_can_read_the_screen(gpu: str, taken: bool, tmp_path: Path) -> None:
+    import asyncio
+
+    from rig.collect import screendump
+    from rig.guest_spec import GuestSpec
+    from tests.unit.guestfake import FakeVM
+
+    vm = FakeVM()
+    vm.spec = GuestSpec(gpu=gpu)
+    problems: list[str] = []
+    shot = asyncio.run(screendump(vm, tmp_path / "screen.png", problems))  # type: ignore[arg-type]
+    assert (shot is not None) is taken
+    assert problems == []  # virgl's GL scanout (QEMU 7.2: "no surface") is no problem of the run

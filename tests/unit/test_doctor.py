@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from rig import cli
 from rig.doctor import Host, State, diagnose
+from rig.target import TARGETS, X86_64
 
 GiB = 2**30
 ALL_PROGRAMS = {"git", "make", "gcc", "flex", "bison", "bc", "cpio", "pahole", "dpkg-source", "qemu-system-x86_64",
@@ -33,6 +35,7 @@ def host(programs: set[str] = ALL_PROGRAMS, **changes: object) -> Host:
         reach=lambda url: None,
         kvm=lambda target, qemu: ("kvm", "a KVM test boot powered off in 1.2 s"),
         rig_qemu=lambda: Path("/cache/qemu/qemu-system-aarch64"),
+        gpu_display=lambda qemu, model: None,
     )
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
@@ -77,6 +80,36 @@ def test_kvm_that_fails_its_test_boot_or_is_absent_is_a_warning_not_a_failure() 
     assert absent.state is State.WARN and "no /dev/kvm" in absent.detail
     untried = by_check(diagnose(host(kvm=lambda t, q: None)))["KVM"]
     assert untried.state is State.OK and "first guest boot" in untried.detail
+
+
+def test_virgl_is_tried_by_starting_qemu_with_its_display_and_a_failure_is_a_warning() -> None:
+    tried: list[tuple[str, str]] = []
+
+    def opens(qemu: str, model: object) -> None:
+        tried.append((qemu, getattr(model, "name")))
+
+    ok = by_check(diagnose(host(gpu_display=opens)))["--gpu virgl"]
+    assert ok.state is State.OK and "sdl,gl=on" in ok.detail and "SDL_VIDEODRIVER=offscreen" in ok.detail
+    assert tried == [("/usr/bin/qemu-system-x86_64", "virgl")]  # only the models that need host OpenGL
+    broken = by_check(diagnose(host(gpu_display=lambda q, m: "egl: no drm render node available")))
+    virgl = broken["--gpu virgl"]
+    assert virgl.state is State.WARN and "no drm render node" in virgl.detail and "virtio-gpu-gl-pci" in virgl.detail
+    assert "apt-get install qemu-system-gui libgl1-mesa-dri" in virgl.fix
+    assert [f for f in broken.values() if f.state is State.MISSING] == []  # rig's main job still works
+    no_qemu = by_check(diagnose(host(programs=ALL_PROGRAMS - {"qemu-system-x86_64"})))["--gpu virgl"]
+    assert no_qemu.state is State.WARN and "qemu-system-x86" in no_qemu.fix
+
+
+@pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None, reason="needs Debian's QEMU")
+def test_the_real_display_probe_tells_an_opening_display_from_a_failing_one() -> None:
+    from rig.doctor import _gpu_display
+
+    virgl = X86_64.gpu("virgl")
+    # SDL's dummy video driver has no OpenGL: QEMU must fail, and the probe must say so.
+    broken = dataclasses.replace(virgl, environment=(("SDL_VIDEODRIVER", "dummy"),))
+    assert _gpu_display("qemu-system-x86_64", broken) is not None
+    unknown = dataclasses.replace(virgl, devices=("no-such-device",))
+    assert "no-such-device" in (_gpu_display("qemu-system-x86_64", unknown) or "")
 
 
 def test_mmdebstrap_as_a_user_needs_uidmap_and_subordinate_ids() -> None:
@@ -130,5 +163,14 @@ def test_a_real_run_on_this_host(capsys: pytest.CaptureFixture[str], monkeypatch
     status = cli.main(["doctor"])
     out = capsys.readouterr().out
     assert status in (0, 3)
-    assert "cache space" in out and "mmdebstrap" in out and "KVM" in out
+    assert "cache space" in out and "mmdebstrap" in out and "KVM" in out and "--gpu virgl" in out
     assert ("all that rig needs is here" in out) == (status == 0)
+
+
+def test_setup_installs_every_package_a_gpu_model_needs() -> None:
+    setup = (Path(__file__).resolve().parents[2] / "setup").read_text().split()
+    for target in TARGETS.values():
+        for model in target.gpus.values():
+            for package in model.host_packages:
+                assert package in setup, (model.name, package)
+    assert X86_64.gpu("virgl").host_packages  # the one model that needs more than QEMU

@@ -65,8 +65,9 @@ def hung_output(selftest: Path, tmp_path_factory: pytest.TempPathFactory) -> str
     a guest command past its time would be): the harness takes the subtest down too."""
     kmsg = tmp_path_factory.mktemp("hung") / "kmsg"
     kmsg.write_text("")
+    # its own session: whatever it leaves behind can be found and killed (pkill -s)
     proc = subprocess.Popen([str(selftest), "--timeout", "60", "--kmsg", str(kmsg)], stdout=subprocess.PIPE,
-                            text=True)
+                            text=True, start_new_session=True)
     assert proc.stdout is not None
     out = []
     for line in proc.stdout:
@@ -76,8 +77,13 @@ def hung_output(selftest: Path, tmp_path_factory: pytest.TempPathFactory) -> str
     while "rig: start ktap:suite_b.hangs" not in kmsg.read_text():
         time.sleep(0.01)  # the subtest's child is running (it wrote its marker)
     proc.terminate()
-    out.append(proc.stdout.read())
-    assert proc.wait(timeout=10) == -signal.SIGTERM
+    try:
+        rest, _ = proc.communicate(timeout=30)  # EOF only once the subtest's child is gone too
+    except subprocess.TimeoutExpired:
+        subprocess.run(["pkill", "-KILL", "-s", str(proc.pid)], check=False)
+        pytest.fail("the harness died but its subtest's child lived on, holding its output open")
+    out.append(rest)
+    assert proc.returncode == -signal.SIGTERM
     return "".join(out)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from rig.errors import UserError
 from rig.matrix import cells, spec
 
 REPO = Path(__file__).resolve().parent.parent.parent
+SERIES_PATCH = REPO / "tests/data/series/build-one-drm-patch/0001-drm-shmem-helper-say-when-pages-are-pinned.patch"
 
 ISSUE_EXAMPLE = """
 [axes]
@@ -121,8 +123,9 @@ gpu = "bochs"
 
 
 def test_cells_whose_short_names_collide_get_distinct_ids(tmp_path: Path) -> None:
-    for name in ("a/v2", "b/v2"):
+    for name in ("a/v2", "b/v2"):  # two series, each a directory holding a patch
         (tmp_path / name).mkdir(parents=True)
+        shutil.copy(SERIES_PATCH, tmp_path / name)
     ids = [c.id for c in cells.expand(parse('[axes]\nseries = ["a/v2", "b/v2"]\n', tmp_path))]
     assert len(set(ids)) == 2 and all(i.startswith("v2-") for i in ids)
 

@@ -120,3 +120,42 @@ def test_a_kernel_range_that_is_not_one_is_named(tmp_path: Path) -> None:
                     '[[expected_failure]]\ntest = "script:a"\nreason = "r"\nkernels = "6.12+"\n')
     with pytest.raises(UserError, match=r"expected_failure.*kernels \(script:a\): '6.12\+' is not a version range"):
         load_plan(str(path))
+
+
+def test_expected_failures_can_be_limited_to_gpu_models(tmp_path: Path) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text('[[script]]\nname = "a"\nargv = ["true"]\n'
+                    '[[expected_failure]]\ntest = "script:a"\nreason = "2D only"\ngpus = ["virtio-gpu", "virtio-vga"]\n'
+                    '[[expected_failure]]\ntest = "script:b"\nreason = "on every GPU"\n')
+    plan = load_plan(str(path))
+    on = {gpu: {e.test for e in plan.for_gpu(gpu).expected_failures} for gpu in ("virtio-gpu", "virgl", "bochs")}
+    assert on == {"virtio-gpu": {"script:a", "script:b"}, "virgl": {"script:b"}, "bochs": {"script:b"}}
+
+
+def test_gpu_models_that_are_not_ones_are_named(tmp_path: Path) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text('[[script]]\nname = "a"\nargv = ["true"]\n'
+                    '[[expected_failure]]\ntest = "script:a"\nreason = "r"\ngpus = ["virtio_gpu"]\n'
+                    '[[expected_failure]]\ntest = "script:b"\nreason = "r"\ngpus = "virgl"\n')
+    with pytest.raises(UserError) as caught:
+        load_plan(str(path))
+    assert "gpus (script:a): 'virtio_gpu' is not a GPU model" in caught.value.message  # a driver, not a --gpu
+    assert "gpus (script:b): must be a non-empty list" in caught.value.message
+
+
+def test_the_default_plans_virtio_gpu_3d_failures_are_expected_on_2d_only() -> None:
+    plan = load_plan("default")
+    three_d = ("drm_virtgpu@drm-virtgpu-execbuffer", "drm_virtgpu@drm-virtgpu-get-caps",
+               "drm_virtgpu@drm-virtgpu-3d-transfer-to-host", "drm_virtgpu@drm-virtgpu-3d-transfer-from-host")
+    for gpu in ("virtio-gpu", "virtio-vga"):
+        assert all(plan.for_gpu(gpu).expected_failure(test) is not None for test in three_d)
+    assert all(plan.for_gpu("virgl").expected_failure(test) is None for test in three_d)
+    # a failure of the driver itself, not of the 2D model, stays expected on virgl
+    assert plan.for_gpu("virgl").expected_failure("kms_addfb_basic@too-high") is not None
+    # what Debian 12's QEMU cannot offer with virgl is expected there, with that reason
+    blob = plan.for_gpu("virgl").expected_failure("drm_virtgpu@drm-virtgpu-resource-create-blob")
+    assert blob is not None and "QEMU 7.2" in blob.reason
+    assert "2D" in (plan.for_gpu("virtio-gpu").expected_failure("drm_virtgpu@drm-virtgpu-context-init")
+                    or blob).reason
+    # the virtgpu plan expects nothing: on virgl every subtest must pass
+    assert load_plan("virtgpu").expected_failures == ()

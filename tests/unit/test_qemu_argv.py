@@ -8,7 +8,8 @@ import pytest
 
 from rig.errors import UserError
 from rig.guest_spec import GuestSpec
-from rig.qemu.argv import MachineSpec, build_argv, kernel_cmdline, render
+from rig.qemu.argv import (DISPLAY_PROBE_INPUT, MachineSpec, build_argv, display_probe_argv, kernel_cmdline,
+                           qemu_environment, render)
 from rig.target import ARM64, TARGETS, X86_64, Target
 
 from .kernelimages import fake_kernel_image
@@ -105,6 +106,7 @@ def test_qmp_and_console_live_in_the_run_directory() -> None:
                                                  (X86_64, "virtio-vga", "virtio-vga"),
                                                  (X86_64, "bochs", "bochs-display"),
                                                  (X86_64, "cirrus", "cirrus-vga"),
+                                                 (X86_64, "virgl", "virtio-gpu-gl-pci"),
                                                  (ARM64, "virtio-gpu", "virtio-gpu-pci")])
 def test_gpu_models(target: Target, gpu: str, device: str) -> None:
     devices = options(build_argv(spec(target=target, gpu=gpu)), "-device")
@@ -226,3 +228,50 @@ def test_rig_boot_rejects_a_missing_kernel(tmp_path: Path) -> None:
 def test_qmp_socket_can_live_outside_a_long_run_directory() -> None:
     argv = build_argv(spec(run_dir=Path("/r" * 80), socket_dir=Path("/tmp/rig-qmp-x")))
     assert "socket,id=qmp,path=/tmp/rig-qmp-x/qmp.sock" in options(argv, "-chardev")
+
+
+def test_virgl_renders_through_an_opengl_display_without_a_window_system() -> None:
+    virgl = spec(gpu="virgl")
+    argv = build_argv(virgl)
+    assert options(argv, "-display") == ["sdl,gl=on"]  # virtio-gpu-gl refuses to start without gl=on
+    assert "virtio-gpu-gl-pci" in options(argv, "-device")
+    env = qemu_environment(virgl)
+    assert env["SDL_VIDEODRIVER"] == "offscreen"  # EGL without X or Wayland: nothing to start beside QEMU
+    assert env["LIBGL_ALWAYS_SOFTWARE"] == "1"  # llvmpipe on every host, a GPU or not
+    assert X86_64.gpu("virgl").uses_host_gl and X86_64.gpu("virgl").driver == "virtio_gpu"
+
+
+@pytest.mark.parametrize("gpu", ["virtio-gpu", "virtio-vga", "bochs", "cirrus", "none"])
+def test_models_without_host_opengl_keep_no_display_and_rigs_environment(gpu: str) -> None:
+    assert options(build_argv(spec(gpu=gpu)), "-display") == ["none"]
+    assert qemu_environment(spec(gpu=gpu)) == {}
+    assert not X86_64.gpu(gpu).uses_host_gl
+
+
+def test_render_puts_the_environment_before_the_command() -> None:
+    argv = build_argv(spec(gpu="virgl", run_dir=Path("/tmp/with space")))
+    words = shlex.split(render(argv, {"SDL_VIDEODRIVER": "offscreen", "ODD": "a b"}))
+    assert words[:2] == ["SDL_VIDEODRIVER=offscreen", "ODD=a b"] and words[2:] == argv
+
+
+def test_display_probe_opens_the_models_display_and_devices_and_nothing_else() -> None:
+    argv = display_probe_argv("/usr/bin/qemu-system-x86_64", X86_64, X86_64.gpu("virgl"))
+    assert argv[0] == "/usr/bin/qemu-system-x86_64"
+    assert options(argv, "-display") == ["sdl,gl=on"] and options(argv, "-device") == ["virtio-gpu-gl-pci"]
+    assert "-kernel" not in argv and "-S" in argv  # no guest runs: paused, without a kernel
+    assert options(argv, "-sandbox") == options(build_argv(spec(gpu="virgl")), "-sandbox")  # as strict as a boot
+    assert options(argv, "-qmp") == ["stdio"] and b'"quit"' in DISPLAY_PROBE_INPUT  # it quits when told
+
+
+def test_rig_boot_dry_run_for_virgl_shows_qemus_environment(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from rig import cli
+
+    monkeypatch.setenv("RIG_CACHE_DIR", str(tmp_path / "cache"))
+    kernel = fake_kernel_image(tmp_path / "bzImage")
+    status = cli.main(["boot", "--bzimage", str(kernel), "--gpu", "virgl", "--accel", "tcg",
+                       "--out", str(tmp_path / "run"), "--dry-run"])
+    assert status == 0
+    words = shlex.split(capsys.readouterr().out.strip())
+    assert words[:2] == ["SDL_VIDEODRIVER=offscreen", "LIBGL_ALWAYS_SOFTWARE=1"]
+    assert words[2] == "qemu-system-x86_64" and options(words, "-display") == ["sdl,gl=on"]

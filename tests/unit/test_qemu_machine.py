@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from rig.guest_spec import GuestSpec
 from rig.qemu import machine as machine_mod
 from rig.qemu.argv import MachineSpec, build_argv
 from rig.qemu.machine import Life, Machine, MachineError, MachineState
@@ -29,6 +30,10 @@ def chardev(kind):
 console = open(chardev("file"), "a")
 if mode == "exit-early":
     print("qemu-system-x86_64: -device nonsense: no such device", file=sys.stderr)
+    sys.exit(1)
+if mode == "no-gl":  # the display's OpenGL fails, as a missing EGL makes it; says what it was given
+    print(f"SDL_VIDEODRIVER={os.environ.get('SDL_VIDEODRIVER')}", file=sys.stderr)
+    print("qemu-system-x86_64: OpenGL support is not available", file=sys.stderr)
     sys.exit(1)
 if mode == "ignore-term":
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -142,11 +147,13 @@ def quick_shutdown(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(machine_mod, "GUEST_POWEROFF_WAIT_S", 2.0)
 
 
-def fake_machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str = "normal") -> Machine:
+def fake_machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str = "normal",
+                 gpu: str = "virtio-gpu") -> Machine:
     script = tmp_path / "fake_qemu.py"
     script.write_text(FAKE_QEMU)
     monkeypatch.setenv("FAKE_QEMU_MODE", mode)
-    spec = MachineSpec(kernel=tmp_path / "bzImage", run_dir=tmp_path / "run", ssh_port=2222, disk=tmp_path / "o.qcow2")
+    spec = MachineSpec(kernel=tmp_path / "bzImage", run_dir=tmp_path / "run", ssh_port=2222, disk=tmp_path / "o.qcow2",
+                       guest=GuestSpec(gpu=gpu))
     argv = build_argv(spec)
     return Machine(spec, argv=[sys.executable, str(script), *argv[1:]])
 
@@ -202,6 +209,20 @@ def test_qemu_exiting_before_qmp_shows_its_error(tmp_path: Path, monkeypatch: py
         asyncio.run(machine.start())
     assert machine.returncode == 1
     assert machine.state == MachineState(Life.FAILED, 1)
+
+
+def test_qemu_runs_with_the_gpu_models_environment_and_a_gl_failure_names_the_packages(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SDL_VIDEODRIVER", raising=False)
+    machine = fake_machine(tmp_path, monkeypatch, "no-gl", gpu="virgl")
+    with pytest.raises(MachineError, match="SDL_VIDEODRIVER=offscreen") as caught:
+        asyncio.run(machine.start())
+    assert "qemu-system-gui" in (caught.value.hint or "") and "rig doctor" in (caught.value.hint or "")
+    (tmp_path / "2d").mkdir()
+    plain = fake_machine(tmp_path / "2d", monkeypatch, "no-gl")
+    with pytest.raises(MachineError, match="SDL_VIDEODRIVER=None") as caught:
+        asyncio.run(plain.start())
+    assert "--dry-run" in (caught.value.hint or "")
 
 
 def test_guest_poweroff_is_tried_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

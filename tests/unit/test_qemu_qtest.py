@@ -174,3 +174,11 @@ def test_argv_runs_no_cpu_and_connects_both_sockets() -> None:
     assert argv[argv.index("-qtest") + 1] == "unix:/t/qt.sock"
     assert argv[argv.index("-qmp") + 1] == "unix:/t/qmp.sock"
     assert "-nodefaults" in argv and argv[argv.index("-display") + 1] == "none"
+    assert "-S" not in argv  # under the qtest accelerator no CPU runs anyway
+
+
+def test_a_qemu_without_the_qtest_accelerator_runs_paused_with_the_display_asked_for() -> None:
+    argv = qtest_argv(Path("/usr/bin/qemu-system-x86_64"), "q35", Path("/t/qt.sock"), Path("/t/qmp.sock"),
+                      display="sdl,gl=on", accel="tcg")
+    assert argv[argv.index("-accel") + 1] == "tcg" and "-S" in argv  # no firmware runs, rig is the only master
+    assert argv[argv.index("-display") + 1] == "sdl,gl=on"

@@ -175,12 +175,32 @@ def test_a_series_directory_with_two_mboxes_asks_which(tmp_path: Path, repo_with
     assert "a.mbox, b.mbox" in info.value.message
 
 
-def test_a_corrupt_mbox_error_names_the_file_and_says_it_is_damaged(tmp_path: Path, repo_with_series: Path) -> None:
+def test_a_corrupt_mbox_is_said_to_be_damaged_when_it_is_read(tmp_path: Path, repo_with_series: Path) -> None:
     mbox = _mbox_of(repo_with_series, "HEAD~1..HEAD", tmp_path)
     # A mail client that rewrapped a long line: the hunk now has a line that is no diff line.
-    text = mbox.read_text().replace("-/* A driver. */\n", "-/* A driver. */\nwrapped by the mailer\n")
-    mbox.write_text(text)
+    mbox.write_text(mbox.read_text().replace("-/* A driver. */\n", "-/* A driver. */\nwrapped by the mailer\n"))
+    with pytest.raises(UserError) as info:
+        series.load(str(mbox), tmp_path / "work")  # before any kernel source is fetched
+    message = info.value.message
+    assert 'patch 1 "drv: say what it is" is damaged' in message and "'wrapped by the mailer'" in message
+    assert str(mbox) in message and str(mbox) in (info.value.hint or "")
+    assert not (tmp_path / "work").exists()
+
+
+def test_a_truncated_mbox_is_said_to_be_cut_short(tmp_path: Path, repo_with_series: Path) -> None:
+    mbox = _mbox_of(repo_with_series, "HEAD~1..HEAD", tmp_path)
+    text = mbox.read_text()
+    mbox.write_text(text[:text.index("-/* A driver. */")])  # a download that stopped inside the hunk
+    with pytest.raises(UserError, match=r"is damaged: the mail ends inside the hunk '@@ -1,4 \+1,4 @@'"):
+        series.load(str(mbox), tmp_path / "work")
+
+
+def test_a_damaged_patch_file_is_said_to_be_damaged_by_git_am(tmp_path: Path, repo_with_series: Path) -> None:
+    mbox = _mbox_of(repo_with_series, "HEAD~1..HEAD", tmp_path)
     loaded = series.load(str(mbox), tmp_path / "work")
+    # The patch file changed after rig read the series: git am's own words say it is damaged.
+    patch = loaded.patches[0].path
+    patch.write_text(patch.read_text().replace("-/* A driver. */\n", "-/* A driver. */\nwrapped by the mailer\n"))
     target = fake_kernel(tmp_path / "target")
     commit_change(target, "drv: return one", "return 0;", "return 1;")
     with pytest.raises(UserError) as info:

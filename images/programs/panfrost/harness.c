@@ -178,6 +178,7 @@ static enum result run_one(const struct subtest *t, unsigned int number,
 	uint64_t deadline = started + (uint64_t)(timeout_s * 1e9);
 	bool timed_out = false;
 	enum result result;
+	sigset_t ending, before;
 	int status = 0;
 	pid_t pid;
 
@@ -185,8 +186,19 @@ static enum result run_one(const struct subtest *t, unsigned int number,
 	/* should the program be killed while this runs, rig knows which subtest it was */
 	printf(INDENT "# start: %s\n", t->name);
 	fflush(stdout);
+	/*
+	 * A termination signal waits until running_group names the child: the
+	 * child may run (and say it started) before fork() returns here, and a
+	 * signal handled in between would leave it running with our stdout.
+	 */
+	sigemptyset(&ending);
+	sigaddset(&ending, SIGTERM);
+	sigaddset(&ending, SIGINT);
+	sigaddset(&ending, SIGHUP);
+	sigprocmask(SIG_BLOCK, &ending, &before);
 	pid = fork();
 	if (pid < 0) {
+		sigprocmask(SIG_SETMASK, &before, NULL);
 		printf(INDENT "# fork: %s\n" INDENT "not ok %u %s\n", strerror(errno),
 		       number, t->name);
 		return RESULT_FAIL;
@@ -196,12 +208,14 @@ static enum result run_one(const struct subtest *t, unsigned int number,
 		signal(SIGINT, SIG_DFL);
 		signal(SIGHUP, SIG_DFL);
 		setpgid(0, 0);
+		sigprocmask(SIG_SETMASK, &before, NULL);
 		kmsg("start", t);
 		t->run();
 		exit(0);
 	}
 	setpgid(pid, pid);
 	running_group = pid;
+	sigprocmask(SIG_SETMASK, &before, NULL);
 	for (;;) {
 		pid_t done = waitpid(pid, &status, WNOHANG);
 
