@@ -441,7 +441,7 @@ def _raw_material(attempt: AttemptResult,
     # time), before rig's final scan: oldest first, so a leak is blamed on its first test.
     kmemleak = igt_kmemleak_reports(attempt.directory / "igt") + ((collected.kmemleak,) if collected.kmemleak else ())
     return RawMaterial(console=collected.console, dmesg=collected.dmesg, kmemleak=kmemleak, tests=explain(attempt.tests),
-                       lockdep_stats=collected.lockdep_stats)
+                       lockdep_stats=collected.lockdep_stats, final_kmemleak_marked=collected.kmemleak is not None)
 
 
 def run(spec: RunSpec, run_dir: Path, *, say: Say = _quiet, progress: bool = True) -> RunReport:

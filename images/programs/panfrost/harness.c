@@ -343,10 +343,12 @@ int harness_main(const struct harness *h, int argc, char **argv)
 		return 2;
 	}
 	if (list) {
+		/* the whole list names the manual ones too: that is how they are found */
 		for (i = 0; i < h->count; i++)
-			if (chosen[i])
-				printf("%s.%s\t%s\n", h->tests[i].suite, h->tests[i].name,
-				       h->tests[i].what);
+			if (chosen[i] || (!nglobs && h->tests[i].manual))
+				printf("%s.%s\t%s%s\n", h->tests[i].suite, h->tests[i].name,
+				       h->tests[i].what,
+				       h->tests[i].manual ? " (runs only when named by --run)" : "");
 		return 0;
 	}
 
