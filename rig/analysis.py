@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rig.collect import KMEMLEAK_READ_MARKER, lockdep_debug_locks
+from rig.gpu_faults import GpuEvent, gpu_events
 from rig.results import TestName, TestResult
 from rig.splat import parse_log
 from rig.splat.attribution import Placement, TestSpan, attribute, log_test_spans
@@ -113,6 +114,7 @@ class Analysis:
     # its first report, or an oops), None when this kernel has no lockdep or nobody knows
     debug_locks: int | None
     problems: tuple[str, ...] = ()  # sources that were there but could not be read
+    gpu_events: tuple[GpuEvent, ...] = ()  # the GPU driver's timeouts, faults and resets (rig.gpu_faults)
 
 
 def analyse(raw: RawMaterial) -> Analysis:
@@ -136,7 +138,8 @@ def analyse(raw: RawMaterial) -> Analysis:
     stats = _read(raw.lockdep_stats, "lockdep_stats", problems)
     debug_locks = (lockdep_debug_locks(decode(stats)) if stats is not None
                    else _debug_locks_from_console(console, console_findings))
-    return Analysis(findings, spans, tuple(raw.tests), host_fault, debug_locks, tuple(problems))
+    return Analysis(findings, spans, tuple(raw.tests), host_fault, debug_locks, tuple(problems),
+                    gpu_events(console, spans))
 
 
 def _kmemleak_read_time(console: str) -> float | None:

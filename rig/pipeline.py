@@ -32,6 +32,7 @@ from rig.attempt import COLLECT_RESERVE_S, AttemptPlan, AttemptResult, run_attem
 from rig.bisect import Target, search
 from rig.build import BuildArtifacts, BuildRequest, ResolvedBuild, build_prefix, resolve
 from rig.collect import taint_letters
+from rig.gpu_faults import GpuRecord
 from rig.guest_spec import GuestSpec
 from rig.image import GuestImage, ensure_image
 from rig.known import KnownIssues
@@ -184,7 +185,8 @@ class Run:
                     self.phases[phase] = round(self.phases.get(phase, 0.0) + seconds, 2)
             analysis = analyse(_raw_material(result, self._explain_absent))
             record = AttemptRecord(number, self._rel(result.directory) or "", result.accel, result.durations,
-                                   result.error, analysis.host_fault, side.name, scope, kernel)
+                                   result.error, analysis.host_fault, side.name, scope, kernel,
+                                   _gpu_record(self.spec.guest, result, analysis))
             side.attempts.append((result, analysis, record))
             self.records.append(record)
             last = (result, analysis)
@@ -431,6 +433,13 @@ class Run:
             taint_flags=taint_letters(collected.tainted) if collected.tainted is not None else None,
             lockdep_debug_locks=analysis.debug_locks,
             problems=collected.problems)
+
+
+def _gpu_record(guest: GuestSpec, result: AttemptResult, analysis: Analysis) -> GpuRecord | None:
+    """What the attempt's GPU was told to do, counted and reported (None: nothing to say,
+    a GPU model without injection whose driver printed nothing about its health)."""
+    record = GpuRecord(guest.gpu_faults, result.gpu_counters, analysis.gpu_events)
+    return None if record.empty else record
 
 
 def _raw_material(attempt: AttemptResult,

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rig.errors import DeadlineExceeded, InfraError, Interrupted, KernelError, RigError, UserError
+from rig.gpu_faults import GpuRecord
 from rig.verdict import Verdict
 from rig.workloads.pressure import Timeline, timeline_from_json
 
@@ -103,11 +104,14 @@ class AttemptRecord:
     side: str = "series"  # "series" (the kernel tested), "base" (without the series), "bisect"
     scope: str | None = None  # the tests it ran when not the whole plan
     kernel: str | None = None  # which kernel, when not the tested one ("base", "patches 1-2")
+    # faults injected into the GPU model, its counters, the driver's GPU events (rig.gpu_faults)
+    gpu: GpuRecord | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"number": self.number, "directory": self.directory, "accel": self.accel,
                 "durations": dict(self.durations), "error": self.error.to_json() if self.error else None,
-                "host_fault": self.host_fault, "side": self.side, "scope": self.scope, "kernel": self.kernel}
+                "host_fault": self.host_fault, "side": self.side, "scope": self.scope, "kernel": self.kernel,
+                "gpu": self.gpu.to_json() if self.gpu else None}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> AttemptRecord:
@@ -119,7 +123,8 @@ class AttemptRecord:
                                               if (value := data.get(key)) is not None}
         return cls(int(data["number"]), str(data.get("directory") or ""), data.get("accel"), dict(durations),
                    AttemptError.from_json(error) if error else None, data.get("host_fault"),
-                   str(data.get("side") or "series"), data.get("scope"), data.get("kernel"))
+                   str(data.get("side") or "series"), data.get("scope"), data.get("kernel"),
+                   GpuRecord.from_json(data["gpu"]) if data.get("gpu") else None)
 
 
 class Outcome(StrEnum):
@@ -329,6 +334,11 @@ class RunReport:
         """How the judged (last) attempt ended early, if it did."""
         return self.attempts[-1].error if self.attempts else None
 
+    @property
+    def gpu(self) -> GpuRecord | None:
+        """The judged (last) attempt's GPU record: injected faults, counters, driver events."""
+        return self.attempts[-1].gpu if self.attempts else None
+
     def to_json(self) -> dict[str, Any]:
         from dataclasses import asdict
 
@@ -344,6 +354,7 @@ class RunReport:
             "outcome": decision.outcome.value,
             "summary": decision.summary,
             "error": self.error.to_json() if self.error else None,
+            "gpu": self.gpu.to_json() if self.gpu else None,
             "kernel": {**asdict(self.kernel), "extra_configs": list(self.kernel.extra_configs)},
             "series": ({"spec": self.series.spec, "patches": [asdict(p) for p in self.series.patches]}
                        if self.series else None),
