@@ -175,3 +175,8 @@ def test_report_md_lists_each_gpu_event_with_its_test(tmp_path: Path, monkeypatc
     assert ("| 17.081 | ktap:panfrost_submit.pan-reset | timeout | panfrost 90c0000.gpu: gpu sched timeout, js=1,"
             in md)
     assert dataclasses.replace(base, attempts=attempts).to_json()["gpu"]["timeouts"] == 3
+    from rig.report import html
+
+    page = html.render(dataclasses.replace(base, attempts=attempts))
+    assert "<h2>GPU events</h2>" in page and "<td>ktap:panfrost_submit.pan-reset</td><td>timeout</td>" in page
+    assert "GPU events" not in markdown.render(base) + html.render(base)  # nothing to say: no section
