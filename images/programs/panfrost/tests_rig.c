@@ -507,6 +507,20 @@ static long meminfo_kib(const char *field)
 	return kib;
 }
 
+/* A number from a one-line file such as /proc/sys/vm/min_free_kbytes, or -1. */
+static long read_long(const char *path)
+{
+	char buf[32] = "";
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t got;
+
+	if (fd < 0)
+		return -1;
+	got = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	return got > 0 ? strtol(buf, NULL, 10) : -1;
+}
+
 static void set_oom_score_adj(const char *value)
 {
 	int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
@@ -520,19 +534,17 @@ static void set_oom_score_adj(const char *value)
 
 void test_purge_in_reclaim(void)
 {
-	/* 64 MiB of DONTNEED BOs: enough for reclaim's proportional share of
-	 * panfrost's shrinker count to reach a scan before the page cache is gone */
-	enum { NBOS = 64, BO_SIZE = 256 * SZ_4K, CHUNK = 16 << 20, MAX_CHUNKS = 512 };
-	/* stop short of the OOM killer: reclaim has had its chance by then */
-	const long floor_kib = 48 << 10;
+	/* 64 MiB of DONTNEED BOs: a share of panfrost's shrinker count that
+	 * reclaim scans as soon as it runs short */
+	enum { NBOS = 64, BO_SIZE = 256 * SZ_4K, CHUNK = 4 << 20, MAX_CHUNKS = 2048 };
 	int fd = pan_open();
 	struct pan_bo bos[NBOS];
 	void *chunks[MAX_CHUNKS];
 	uint32_t retained, purged = 0, i;
 	unsigned int n = 0;
-	long avail = meminfo_kib("MemAvailable");
+	long free_kib = meminfo_kib("MemFree"), min_kib = read_long("/proc/sys/vm/min_free_kbytes");
 
-	CHECK_F(avail > 0, "no MemAvailable in /proc/meminfo");
+	CHECK_F(free_kib > 0 && min_kib > 0, "no MemFree in /proc/meminfo or no min_free_kbytes");
 	for (i = 0; i < NBOS; i++) {
 		bos[i] = pan_create_bo(fd, BO_SIZE, 0);
 		pan_map_bo(fd, &bos[i]);
@@ -544,14 +556,17 @@ void test_purge_in_reclaim(void)
 	/* if it comes to the OOM killer after all, this process goes, not sshd */
 	set_oom_score_adj("1000");
 	/*
-	 * Anonymous memory, populated (written) at once, until the kernel reclaims: kswapd and
-	 * direct reclaim call every shrinker, panfrost's among them, inside
-	 * reclaim (unlike drop_caches), where lockdep sees what the shrinker's
-	 * locks are taken under.
+	 * Anonymous memory, populated (written) at once, until the kernel
+	 * reclaims: kswapd wakes once free memory falls below the low watermark
+	 * and, with no page cache or swap left to take, scans the shrinkers,
+	 * panfrost's among them, inside reclaim (unlike drop_caches), where
+	 * lockdep sees what the shrinker's locks are taken under. MemAvailable
+	 * is 0 long before that: only MemFree says how close reclaim is. Stop
+	 * at the min watermark, where allocations would wait for reclaim.
 	 */
 	while (n < MAX_CHUNKS && !purged) {
-		avail = meminfo_kib("MemAvailable");
-		if (avail < floor_kib)
+		free_kib = meminfo_kib("MemFree");
+		if (free_kib < min_kib)
 			break;
 		chunks[n] = mmap(NULL, CHUNK, PROT_READ | PROT_WRITE,
 				 MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
@@ -565,11 +580,12 @@ void test_purge_in_reclaim(void)
 		}
 	}
 	diag("%u of %u DONTNEED BOs purged by reclaim after %u MiB of anonymous memory "
-	     "(MemAvailable %ld MiB)", purged, NBOS, n * (CHUNK >> 20), avail >> 10);
+	     "(MemFree %ld MiB, min watermarks %ld MiB)", purged, NBOS, n * (CHUNK >> 20),
+	     free_kib >> 10, min_kib >> 10);
 	while (n)
 		munmap(chunks[--n], CHUNK);
-	CHECK_F(purged > 0, "reclaim purged none of %u DONTNEED BOs before MemAvailable fell "
-		"to %ld MiB", NBOS, floor_kib >> 10);
+	CHECK_F(purged > 0, "reclaim purged none of %u DONTNEED BOs before MemFree fell to "
+		"the min watermarks", NBOS);
 	/* purged BOs come back empty with WILLNEED, and new BOs work */
 	for (i = 0; i < NBOS; i++) {
 		CHECK_RET(pan_try_madvise(fd, bos[i].handle, PANFROST_MADV_WILLNEED, &retained), 0);
