@@ -13,6 +13,7 @@ run with the kernel, the series build and the image cached):
 
 from __future__ import annotations
 
+import fnmatch
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,8 @@ def test_panfrost_series_gives_what_its_expected_toml_says(series: str, tmp_path
     for want in expected.get("finding", []):
         found = [f for f in data["findings"] if f["title"] == want["title"]]
         assert found, (want["title"], titles)
-        assert (found[0]["kind"], found[0]["status"], found[0]["test"]) == (want["kind"], "new", want["test"])
+        assert (found[0]["kind"], found[0]["status"]) == (want["kind"], "new")
+        assert fnmatch.fnmatchcase(found[0]["test"], want.get("test_pattern", want["test"])), found[0]["test"]
         if "lock_chain" in want:
             assert found[0]["lock_chain"] == want["lock_chain"]
     if expected["exit_code"] == 0:
