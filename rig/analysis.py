@@ -21,13 +21,14 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from rig.collect import lockdep_debug_locks
+from rig.collect import KMEMLEAK_READ_MARKER, lockdep_debug_locks
+from rig.gpu_faults import GpuEvent, gpu_events
 from rig.results import TestName, TestResult
 from rig.splat import parse_log
 from rig.splat.attribution import Placement, TestSpan, attribute, log_test_spans
 from rig.splat.ktap import parse_ktap
 from rig.splat.model import Finding, Source
-from rig.splat.text import decode
+from rig.splat.text import decode, split_prefix
 
 # ------------------------------------------------------------------ host faults
 
@@ -77,6 +78,9 @@ class RawMaterial:
     kmemleak: tuple[Path, ...] = ()  # oldest first: igt_runner's per-test reports, then the final scan
     tests: tuple[TestResult, ...] = ()  # what the workloads returned, in order
     lockdep_stats: Path | None = None  # /proc/lockdep_stats, when the guest was alive to read it
+    # the last of `kmemleak` is rig's own read, which rig marked on the console just before
+    # (rig.collect.KMEMLEAK_READ_MARKER): its objects' ages count back from that line's time
+    final_kmemleak_marked: bool = False
 
 
 def igt_kmemleak_reports(igt_dir: Path) -> tuple[Path, ...]:
@@ -110,6 +114,7 @@ class Analysis:
     # its first report, or an oops), None when this kernel has no lockdep or nobody knows
     debug_locks: int | None
     problems: tuple[str, ...] = ()  # sources that were there but could not be read
+    gpu_events: tuple[GpuEvent, ...] = ()  # the GPU driver's timeouts, faults and resets (rig.gpu_faults)
 
 
 def analyse(raw: RawMaterial) -> Analysis:
@@ -119,7 +124,9 @@ def analyse(raw: RawMaterial) -> Analysis:
     ktap = parse_ktap(console)
     spans = tuple(log_test_spans(console, ktap=ktap))
     console_findings = parse_log(console_bytes) if console_bytes else []
-    kmemleak_findings = [f for path in raw.kmemleak
+    read_at = _kmemleak_read_time(console) if raw.final_kmemleak_marked else None
+    kmemleak_findings = [_allocated_at(f, read_at if i == len(raw.kmemleak) - 1 else None)
+                         for i, path in enumerate(raw.kmemleak)
                          for f in parse_log(_read(path, "kmemleak report", problems) or b"")]
     # dmesg is the same kernel log read over SSH: it only counts when the console (which
     # survives a panic, and has every line) has nothing.
@@ -131,7 +138,28 @@ def analyse(raw: RawMaterial) -> Analysis:
     stats = _read(raw.lockdep_stats, "lockdep_stats", problems)
     debug_locks = (lockdep_debug_locks(decode(stats)) if stats is not None
                    else _debug_locks_from_console(console, console_findings))
-    return Analysis(findings, spans, tuple(raw.tests), host_fault, debug_locks, tuple(problems))
+    return Analysis(findings, spans, tuple(raw.tests), host_fault, debug_locks, tuple(problems),
+                    gpu_events(console, spans))
+
+
+def _kmemleak_read_time(console: str) -> float | None:
+    """The printk time of rig's last "kmemleak read" marker on the console."""
+    at = console.rfind(KMEMLEAK_READ_MARKER)
+    if at < 0:
+        return None
+    start = console.rfind("\n", 0, at) + 1
+    end = console.find("\n", at)
+    message, uptime, _ = split_prefix(console[start:end if end >= 0 else len(console)])
+    return uptime if message.startswith(KMEMLEAK_READ_MARKER) else None
+
+
+def _allocated_at(finding: Finding, read_at: float | None) -> Finding:
+    """A leak read at printk time `read_at`, with the time its oldest object was allocated
+    as its timestamp: attribution places a leak no test's task allocated by it."""
+    age = finding.oldest_age_s
+    if read_at is None or age is None or finding.timestamp is not None:
+        return finding
+    return dataclasses.replace(finding, timestamp=round(read_at - age, 3))
 
 
 def _read(path: Path | None, what: str, problems: list[str]) -> bytes | None:

@@ -74,6 +74,8 @@ class AttemptResult:
     durations: dict[str, float]  # phase -> seconds, for the phases it reached
     error: AttemptError | None
     hang: HangRecord | None = None  # what rig asked the guest's kernel when it hung, and the answer
+    # the GPU model's counters and pending injections at the end (rig.gpu_faults), when it has them
+    gpu_counters: dict[str, int] = field(default_factory=dict)
 
     @property
     def vm_dir(self) -> Path:
@@ -90,6 +92,7 @@ class _Progress:
     collected: collect.Collected | None = None
     accel: str | None = None
     durations: dict[str, float] = field(default_factory=dict)
+    gpu_counters: dict[str, int] = field(default_factory=dict)
     phase_started: float = field(default_factory=time.monotonic)
     vm: VM | None = None  # the booted guest, for forensics when the deadline ends it
     hang: HangWatch | None = None  # what rig asked the guest's kernel when it hung (at boot too)
@@ -137,7 +140,7 @@ def run_attempt(number: int, what: AttemptPlan, directory: Path, *, deadline: fl
         # What the kernel answered: the console from the first key on (a panic after the NMI too).
         hang = hang.with_console(directory / "vm" / "console.log")
     return AttemptResult(number, directory, tuple(progress.tests), timeline, collected, progress.accel,
-                         dict(progress.durations), error, hang)
+                         dict(progress.durations), error, hang, dict(progress.gpu_counters))
 
 
 async def _in_guest(what: AttemptPlan, directory: Path, progress: _Progress, deadline: float, say: Say) -> None:
@@ -202,11 +205,24 @@ async def _boot_and_work(what: AttemptPlan, directory: Path, progress: _Progress
         progress.enter(Phase.COLLECT)
         # Lands on the guest's display too (the console is on its framebuffer).
         await kmsg(vm, f"rig: {_tally(progress.tests)}; collecting reports")
+        progress.gpu_counters = await _gpu_counters(vm, guest)
         say("collecting kmemleak, dmesg, lockdep state and a screendump")
         progress.collected = await collect.from_guest(vm, directory / "collect",
                                                       kmemleak=what.plan.kmemleak_scan != "off",
                                                       quiet_since=quiet_since)
         progress.enter(Phase.SHUTDOWN)
+
+
+async def _gpu_counters(vm: object, guest: GuestSpec) -> dict[str, int]:
+    """The GPU model's counters, first thing after the workloads (nothing runs on the GPU
+    then); a model that cannot answer costs the report its counters, not the attempt."""
+    from rig.gpu_faults import read_counters
+
+    try:
+        return await read_counters(vm.machine, guest.gpu_model)  # type: ignore[attr-defined]
+    except RigError as exc:
+        log.warning("GPU counters: %s", exc.message.splitlines()[0])
+        return {}
 
 
 async def _without_skipped(vm: object, plan: Plan, skips: tuple[Pattern, ...]) -> tuple[Plan, list[TestResult]]:

@@ -38,6 +38,8 @@ class GuestSpec:
     cmdline_extra: tuple[str, ...] = ()
     image: str = "default"
     ready_timeout_s: float = 300.0
+    # faults the GPU model injects, set once the guest is up (rig.gpu_faults): (name, N)
+    gpu_faults: tuple[tuple[str, int], ...] = ()
 
     def problems(self) -> list[str]:
         """Every problem at once, each naming the option to fix."""
@@ -64,10 +66,34 @@ class GuestSpec:
             found.append(f"--append: the extra kernel arguments are longer than {USER_CMDLINE_MAX} characters")
         if not self.image or "/" in self.image and not self.image.endswith(".toml"):
             found.append(f"--image {self.image!r}: give a recipe name from images/ or a .toml file")
+        found += self._gpu_fault_problems()
         # nan compares false to everything, so it fails this test too
         if not 0 < self.ready_timeout_s <= MAX_WAIT_S:
             found.append(f"--ready-timeout {self.ready_timeout_s:g}: give a positive number of seconds, "
                          f"at most {MAX_WAIT_S:g}")
+        return found
+
+    def _gpu_fault_problems(self) -> list[str]:
+        if not self.gpu_faults or self.gpu not in self.target.gpus:
+            return []
+        faults = self.target.gpus[self.gpu].faults
+        if faults is None:
+            able = [f"--gpu {name}" for name, model in self.target.gpus.items() if model.faults is not None]
+            elsewhere = [f"--arch {t.name} --gpu {name}" for t in TARGETS.values() if t is not self.target
+                         for name, model in t.gpus.items() if model.faults is not None]
+            hint = "give " + " or ".join(able or elsewhere) if able or elsewhere else "no GPU model takes them"
+            return [f"--gpu-fault: --gpu {self.gpu} takes no injected faults ({hint}, or leave out --gpu-fault)"]
+        found = []
+        seen: set[str] = set()
+        for name, count in self.gpu_faults:
+            if name not in faults.names:
+                found.append(f"--gpu-fault {name}: not a fault --gpu {self.gpu} injects "
+                             f"(give one of {', '.join(faults.names)})")
+            elif not 1 <= count <= faults.names[name]:
+                found.append(f"--gpu-fault {name}={count}: give a number from 1 to {faults.names[name]}")
+            elif name in seen:
+                found.append(f"--gpu-fault {name}: given twice (give each fault once)")
+            seen.add(name)
         return found
 
     def validate(self) -> GuestSpec:
@@ -94,7 +120,9 @@ class GuestSpec:
     def to_json(self) -> dict[str, object]:
         return {"arch": self.target.name, "gpu": self.gpu, "memory_mib": self.memory_mib, "cpus": self.cpus,
                 "accel": self.accel, "cmdline_extra": list(self.cmdline_extra), "image": self.image,
-                "ready_timeout_s": self.ready_timeout_s}
+                "ready_timeout_s": self.ready_timeout_s,
+                # only when asked for: a run without injection keeps its base-run cache key
+                **({"gpu_faults": [f"{name}={n}" for name, n in self.gpu_faults]} if self.gpu_faults else {})}
 
 
 def host_machine() -> str:

@@ -33,6 +33,7 @@ from rig.bisect import Target, search
 from rig.build import BuildArtifacts, BuildRequest, ResolvedBuild, build_prefix, resolve
 from rig.collect import taint_letters
 from rig.forensics import HangPolicy, HangRecord
+from rig.gpu_faults import GpuRecord
 from rig.guest_spec import GuestSpec
 from rig.image import GuestImage, ensure_image
 from rig.known import KnownIssues
@@ -187,7 +188,7 @@ class Run:
             analysis = analyse(_raw_material(result, self._explain_absent))
             record = AttemptRecord(number, self._rel(result.directory) or "", result.accel, result.durations,
                                    result.error, analysis.host_fault, side.name, scope, kernel,
-                                   self._hang(result))
+                                   self._hang(result), _gpu_record(self.spec.guest, result, analysis))
             side.attempts.append((result, analysis, record))
             self.records.append(record)
             last = (result, analysis)
@@ -443,6 +444,13 @@ class Run:
             problems=collected.problems)
 
 
+def _gpu_record(guest: GuestSpec, result: AttemptResult, analysis: Analysis) -> GpuRecord | None:
+    """What the attempt's GPU was told to do, counted and reported (None: nothing to say,
+    a GPU model without injection whose driver printed nothing about its health)."""
+    record = GpuRecord(guest.gpu_faults, result.gpu_counters, analysis.gpu_events)
+    return None if record.empty else record
+
+
 def _raw_material(attempt: AttemptResult,
                   explain: Callable[[tuple[TestResult, ...]], tuple[TestResult, ...]] = lambda tests: tests
                   ) -> RawMaterial:
@@ -451,7 +459,7 @@ def _raw_material(attempt: AttemptResult,
     # time), before rig's final scan: oldest first, so a leak is blamed on its first test.
     kmemleak = igt_kmemleak_reports(attempt.directory / "igt") + ((collected.kmemleak,) if collected.kmemleak else ())
     return RawMaterial(console=collected.console, dmesg=collected.dmesg, kmemleak=kmemleak, tests=explain(attempt.tests),
-                       lockdep_stats=collected.lockdep_stats)
+                       lockdep_stats=collected.lockdep_stats, final_kmemleak_marked=collected.kmemleak is not None)
 
 
 def run(spec: RunSpec, run_dir: Path, *, say: Say = _quiet, progress: bool = True) -> RunReport:

@@ -18,6 +18,18 @@ from rig.errors import UserError
 
 
 @dataclass(frozen=True)
+class FaultInjection:
+    """How a GPU model takes injected faults and shows what it did: QOM properties of one
+    device, set and read over QMP while the guest runs (rig.gpu_faults)."""
+
+    qom_path: str  # the device in QEMU's object tree
+    # what `--gpu-fault NAME=N` may name (the property inject-NAME), with the largest N each
+    # takes: most are counts of events still to inject, fail-code is a value
+    names: Mapping[str, int]
+    counters: tuple[str, ...]  # read-only counters, read at the end of every attempt
+
+
+@dataclass(frozen=True)
 class GpuModel:
     """A GPU device model as rig names it: the QEMU devices that make it, and the DRM
     driver the guest kernel binds to it (None: no GPU)."""
@@ -38,6 +50,7 @@ class GpuModel:
     environment: tuple[tuple[str, str], ...] = ()
     # Debian packages the model needs beyond QEMU itself (rig doctor's fix, the boot's hint).
     host_packages: tuple[str, ...] = ()
+    faults: FaultInjection | None = None  # None: the model takes no injected faults
 
     @property
     def driver_names(self) -> tuple[str, ...]:
@@ -145,6 +158,20 @@ VIRGL_ENVIRONMENT: tuple[tuple[str, str], ...] = (
 # (libgl1-mesa-dri) and its EGL (libegl-mesa0, found through libglvnd's libegl1).
 VIRGL_PACKAGES = ("qemu-system-gui", "libgl1-mesa-dri", "libegl1", "libegl-mesa0")
 
+# rig's Mali model (qemu-devices/hw/misc/mali_jm.c) at /machine/gpu, the child the virt
+# board patch adds. A count is of events still to inject: a thousand hung jobs already
+# means a thousand scheduler timeouts, longer than any run.
+_COUNT_MAX = 1000
+MALI_FAULTS = FaultInjection(
+    qom_path="/machine/gpu",
+    names=MappingProxyType({"hang-jobs": _COUNT_MAX, "fail-jobs": _COUNT_MAX, "drop-irqs": _COUNT_MAX,
+                            "stick-as-active": _COUNT_MAX, "ignore-soft-resets": _COUNT_MAX,
+                            # the exception code a failed job reports (an 8-bit field)
+                            "fail-code": 0xFF}),
+    counters=("chains-started", "jobs-run", "jobs-failed", "jobs-hung", "mmu-faults", "soft-resets",
+              "hard-resets", "soft-stops", "hard-stops", "irqs-raised", "irqs-dropped", "as-commands"),
+)
+
 
 def _gpus(*models: GpuModel) -> Mapping[str, GpuModel]:
     return MappingProxyType({model.name: model for model in models})
@@ -209,7 +236,7 @@ ARM64 = Target(
         GpuModel("virtio-gpu", ("virtio-gpu-pci",), "virtio_gpu"),
         # rig's emulated Mali-G52 (qemu-devices/), part of the virt board: panfrost
         # finds it through the device tree QEMU generates.
-        GpuModel("mali", (), "panfrost", machine_options=("mali=on",)),
+        GpuModel("mali", (), "panfrost", machine_options=("mali=on",), faults=MALI_FAULTS),
         GpuModel("none", (), None),
     ),
     panic_device="pvpanic-pci",

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from rig import gpu_faults
 from rig import image as image_mod
 from rig import proc
 from rig.accel import choose_accel
@@ -430,6 +431,8 @@ async def _booted(kernel: Path, image: GuestImage, run_dir: Path, socket_dir: Pa
                 await hang.once(lambda: investigate(machine, guest_spec.target, hang.policy,
                                                     exc.message.splitlines()[0], dump_dir=run_dir, kernel=spec.kernel))
             raise
+        # after the boot, which runs no GPU job: the faults land on the tests' jobs
+        await gpu_faults.inject(machine, guest_spec)
         times = BootTimes(machine.started_at or 0.0, machine.init_seen_at, time.monotonic())
         vm = VM(machine, guest, spec.console_log, choice.accel, choice.reason, run_dir, port, times, guest_spec,
                 hang=hang)

@@ -18,6 +18,7 @@ from rig.commands._machine_options import add_machine_arguments, guest_spec_from
 from rig.build import check_request
 from rig.commands.build import add_build_arguments, request_from_args
 from rig.errors import UserError
+from rig.gpu_faults import read_counters
 from rig.guest_spec import MAX_WAIT_S, GuestSpec
 from rig.kernel_image import check_kernel_image
 from rig.qemu.argv import MachineSpec, build_argv, qemu_environment, render
@@ -142,6 +143,12 @@ async def _boot_and_run(args: argparse.Namespace, guest: GuestSpec, kernel: Path
             result = await vm.run(command, timeout=args.timeout,
                                   on_stdout=_writer(sys.stdout), on_stderr=_writer(sys.stderr))
             status = result.exit_status
+        # what the GPU model counted (and what of --gpu-fault is still to inject), for a
+        # command that exercised it: metadata.json, and a line for the user
+        counters = await read_counters(vm.machine, guest.gpu_model)
+    if counters:
+        write_metadata(out, {"gpu_counters": counters})
+        _say(args, "GPU model: " + ", ".join(f"{name} {n}" for name, n in counters.items() if n))
     write_metadata(out, {"exit_status": status, "duration_s": round(time.monotonic() - started, 2)})
     _say(args, f"guest command exited with status {status}; console log {vm.console_log}")
     return status

@@ -167,6 +167,21 @@ def _finding(number: int, judged: JudgedFinding) -> str:
             f"<summary>{number}. {_e(finding.title)}</summary>{''.join(body)}</details>")
 
 
+def _gpu(report: RunReport) -> list[str]:
+    """Injected GPU faults, the model's counts and the driver's GPU events with their tests."""
+    gpu = report.gpu
+    if gpu is None or not (gpu.injected or gpu.events):
+        return []
+    out = ["<h2>GPU events</h2>"] + [f"<p>{_e(line)}</p>" for line in gpu.summary()]
+    out.append("<table><tr><th>time (s)</th><th>test</th><th>event</th><th>kernel message</th></tr>")
+    for event in gpu.events:
+        when = "" if event.time is None else f"{event.time:.3f}"
+        out.append(f"<tr><td>{when}</td><td>{_e(event.test or '-')}</td><td>{_e(event.kind)}</td>"
+                   f"<td><code>{_e(event.message)}</code></td></tr>")
+    out.append("</table>")
+    return out
+
+
 def render(report: RunReport, run_dir: Path | None = None) -> str:
     verdict, kernel, series, plan = report.verdict, report.kernel, report.series, report.plan
     decision = report.decision
@@ -200,6 +215,7 @@ def render(report: RunReport, run_dir: Path | None = None) -> str:
     out.append("".join(_finding(i, f) for i, f in enumerate(verdict.findings, 1)) or "<p>No kernel reports.</p>")
     out.append("<h2>Memory timeline</h2>")
     out.append(timeline_svg(report.timeline.to_json() if report.timeline else {}))
+    out += _gpu(report)
     out.append(f"<h2>Tests ({len(verdict.judged_tests)})</h2><table><tr><th>test</th><th>driver</th><th>result</th>"
                "<th>time (s)</th><th>status</th><th>failed in</th><th>note</th></tr>")
     for test in verdict.judged_tests:

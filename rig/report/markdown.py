@@ -93,6 +93,7 @@ def render(report: RunReport) -> str:
         lines.append("Test totals: " + ", ".join(f"{count} {status}" for status, count in totals.items()))
         lines.append("")
     lines += _pressure(report)
+    lines += _gpu(report)
     lines.append("Reproduce with:")
     lines.append("")
     lines.append(_indent(report.command or "rig run"))
@@ -114,6 +115,24 @@ def _pressure(report: RunReport) -> list[str]:
         top = ", ".join(f"{name} {count}" for name, count in list(timeline.top_shrinkers.items())[:3])
         lines.append(f"- most objects held by a shrinker: {top}")
     lines += [f"- {line}" for line in reclaim_summary(timeline.kernel_events)]
+    lines.append("")
+    return lines
+
+
+def _gpu(report: RunReport) -> list[str]:
+    """The GPU's health in the judged run: faults injected on purpose (--gpu-fault), what
+    the model did with them, and the driver's timeouts, faults and resets, each in its test."""
+    gpu = report.gpu
+    if gpu is None or not (gpu.injected or gpu.events):
+        return []
+    lines = ["GPU events:"] + [f"- {line}" for line in gpu.summary()]
+    lines.append("")
+    lines.append("| time (s) | test | event | kernel message |")
+    lines.append("|---:|---|---|---|")
+    for event in gpu.events:
+        when = f"{event.time:.3f}" if event.time is not None else "?"
+        message = event.message.replace("|", "\\|")
+        lines.append(f"| {when} | {event.test or 'none'} | {event.kind} | {message} |")
     lines.append("")
     return lines
 

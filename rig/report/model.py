@@ -16,6 +16,7 @@ from typing import Any
 
 from rig.errors import DeadlineExceeded, InfraError, Interrupted, KernelError, RigError, UserError
 from rig.forensics import HangRecord
+from rig.gpu_faults import GpuRecord
 from rig.verdict import Verdict
 from rig.workloads.pressure import Timeline, timeline_from_json
 
@@ -105,12 +106,15 @@ class AttemptRecord:
     scope: str | None = None  # the tests it ran when not the whole plan
     kernel: str | None = None  # which kernel, when not the tested one ("base", "patches 1-2")
     hang: HangRecord | None = None  # what rig asked the guest's kernel when it hung (rig.forensics)
+    # faults injected into the GPU model, its counters, the driver's GPU events (rig.gpu_faults)
+    gpu: GpuRecord | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"number": self.number, "directory": self.directory, "accel": self.accel,
                 "durations": dict(self.durations), "error": self.error.to_json() if self.error else None,
                 "host_fault": self.host_fault, "side": self.side, "scope": self.scope, "kernel": self.kernel,
-                "hang": self.hang.to_json() if self.hang else None}
+                "hang": self.hang.to_json() if self.hang else None,
+                "gpu": self.gpu.to_json() if self.gpu else None}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> AttemptRecord:
@@ -124,7 +128,8 @@ class AttemptRecord:
         return cls(int(data["number"]), str(data.get("directory") or ""), data.get("accel"), dict(durations),
                    AttemptError.from_json(error) if error else None, data.get("host_fault"),
                    str(data.get("side") or "series"), data.get("scope"), data.get("kernel"),
-                   HangRecord.from_json(hang) if hang else None)
+                   HangRecord.from_json(hang) if hang else None,
+                   GpuRecord.from_json(data["gpu"]) if data.get("gpu") else None)
 
 
 class Outcome(StrEnum):
@@ -335,6 +340,11 @@ class RunReport:
         """How the judged (last) attempt ended early, if it did."""
         return self.attempts[-1].error if self.attempts else None
 
+    @property
+    def gpu(self) -> GpuRecord | None:
+        """The judged (last) attempt's GPU record: injected faults, counters, driver events."""
+        return self.attempts[-1].gpu if self.attempts else None
+
     def to_json(self) -> dict[str, Any]:
         from dataclasses import asdict
 
@@ -350,6 +360,7 @@ class RunReport:
             "outcome": decision.outcome.value,
             "summary": decision.summary,
             "error": self.error.to_json() if self.error else None,
+            "gpu": self.gpu.to_json() if self.gpu else None,
             "kernel": {**asdict(self.kernel), "extra_configs": list(self.kernel.extra_configs),
                        "sandbox_denials": list(self.kernel.sandbox_denials)},
             "series": ({"spec": self.series.spec, "patches": [asdict(p) for p in self.series.patches]}

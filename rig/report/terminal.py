@@ -96,6 +96,9 @@ def render(report: RunReport, console: Console) -> None:
         console.print("Absent: " + ", ".join(f"{t.name} ({t.raw_status})" for t in absent), highlight=False)
     totals = verdict.totals()
     console.print("Tests: " + (", ".join(f"{n} {s}" for s, n in totals.items()) or "none ran"), highlight=False)
+    gpu = report.gpu
+    if gpu is not None and (gpu.injected or gpu.events):
+        console.print("GPU: " + "; ".join(gpu.summary()), highlight=False)
     for problem in verdict.problems:
         console.print(f"[yellow]note:[/yellow] {problem}", highlight=False)
     for attempt in report.attempts:

@@ -26,7 +26,10 @@ says which task printed it, and the spans say which task started which test):
         objects may come from several tests: the first is the test, the others are
         `also`.
   time  the innermost test running at the report's console offset (a console finding)
-        or at its printk time (a dmesg finding)
+        or at its printk time (a dmesg finding); a leak whose objects no test's task
+        allocated (an IRQ thread's, a worker's) at the time its oldest object was
+        allocated, when rig's analysis could tell (rig.analysis: the age kmemleak gives
+        each object, counted back from when rig read the report)
   boot  the report came before any test started
 
 An IGT test that a plan's script ran is reported as the script (the plan's test): runs,
@@ -123,7 +126,8 @@ class Attribution:
 def attribute(finding: Finding, spans: Sequence[TestSpan], source: Source) -> Attribution:
     """The test `finding` belongs to. `spans` come from the console log: only a console
     finding can be placed by its offset in it, a dmesg finding by its printk time, a
-    kmemleak finding only by the tasks that allocated its objects."""
+    kmemleak finding by the tasks that allocated its objects, else by its allocation
+    time (its `timestamp`, set only when the analysis knew it)."""
     by_pid = tuple(dict.fromkeys(_in_script(spans, test)
                                  for test in _tests_of_tasks(spans, [f"T{pid}" for pid in finding.pids])))
     if by_pid:
@@ -135,7 +139,7 @@ def attribute(finding: Finding, spans: Sequence[TestSpan], source: Source) -> At
     if source is Source.CONSOLE:
         span = running_test(spans, offset=finding.start)
         started_before = any(s.start < finding.start for s in spans if s.framework != "kunit")
-    elif source is Source.DMESG and finding.timestamp is not None:
+    elif source in (Source.DMESG, Source.KMEMLEAK) and finding.timestamp is not None:
         span = running_test(spans, timestamp=finding.timestamp)
         started_before = any(s.start_time is not None and s.start_time < finding.timestamp
                              for s in spans if s.framework != "kunit")

@@ -14,7 +14,7 @@ _OBJECT = re.compile(r"unreferenced object(?: \((?:percpu|phys)\))? 0x[0-9a-f]+ 
 # Newer kernels print one object per backtrace on the console and say how many more
 # share it (mm/kmemleak.c dedup_flush, 7.x).
 _MORE = re.compile(r"^\s*\.\.\. and (\d+) more object\(s\) with the same backtrace")
-_COMM = re.compile(r'^\s*comm "(.*)", pid (\d+)')
+_COMM = re.compile(r'^\s*comm "(.*)", pid (\d+)(?:, jiffies \d+ \(age (\d+\.\d+)s\))?')
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,7 @@ class LeakObject:
     pid: int | None  # the allocating task; None when the report lost that line
     frames: tuple[str, ...]  # allocation backtrace, innermost first
     more: int = 0  # objects kmemleak folded into this one on the console (same backtrace)
+    age_s: float | None = None  # its age when the report was read (6.1 prints it, 6.12 and 7.x do not)
 
 
 def parse_object(msgs: list[str]) -> LeakObject:
@@ -32,6 +33,7 @@ def parse_object(msgs: list[str]) -> LeakObject:
     size = int(m.group(1)) if m else 0
     comm = ""
     pid: int | None = None
+    age: float | None = None
     frames: list[str] = []
     in_backtrace = False
     more = 0
@@ -40,6 +42,7 @@ def parse_object(msgs: list[str]) -> LeakObject:
             c = _COMM.match(msg)
             if c is not None:
                 comm, pid = c.group(1), int(c.group(2))
+                age = float(c.group(3)) if c.group(3) else None
                 continue
         if msg.strip().startswith("backtrace"):
             in_backtrace = True
@@ -51,7 +54,7 @@ def parse_object(msgs: list[str]) -> LeakObject:
                 more = int(m.group(1)) if m else 0
                 break
             frames.append(parsed[0])
-    return LeakObject(size, comm, pid, tuple(frames), more)
+    return LeakObject(size, comm, pid, tuple(frames), more, age)
 
 
 def group_objects(objects: list[LeakObject]) -> tuple[LeakGroup, ...]:
@@ -64,7 +67,8 @@ def group_objects(objects: list[LeakObject]) -> tuple[LeakGroup, ...]:
         # nearly always the same allocation
         LeakGroup(frames=frames, count=sum(1 + o.more for o in objs),
                   total_bytes=sum(o.size * (1 + o.more) for o in objs), comm=objs[0].comm,
-                  pids=pids_of(objs))
+                  pids=pids_of(objs), oldest_age_s=max((o.age_s for o in objs if o.age_s is not None),
+                                                       default=None))
         for frames, objs in groups.items()
     ]
     order = {g.frames: i for i, g in enumerate(out)}

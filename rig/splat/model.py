@@ -16,6 +16,11 @@ class LeakGroup:
     total_bytes: int  # sum of their sizes
     comm: str = ""  # task that allocated the first object of the group
     pids: tuple[int, ...] = ()  # the tasks that allocated its objects, each once, in log order
+    # how old its oldest object was when the report was read, in seconds (6.1's kmemleak
+    # prints each object's age; 6.12 and 7.x only the allocation's jiffies): with the
+    # time of the read, when a task that started no test (an IRQ thread, a worker)
+    # allocated it
+    oldest_age_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,12 @@ class Finding:
     # blocked task's pid (its test is the one that hangs)
     pids: tuple[int, ...] = ()
 
+    @property
+    def oldest_age_s(self) -> float | None:
+        """kmemleak: the age of the oldest leaked object when the report was read."""
+        ages = [g.oldest_age_s for g in self.leak_groups if g.oldest_age_s is not None]
+        return max(ages) if ages else None
+
     def to_json(self) -> dict[str, Any]:
         """A plain dict for JSON output, same field names as the dataclass."""
         data = asdict(self)
@@ -54,7 +65,7 @@ class Finding:
         data["pids"] = list(self.pids)
         data["leak_groups"] = [
             {"frames": list(g.frames), "count": g.count, "total_bytes": g.total_bytes, "comm": g.comm,
-             "pids": list(g.pids)}
+             "pids": list(g.pids), "oldest_age_s": g.oldest_age_s}
             for g in self.leak_groups
         ]
         return data
@@ -63,7 +74,7 @@ class Finding:
     def from_json(cls, data: dict[str, Any]) -> Finding:
         """The inverse of to_json (report.json back into findings)."""
         groups = tuple(LeakGroup(tuple(g.get("frames", ())), int(g.get("count", 0)), int(g.get("total_bytes", 0)),
-                                 str(g.get("comm", "")), tuple(g.get("pids", ())))
+                                 str(g.get("comm", "")), tuple(g.get("pids", ())), g.get("oldest_age_s"))
                        for g in data.get("leak_groups", ()))
         return cls(title=str(data["title"]), kind=str(data.get("kind", "")), corrupted=bool(data.get("corrupted")),
                    signature=str(data.get("signature", "")), report=str(data.get("report", "")),

@@ -23,6 +23,7 @@ class FakeMachine:
         self.console = console
         self.exited = False
         self.panicked = False
+        self.qom: dict[str, int] = {}  # what qom-get answers (a GPU model's counters)
 
     async def balloon(self, target_mib: int) -> None:
         self.targets.append(target_mib)
@@ -30,6 +31,14 @@ class FakeMachine:
 
     async def query_balloon(self) -> int:
         return self.size
+
+    async def execute(self, command: str, arguments: dict[str, object] | None = None) -> object:
+        from rig.qemu.machine import MachineError
+
+        name = str((arguments or {}).get("property"))
+        if command != "qom-get" or name not in self.qom:
+            raise MachineError(f"QMP '{command}' failed: Property '{name}' not found")
+        return self.qom[name]
 
     def console_text(self) -> str:
         return self.console

@@ -223,3 +223,46 @@ def test_with_a_scan_after_each_test_a_leak_is_blamed_on_its_first_test() -> Non
     assert leak.finding.title == "memory leak in drm_prime_pages_to_sg" and leak.count == 2
     assert str(leak.test) == "dumb_buffer@create-valid-dumb"
     assert [str(t) for t in leak.also] == ["dumb_buffer@map-valid", "kms_addfb_basic@basic"]
+
+
+# A leak allocated by panfrost's MMU IRQ thread (a heap BO's fault handler), which started
+# no test: its task cannot name the test, its age at rig's read can. 6.1's kmemleak format.
+_IRQ_LEAK = """unreferenced object 0xffff000004a1c400 (size 64):
+  comm "irq/27-panfrost", pid 97, jiffies 4294905113 (age {age}s)
+  hex dump (first 32 bytes):
+    00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00  ................
+  backtrace:
+    [<ffff8000082a3c10>] __kmalloc_node+0x60/0x1a0
+    [<ffff80000822f6d8>] kvmalloc_node+0x48/0x140
+    [<ffff800008a8b2e4>] panfrost_mmu_map_fault_addr+0xd4/0x4c0
+    [<ffff800008a8b9d0>] panfrost_mmu_irq_handler_thread+0x1e0/0x320
+    [<ffff8000080f5b4c>] irq_thread_fn+0x2c/0xa0
+    [<ffff8000080f5e70>] irq_thread+0x160/0x260
+    [<ffff8000080a8f18>] kthread+0x108/0x120
+    [<ffff800008015fe0>] ret_from_fork+0x10/0x20
+"""
+_KTAP_CONSOLE = """[   40.100000][  T301] rig: start ktap:panfrost_rig.endless-chain-timeout-reset
+[   41.200000][  T301] rig: end ktap:panfrost_rig.endless-chain-timeout-reset
+[   41.210000][  T302] rig: start ktap:panfrost_rig.heap-free
+[   41.650000][  T302] rig: end ktap:panfrost_rig.heap-free
+[   41.660000][  T303] rig: start ktap:panfrost_rig.purge-in-reclaim
+[   49.000000][  T303] rig: end ktap:panfrost_rig.purge-in-reclaim
+[   55.500000][  T310] rig: kmemleak read
+"""
+
+
+@pytest.mark.parametrize(("age", "test"), [("14.000", "ktap:panfrost_rig.heap-free"),
+                                           ("9.000", "ktap:panfrost_rig.purge-in-reclaim")])
+def test_a_leak_no_test_task_allocated_is_placed_by_its_age_at_rigs_read(tmp_path: Path, age: str, test: str) -> None:
+    console = tmp_path / "console.log"
+    console.write_text(_KTAP_CONSOLE)
+    report = tmp_path / "kmemleak.txt"
+    report.write_text(_IRQ_LEAK.format(age=age))
+    (leak,) = _analyse(console, kmemleak=(report,), final_kmemleak_marked=True).findings
+    assert leak.finding.title == "memory leak in panfrost_mmu_map_fault_addr"
+    # read at 55.5 s: allocated at 41.5 s (heap-free) or 46.5 s (purge-in-reclaim)
+    assert (str(leak.test), leak.placement) == (test, Placement.TIME)
+    assert leak.finding.timestamp == pytest.approx(55.5 - float(age))
+    # a report rig did not mark (igt_runner's, between tests) dates nothing
+    (unmarked,) = _analyse(console, kmemleak=(report,)).findings
+    assert (unmarked.test, unmarked.placement) == (None, Placement.UNKNOWN)

@@ -47,7 +47,7 @@ class Step:
 
 
 def _attempt(tmp_path: Path, monkeypatch, steps: list[Step], *, boot_error: Exception | None = None,
-             deadline_s: float = 600.0):
+             deadline_s: float = 600.0, guest: GuestSpec | None = None, qom: dict[str, int] | None = None):
     @contextlib.asynccontextmanager
     async def fake_boot(kernel, image, run_dir, guest, hang=None) -> AsyncIterator[FakeVM]:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -57,12 +57,13 @@ def _attempt(tmp_path: Path, monkeypatch, steps: list[Step], *, boot_error: Exce
         vm = FakeVM(lambda argv: "29.5 0.0\n" if argv[:2] == ["cat", "/proc/uptime"] else None)
         vm.accel = "tcg"
         vm.hang = hang  # the attempt's, where it reads the record back
+        vm.machine.qom = qom or {}
         yield vm
 
     monkeypatch.setattr(rig.vm, "boot_guest", fake_boot)
     monkeypatch.setattr(rig.workloads, "workloads_for", lambda plan: steps)
     monkeypatch.setattr("rig.workloads.pressure.SAMPLE_PERIOD_S", 0.01)
-    what = AttemptPlan(tmp_path / "bzImage", None, GuestSpec(), load_plan(str(PLANS / "wait.toml")),  # type: ignore[arg-type]
+    what = AttemptPlan(tmp_path / "bzImage", None, guest or GuestSpec(), load_plan(str(PLANS / "wait.toml")),  # type: ignore[arg-type]
                        parse_pressure("none", 2048))
     return run_attempt(1, what, tmp_path / "attempt-1", deadline=time.monotonic() + deadline_s)
 
@@ -113,3 +114,15 @@ def test_a_clean_attempt_has_no_error_and_every_phase(tmp_path: Path, monkeypatc
     result = _attempt(tmp_path, monkeypatch, [Step("first"), Step("second")])
     assert result.error is None and [t.name for t in result.tests] == ["script:first", "script:second"]
     assert set(result.durations) >= {"boot", "workloads", "collect", "shutdown"}
+
+
+def test_an_attempt_on_a_gpu_model_with_counters_keeps_them(tmp_path: Path, monkeypatch) -> None:
+    from rig.target import ARM64, MALI_FAULTS
+
+    qom = {name: 7 for name in MALI_FAULTS.counters} | {f"inject-{name}": 0 for name in MALI_FAULTS.names}
+    result = _attempt(tmp_path, monkeypatch, [Step("first")], guest=GuestSpec(target=ARM64, gpu="mali"), qom=qom)
+    assert result.error is None and result.gpu_counters["jobs-run"] == 7
+    assert set(result.gpu_counters) == set(qom)
+    # a model that cannot answer costs the counters, not the attempt
+    broken = _attempt(tmp_path / "broken", monkeypatch, [Step("first")], guest=GuestSpec(target=ARM64, gpu="mali"))
+    assert broken.error is None and broken.gpu_counters == {} and [t.name for t in broken.tests] == ["script:first"]

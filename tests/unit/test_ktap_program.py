@@ -148,6 +148,21 @@ def test_run_a_glob_list_and_bad_usage(selftest: Path, tmp_path: Path) -> None:
     assert _run(selftest, "--timeout", "soon").returncode == 2
 
 
+def test_a_manual_subtest_runs_only_when_a_glob_names_it(selftest: Path, tmp_path: Path) -> None:
+    # rig-panfrost's benchmarks are such subtests: a plain run (the panfrost plan's) skips them
+    kmsg = tmp_path / "kmsg"
+    kmsg.write_text("")
+    program = KtapProgram("selftest", (str(selftest),), 60.0)
+    everything = _run(selftest, "--timeout", "1", "--kmsg", str(kmsg))
+    assert "suite_c" not in everything.stdout
+    named = _run(selftest, "--run", "suite_c.*", "--kmsg", str(kmsg))
+    assert [(r.name, str(r.status)) for r in results_from_output(program, named.stdout, named.stderr,
+                                                                 named.returncode)] == [
+        ("ktap:suite_c.manual", "pass")]
+    listing = _run(selftest, "--list").stdout.splitlines()
+    assert listing[-1] == "suite_c.manual\truns only when named (runs only when named by --run)"
+
+
 def test_without_the_device_every_subtest_skips_without_markers(selftest: Path, tmp_path: Path) -> None:
     kmsg = tmp_path / "kmsg"
     kmsg.write_text("")

@@ -316,7 +316,7 @@ def test_guest_calls_go_to_rigs_vm_and_a_window_reads_kmemleak(tmp_path: Path, m
     (tmp_path / "vm").mkdir()
     console = tmp_path / "vm" / "console.log"
     console.write_text("[    0.000000][    T0] Linux version 6.1.0\n")
-    vm = _VM(console, {f"cat {collect.KMEMLEAK}": (DATA / "run" / "kmemleak.txt").read_text(),
+    vm = _VM(console, {" ".join(collect.kmemleak_read_argv()): (DATA / "run" / "kmemleak.txt").read_text(),
                        "python3 - /dev/dri/card1": "ok\n"})
     guest = _guest_on(vm, tmp_path)
     try:

@@ -141,7 +141,7 @@ static bool selected(const struct subtest *t, char **globs, int nglobs)
 	int i;
 
 	if (!nglobs)
-		return true;
+		return !t->manual;
 	snprintf(full, sizeof(full), "%s.%s", t->suite, t->name);
 	for (i = 0; i < nglobs; i++)
 		if (!fnmatch(globs[i], full, 0) || !fnmatch(globs[i], t->name, 0))
@@ -272,7 +272,8 @@ static void usage(const char *program, FILE *to)
 	fprintf(to,
 		"usage: %s [--list] [--run GLOB]... [--timeout S] [--time-scale F] [--kmsg FILE]\n"
 		"  --list          the subtests, as SUITE.SUBTEST, with what each does\n"
-		"  --run GLOB      only subtests whose SUITE.SUBTEST or SUBTEST matches (repeatable)\n"
+		"  --run GLOB      only subtests whose SUITE.SUBTEST or SUBTEST matches (repeatable);\n"
+		"                  the benchmarks run only when named so\n"
 		"  --timeout S     a subtest still running after S seconds fails (default 120)\n"
 		"  --time-scale F  multiply the subtests' time windows by F (default 1)\n"
 		"  --kmsg FILE     where the subtest markers go (default /dev/kmsg)\n"
@@ -356,10 +357,12 @@ int harness_main(const struct harness *h, int argc, char **argv)
 		return 2;
 	}
 	if (list) {
+		/* the whole list names the manual ones too: that is how they are found */
 		for (i = 0; i < h->count; i++)
-			if (chosen[i])
-				printf("%s.%s\t%s\n", h->tests[i].suite, h->tests[i].name,
-				       h->tests[i].what);
+			if (chosen[i] || (!nglobs && h->tests[i].manual))
+				printf("%s.%s\t%s%s\n", h->tests[i].suite, h->tests[i].name,
+				       h->tests[i].what,
+				       h->tests[i].manual ? " (runs only when named by --run)" : "");
 		return 0;
 	}
 

@@ -21,6 +21,9 @@ struct subtest {
 	const char *name;
 	void (*run)(void);
 	const char *what;	/* one line for --list */
+	/* Runs only when a --run glob names it (benchmarks: minutes of GPU time
+	 * that prove nothing a plain run needs). */
+	bool manual;
 };
 
 /* What the program's main gives the harness. */

@@ -29,5 +29,12 @@ void test_runtime_pm_churn(void);
 void test_prime_import_job(void);
 void test_close_with_queued_jobs(void);
 void test_endless_chain_timeout_reset(void);
+void test_heap_free(void);
+void test_purge_in_reclaim(void);
+
+/* tests_bench.c: benchmarks, run only when named */
+void bench_get_param(void);
+void bench_null_jobs(void);
+void bench_heap_faults(void);
 
 #endif

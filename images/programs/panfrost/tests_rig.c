@@ -433,3 +433,169 @@ void test_endless_chain_timeout_reset(void)
 	close(fd2);
 	close(fd);
 }
+
+/* A chain of WRITE_VALUE jobs, one into each of `n` 2 MiB chunks of `heap`,
+ * described in `job`: each write faults its chunk in. Returns the GPU's
+ * verdict on the chain, as the fence's status (1 done, < 0 an error), and
+ * leaves each job's header in h[]. */
+static int heap_chain(int fd, struct pan_bo *job, const struct pan_bo *heap, unsigned int n,
+		      uint32_t sync, struct mali_job_header **h)
+{
+	uint32_t bos[2] = { job->handle, heap->handle };
+	unsigned int i;
+
+	for (i = 0; i < n; i++) {
+		h[i] = job_write_value(job, i * MALI_JOB_STRIDE, heap->offset + i * SZ_2M + 8 * i,
+				       MALI_WRITE_IMMEDIATE_32, 0x4ea9f000 | i);
+		h[i]->index = i + 1;
+		if (i)
+			h[i - 1]->next = job_va(job, i * MALI_JOB_STRIDE);
+	}
+	pan_submit(fd, &(struct pan_submit){ .jc = job_va(job, 0), .bos = bos, .nbos = 2,
+					     .out_sync = sync });
+	if (syncobj_wait(fd, sync, ms_to_ns(TIMEOUT_AND_RESET_MS)))
+		return -ETIME;
+	return syncobj_fence_status(fd, sync);
+}
+
+void test_heap_free(void)
+{
+	enum { CHUNKS = 2 };
+	int fd, status;
+	struct pan_bo heap, job;
+	struct mali_job_header *h[CHUNKS];
+	uint32_t sync;
+	unsigned int i;
+
+	/* An address space switched off by an unhandled fault keeps its fault
+	 * interrupts masked until the GPU is reset (heap-fault-growth's expected
+	 * failure): let the GPU autosuspend, so it is reset when it resumes. */
+	sleep_ms(AUTOSUSPEND_GAP_MS);
+	fd = pan_open();
+	sync = syncobj_create(fd);
+	heap = pan_create_bo(fd, 4 * SZ_2M, PANFROST_BO_HEAP | PANFROST_BO_NOEXEC);
+	job = pan_create_bo(fd, SZ_4K, 0);
+	pan_map_bo(fd, &job);
+	status = heap_chain(fd, &job, &heap, CHUNKS, sync, h);
+	CHECK_F(status == 1, "the chain of %u heap writes ended with status %d", CHUNKS, status);
+	for (i = 0; i < CHUNKS; i++)
+		check_done(h[i], "heap write");
+	/* the last references: the heap BO goes, with what its faults grew
+	 * (the pages, and the scatter table of each chunk) */
+	pan_close_bo(fd, &job);
+	pan_close_bo(fd, &heap);
+	syncobj_destroy(fd, sync);
+	close(fd);
+}
+
+/* A /proc/meminfo field in KiB, or -1. */
+static long meminfo_kib(const char *field)
+{
+	char line[128];
+	size_t len = strlen(field);
+	long kib = -1;
+	FILE *f = fopen("/proc/meminfo", "re");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, field, len) && line[len] == ':') {
+			kib = strtol(line + len + 1, NULL, 10);
+			break;
+		}
+	fclose(f);
+	return kib;
+}
+
+/* A number from a one-line file such as /proc/sys/vm/min_free_kbytes, or -1. */
+static long read_long(const char *path)
+{
+	char buf[32] = "";
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t got;
+
+	if (fd < 0)
+		return -1;
+	got = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	return got > 0 ? strtol(buf, NULL, 10) : -1;
+}
+
+static void set_oom_score_adj(const char *value)
+{
+	int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	if (write(fd, value, strlen(value)) < 0)
+		diag("oom_score_adj: %s", strerror(errno));
+	close(fd);
+}
+
+void test_purge_in_reclaim(void)
+{
+	/* 64 MiB of DONTNEED BOs: a share of panfrost's shrinker count that
+	 * reclaim scans as soon as it runs short */
+	enum { NBOS = 64, BO_SIZE = 256 * SZ_4K, CHUNK = 4 << 20, MAX_CHUNKS = 2048 };
+	int fd = pan_open();
+	struct pan_bo bos[NBOS];
+	void *chunks[MAX_CHUNKS];
+	uint32_t retained, purged = 0, i;
+	unsigned int n = 0;
+	long free_kib = meminfo_kib("MemFree"), min_kib = read_long("/proc/sys/vm/min_free_kbytes");
+
+	CHECK_F(free_kib > 0 && min_kib > 0, "no MemFree in /proc/meminfo or no min_free_kbytes");
+	for (i = 0; i < NBOS; i++) {
+		bos[i] = pan_create_bo(fd, BO_SIZE, 0);
+		pan_map_bo(fd, &bos[i]);
+		fill(&bos[i], i);
+		munmap(bos[i].map, bos[i].size);
+		bos[i].map = NULL;
+		CHECK_RET(pan_try_madvise(fd, bos[i].handle, PANFROST_MADV_DONTNEED, &retained), 0);
+	}
+	/* if it comes to the OOM killer after all, this process goes, not sshd */
+	set_oom_score_adj("1000");
+	/*
+	 * Anonymous memory, populated (written) at once, until the kernel
+	 * reclaims: kswapd wakes once free memory falls below the low watermark
+	 * and, with no page cache or swap left to take, scans the shrinkers,
+	 * panfrost's among them, inside reclaim (unlike drop_caches), where
+	 * lockdep sees what the shrinker's locks are taken under. MemAvailable
+	 * is 0 long before that: only MemFree says how close reclaim is. Stop
+	 * at the min watermark, where allocations would wait for reclaim.
+	 */
+	while (n < MAX_CHUNKS && !purged) {
+		free_kib = meminfo_kib("MemFree");
+		if (free_kib < min_kib)
+			break;
+		chunks[n] = mmap(NULL, CHUNK, PROT_READ | PROT_WRITE,
+				 MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+		if (chunks[n] == MAP_FAILED)
+			break;
+		n++;
+		for (i = 0; i < NBOS; i++) {
+			CHECK_RET(pan_try_madvise(fd, bos[i].handle, PANFROST_MADV_DONTNEED,
+						  &retained), 0);
+			purged += !retained;
+		}
+	}
+	diag("%u of %u DONTNEED BOs purged by reclaim after %u MiB of anonymous memory "
+	     "(MemFree %ld MiB, min watermarks %ld MiB)", purged, NBOS, n * (CHUNK >> 20),
+	     free_kib >> 10, min_kib >> 10);
+	while (n)
+		munmap(chunks[--n], CHUNK);
+	CHECK_F(purged > 0, "reclaim purged none of %u DONTNEED BOs before MemFree fell to "
+		"the min watermarks", NBOS);
+	/* purged BOs come back empty with WILLNEED, and new BOs work */
+	for (i = 0; i < NBOS; i++) {
+		CHECK_RET(pan_try_madvise(fd, bos[i].handle, PANFROST_MADV_WILLNEED, &retained), 0);
+		pan_close_bo(fd, &bos[i]);
+	}
+	bos[0] = pan_create_bo(fd, SZ_4K, 0);
+	pan_map_bo(fd, &bos[0]);
+	run_write32(fd, bos[0].offset + 4, bos[0].handle, 0x9ec1a1, 1000);
+	CHECK_F(read32(&bos[0], 4) == 0x9ec1a1, "the job's write reads back as 0x%08x",
+		read32(&bos[0], 4));
+	pan_close_bo(fd, &bos[0]);
+	close(fd);
+}

@@ -44,12 +44,13 @@ static void returns_error(void)
 }
 
 static const struct subtest tests[] = {
-	{ "suite_a", "passes", passes, "returns" },
-	{ "suite_a", "fails", fails, "a CHECK fails" },
-	{ "suite_a", "skips", skips, "skips with a reason" },
-	{ "suite_b", "crashes", crashes, "SIGSEGV" },
-	{ "suite_b", "hangs", hangs, "never returns" },
-	{ "suite_b", "returns-error", returns_error, "an ioctl-style -errno check" },
+	{ "suite_a", "passes", passes, "returns", false },
+	{ "suite_a", "fails", fails, "a CHECK fails", false },
+	{ "suite_a", "skips", skips, "skips with a reason", false },
+	{ "suite_b", "crashes", crashes, "SIGSEGV", false },
+	{ "suite_b", "hangs", hangs, "never returns", false },
+	{ "suite_b", "returns-error", returns_error, "an ioctl-style -errno check", false },
+	{ "suite_c", "manual", passes, "runs only when named", true },
 };
 
 static const char *probe(void)
