@@ -37,11 +37,16 @@ def _assert_expected_findings(expected: dict[str, Any], data: dict[str, Any]) ->
         finding = found[0]
         assert finding["kind"] == want["kind"]
         assert finding["status"] == "new"
-        assert finding["test"] == want["test"]
         if "lock_chain" in want:
             assert finding["lock_chain"] == want["lock_chain"]
         if "also" in want:
-            assert finding["also"] == want["also"]
+            # A leak comes from several tests, and kmemleak misses a leaked object now and
+            # then (a stale pointer to it left in memory): each run names some of them,
+            # never a test outside them.
+            seen = [finding["test"], *finding["also"]]
+            assert set(seen) <= {want["test"], *want["also"]}, (seen, want)
+        else:
+            assert finding["test"] == want["test"]
 
 
 def test_kmemleak_series_on_virtio_vga(guest_image, tmp_path: Path) -> None:
