@@ -111,7 +111,8 @@ def _signal_rig(signum: int, most_s: float) -> Callable[[subprocess.Popen[str], 
 FAULTS = (
     Fault("none", "scripts.toml", frozenset({0})),
     Fault("guest panic", "panic.toml", frozenset({1})),
-    Fault("past the deadline", "wait.toml", frozenset({1}), deadline_s=90),
+    # 300 s is the shortest --deadline rig accepts
+    Fault("past the deadline", "long-wait.toml", frozenset({1}), deadline_s=300),
     Fault("QEMU killed", "wait.toml", frozenset({3}), _signal_qemu(signal.SIGKILL, 20)),
     Fault("QEMU frozen", "short-wait.toml", frozenset({3}), _signal_qemu(signal.SIGSTOP, 10)),
     Fault("rig interrupted", "wait.toml", frozenset({130}), _signal_rig(signal.SIGINT, 40)),
