@@ -537,8 +537,9 @@ class _PrefixBuild:
                 tree = source.worktree(resolved.source)
         state_file.unlink(missing_ok=True)  # unknown while patches are being applied
         with self.timings.stage("apply"):
+            fence = self._sandbox_for_git(tree) if start < self.k else None
             for patch in resolved.patches[start:self.k]:
-                series_mod.apply(patch, tree, sandbox=self._sandbox_for_git(tree))
+                series_mod.apply(patch, tree, sandbox=fence)
         head = source.git(["rev-parse", "HEAD"], tree).stdout.strip()
         state_file.write_text(json.dumps({"base": resolved.source.base_commit, "patches": wanted, "head": head}))
         return tree
