@@ -16,15 +16,13 @@ QMP at the end of the run, must account for what the guest counted.
 from __future__ import annotations
 
 import argparse
-import json
 import re
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from rigrun import REPO, run_rig
+
 PLAN = REPO / "bench" / "mali-bench.toml"
 _BENCH = re.compile(r"# bench: (?P<name>\S+) (?P<rate>[\d.]+) (?P<unit>\S+) \((?P<count>\d+) in (?P<secs>[\d.]+) s\)")
 
@@ -42,24 +40,18 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="rig-bench-mali-") as tmp:
         out = args.out or Path(tmp) / "run"
-        argv = [sys.executable, "-m", "rig", "run", "--quiet", "--arch", "arm64", "--gpu", "mali",
-                "--kernel", args.kernel, "--plan", str(PLAN), "--pressure", "none", "--out", str(out)]
-        started = time.monotonic()
-        done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=args.timeout)
-        wall = time.monotonic() - started
-        report = out / "report.json"
-        if not report.is_file():
-            sys.exit(f"rig run wrote no report (exit {done.returncode}):\n{done.stderr[-2000:]}")
-        data = json.loads(report.read_text())
+        run = run_rig(["--arch", "arm64", "--gpu", "mali", "--kernel", args.kernel, "--plan", str(PLAN),
+                       "--pressure", "none"], out, args.timeout)
+        data = run.report
         ktap = "\n".join(p.read_text() for p in sorted(out.glob("attempt-*/ktap/*.ktap")))
     got = figures(ktap)
     missing = {"get-param-ioctls", "null-jobs", "heap-faults"} - set(got)
     if missing:
-        sys.exit(f"no figure for {', '.join(sorted(missing))} (rig run exit {done.returncode}); "
+        sys.exit(f"no figure for {', '.join(sorted(missing))} (rig run exit {run.returncode}); "
                  f"tests: {[(t['name'], t['result']) for t in data.get('tests', [])]}")
     counters = (data.get("gpu") or {}).get("counters", {})
     base, base_unit, _ = got["get-param-ioctls"]
-    print(f"rig run: {wall:.0f} s wall, exit {done.returncode}, kernel {data['kernel'].get('release')}, "
+    print(f"rig run: {run.wall_s:.0f} s wall, exit {run.returncode}, kernel {data['kernel'].get('release')}, "
           f"accel {data['machine'].get('accel')}")
     print(f"baseline  GET_PARAM      {base:10.0f} {base_unit}")
     for name, label in (("null-jobs", "NULL jobs"), ("heap-faults", "heap faults")):

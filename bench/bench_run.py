@@ -13,32 +13,24 @@ A first run warms the build and image caches and is not counted.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-RIG = REPO / ".venv" / "bin" / "rig"
+from rigrun import run_rig
+
 AIM = 0.80
 PHASES = ("build", "image", "boot", "workloads", "collect", "shutdown", "report")
 
 
 def one_run(args: argparse.Namespace, out: Path) -> tuple[float, dict[str, float], int]:
-    argv = [str(RIG), "run", "--quiet", "--plan", args.plan, "--pressure", args.pressure, "--out", str(out)]
+    argv = ["--plan", args.plan, "--pressure", args.pressure]
     if args.series:
         argv += ["--series", args.series]
-    started = time.monotonic()
-    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=args.timeout)
-    wall = time.monotonic() - started
-    report = out / "report.json"
-    if not report.is_file():
-        sys.exit(f"rig run wrote no report (exit {done.returncode}):\n{done.stderr[-2000:]}")
-    phases = json.loads(report.read_text()).get("phases", {})
-    return wall, {name: float(phases.get(name, 0.0)) for name in PHASES}, done.returncode
+    run = run_rig(argv, out, args.timeout)
+    phases = run.report.get("phases", {})
+    return run.wall_s, {name: float(phases.get(name, 0.0)) for name in PHASES}, run.returncode
 
 
 def main() -> int:
