@@ -37,12 +37,15 @@ SYSLOG_PREFIX_PLAIN = SYSLOG_PREFIX + r"?(?:\[[ \d.]+\]" + _HOST_TAG + r"? ?)?"
 # [host and tag][caller id][one space]message. Groups: printk time, caller, message. The
 # space is the prefix's only when a prefix part is there (a prefix starts with "<", "[",
 # "*", a capital letter or a digit). A prefix never reaches into the next line.
-_LINE = re.compile(r"(?:(?=[<\[A-Z0-9*])" + _DROPPED + r"?" + SYSLOG_PREFIX + r"?"
-                   r"(?:<\d{1,2}>)?(?:\[[^\S\n]*(\d+\.\d+)\]" + _HOST_TAG + r"?)?"
+# Every quantifier is possessive (?+, *+): the message part matches whatever is left, so
+# the greedy first path is always the match, and not keeping backtracking state for each
+# optional part makes the match of a line (the parser's inner loop) about a fifth cheaper.
+_LINE = re.compile(r"(?:(?=[<\[A-Z0-9*])" + _DROPPED + r"?+" + SYSLOG_PREFIX + r"?+"
+                   r"(?:<\d{1,2}>)?+(?:\[[^\S\n]*+(\d+\.\d+)\]" + _HOST_TAG + r"?+)?+"
                    # util-linux dmesg prints the caller id as a field of its own: "[ 1.0] [ T1] "
-                   r"(?: (?=\[[^\S\n]*[TC]\d+\]))?"
-                   r"(?:\[[^\S\n]*([TC]\d+)\])? ?)?"
-                   r"([^\n]*)")
+                   r"(?: (?=\[[^\S\n]*+[TC]\d+\]))?+"
+                   r"(?:\[[^\S\n]*+([TC]\d+)\])?+ ?+)?+"
+                   r"([^\n]*+)")
 
 
 def decode(data: bytes | str) -> str:
