@@ -31,10 +31,12 @@ import errno
 import os
 import re
 import signal
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from rig import proc
 from rig.errors import InfraError, Interrupted, UserError
@@ -229,12 +231,31 @@ def _sigterm_raises() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _signals_held() -> Iterator[None]:
-    held = {signal.SIGINT, signal.SIGTERM}
+    """Ctrl-C and SIGTERM wait until the block is done, then act as they would have.
+
+    Blocking them in this thread alone is not enough: the kernel hands a signal sent to
+    the process to any thread that does not block it (a progress bar's refresh thread),
+    and Python then runs the handler in the main thread anyway. So, in the main thread,
+    the handlers are swapped too, for one that notes the signal and sends it again after.
+    """
+    held = (signal.SIGINT, signal.SIGTERM)
+    noted: list[int] = []
+    swapped: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in held:
+            handler = signal.getsignal(signum)
+            if handler is not None:  # None: set outside Python, and it could not be put back
+                swapped[signum] = handler
+                signal.signal(signum, lambda signum, frame: noted.append(signum))
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for signum, handler in swapped.items():
+            signal.signal(signum, handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)  # one held in this thread comes now
+        for signum in noted:
+            signal.raise_signal(signum)
 
 
 @contextlib.contextmanager

@@ -10,11 +10,40 @@ from pathlib import Path
 import pytest
 
 
+# What needs an arm64 guest: rig's own QEMU, the cross-built kernel and the arm64 image
+# (the slow tier's longest chain of builds), and every test that boots them.
+ARM64_FILES = frozenset({"test_arm64.py", "test_image_arm64.py", "test_qemu_build.py", "test_mali_qtest.py",
+                         "test_mali_boot.py", "test_panfrost.py"})
+ARM64_FIXTURES = frozenset({"kernel_6_1_arm64", "arm64_image"})
+
+
+def _needs_arm64(item: pytest.Item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and callspec.params.get("any_arch") == "arm64":
+        return True
+    return Path(str(item.fspath)).name in ARM64_FILES or bool(ARM64_FIXTURES & set(getattr(item, "fixturenames", ())))
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the slow tier, and lay it out for two pytest-xdist workers (pyproject's
+    addopts): a guest test mostly waits on one emulated CPU, so the arm64 chain (one
+    group, one worker, started first because it is the longest) runs beside the x86_64
+    tests, which any free worker takes one by one. The unit tier still comes first."""
     here = Path(__file__).parent
+    arm64: list[pytest.Item] = []
+    x86: list[pytest.Item] = []
+    unit: list[pytest.Item] = []
     for item in items:
-        if here in Path(str(item.fspath)).parents:
-            item.add_marker(pytest.mark.slow)
+        if here not in Path(str(item.fspath)).parents:
+            unit.append(item)
+            continue
+        item.add_marker(pytest.mark.slow)
+        if _needs_arm64(item):
+            item.add_marker(pytest.mark.xdist_group("arm64"))
+            arm64.append(item)
+        else:
+            x86.append(item)
+    items[:] = unit + arm64 + x86
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,8 @@ def run_pytest(*args: str, junit: Path, timeout: float = 2400) -> subprocess.Com
     installed = any(ep.value == "rig.pytest_plugin" for ep in importlib.metadata.entry_points(group="pytest11"))
     plugin = [] if installed else ["-p", "rig.pytest_plugin"]
     env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "250"}
-    return subprocess.run([sys.executable, "-m", "pytest", *plugin, "-p", "no:cacheprovider", "-rA",
+    # -n 0: one process, as in a user's project (this checkout's pyproject asks for workers)
+    return subprocess.run([sys.executable, "-m", "pytest", *plugin, "-n", "0", "-p", "no:cacheprovider", "-rA",
                            f"--junitxml={junit}", *args], capture_output=True, text=True, timeout=timeout, cwd=REPO,
                           env=env)
 

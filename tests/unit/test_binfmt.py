@@ -9,6 +9,8 @@ import signal
 import stat
 import struct
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -249,4 +251,31 @@ def test_a_second_ctrl_c_waits_for_the_clean_up(tmp_path: Path, conf_dir: Path) 
     with pytest.raises(KeyboardInterrupt):
         with binfmt.registered("aarch64", kernel=kernel, conf_dir=conf_dir):
             pass
+    assert fake.umounts == 1 and fake.kernel().entries() == []
+
+
+def test_a_ctrl_c_waits_for_the_clean_up_with_another_thread_running(tmp_path: Path, conf_dir: Path) -> None:
+    """The kernel gives a signal sent to the process to a thread that does not block it (a
+    progress bar's refresh thread): the clean-up must still finish before Ctrl-C acts."""
+    fake = FakeKernel(tmp_path / "binfmt_misc")
+    (tmp_path / "binfmt_misc").mkdir()
+    write = fake.write
+
+    def impatient(path: Path, text: str) -> None:
+        if text == "-1":
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)  # time enough for the other thread to take it
+        write(path, text)
+
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait, daemon=True)
+    other.start()
+    try:
+        kernel = binfmt.Kernel(fake.root, impatient, fake.mount, fake.umount)
+        with pytest.raises(KeyboardInterrupt):
+            with binfmt.registered("aarch64", kernel=kernel, conf_dir=conf_dir):
+                pass
+    finally:
+        stop.set()
+        other.join()
     assert fake.umounts == 1 and fake.kernel().entries() == []
