@@ -7,6 +7,12 @@ side (the kernel with the series, the base kernel without it).
 A run counts for a finding only when it ran the finding's test: targeted re-runs (rig.narrow)
 run a few tests, so "seen in 3 of 5" means 3 of the 5 runs that ran that test. A finding
 of no test (at boot, or unplaced) counts in every run of its side.
+
+    new_confidence(series, base) -> float
+
+How sure rig is that a finding the base never showed is the series' doing: the chance
+that a base kernel showing it as often as the series did would have shown it at least
+once in the runs it had.
 """
 
 from __future__ import annotations
@@ -18,6 +24,10 @@ from rig.analysis import AnalysedFinding, Analysis
 from rig.narrow import covers
 from rig.plan import Plan
 from rig.results import TestResult
+
+# The chance rig accepts of calling a finding the series' doing when the base has it too
+# but missed it in every run (and, per bisection step, of a clean probe missing it).
+MISS = 0.05
 
 
 @dataclass(frozen=True)
@@ -68,6 +78,14 @@ class TestTally:
     result: TestResult  # a run with the series that failed it, else its last run with the series, else the base's
     series: Seen | None  # failed in k of the n runs with the series that have a result for it
     base: Seen | None
+
+
+def new_confidence(series: Seen, base: Seen) -> float:
+    """1 - (1 - k/n)^m for a finding seen in k of n runs with the series and in none of m
+    base runs: 1 when the series always showed it; 0 with no base run or no sighting."""
+    if base.k or not series.n or not series.k:
+        return 0.0
+    return 1.0 - (1.0 - series.rate) ** base.n
 
 
 def finding_key(analysed: AnalysedFinding) -> str:
