@@ -48,7 +48,7 @@ from rig.report.model import (
 from rig.rundir import write_metadata
 from rig.results import TestResult, TestStatus
 from rig.tally import SideRun, finding_key
-from rig.verdict import NEW, Baseline, FirstBadPatch, TestVerdict, Verdict, judge_runs, unsettled
+from rig.verdict import NEW, Baseline, FirstBadPatch, JudgedFinding, TestVerdict, Verdict, judge_runs, unsettled
 from rig.workloads.kunit import explain_absent, suites_in_source
 from rig.workloads.pressure import Pressure
 
@@ -289,6 +289,7 @@ class Run:
         if not open_:
             return
         watched = {finding_key(f.analysed) for f in open_}
+        before = {finding_key(f.analysed): _seen_and_flags(f) for f in open_}
         self.say(f"settling {len(open_)} intermittent new finding(s) with runs of their tests only "
                  f"(up to {self.spec.max_repeat} runs a side)")
         ran, scopes = 0, []
@@ -307,8 +308,8 @@ class Run:
             if not open_:
                 stop = "settled"
                 break
-        outcomes = [f"{f.finding.title}: {f.status}, {seen_text(f.series, f.base)}"
-                    + (f" ({flags})" if (flags := flags_text(f)) else "")
+        outcomes = [f"{f.finding.title}: {f.status}, {_seen_and_flags(f)} (after the whole-plan runs: "
+                    f"{before[finding_key(f.analysed)]})"
                     for f in self._verdict(self.base.counted).findings if finding_key(f.analysed) in watched]
         self.settle_note = (f"{ran} targeted run(s) a side of {' / '.join(dict.fromkeys(scopes)) or 'no test'} only "
                             f"after {self.spec.repeat} whole-plan run(s), {stop}: " + "; ".join(outcomes))
@@ -457,6 +458,12 @@ class Run:
             taint_flags=taint_letters(collected.tainted) if collected.tainted is not None else None,
             lockdep_debug_locks=analysis.debug_locks,
             problems=collected.problems)
+
+
+def _seen_and_flags(judged: JudgedFinding) -> str:
+    """"2/4 runs; base 0/4, intermittent; new with 93% confidence"."""
+    flags = flags_text(judged)
+    return seen_text(judged.series, judged.base) + (f", {flags}" if flags else "")
 
 
 def _gpu_record(guest: GuestSpec, result: AttemptResult, analysis: Analysis) -> GpuRecord | None:

@@ -260,8 +260,9 @@ def test_settling_runs_only_the_tests_of_intermittent_findings(tmp_path: Path, m
     assert finding["confidence"] == round(1 - 0.75 ** 4, 3)  # never settled: the report says how sure it is
     note = data["verdict"]["settle_note"]
     assert note.startswith("2 targeted run(s) a side of vgem_basic@dmabuf-fence only after 2 whole-plan run(s), "
-                           "stopped at --max-repeat 4: WARNING in vgem_fence_signal_ioctl: new, 1/4 runs; base 0/4 "
-                           "(intermittent; new with 68% confidence)"), note
+                           "stopped at --max-repeat 4: WARNING in vgem_fence_signal_ioctl: new, 1/4 runs; base 0/4, "
+                           "intermittent; new with 68% confidence (after the whole-plan runs: 1/2 runs; base 0/2, "
+                           "intermittent; new with 75% confidence)"), note
 
 
 def test_settling_stops_once_the_series_is_to_blame_with_95_percent_confidence(tmp_path: Path, monkeypatch) -> None:
