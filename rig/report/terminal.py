@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from rig.report.model import Outcome, RunReport, seen_text
+from rig.report.model import Outcome, RunReport, flags_text, seen_text
 from rig.results import TestStatus
 
 _STYLE = {"new": "bold red", "pre-existing": "yellow", "host-fault": "magenta", "known": "cyan", "fixed": "green"}
@@ -40,6 +40,8 @@ def render(report: RunReport, console: Console) -> None:
     _answer(report, console)
     if verdict.base_note:
         console.print(f"base kernel: {verdict.base_note}", highlight=False)
+    if verdict.settle_note:
+        console.print(f"settling: {verdict.settle_note}", highlight=False)
     if verdict.findings:
         console.print(Text(f"Kernel reports ({len(verdict.findings)})", style="bold"))
         for judged in verdict.findings:
@@ -53,7 +55,8 @@ def render(report: RunReport, console: Console) -> None:
                           highlight=False)
             seen = seen_text(judged.series, judged.base)
             if seen and (len(verdict.runs) > 1 or verdict.runs.get("series", 1) > 1):
-                console.print(f"      seen:   {seen}" + ("   intermittent" if judged.intermittent else ""),
+                flags = flags_text(judged)
+                console.print(f"      seen:   {seen}" + (f"   {flags}" if flags else ""),
                               highlight=False)
             if judged.first_bad_patch is not None:
                 bad = judged.first_bad_patch
