@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from rig.analysis import AnalysedFinding, Analysis
 from rig.narrow import covers
 from rig.plan import Plan
-from rig.results import TestResult
+from rig.results import TestResult, TestStatus
 
 # The chance rig accepts of calling a finding the series' doing when the base has it too
 # but missed it in every run (and, per bisection step, of a clean probe missing it).
@@ -75,9 +75,12 @@ class TestTally:
     __test__ = False
 
     name: str
-    result: TestResult  # a run with the series that failed it, else its last run with the series, else the base's
+    # a run with the series that failed it, else one that warned, else its last run with the series, else the base's
+    result: TestResult
     series: Seen | None  # failed in k of the n runs with the series that have a result for it
     base: Seen | None
+    warned: Seen | None = None  # passed with a warning (IGT's warn) in k of those n runs with the series
+    warned_base: Seen | None = None
 
 
 def new_confidence(series: Seen, base: Seen) -> float:
@@ -127,12 +130,18 @@ def tally_tests(series: Sequence[SideRun], base: Sequence[SideRun] | None) -> li
     out = []
     for name, sides in results.items():
         on_series, on_base = sides["series"], sides["base"]
-        failing = [t for t in on_series if t.failing]
+        failing = [t for t in on_series if t.failing] or [t for t in on_series if t.status is TestStatus.WARN]
         result = failing[0] if failing else (on_series[-1] if on_series else on_base[0])
+        with_base = base is not None and bool(on_base)
         out.append(TestTally(name, result, _failed(on_series) if on_series else None,
-                             _failed(on_base) if base is not None and on_base else None))
+                             _failed(on_base) if with_base else None,
+                             _warned(on_series) if on_series else None, _warned(on_base) if with_base else None))
     return out
 
 
 def _failed(results: list[TestResult]) -> Seen:
     return Seen(sum(1 for t in results if t.failing), len(results))
+
+
+def _warned(results: list[TestResult]) -> Seen:
+    return Seen(sum(1 for t in results if t.status is TestStatus.WARN), len(results))

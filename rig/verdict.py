@@ -22,6 +22,7 @@ findings and new test failures fail a run.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -234,6 +235,8 @@ class JudgedTest:
     base: Seen | None = None
     note: str = ""
     first_bad_patch: FirstBadPatch | None = None
+    warned: Seen | None = None  # passed with a warning in k of the n runs with the series
+    warned_base: Seen | None = None
 
     @property
     def name(self) -> str:
@@ -247,11 +250,17 @@ class JudgedTest:
     def confidence(self) -> float | None:
         return _confidence(self.status is TestVerdict.NEW, self.series, self.base)
 
+    @property
+    def warns(self) -> bool:
+        """Passed with a warning (IGT's warn: a kernel warning in dmesg) in some run."""
+        return any(side is not None and side.k for side in (self.warned, self.warned_base))
+
     def to_json(self) -> dict[str, Any]:
         data = self.result.to_json()
         data["result"] = data.pop("status")
         data.update(status=str(self.status), intermittent=self.intermittent, seen=_seen_json(self.series, self.base),
                     confidence=_round(self.confidence),
+                    warned=_seen_json(self.warned, self.warned_base) if self.warns else None,
                     first_bad_patch=self.first_bad_patch.to_json() if self.first_bad_patch else None, note=self.note)
         return data
 
@@ -357,7 +366,10 @@ def judge_runs(series: Sequence[SideRun], base: Sequence[SideRun] | None, plan: 
         judged.append(JudgedFinding(analysed, status, note, on_series, on_base, link=link))
     tests: list[JudgedTest] = []
     for tally in tally_tests(series, base):
-        tests.append(_judge_test(tally.result, tally.series, tally.base, plan, known, base is not None))
+        test = _judge_test(tally.result, tally.series, tally.base, plan, known, base is not None)
+        tests.append(dataclasses.replace(test, warned=tally.warned, warned_base=tally.warned_base,
+                                         note=test.note or (_warning_note(tally.warned, tally.warned_base)
+                                                            if test.status is TestVerdict.OK else "")))
     expected = tuple((t.name, t.note) for t in tests if t.status is TestVerdict.EXPECTED)
     unexpected = tuple(t.name for t in tests if t.status is TestVerdict.NEW)
     every_problem = [*problems, *(p for run in (*series, *(base or ())) for p in run.analysis.problems)]
@@ -365,6 +377,18 @@ def judge_runs(series: Sequence[SideRun], base: Sequence[SideRun] | None, plan: 
     representative = tuple(t.result for t in tests if t.series is not None)
     return Verdict(tuple(judged), representative, expected, unexpected, baseline,
                    tuple(dict.fromkeys(every_problem)), tuple(tests), runs, base_note, settle_note)
+
+
+def _warning_note(series: Seen | None, base: Seen | None) -> str:
+    """Who a test's warnings are on: a warning never fails a run, but one both kernels
+    print (vkms' vblank timer overrun under emulation) is none of the series' doing."""
+    if series is None or base is None or not (series.k or base.k):
+        return ""
+    if series.k and base.k:
+        return f"warned in {series} runs; base {base}: the base kernel warns too, not the series' doing"
+    if series.k:
+        return f"warned in {series} runs; base {base}: with the series only"
+    return f"warned on the base kernel only ({base} runs)"
 
 
 def _judge_test(result: TestResult, series: Seen | None, base: Seen | None, plan: Plan, known: KnownIssues,
@@ -427,10 +451,12 @@ def verdict_from_json(data: dict[str, Any]) -> Verdict:
         if schema >= 3:
             result = TestResult.from_json({**item, "status": item.get("result")})
             seen = item.get("seen") or {}
+            warned = item.get("warned") or {}
             judged_tests.append(JudgedTest(result, TestVerdict(item.get("status", "ok")),
                                            _seen_from_json(seen.get("series")), _seen_from_json(seen.get("base")),
                                            str(item.get("note", "")),
-                                           FirstBadPatch.from_json(item.get("first_bad_patch"))))
+                                           FirstBadPatch.from_json(item.get("first_bad_patch")),
+                                           _seen_from_json(warned.get("series")), _seen_from_json(warned.get("base"))))
             continue
         result = TestResult.from_json(item)
         reasons = dict(expected_failures)

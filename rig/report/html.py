@@ -226,6 +226,8 @@ def render(report: RunReport, run_dir: Path | None = None) -> str:
         note = test.note or ("unexpected failure" if status == "new" else "")
         if result.status is TestStatus.WARN and result.detail:
             note = f"warning: {result.detail}"  # what IGT saw in dmesg (the reason for warn)
+        if test.warns:
+            note += f" (warned in {seen_text(test.warned, test.warned_base)})"
         if test.first_bad_patch is not None:
             note += f" first bad patch: {test.first_bad_patch.index} {test.first_bad_patch.subject}"
         duration = result.duration_s

@@ -89,6 +89,16 @@ def render(report: RunReport) -> str:
             lines.append(f"- {test.name}: {test.status} ({seen_text(test.series, test.base)})"
                          + (f", {test.note}" if test.note else ""))
         lines.append("")
+    warned = [t for t in verdict.judged_tests if t.warns and not t.result.failing]
+    if warned:
+        lines.append("## Tests that passed with a warning")
+        lines.append("")
+        for test in warned:
+            warning = next((line for line in test.result.detail.splitlines() if line.strip()), "")
+            lines.append(f"- {test.name} ({test.result.driver or 'any driver'}): warned in "
+                         f"{seen_text(test.warned, test.warned_base)}" + (f"; {warning}" if warning else "")
+                         + (f" ({test.note})" if test.note else ""))
+        lines.append("")
     lines += _hangs(report)
     totals = verdict.totals()
     if totals:

@@ -52,6 +52,7 @@ class Bug:
     shows: Callable[[int], bool] = lambda nth: True
     base_only: bool = False
     fails_test: bool = False  # the test fails instead of warning
+    warns_test: bool = False  # the test passes with a kernel warning in dmesg (IGT's dmesg-warn), no report
 
 
 def _report_lines(pid: int, binary: str, subtest: str, function: str | None) -> list[str]:
@@ -86,10 +87,13 @@ class World:
             bug = next((b for b in self.bugs if b.test == test and (k == 0 if b.base_only else k >= b.first)
                         and b.shows(nth)), None)
             console += [f"[{20 + pid + i * 0.001:12.6f}][  T{pid}] {line}" for i, line in enumerate(
-                _report_lines(pid, binary, subtest, bug.function if bug and not bug.fails_test else None))]
+                _report_lines(pid, binary, subtest,
+                              bug.function if bug and not (bug.fails_test or bug.warns_test) else None))]
             failing = bug is not None and bug.fails_test
-            results.append(TestResult(test, "igt", "fail" if failing else "pass", "fail" if failing else "pass", 0.1,
-                                      "vgem" if binary == "vgem_basic" else "virtio_gpu"))
+            status = "fail" if failing else "warn" if bug is not None and bug.warns_test else "pass"
+            results.append(TestResult(test, "igt", status, "dmesg-warn" if status == "warn" else status, 0.1,
+                                      "vgem" if binary == "vgem_basic" else "virtio_gpu",
+                                      f"{bug.function}: vblank timer overrun" if status == "warn" else ""))
         (directory / "vm").mkdir(parents=True, exist_ok=True)
         (directory / "vm" / "console.log").write_text("\n".join(console) + "\n")
         collected = collect.after_guest(None, directory / "collect", directory / "vm" / "console.log", None)
@@ -299,6 +303,29 @@ def test_a_finding_seen_in_most_runs_needs_no_settling(tmp_path: Path, monkeypat
     report, run = _run(tmp_path, monkeypatch, world, repeat=4, max_repeat=8)
     assert len(world.calls) == 8  # 3/4 against 0/4: 1 - (1/4)^4 = 99.6%, settled by the whole-plan runs
     assert report.verdict.settle_note == ""
+
+
+def test_a_warning_both_kernels_print_is_blamed_on_neither(tmp_path: Path, monkeypatch) -> None:
+    world = World([Bug("dumb_buffer@create-valid-dumb", "vkms_vblank_simulate", 0, shows=lambda nth: nth != 2,
+                       warns_test=True),  # both kernels, 2 runs in 3
+                   Bug("vgem_basic@mmap", "vgem_gem_mmap", 3, shows=lambda nth: nth == 1, warns_test=True)])
+    report, run = _run(tmp_path, monkeypatch, world, repeat=3)
+    assert report.exit_code == 0, report.decision.summary  # a warning fails no run
+    tests = {t["name"]: t for t in json.loads((run.run_dir / "report.json").read_text())["tests"]}
+    both, mine = tests["dumb_buffer@create-valid-dumb"], tests["vgem_basic@mmap"]
+    assert (both["status"], both["result"]) == ("ok", "warn")
+    assert both["warned"] == {"series": [2, 3], "base": [2, 3]} and both["seen"] == {"series": [0, 3], "base": [0, 3]}
+    assert "the base kernel warns too, not the series' doing" in both["note"]
+    assert mine["warned"] == {"series": [1, 3], "base": [0, 3]} and "with the series only" in mine["note"]
+    assert tests["vgem_basic@dmabuf-fence"]["warned"] is None
+    console = Console(record=True, width=200, color_system=None)
+    terminal.render(report, console)
+    text = console.export_text()
+    assert "1 of them warned on the base kernel too: not the series' doing" in text
+    assert "- dumb_buffer@create-valid-dumb (virtio_gpu): warned in 2/3 runs; base 2/3; " \
+           "vkms_vblank_simulate: vblank timer overrun" in markdown.render(report)
+    again = RunReport.from_json(json.loads((run.run_dir / "report.json").read_text()))
+    assert next(t for t in again.verdict.judged_tests if t.name == "vgem_basic@mmap").warned_base.to_json() == [0, 3]
 
 
 def test_no_base_runs_the_series_alone(tmp_path: Path, monkeypatch) -> None:
