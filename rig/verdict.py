@@ -252,15 +252,18 @@ class JudgedTest:
 
     @property
     def warns(self) -> bool:
-        """Passed with a warning (IGT's warn: a kernel warning in dmesg) in some run."""
-        return any(side is not None and side.k for side in (self.warned, self.warned_base))
+        """Passed with a warning (IGT's warn: a kernel warning in dmesg) in some run (a
+        report from before the counts has only the test's result to say so)."""
+        return str(self.result.status) == "warn" or any(side is not None and side.k
+                                                        for side in (self.warned, self.warned_base))
 
     def to_json(self) -> dict[str, Any]:
         data = self.result.to_json()
         data["result"] = data.pop("status")
         data.update(status=str(self.status), intermittent=self.intermittent, seen=_seen_json(self.series, self.base),
                     confidence=_round(self.confidence),
-                    warned=_seen_json(self.warned, self.warned_base) if self.warns else None,
+                    warned=(_seen_json(self.warned, self.warned_base)
+                            if any(side is not None and side.k for side in (self.warned, self.warned_base)) else None),
                     first_bad_patch=self.first_bad_patch.to_json() if self.first_bad_patch else None, note=self.note)
         return data
 
