@@ -38,6 +38,11 @@ def rig_run(out: Path, *args: str) -> tuple[float, dict]:
     return wall, json.loads((out / "report.json").read_text())
 
 
+def _attempts_s(report: dict, side: str) -> float:
+    """The guest time of a side's attempts: the sum of their phases."""
+    return sum(sum((a.get("durations") or {}).values()) for a in report["attempts"] if a.get("side") == side)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--series", default="tests/data/series/three-patches")
@@ -63,10 +68,14 @@ def main() -> int:
         if part in full["costs"]:
             print(f"  {part:<14} {full['costs'][part]:7.1f} s")
     print(f"second series, same base:        {second_s:7.1f} s  ({second['verdict']['base_note']})")
-    base_first = full["costs"].get("base_runs", 0.0)
+    print(f"  base runs: {full['verdict']['base_note']}")
+    # What running the base costs, from its attempts' own phase times (boot, workloads,
+    # collect, shutdown): a base another run already cached costs the first run nothing,
+    # but its attempts still say what making it took.
+    base_first = _attempts_s(full, "base")
     base_cached = second["costs"].get("base_runs", 0.0)
     share = base_cached / base_first if base_first else float("nan")
-    print(f"cached base: {base_cached:.1f} s against {base_first:.1f} s to run it = {share:.1%} (aim: under 5%)")
+    print(f"cached base: {base_cached:.2f} s against {base_first:.1f} s to run it = {share:.2%} (aim: under 5%)")
     limit = math.ceil(math.log2(patches)) if patches > 1 else 0
     for item in [*full["findings"], *full["tests"]]:
         bad = item.get("first_bad_patch")

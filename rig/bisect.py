@@ -21,10 +21,10 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from rig.tally import MISS
 from rig.verdict import FirstBadPatch
 
-# The chance of a clean probe missing an intermittent target that rig accepts per step.
-MISS = 0.05
+__all__ = ["MISS", "Probe", "Target", "runs_for", "search"]
 
 
 @dataclass(frozen=True)

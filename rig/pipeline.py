@@ -6,8 +6,8 @@ same plan, pressure, machine and image, and judges the series against it. Each s
 runs `repeat` times, each in a fresh guest, base and series interleaved (B S B S ...) so
 that a drift in the host's load hits both; the base runs are kept in rig's cache
 (rig.baseruns), so a second series on the same base runs only its own side. Intermittent
-new findings may be settled by targeted runs of their tests (up to `max_repeat` runs a
-side), and `bisect` names the first patch that shows each new finding (rig.bisect).
+new findings are settled by targeted runs of their tests, until each is the series' doing
+with 95% confidence or the base shows it too, up to `max_repeat` runs a side; `bisect` names the first patch that shows each new finding (rig.bisect).
 
 Attempts never raise (see rig.attempt): each returns what it gathered and how it ended,
 so the report is written whatever happens once the kernel and image exist. An attempt
@@ -43,12 +43,12 @@ from rig.progress import Reporter
 from rig.report import write_all
 from rig.report.model import (
     Artifacts, AttemptRecord, ErrorKind, KernelInfo, MachineInfo, Patch, Phase, PlanInfo, RunReport,
-    SeriesInfo,
+    SeriesInfo, flags_text, seen_text,
 )
 from rig.rundir import write_metadata
 from rig.results import TestResult, TestStatus
 from rig.tally import SideRun, finding_key
-from rig.verdict import NEW, Baseline, FirstBadPatch, TestVerdict, Verdict, judge_runs
+from rig.verdict import NEW, Baseline, FirstBadPatch, JudgedFinding, TestVerdict, Verdict, judge_runs, unsettled
 from rig.workloads.kunit import explain_absent, suites_in_source
 from rig.workloads.pressure import Pressure
 
@@ -117,6 +117,7 @@ class Run:
         self.base = _Side("base", run_dir / "base")
         self.bisect = _Side("bisect", run_dir / "bisect")
         self.base_note = ""
+        self.settle_note = ""
         self.records: list[AttemptRecord] = []  # every attempt of every side, in the order they ran
 
     # --- the run ------------------------------------------------------------------------
@@ -282,23 +283,37 @@ class Run:
 
     def _settle(self, what: AttemptPlan, base_what: AttemptPlan) -> None:
         """Targeted runs (only their tests) of the new findings one side saw in some runs
-        but not all, base and series interleaved, up to max_repeat runs a side."""
-        verdict = self._verdict(self.base.counted)
-        unsettled = [f for f in verdict.new_findings if f.intermittent and f.test is not None]
-        if not unsettled:
+        but not all, base and series interleaved, until each is settled (rig.verdict.unsettled)
+        or max_repeat runs a side have run. Why it stopped goes in the report."""
+        open_ = unsettled(self._verdict(self.base.counted))
+        if not open_:
             return
-        tests = tuple(dict.fromkeys(str(f.test) for f in unsettled))
-        plan = narrow(self.spec.plan, tests)
-        scope = ", ".join(tests)
-        self.say(f"settling {len(unsettled)} intermittent new finding(s) with runs of {scope} only")
+        watched = {finding_key(f.analysed) for f in open_}
+        before = {finding_key(f.analysed): _seen_and_flags(f) for f in open_}
+        self.say(f"settling {len(open_)} intermittent new finding(s) with runs of their tests only "
+                 f"(up to {self.spec.max_repeat} runs a side)")
+        ran, scopes = 0, []
+        stop = f"stopped at --max-repeat {self.spec.max_repeat}"
         for index in range(self.spec.repeat + 1, self.spec.max_repeat + 1):
             if self._interrupted() or self.deadline - time.monotonic() <= COLLECT_RESERVE_S:
+                stop = "stopped early: interrupted or no time left in the run's deadline"
                 break
+            tests = tuple(dict.fromkeys(str(f.test) for f in open_))
+            plan, scope = narrow(self.spec.plan, tests), ", ".join(tests)
+            scopes.append(scope)
             self._one_run(self.base, base_what, plan, index, scope=scope)
             self._one_run(self.series, what, plan, index, scope=scope)
-            again = self._verdict(self.base.counted)
-            if not any(f.status == NEW for f in again.findings if f.test is not None and str(f.test) in tests):
-                break  # the base shows them too: settled as pre-existing
+            ran += 1
+            open_ = tuple(f for f in unsettled(self._verdict(self.base.counted)) if finding_key(f.analysed) in watched)
+            if not open_:
+                stop = "settled"
+                break
+        outcomes = [f"{f.finding.title}: {f.status}, {_seen_and_flags(f)} (after the whole-plan runs: "
+                    f"{before[finding_key(f.analysed)]})"
+                    for f in self._verdict(self.base.counted).findings if finding_key(f.analysed) in watched]
+        self.settle_note = (f"{ran} targeted run(s) a side of {' / '.join(dict.fromkeys(scopes)) or 'no test'} only "
+                            f"after {self.spec.repeat} whole-plan run(s), {stop}: " + "; ".join(outcomes))
+        self.say(f"settling: {self.settle_note}")
 
     # --- bisection ----------------------------------------------------------------------
 
@@ -360,7 +375,8 @@ class Run:
         if self.artifacts is not None:  # a --bzimage run's kernel version is not known here
             plan = plan.for_kernel(self.artifacts.kernel_release)
         return judge_runs(self.series.counted, base_runs, plan, known=self.spec.known,
-                          baseline=self.spec.baseline, problems=problems, base_note=self.base_note)
+                          baseline=self.spec.baseline, problems=problems, base_note=self.base_note,
+                          settle_note=self.settle_note)
 
     def _report(self, verdict: Verdict) -> RunReport:
         started = time.monotonic()
@@ -442,6 +458,12 @@ class Run:
             taint_flags=taint_letters(collected.tainted) if collected.tainted is not None else None,
             lockdep_debug_locks=analysis.debug_locks,
             problems=collected.problems)
+
+
+def _seen_and_flags(judged: JudgedFinding) -> str:
+    """"2/4 runs; base 0/4, intermittent; new with 93% confidence"."""
+    flags = flags_text(judged)
+    return seen_text(judged.series, judged.base) + (f", {flags}" if flags else "")
 
 
 def _gpu_record(guest: GuestSpec, result: AttemptResult, analysis: Analysis) -> GpuRecord | None:

@@ -7,6 +7,12 @@ side (the kernel with the series, the base kernel without it).
 A run counts for a finding only when it ran the finding's test: targeted re-runs (rig.narrow)
 run a few tests, so "seen in 3 of 5" means 3 of the 5 runs that ran that test. A finding
 of no test (at boot, or unplaced) counts in every run of its side.
+
+    new_confidence(series, base) -> float
+
+How sure rig is that a finding the base never showed is the series' doing: the chance
+that a base kernel showing it as often as the series did would have shown it at least
+once in the runs it had.
 """
 
 from __future__ import annotations
@@ -17,7 +23,11 @@ from dataclasses import dataclass
 from rig.analysis import AnalysedFinding, Analysis
 from rig.narrow import covers
 from rig.plan import Plan
-from rig.results import TestResult
+from rig.results import TestResult, TestStatus
+
+# The chance rig accepts of calling a finding the series' doing when the base has it too
+# but missed it in every run (and, per bisection step, of a clean probe missing it).
+MISS = 0.05
 
 
 @dataclass(frozen=True)
@@ -65,9 +75,20 @@ class TestTally:
     __test__ = False
 
     name: str
-    result: TestResult  # a run with the series that failed it, else its last run with the series, else the base's
+    # a run with the series that failed it, else one that warned, else its last run with the series, else the base's
+    result: TestResult
     series: Seen | None  # failed in k of the n runs with the series that have a result for it
     base: Seen | None
+    warned: Seen | None = None  # passed with a warning (IGT's warn) in k of those n runs with the series
+    warned_base: Seen | None = None
+
+
+def new_confidence(series: Seen, base: Seen) -> float:
+    """1 - (1 - k/n)^m for a finding seen in k of n runs with the series and in none of m
+    base runs: 1 when the series always showed it; 0 with no base run or no sighting."""
+    if base.k or not series.n or not series.k:
+        return 0.0
+    return 1.0 - (1.0 - series.rate) ** base.n
 
 
 def finding_key(analysed: AnalysedFinding) -> str:
@@ -109,12 +130,18 @@ def tally_tests(series: Sequence[SideRun], base: Sequence[SideRun] | None) -> li
     out = []
     for name, sides in results.items():
         on_series, on_base = sides["series"], sides["base"]
-        failing = [t for t in on_series if t.failing]
+        failing = [t for t in on_series if t.failing] or [t for t in on_series if t.status is TestStatus.WARN]
         result = failing[0] if failing else (on_series[-1] if on_series else on_base[0])
+        with_base = base is not None and bool(on_base)
         out.append(TestTally(name, result, _failed(on_series) if on_series else None,
-                             _failed(on_base) if base is not None and on_base else None))
+                             _failed(on_base) if with_base else None,
+                             _warned(on_series) if on_series else None, _warned(on_base) if with_base else None))
     return out
 
 
 def _failed(results: list[TestResult]) -> Seen:
     return Seen(sum(1 for t in results if t.failing), len(results))
+
+
+def _warned(results: list[TestResult]) -> Seen:
+    return Seen(sum(1 for t in results if t.status is TestStatus.WARN), len(results))

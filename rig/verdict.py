@@ -22,6 +22,7 @@ findings and new test failures fail a run.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -35,11 +36,11 @@ from rig.known import KnownIssues
 from rig.plan import Plan
 from rig.results import TestResult
 from rig.splat.model import Finding
-from rig.tally import Seen, SideRun, tally_findings, tally_tests
+from rig.tally import MISS, Seen, SideRun, new_confidence, tally_findings, tally_tests
 
 __all__ = ["FIXED", "HOST_FAULT", "KNOWN", "KNOWN_HOST_FAULTS", "NEW", "PRE_EXISTING", "Baseline", "FindingStatus",
            "FirstBadPatch", "HostFault", "JudgedFinding", "JudgedTest", "TestVerdict", "Verdict",
-           "baseline_from_report", "host_fault_of", "judge", "judge_runs", "load_baseline"]
+           "baseline_from_report", "host_fault_of", "judge", "judge_runs", "load_baseline", "unsettled"]
 
 
 class FindingStatus(StrEnum):
@@ -90,12 +91,24 @@ class FirstBadPatch:
                    int(data.get("runs", 0)))
 
 
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
 def _seen_json(series: Seen | None, base: Seen | None) -> dict[str, Any]:
     return {"series": series.to_json() if series else None, "base": base.to_json() if base else None}
 
 
 def _intermittent(series: Seen | None, base: Seen | None) -> bool:
     return any(side is not None and side.intermittent for side in (series, base))
+
+
+def _confidence(new: bool, series: Seen | None, base: Seen | None) -> float | None:
+    """For a new finding or failure the base ran beside: how sure rig is that it is the
+    series' doing (rig.tally.new_confidence); None otherwise."""
+    if not new or series is None or base is None:
+        return None
+    return new_confidence(series, base)
 
 
 # ------------------------------------------------------------------ baseline
@@ -171,6 +184,10 @@ class JudgedFinding:
         return _intermittent(self.series, self.base)
 
     @property
+    def confidence(self) -> float | None:
+        return _confidence(self.status == NEW, self.series, self.base)
+
+    @property
     def finding(self) -> Finding:
         return self.analysed.finding
 
@@ -198,7 +215,7 @@ class JudgedFinding:
         data = self.finding.to_json()
         data.update(source=self.source, test=self.test, attribution=self.attribution, status=str(self.status),
                     note=self.note, count=self.count, also=list(self.also), intermittent=self.intermittent,
-                    seen=_seen_json(self.series, self.base),
+                    seen=_seen_json(self.series, self.base), confidence=_round(self.confidence),
                     first_bad_patch=self.first_bad_patch.to_json() if self.first_bad_patch else None)
         if self.link:
             data["link"] = self.link
@@ -218,6 +235,8 @@ class JudgedTest:
     base: Seen | None = None
     note: str = ""
     first_bad_patch: FirstBadPatch | None = None
+    warned: Seen | None = None  # passed with a warning in k of the n runs with the series
+    warned_base: Seen | None = None
 
     @property
     def name(self) -> str:
@@ -227,10 +246,24 @@ class JudgedTest:
     def intermittent(self) -> bool:
         return _intermittent(self.series, self.base)
 
+    @property
+    def confidence(self) -> float | None:
+        return _confidence(self.status is TestVerdict.NEW, self.series, self.base)
+
+    @property
+    def warns(self) -> bool:
+        """Passed with a warning (IGT's warn: a kernel warning in dmesg) in some run (a
+        report from before the counts has only the test's result to say so)."""
+        return str(self.result.status) == "warn" or any(side is not None and side.k
+                                                        for side in (self.warned, self.warned_base))
+
     def to_json(self) -> dict[str, Any]:
         data = self.result.to_json()
         data["result"] = data.pop("status")
         data.update(status=str(self.status), intermittent=self.intermittent, seen=_seen_json(self.series, self.base),
+                    confidence=_round(self.confidence),
+                    warned=(_seen_json(self.warned, self.warned_base)
+                            if any(side is not None and side.k for side in (self.warned, self.warned_base)) else None),
                     first_bad_patch=self.first_bad_patch.to_json() if self.first_bad_patch else None, note=self.note)
         return data
 
@@ -246,6 +279,7 @@ class Verdict:
     judged_tests: tuple[JudgedTest, ...] = ()  # every test, with its status and counts
     runs: dict[str, int] = field(default_factory=dict)  # side -> runs judged ("series", "base")
     base_note: str = ""  # where the base runs came from (run now, or the cache)
+    settle_note: str = ""  # the targeted runs --max-repeat added, and why they stopped
 
     @property
     def new_findings(self) -> tuple[JudgedFinding, ...]:
@@ -289,7 +323,16 @@ class Verdict:
             "problems": list(self.problems),
             "runs": dict(self.runs),
             "base_note": self.base_note,
+            "settle_note": self.settle_note,
         }
+
+
+def unsettled(verdict: Verdict) -> tuple[JudgedFinding, ...]:
+    """The new findings that targeted re-runs could still settle (--max-repeat): seen in
+    some runs but not all, attributed to a test to re-run, and not yet the series' doing
+    with 1 - MISS confidence (a finding the base shows too is pre-existing, not new)."""
+    return tuple(f for f in verdict.new_findings
+                 if f.intermittent and f.test is not None and (f.confidence or 0.0) < 1.0 - MISS)
 
 
 def judge(analysis: Analysis, plan: Plan, *, baseline: Baseline | None = None,
@@ -300,7 +343,7 @@ def judge(analysis: Analysis, plan: Plan, *, baseline: Baseline | None = None,
 
 def judge_runs(series: Sequence[SideRun], base: Sequence[SideRun] | None, plan: Plan, *,
                known: KnownIssues = KnownIssues(), baseline: Baseline | None = None,
-               problems: Iterable[str] = (), base_note: str = "") -> Verdict:
+               problems: Iterable[str] = (), base_note: str = "", settle_note: str = "") -> Verdict:
     """Classify every finding and test over the runs of both sides. `base` None: no base
     kernel ran (then a --baseline report, if any, says what is pre-existing).
     `problems` are what went wrong with the run itself (the analyses add their own)."""
@@ -326,14 +369,29 @@ def judge_runs(series: Sequence[SideRun], base: Sequence[SideRun] | None, plan: 
         judged.append(JudgedFinding(analysed, status, note, on_series, on_base, link=link))
     tests: list[JudgedTest] = []
     for tally in tally_tests(series, base):
-        tests.append(_judge_test(tally.result, tally.series, tally.base, plan, known, base is not None))
+        test = _judge_test(tally.result, tally.series, tally.base, plan, known, base is not None)
+        tests.append(dataclasses.replace(test, warned=tally.warned, warned_base=tally.warned_base,
+                                         note=test.note or (_warning_note(tally.warned, tally.warned_base)
+                                                            if test.status is TestVerdict.OK else "")))
     expected = tuple((t.name, t.note) for t in tests if t.status is TestVerdict.EXPECTED)
     unexpected = tuple(t.name for t in tests if t.status is TestVerdict.NEW)
     every_problem = [*problems, *(p for run in (*series, *(base or ())) for p in run.analysis.problems)]
     runs = {"series": len(series)} | ({"base": len(base)} if base is not None else {})
     representative = tuple(t.result for t in tests if t.series is not None)
     return Verdict(tuple(judged), representative, expected, unexpected, baseline,
-                   tuple(dict.fromkeys(every_problem)), tuple(tests), runs, base_note)
+                   tuple(dict.fromkeys(every_problem)), tuple(tests), runs, base_note, settle_note)
+
+
+def _warning_note(series: Seen | None, base: Seen | None) -> str:
+    """Who a test's warnings are on: a warning never fails a run, but one both kernels
+    print (vkms' vblank timer overrun under emulation) is none of the series' doing."""
+    if series is None or base is None or not (series.k or base.k):
+        return ""
+    if series.k and base.k:
+        return f"warned in {series} runs; base {base}: the base kernel warns too, not the series' doing"
+    if series.k:
+        return f"warned in {series} runs; base {base}: with the series only"
+    return f"warned on the base kernel only ({base} runs)"
 
 
 def _judge_test(result: TestResult, series: Seen | None, base: Seen | None, plan: Plan, known: KnownIssues,
@@ -396,10 +454,12 @@ def verdict_from_json(data: dict[str, Any]) -> Verdict:
         if schema >= 3:
             result = TestResult.from_json({**item, "status": item.get("result")})
             seen = item.get("seen") or {}
+            warned = item.get("warned") or {}
             judged_tests.append(JudgedTest(result, TestVerdict(item.get("status", "ok")),
                                            _seen_from_json(seen.get("series")), _seen_from_json(seen.get("base")),
                                            str(item.get("note", "")),
-                                           FirstBadPatch.from_json(item.get("first_bad_patch"))))
+                                           FirstBadPatch.from_json(item.get("first_bad_patch")),
+                                           _seen_from_json(warned.get("series")), _seen_from_json(warned.get("base"))))
             continue
         result = TestResult.from_json(item)
         reasons = dict(expected_failures)
@@ -419,4 +479,5 @@ def verdict_from_json(data: dict[str, Any]) -> Verdict:
         judged_tests=tuple(judged_tests),
         runs=dict(verdict.get("runs") or {"series": 1}),
         base_note=str(verdict.get("base_note", "")),
+        settle_note=str(verdict.get("settle_note", "")),
     )

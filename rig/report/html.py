@@ -9,7 +9,7 @@ import html
 from pathlib import Path
 from typing import Any
 
-from rig.report.model import Outcome, RunReport, seen_text
+from rig.report.model import Outcome, RunReport, flags_text, seen_text
 from rig.results import TestStatus
 from rig.verdict import JudgedFinding
 
@@ -146,8 +146,8 @@ def _finding(number: int, judged: JudgedFinding) -> str:
     if judged.count > 1:
         meta.append(f"seen {judged.count} times")
     if judged.series is not None or judged.base is not None:
-        meta.append(f"seen in {_e(seen_text(judged.series, judged.base))}"
-                    + (" (intermittent)" if judged.intermittent else ""))
+        flags = flags_text(judged)
+        meta.append(f"seen in {_e(seen_text(judged.series, judged.base))}" + (f" ({_e(flags)})" if flags else ""))
     if judged.first_bad_patch is not None:
         bad = judged.first_bad_patch
         meta.append(f"first bad patch: {bad.index} {_e(bad.subject)}"
@@ -210,6 +210,8 @@ def render(report: RunReport, run_dir: Path | None = None) -> str:
     runs = ", ".join(f"{n} {'with the series' if side == 'series' else 'of the base kernel'}"
                      for side, n in verdict.runs.items())
     out.append(f"<dt>runs</dt><dd>{_e(runs)}{(' (' + _e(verdict.base_note) + ')') if verdict.base_note else ''}</dd>")
+    if verdict.settle_note:
+        out.append(f"<dt>settling</dt><dd>{_e(verdict.settle_note)}</dd>")
     out.append(f"<dt>reproduce</dt><dd><code>{_e(report.command)}</code></dd></dl>")
     out.append(f"<h2>Findings ({len(verdict.findings)})</h2>")
     out.append("".join(_finding(i, f) for i, f in enumerate(verdict.findings, 1)) or "<p>No kernel reports.</p>")
@@ -224,6 +226,8 @@ def render(report: RunReport, run_dir: Path | None = None) -> str:
         note = test.note or ("unexpected failure" if status == "new" else "")
         if result.status is TestStatus.WARN and result.detail:
             note = f"warning: {result.detail}"  # what IGT saw in dmesg (the reason for warn)
+        if test.warns:
+            note += f" (warned in {seen_text(test.warned, test.warned_base)})"
         if test.first_bad_patch is not None:
             note += f" first bad patch: {test.first_bad_patch.index} {test.first_bad_patch.subject}"
         duration = result.duration_s

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from rig.report.model import RunReport, seen_text
+from rig.report.model import RunReport, flags_text, seen_text
 from rig.results import TestStatus
 from rig.verdict import JudgedTest
 
@@ -66,7 +66,8 @@ def render(report: RunReport) -> str:
         case = ET.SubElement(suite, "testcase", name=finding.title, classname=f"kernel.{finding.kind}")
         seen = seen_text(judged.series, judged.base)
         bad = judged.first_bad_patch
-        text = _clean(f"test: {judged.test or '-'}\nseen: {seen}" + (" (intermittent)" if judged.intermittent else "")
+        flags = flags_text(judged)
+        text = _clean(f"test: {judged.test or '-'}\nseen: {seen}" + (f" ({flags})" if flags else "")
                       + (f"\nfirst bad patch: {bad.index} '{bad.subject}'" if bad else "") + f"\n\n{finding.report}")
         if str(judged.status) == "new":
             failure = ET.SubElement(case, "failure", message=_clean(f"{finding.title} ({seen})"), type=finding.kind)

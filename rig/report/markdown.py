@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from rig.forensics import SYSRQ_PURPOSE, HangRecord
 from rig.reclaim_events import summary as reclaim_summary
-from rig.report.model import AttemptRecord, RunReport, seen_text
+from rig.report.model import AttemptRecord, RunReport, flags_text, seen_text
 from rig.verdict import JudgedFinding
 
 
@@ -57,6 +57,8 @@ def render(report: RunReport) -> str:
                  f"{machine.memory_mib} MiB, GPU {machine.gpu}")
     if verdict.base_note:
         lines.append(f"- base kernel runs: {verdict.base_note}")
+    if verdict.settle_note:
+        lines.append(f"- settling runs: {verdict.settle_note}")
     lines.append(f"- verdict: {report.decision.summary}")
     lines.append("")
     number = 0
@@ -86,6 +88,16 @@ def render(report: RunReport) -> str:
         for test in others:
             lines.append(f"- {test.name}: {test.status} ({seen_text(test.series, test.base)})"
                          + (f", {test.note}" if test.note else ""))
+        lines.append("")
+    warned = [t for t in verdict.judged_tests if t.warns and not t.result.failing]
+    if warned:
+        lines.append("## Tests that passed with a warning")
+        lines.append("")
+        for test in warned:
+            warning = next((line for line in test.result.detail.splitlines() if line.strip()), "")
+            lines.append(f"- {test.name} ({test.result.driver or 'any driver'}): warned in "
+                         f"{seen_text(test.warned, test.warned_base)}" + (f"; {warning}" if warning else "")
+                         + (f" ({test.note})" if test.note else ""))
         lines.append("")
     lines += _hangs(report)
     totals = verdict.totals()
@@ -167,7 +179,8 @@ def _finding(number: int, judged: JudgedFinding, report: RunReport, level: str) 
         lines.append(f"Also triggered by: {', '.join(judged.also)}")
     seen = seen_text(judged.series, judged.base)
     if seen and (len(report.verdict.runs) > 1 or report.verdict.runs.get("series", 1) > 1):
-        lines.append(f"Seen in: {seen}" + (" (intermittent)" if judged.intermittent else ""))
+        flags = flags_text(judged)
+        lines.append(f"Seen in: {seen}" + (f" ({flags})" if flags else ""))
     if judged.first_bad_patch is not None:
         bad = judged.first_bad_patch
         lines.append(f"First bad patch: {bad.index} '{bad.subject}'"

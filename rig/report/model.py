@@ -8,6 +8,7 @@ exit code and the summary line: renderers print them, they never re-derive them.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -23,7 +24,8 @@ from rig.workloads.pressure import Timeline, timeline_from_json
 # 1: rig 0.x's untyped report (no attempt errors, no outcome); 2: typed attempts and
 # outcome; 3: runs per side (base by default, repeats): findings[] and tests[] carry
 # status, intermittent, seen and first_bad_patch, tests[].result is how a test ended
-# (schema 2's tests[].status), attempts[] their side.
+# (schema 2's tests[].status), attempts[] their side; a new one's confidence (added
+# within schema 3: readers of older schema-3 reports find none).
 SCHEMA_VERSION = 3
 
 
@@ -215,6 +217,16 @@ def _counts(verdict: Verdict) -> str:
     return ", ".join(parts)
 
 
+def flags_text(item: Any) -> str:
+    """"intermittent; new with 93% confidence": what a finding's (or test's) counts mean,
+    when they need saying. The percentage is rounded down: 99.6% is not yet 100%."""
+    parts = ["intermittent"] if item.intermittent else []
+    confidence = getattr(item, "confidence", None)
+    if confidence is not None and confidence < 1:
+        parts.append(f"new with {math.floor(confidence * 100)}% confidence")
+    return "; ".join(parts)
+
+
 def seen_text(series: object, base: object) -> str:
     """"3/3 runs; base 0/3": how often each side showed a finding (or failed a test)."""
     parts = []
@@ -322,8 +334,8 @@ class RunReport:
         for item in (*self.verdict.new_findings, *self.verdict.new_failures):
             what = item.finding.title if hasattr(item, "finding") else f"test {item.name} fails"
             rate = seen_text(item.series, item.base)
-            if item.intermittent:
-                rate += ", intermittent"
+            if flags := flags_text(item):
+                rate += f", {flags}"
             bad = item.first_bad_patch
             patch = (patches.get(bad.index) or Patch(bad.index, bad.subject, "")) if bad else None
             if bad is not None and bad.confidence < 1:

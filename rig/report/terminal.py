@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from rig.report.model import Outcome, RunReport, seen_text
+from rig.report.model import Outcome, RunReport, flags_text, seen_text
 from rig.results import TestStatus
 
 _STYLE = {"new": "bold red", "pre-existing": "yellow", "host-fault": "magenta", "known": "cyan", "fixed": "green"}
@@ -40,6 +40,8 @@ def render(report: RunReport, console: Console) -> None:
     _answer(report, console)
     if verdict.base_note:
         console.print(f"base kernel: {verdict.base_note}", highlight=False)
+    if verdict.settle_note:
+        console.print(f"settling: {verdict.settle_note}", highlight=False)
     if verdict.findings:
         console.print(Text(f"Kernel reports ({len(verdict.findings)})", style="bold"))
         for judged in verdict.findings:
@@ -53,7 +55,8 @@ def render(report: RunReport, console: Console) -> None:
                           highlight=False)
             seen = seen_text(judged.series, judged.base)
             if seen and (len(verdict.runs) > 1 or verdict.runs.get("series", 1) > 1):
-                console.print(f"      seen:   {seen}" + ("   intermittent" if judged.intermittent else ""),
+                flags = flags_text(judged)
+                console.print(f"      seen:   {seen}" + (f"   {flags}" if flags else ""),
                               highlight=False)
             if judged.first_bad_patch is not None:
                 bad = judged.first_bad_patch
@@ -82,14 +85,18 @@ def render(report: RunReport, console: Console) -> None:
             table.add_row(test.name, test.result.driver or "-", test.result.raw_status, status,
                           seen_text(test.series, test.base), note, style="red" if status == "new" else "dim")
         console.print(table)
-    warned = [t for t in verdict.tests if t.status is TestStatus.WARN]
+    warned = [t for t in verdict.judged_tests if t.warns and not t.result.failing]
     if warned:
         table = Table(title="Tests that passed with a warning", show_edge=False, title_justify="left")
-        for column in ("test", "driver", "warning"):
+        for column in ("test", "driver", "warned in", "warning"):
             table.add_column(column)
         for test in warned:
-            table.add_row(test.name, test.driver or "-", first_line(test.detail) or test.raw_status, style="yellow")
+            table.add_row(test.name, test.result.driver or "-", seen_text(test.warned, test.warned_base),
+                          first_line(test.result.detail) or test.result.raw_status, style="yellow")
         console.print(table)
+        both = sum(1 for t in warned if t.warned and t.warned.k and t.warned_base and t.warned_base.k)
+        if both:
+            console.print(f"{both} of them warned on the base kernel too: not the series' doing", highlight=False)
     absent = [t for t in verdict.tests if t.status is TestStatus.ABSENT]
     if absent:
         # which case it is matters: a suite to build with --profile kunit, or one this version lacks

@@ -99,3 +99,17 @@ def test_report_json_keeps_its_keys_and_strings() -> None:
     assert again.to_json() == verdict.to_json() and again.findings[0].to_json() == verdict.findings[0].to_json()
     assert again.tests == verdict.tests
     assert TestResult.from_json(data["tests"][0]) == tests[0]
+
+
+@pytest.mark.parametrize("series,base,expected", [
+    ((3, 3), (0, 3), 1.0),  # always with the series: no base as prone to it misses it
+    ((2, 4), (0, 4), 1 - 0.5 ** 4),
+    ((1, 4), (0, 8), 1 - 0.75 ** 8),
+    ((1, 1), (0, 0), 0.0),  # no base run: nothing to be sure of
+    ((2, 4), (1, 4), 0.0),  # the base shows it: not new at all
+    ((0, 4), (0, 4), 0.0),
+])
+def test_how_sure_rig_is_that_a_new_finding_is_the_series_doing(series, base, expected) -> None:
+    from rig.tally import Seen, new_confidence
+
+    assert new_confidence(Seen(*series), Seen(*base)) == pytest.approx(expected)
