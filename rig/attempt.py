@@ -182,7 +182,8 @@ async def _boot_and_work(what: AttemptPlan, directory: Path, progress: _Progress
             f"under pressure '{what.pressure.label}'")
         t0 = time.monotonic()
         plan, not_for_this_gpu = fit_to_gpu(what.plan, what.guest.gpu_model)
-        progress.tests = [TestResult(name, "igt", "skip", "not-applicable", None, driver, why)
+        progress.tests = [TestResult(name, "script" if name.startswith("script:") else "igt", "skip",
+                                     "not-applicable", None, driver, why)
                           for name, driver, why in not_for_this_gpu]
         if what.skips:
             plan, skipped = await _without_skipped(vm, plan, what.skips)

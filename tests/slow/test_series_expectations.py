@@ -8,15 +8,20 @@ also carries one more capability where that is honest and checked on its own:
 - harmless: against its base kernel (rig's default with a series), and a plan script
   that writes the same WARNING on both kernels, so the base run's finding must make it
   pre-existing, not new;
-- underflow: the smoke plan, as its expectation was seen.
+- underflow: the smoke plan, as its expectation was seen;
+- gemvram-move-unmap: on `--gpu bochs`, with the default plan's bochs part only (its bochs-drm
+  IGT group and its gem-vram scripts, taken from the default plan itself so the two
+  cannot drift apart); the VRAM eviction script must pass as well.
 """
 
 from __future__ import annotations
 
+import json
 import tomllib
 from pathlib import Path
 from typing import Any
 
+from rig.plan import load_plan
 from tests.slow.test_run import rig_run
 
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -99,3 +104,34 @@ def test_harmless_series_against_its_base_kernel(guest_image, tmp_path: Path) ->
     assert data["verdict"]["unexpected_failures"] == []
     tests = {t["name"]: t["result"] for t in data["tests"]}
     assert tests["vgem_basic@mmap"] == "pass" and tests["script:warn-on-every-kernel"] == "pass"
+
+
+def _bochs_part_of_the_default_plan(path: Path) -> Path:
+    """The default plan's IGT groups and scripts for bochs-drm, as a plan file of its own
+    (JSON strings are TOML basic strings)."""
+    default = load_plan("default")
+    lines = ['description = "the default plan\'s bochs part"', "[igt]",
+             f"per_test_timeout_s = {default.igt[0].per_test_timeout_s}",
+             f"inactivity_timeout_s = {default.inactivity_timeout_s}"]
+    for group in (g for g in default.igt if g.driver == "bochs-drm"):
+        lines += ["[[igt.group]]", 'driver = "bochs-drm"', f"tests = {json.dumps(list(group.tests))}"]
+    for script in (s for s in default.scripts if s.driver == "bochs-drm"):
+        lines += ["[[script]]", f"name = {json.dumps(script.name)}", 'driver = "bochs-drm"',
+                  f"timeout_s = {script.timeout_s}", f"argv = {json.dumps(list(script.argv))}"]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_gemvram_series_on_bochs(guest_image, tmp_path: Path) -> None:
+    out = tmp_path / "gemvram"
+    expected = _expected("gemvram-move-unmap")
+    plan = _bochs_part_of_the_default_plan(tmp_path / "bochs.toml")
+    done, data = rig_run("--series", str(SERIES / "gemvram-move-unmap"), "--plan", str(plan), "--gpu", "bochs",
+                         "--pressure", "none", "--no-base", out=out)
+    assert done.returncode == expected["exit_code"], done.stdout[-3000:] + done.stderr[-3000:]
+    _assert_expected_findings(expected, data)
+    tests = {t["name"]: t["result"] for t in data["tests"]}
+    # TTM still moves every framebuffer out of VRAM and back with its contents intact
+    assert tests["script:gem-vram-eviction"] == "pass"
+    log = next(out.rglob("gem-vram-eviction.log")).read_text()
+    assert "buffers evicted by TTM" in log and "contents intact after eviction: 9/9" in log

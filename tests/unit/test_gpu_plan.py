@@ -4,7 +4,7 @@ models' groups skipped with the reason, names that differ between kernels picked
 from __future__ import annotations
 
 from rig.gpu_plan import fit_to_gpu
-from rig.plan import MACHINE_GPU, IgtGroup, load_plan
+from rig.plan import MACHINE_GPU, IgtGroup, load_plan, parse_plan
 from rig.target import ARM64, X86_64
 from rig.workloads.igt import drm_driver_names, pick_driver_name
 
@@ -13,18 +13,55 @@ def _drivers(plan) -> list[str | None]:  # type: ignore[no-untyped-def]
     return [group.driver for group in plan.igt]
 
 
-def test_the_default_plan_on_virtio_gpu_runs_every_group() -> None:
+def test_the_default_plan_on_virtio_gpu_runs_every_group_but_bochs_own() -> None:
     plan = load_plan("default")
     fitted, dropped = fit_to_gpu(plan, X86_64.gpu("virtio-gpu"))
-    assert dropped == []
     assert _drivers(fitted) == ["vgem", "virtio_gpu", "virtio_gpu", "vkms", None]
+    bochs_group = next(g for g in plan.igt if g.driver == "bochs-drm")
+    not_bochs = "not run: needs a bochs-drm GPU; the machine's GPU is virtio-gpu (virtio_gpu)"
+    assert dropped == [(test, "bochs-drm", not_bochs) for test in bochs_group.tests] + [
+        ("script:gem-vram-fbdev", "bochs-drm", not_bochs), ("script:gem-vram-eviction", "bochs-drm", not_bochs)]
+    assert fitted.scripts == ()
 
 
 def test_on_bochs_the_gpu_group_is_gem_vram_and_virtio_gpu_tests_are_skipped_with_the_reason() -> None:
     fitted, dropped = fit_to_gpu(load_plan("default"), X86_64.gpu("bochs"))
-    assert _drivers(fitted) == ["vgem", "bochs-drm", "vkms", None]
+    assert _drivers(fitted) == ["vgem", "bochs-drm", "bochs-drm", "vkms", None]
     assert dropped == [("drm_virtgpu@*", "virtio_gpu",
                         "not run: needs a virtio_gpu GPU; the machine's GPU is bochs (bochs-drm)")]
+    # gem-vram's fbdev mappings and VRAM eviction, by script, on bochs' own device
+    assert [(s.name, s.driver) for s in fitted.scripts] == [("gem-vram-fbdev", "bochs-drm"),
+                                                            ("gem-vram-eviction", "bochs-drm")]
+
+
+def test_scripts_follow_the_gpu_as_groups_do() -> None:
+    plan = parse_plan("""
+[[script]]
+name = "on-the-gpu"
+argv = ["true"]
+driver = "@gpu"
+[[script]]
+name = "on-bochs"
+argv = ["true"]
+driver = "bochs-drm"
+[[script]]
+name = "anywhere"
+argv = ["true"]
+""", name="t", source="t.toml")
+    on_cirrus, dropped = fit_to_gpu(plan, X86_64.gpu("cirrus"))
+    # the machine's GPU is named to the script as IGT is told it: IGT_FORCE_DRIVER
+    assert [(s.name, s.driver) for s in on_cirrus.scripts] == [("on-the-gpu", "cirrus"), ("anywhere", None)]
+    assert dropped == [("script:on-bochs", "bochs-drm",
+                        "not run: needs a bochs-drm GPU; the machine's GPU is cirrus (cirrus)")]
+    on_bochs, dropped = fit_to_gpu(plan, X86_64.gpu("bochs"))
+    assert [s.driver for s in on_bochs.scripts] == ["bochs-drm", "bochs-drm", None] and dropped == []
+    on_none, dropped = fit_to_gpu(plan, X86_64.gpu("none"))
+    assert [s.name for s in on_none.scripts] == ["anywhere"]
+    assert [(name, why) for name, _, why in dropped] == [
+        ("script:on-the-gpu", "not run: the machine has no GPU (--gpu none)"),
+        ("script:on-bochs", "not run: needs a bochs-drm GPU; the machine's GPU is none (--gpu none)")]
+    assert fit_to_gpu(parse_plan('[[script]]\nname = "x"\nargv = ["true"]\n', name="t", source="t"),
+                      X86_64.gpu("bochs"))[1] == []
 
 
 def test_a_gpu_without_display_or_no_gpu_skips_the_gpu_group() -> None:
@@ -34,7 +71,8 @@ def test_a_gpu_without_display_or_no_gpu_skips_the_gpu_group() -> None:
     fitted, on_none = fit_to_gpu(load_plan("default"), X86_64.gpu("none"))
     assert MACHINE_GPU not in _drivers(fitted) and "virtio_gpu" not in _drivers(fitted)
     assert {why for _, _, why in on_none} == {"not run: the machine has no GPU (--gpu none)",
-                                             "not run: needs a virtio_gpu GPU; the machine's GPU is none (--gpu none)"}
+                                             "not run: needs a virtio_gpu GPU; the machine's GPU is none (--gpu none)",
+                                             "not run: needs a bochs-drm GPU; the machine's GPU is none (--gpu none)"}
 
 
 def test_cirrus_keeps_the_name_the_running_kernel_gives_its_driver() -> None:
