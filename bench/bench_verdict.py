@@ -19,23 +19,16 @@ Aims (printed with the figures):
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from rigrun import run_rig
 
 
 def rig_run(out: Path, *args: str) -> tuple[float, dict]:
-    started = time.monotonic()
-    subprocess.run([sys.executable, "-m", "rig", "run", "--quiet", "--out", str(out), *args], cwd=REPO,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-    wall = time.monotonic() - started
-    return wall, json.loads((out / "report.json").read_text())
+    run = run_rig(list(args), out, timeout=None)
+    return run.wall_s, run.report
 
 
 def _attempts_s(report: dict, side: str) -> float:

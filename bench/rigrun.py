@@ -24,7 +24,7 @@ class RigRun:
     report: dict[str, Any]
 
 
-def run_rig(args: list[str], out: Path, timeout: float) -> RigRun:
+def run_rig(args: list[str], out: Path, timeout: float | None) -> RigRun:
     """`rig run --quiet --out OUT ARGS...`; exits the benchmark when no report was written
     (a run without a report has no figures to give, and its stderr says why)."""
     argv = [sys.executable, "-m", "rig", "run", "--quiet", "--out", str(out), *args]
