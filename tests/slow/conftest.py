@@ -25,10 +25,12 @@ def _needs_arm64(item: pytest.Item) -> bool:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark the slow tier, and lay it out for two pytest-xdist workers (pyproject's
-    addopts): a guest test mostly waits on one emulated CPU, so the arm64 chain (one
-    group, one worker, started first because it is the longest) runs beside the x86_64
-    tests, which any free worker takes one by one. The unit tier still comes first."""
+    """Mark the slow tier, and order it for pytest-xdist's two workers (pyproject's
+    addopts): the unit tier first, then the arm64 tests, whose chain of builds is the
+    longest, then the x86_64 ones. Each worker takes the next few tests as it runs short, so a
+    guest test, which mostly waits on one emulated CPU, runs beside another test's build
+    or guest. The tests do not assume they run alone: rig's locks order the builds they
+    share, and what they check of host-wide state (binfmt_misc, processes) is their own."""
     here = Path(__file__).parent
     arm64: list[pytest.Item] = []
     x86: list[pytest.Item] = []
@@ -38,11 +40,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             unit.append(item)
             continue
         item.add_marker(pytest.mark.slow)
-        if _needs_arm64(item):
-            item.add_marker(pytest.mark.xdist_group("arm64"))
-            arm64.append(item)
-        else:
-            x86.append(item)
+        (arm64 if _needs_arm64(item) else x86).append(item)
     items[:] = unit + arm64 + x86
 
 
