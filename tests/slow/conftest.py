@@ -109,4 +109,15 @@ def any_arch(request: pytest.FixtureRequest) -> GuestKernel:
     rig's QEMU, the cross-built kernel and the arm64 image the first time)."""
     if request.param == "x86_64":
         return GuestKernel("x86_64", request.getfixturevalue("kernel_6_1"), request.getfixturevalue("guest_image"))
+    request.getfixturevalue("rig_qemu")
     return GuestKernel("arm64", request.getfixturevalue("kernel_6_1_arm64"), request.getfixturevalue("arm64_image"))
+
+
+@pytest.fixture(scope="session")
+def rig_qemu():  # -> rig.qemu.build.QemuBuild
+    """rig's own QEMU, which every arm64 guest runs on. A rig command builds it on first use
+    (minutes, cold); built here, it is not charged to the first test's command and its
+    timeout, whichever test the workers happen to start first."""
+    from rig.qemu.build import ensure_qemu
+
+    return ensure_qemu(progress=False)
