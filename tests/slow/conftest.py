@@ -9,28 +9,21 @@ from pathlib import Path
 
 import pytest
 
-
-# What needs an arm64 guest: rig's own QEMU, the cross-built kernel and the arm64 image
-# (the slow tier's longest chain of builds), and every test that boots them.
-ARM64_FILES = frozenset({"test_arm64.py", "test_image_arm64.py", "test_qemu_build.py", "test_mali_qtest.py",
-                         "test_mali_boot.py", "test_panfrost.py"})
-ARM64_FIXTURES = frozenset({"kernel_6_1_arm64", "arm64_image"})
+from tests.layout import ARM64_FIXTURES, in_arm64_chain
 
 
 def _needs_arm64(item: pytest.Item) -> bool:
     callspec = getattr(item, "callspec", None)
     if callspec is not None and callspec.params.get("any_arch") == "arm64":
         return True
-    return Path(str(item.fspath)).name in ARM64_FILES or bool(ARM64_FIXTURES & set(getattr(item, "fixturenames", ())))
+    return bool(ARM64_FIXTURES & set(getattr(item, "fixturenames", ())))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark the slow tier, and order it for pytest-xdist's two workers (pyproject's
-    addopts): the unit tier first, then the arm64 tests, whose chain of builds is the
-    longest, then the x86_64 ones. Each worker takes the next few tests as it runs short, so a
-    guest test, which mostly waits on one emulated CPU, runs beside another test's build
-    or guest. The tests do not assume they run alone: rig's locks order the builds they
-    share, and what they check of host-wide state (binfmt_misc, processes) is their own."""
+    """Mark the slow tier and order it: the unit tier first, then the arm64 chain, then
+    the rest (tests/layout.py says how the two workers share them). A test that needs an
+    arm64 guest but would not be in the arm64 chain is refused here, since the scheduler
+    tells the chain by node id alone."""
     here = Path(__file__).parent
     arm64: list[pytest.Item] = []
     x86: list[pytest.Item] = []
@@ -40,7 +33,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             unit.append(item)
             continue
         item.add_marker(pytest.mark.slow)
-        (arm64 if _needs_arm64(item) else x86).append(item)
+        if in_arm64_chain(item.nodeid):
+            arm64.append(item)
+        elif _needs_arm64(item):
+            raise pytest.UsageError(f"{item.nodeid} needs an arm64 guest but is not in the arm64 chain: "
+                                    "put it in one of tests/layout.py's ARM64_FILES, or parametrize it with any_arch")
+        else:
+            x86.append(item)
     items[:] = unit + arm64 + x86
 
 
