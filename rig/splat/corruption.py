@@ -20,8 +20,8 @@ _TIME_IN_TITLE = re.compile(r"\[ *(?:\d+|NUM)\.(?:\d+|NUM)\]")
 _STACK_START = re.compile(r"Call [Tt]race|Allocated:|Allocated by task \d+:|Freed:|Freed by task \d+:|"
                           r"(?<!k) backtrace(?: \(crc [0-9a-f]*\))?:|^backtrace(?: \(crc [0-9a-f]*\))?:|"
                           r"Backtrace:|Uninit was stored to memory at")
-# Plain words of which every such line holds one.
-_STACK_START_WORDS = ("Call T", "Call t", "Allocated", "Freed", "acktrace", "Uninit was stored")
+# Plain words of which every such line holds one (each a scan of the report: few and short).
+_STACK_START_WORDS = ("Call ", "Allocated", "Freed", "acktrace", "Uninit was stored")
 # How far below a stack start its first frame may be (x86's <TASK>/<IRQ> markers, arm64's
 # register dump lines).
 _FRAME_WITHIN = 15

@@ -45,7 +45,8 @@ def toy_repo(tmp_path: Path) -> Path:
     _write(repo, {
         "rig/__init__.py": "",
         "rig/helper.py": "WORD = 'then'\n",
-        "rig/splat/__init__.py": "from rig.splat.inner import tag\n\n\ndef parse_log(data):\n    return [tag(), data]\n",
+        "rig/splat/__init__.py": ("from rig.splat.inner import tag\n\n\n"
+                                  "def parse_log(data):\n    return [tag(), data]\n"),
         "rig/splat/inner.py": "from rig import helper\n\n\ndef tag():\n    return 'inner:' + helper.WORD\n",
     })
     _git(repo, "add", "-A")

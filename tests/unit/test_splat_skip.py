@@ -1,0 +1,103 @@
+"""The one-test forms of rig splat's pattern lists give the plain forms' answers.
+
+Skip lists are compiled into a prefix tree (rig.splat.anymatch) and the header hints that
+share a first word are found by one scan (rig.splat.cutting): both only to be faster, so
+each is compared here with the plain form it replaces.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+
+import pytest
+
+from rig.splat import cutting, rules
+from rig.splat.anymatch import compile_any
+from rig.splat.frames import COMMON_SKIP, SkipRule
+from rig.splat.text import LogText
+
+
+def _plain(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
+    return re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None
+
+
+def _skip_rules() -> list[SkipRule]:
+    found = [COMMON_SKIP, rules.LEAK_SKIP, rules.LOCKDEP_SKIP, rules.REFCOUNT_SKIP, rules.ODEBUG_SKIP]
+    found += [rule.skip for kind in rules.KINDS for rule in kind.rules]
+    unique: dict[int, SkipRule] = {}
+    for skip in found:
+        unique.setdefault(id(skip), skip)
+    return list(unique.values())
+
+
+def _names(patterns: list[str], count: int, seed: int) -> list[str]:
+    """Function-like names made of the patterns' own words, so that many come near a match."""
+    rng = random.Random(seed)
+    words = sorted({w for p in patterns for w in re.findall(r"[A-Za-z0-9_]+", p)})
+    extra = ["_", "__", "___", "x", "64", "do_", "un", "sys_", "drm_", "vgem_", "E", "a"]
+    names = set(words) | {"_" + w for w in words} | {"__" + w for w in words} | {w + "_x" for w in words}
+    while len(names) < count:
+        names.add("".join(rng.choice(words + extra) for _ in range(rng.randint(1, 4))))
+    return sorted(names)
+
+
+def test_every_skip_list_answers_as_its_plain_alternation() -> None:
+    skips = _skip_rules()
+    names = _names([p for s in skips for p in s.patterns], 6000, seed=15)
+    checked = 0
+    for skip in skips:
+        plain = _plain(skip.patterns)
+        for name in names:
+            assert skip.skips(name) == (plain is not None and plain.search(name) is not None), (name, skip.patterns)
+            checked += 1
+    assert checked > 100_000
+    # the names reach both answers for the common list, so a test that always said one would fail
+    assert 200 < sum(COMMON_SKIP.skips(n) for n in names) < len(names) - 200
+
+
+@pytest.mark.parametrize("patterns", [
+    ("kmalloc", "kmalloc_node", "^kmalloc$", "^_*kmalloc"),  # words held by another word
+    ("_trap$|do_trap", "^a|b$"),  # alternatives at the top level
+    ("k?v?(?:m|z|c)alloc", "ab?c", "ab*c", "ab{2}c", "a{"),  # a repeat right after the plain part
+    ("^_*(?:do_)?page_fault$", "^_*?x", "^_+y", "^^z"),  # anchored, with and without "_*"
+    ("[|]bar", r"a\|b", r"\^c", r"crc\d+", "[]x]y", "[^]]z"),  # "|" and "^" that are no operators
+    ("(read|write)_once_.*nocheck", "atomic(64)?_(dec|inc)", "el1h_64_sync(?:_handler)?"),
+    ("",),  # an empty pattern is found everywhere
+    (),
+])
+def test_edge_cases_answer_as_the_plain_alternation(patterns: tuple[str, ...]) -> None:
+    test = compile_any(patterns)
+    plain = _plain(patterns)
+    names = ["", "_", "__x", "xy", "]y", "]]z", "z", "^c", "a|b", "|bar", "bar", "crc", "crc32", "kmalloc",
+             "__kmalloc", "kmalloc_node", "x_trap", "do_trap_x", "trap", "a", "ba", "b", "kvzalloc", "valloc",
+             "ac", "abc", "abbbc", "abbc", "a{", "a{2}", "page_fault", "__do_page_fault", "do_page_fault_x",
+             "x", "_x", "y", "_y", "__y", "z", "read_once_size_nocheck", "atomic64_inc", "atomic_dec",
+             "el1h_64_sync_handler"]
+    names += _names(list(patterns), 400, seed=1)
+    for name in names:
+        assert test(name) == (plain is not None and plain.search(name) is not None), (name, patterns)
+
+
+def test_hints_sharing_a_word_find_the_lines_each_hint_finds() -> None:
+    lines = [
+        "[    1.000000] VFS: Mounted root (ext4 filesystem) readonly on device 254:1.",
+        "[    2.000000] VFS: Close: file count is 0 for ... VFS: ",
+        "[    3.000000] systemd: VFS: VFS: Busy inodes after unmount of vda. Self-destruct in 5 seconds.",
+        "[    4.000000] VFS:VFS: Busy inodes after unmount",
+        "[    5.000000] VFS: Busy inodes",
+        "[    6.000000] BUG: KASAN: use-after-free in vgem_gem_free+0x10/0x20",
+        "VFS: Close: file count is ",
+        "[    7.000000] error: int3: fault in SeaBIOS (version 1.16)",
+    ]
+    text = "\n".join(lines)
+    want = []
+    offset = 0
+    for line in lines:
+        if any(hint in line for hint in rules.HEADER_HINTS):
+            want.append(offset)
+        offset += len(line) + 1
+    assert len(cutting._HINT_SCANS) < len(rules.HEADER_HINTS)  # some hints share a scan
+    assert cutting._header_lines(LogText(text, text.encode())) == want
+    assert cutting._header_lines(LogText(text)) == want
+    assert len(want) == 6  # not the mount line nor the busy inodes line cut short
