@@ -53,7 +53,7 @@ def damaged(title: str, msgs: list[str], *, needs_stack: bool) -> bool:
             return True  # the log ends at the trace's first line
         found = False
         for line in following:
-            if _STACK_START.search(line):
+            if _starts_stack(line):
                 break  # the next trace starts before this one showed a frame
             if parse_frame(line) is not None or "(stack is not available)" in line:
                 found = True
@@ -87,6 +87,12 @@ def _trace_header_lines(joined: str, msgs: list[str]) -> list[int]:
         if _STACK_START.search(msgs[line]):
             out.append(line)
     return out
+
+
+def _starts_stack(line: str) -> bool:
+    """The line starts a stack trace: the pattern only for lines holding one of its words
+    (most lines below a trace header are frames, which hold none)."""
+    return any(word in line for word in _STACK_START_WORDS) and _STACK_START.search(line) is not None
 
 
 def _fault_injection(msg: str) -> bool:

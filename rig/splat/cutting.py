@@ -19,7 +19,17 @@ from rig.splat.rules import (
 )
 from rig.splat.text import Line, LogText
 
-HEADERS = re.compile("|".join(f"(?P<k{i}>{kind.header})" for i, kind in enumerate(KINDS)))
+
+
+def _literal_first(header: str) -> str:
+    """A header `(?<![A-Za-z])WORD:` as `WORD:(?<![A-Za-z]WORD:)`: the same matches, but
+    the regex engine tries it only where its first letter is; an alternative that starts
+    with a look-behind is entered at every character of the line."""
+    m = re.fullmatch(r"\(\?<!\[A-Za-z\]\)([A-Z]+:)", header)
+    return f"{m.group(1)}(?<![A-Za-z]{m.group(1)})" if m else header
+
+
+HEADERS = re.compile("|".join(f"(?P<k{i}>{_literal_first(kind.header)})" for i, kind in enumerate(KINDS)))
 _HINT_RE = re.compile("|".join(re.escape(hint) for hint in HEADER_HINTS))
 
 MAX_REPORT_LINES = 2000  # deep recursions (stack overflows) print very long traces

@@ -101,3 +101,18 @@ def test_hints_sharing_a_word_find_the_lines_each_hint_finds() -> None:
     assert cutting._header_lines(LogText(text, text.encode())) == want
     assert cutting._header_lines(LogText(text)) == want
     assert len(want) == 6  # not the mount line nor the busy inodes line cut short
+
+
+def test_header_pattern_matches_as_the_plain_headers() -> None:
+    plain = re.compile("|".join(f"(?P<k{i}>{kind.header})" for i, kind in enumerate(rules.KINDS)))
+    assert plain.pattern != cutting.HEADERS.pattern  # some header is written letter first
+    lines = ["BUG: KASAN: use-after-free", "xBUG: a", "_BUG: b", "1BUG: c", " BUG: d", "aWARNING: e", "WARNING: f",
+             "[  1.000000] INFO: task x:1 blocked for more than 10 seconds.", "ZINFO: g", "DEBUG: h", "BUGINFO: i",
+             "BUG kmalloc-64 (Not tainted): Poison overwritten", "WARNINGWARNING: j", "kernel BUG at mm/x.c:1!",
+             "Linux version 6.1.0", "unreferenced object 0xffff888 (size 64):", "general protection fault", ""]
+    text = "\n".join(lines)
+    for start in range(len(text)):
+        end = text.find("\n", start)
+        end = len(text) if end < 0 else end
+        want, got = plain.search(text, start, end), cutting.HEADERS.search(text, start, end)
+        assert (want and (want.span(), want.lastgroup)) == (got and (got.span(), got.lastgroup)), text[start:end]
