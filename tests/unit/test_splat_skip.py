@@ -116,3 +116,25 @@ def test_header_pattern_matches_as_the_plain_headers() -> None:
         end = len(text) if end < 0 else end
         want, got = plain.search(text, start, end), cutting.HEADERS.search(text, start, end)
         assert (want and (want.span(), want.lastgroup)) == (got and (got.span(), got.lastgroup)), text[start:end]
+
+
+def test_console_line_pattern_reads_as_the_full_line_pattern() -> None:
+    from rig.splat import text as console
+
+    prefixes = ["[   12.345678] ", "[   12.345678][  T123] ", "[12.5][C3] ", "[ 1.0] [ T1] ", "[ 1.0]  ",
+                "[   12.345678] host kernel: ", "[ 1.0] host kernel: [ T2] ", "[ 1.0] host kernel:", "[ 1.0 ] ",
+                "[1.0][ X1] ", "[12.] ", "[.5] ", "[1.5]", "[ 1.0] a:b kernel: ", "<4>[ 1.0] ", "** 3 printk messages "
+                "dropped ** [ 1.0] ", "Nov 29 05:00:01 host kernel: [ 1.0] ", "[Sun Nov 29 05:00:01 2026] ", ""]
+    messages = ["BUG: x", "", " indented", "[ T5] y", "host kernel: z", "kernel: w", "\r", "[1.0] again"]
+    matched = 0
+    for prefix in prefixes:
+        for message in messages:
+            line = prefix + message
+            fast = console._CONSOLE_LINE.match(line)
+            if fast is None:
+                continue
+            matched += 1
+            full = console._LINE.match(line)
+            assert full is not None
+            assert (fast.groups(""), fast.end()) == (full.groups(""), full.end()), line
+    assert matched > 30
