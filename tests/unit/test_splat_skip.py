@@ -138,3 +138,22 @@ def test_console_line_pattern_reads_as_the_full_line_pattern() -> None:
             assert full is not None
             assert (fast.groups(""), fast.end()) == (full.groups(""), full.end()), line
     assert matched > 30
+
+
+@pytest.mark.parametrize("end", ["other info that might help us debug this:", "stack backtrace:",
+                                 "Possible unsafe locking scenario:"])
+def test_lock_chain_stops_at_the_first_end_of_the_held_locks(end: str) -> None:
+    from rig.splat.lockdep import lock_chain
+
+    msgs = ["WARNING: possible recursive locking detected",
+            "task/1 is trying to acquire lock:",
+            "ffff0000 (&dev->lock){+.+.}-{3:3}, at: drm_a+0x1/0x2",
+            "but task is already holding lock:",
+            "ffff0001 (&obj->lock){+.+.}-{3:3}, at: drm_b+0x1/0x2",
+            end,
+            "ffff0002 (&late->lock){+.+.}-{3:3}, at: drm_c+0x1/0x2",
+            "other info that might help us debug this:",
+            "ffff0003 (&later->lock){+.+.}-{3:3}, at: drm_d+0x1/0x2"]
+    assert lock_chain(msgs) == ("&dev->lock", "&obj->lock")
+    assert lock_chain([m for m in msgs if m != end and not m.startswith("other info")]) == (
+        "&dev->lock", "&obj->lock", "&late->lock", "&later->lock")
