@@ -21,6 +21,13 @@ faster). Two runs of this benchmark far apart in time are not comparable on a bu
 machine; the ratio within one run is.
 
     .venv/bin/python bench/bench_splat.py [--sizes 1,4,16,64] [--repeat 3] [--work 64] [--against REV]
+
+Instructions, which a busy machine does not move, of one parse of a 2 MB log (cold, or warm:
+after one uncounted parse of it):
+
+    valgrind --tool=callgrind --callgrind-out-file=/dev/null --collect-atstart=no \\
+        --toggle-collect=starmap_next .venv/bin/python bench/bench_splat.py --sizes 2 \\
+        --shares 0.1 --count cold [--against REV]
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import argparse
 import ast
 import importlib
 import io
+import itertools
 import math
 import os
 import random
@@ -206,6 +214,17 @@ def _rig_imports(source: str, tree: set[str]) -> set[str]:
     return out
 
 
+def count(parse: Parser, text: str, *, warm: bool) -> int:
+    """One parse of `text` inside itertools.starmap, the only call of it here (see --count):
+    instruction counts do not move with the machine's load as times do."""
+    data = text.encode()
+    if warm:
+        parse(data)
+    found = list(itertools.starmap(parse, [(data,)]))[0]
+    print(f"{len(data) / MB:.0f} MB parsed once{' (warm)' if warm else ''}: {len(found)} findings")
+    return 0
+
+
 def pieces(text: str, size: int) -> list[str]:
     """`text` cut at line ends into pieces of about `size` characters."""
     out = []
@@ -231,6 +250,11 @@ def main() -> int:
     parser.add_argument("--against", metavar="REV",
                         help="also time rig/splat as of this git revision on the same logs, in turns with "
                              "the current parser, and give the ratio current/REV")
+    parser.add_argument("--count", choices=("cold", "warm"),
+                        help="time nothing: parse the log of the first size and share once, with REV's parser "
+                             "when --against is given, inside itertools.starmap, so that valgrind --tool=callgrind "
+                             "--collect-atstart=no --toggle-collect=starmap_next counts parse_log's instructions "
+                             "alone (warm: after one uncounted parse of the same log, as the timed runs are)")
     args = parser.parse_args()
     sizes = [float(s) for s in args.sizes.split(",")]
     logs = corpus_logs()
@@ -240,6 +264,9 @@ def main() -> int:
     rev = args.against or ""
     for parse in parsers:  # compile every pattern once, outside the timings
         measure(build_log(MB // 4, logs, seed=7), 1, (parse,))
+    if args.count:
+        return count(parsers[-1], build_log(int(sizes[0] * MB), logs, share=float(args.shares.split(",")[0])),
+                     warm=args.count == "warm")
     for share in (float(x) for x in args.shares.split(",")):
         print(f"\nreports make up {share:.0%} of the log's bytes")
         against_head = f" {rev[:12] + ' MB/s':>17} {'now/' + rev[:12]:>16}" if rev else ""

@@ -92,3 +92,18 @@ def test_this_repository_head_loads_and_parses() -> None:
     # in development, which may have uncommitted changes to rig/splat)
     assert [(f.kind, f.title) for f in found] == [(f.kind, f.title) for f in parse_log(log)]
     assert found and type(found[0]) is not type(parse_log(log)[0])  # a module of its own
+
+
+def test_count_parses_once_more_when_warm(capsys: pytest.CaptureFixture[str]) -> None:
+    bench = _bench()
+    seen: list[bytes] = []
+
+    def parser(data: bytes) -> list[str]:
+        seen.append(data)
+        return ["finding"]
+
+    assert bench.count(parser, "line\n", warm=False) == 0
+    assert seen == [b"line\n"]
+    assert bench.count(parser, "line\n", warm=True) == 0
+    assert seen == [b"line\n"] * 3
+    assert "1 findings" in capsys.readouterr().out
