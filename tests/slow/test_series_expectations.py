@@ -19,6 +19,8 @@ from __future__ import annotations
 import json
 import tomllib
 from pathlib import Path
+
+import pytest
 from typing import Any
 
 from rig.plan import load_plan
@@ -66,6 +68,7 @@ def test_kmemleak_series_on_virtio_vga(guest_image, tmp_path: Path) -> None:
     _assert_expected_findings(expected, data)
 
 
+@pytest.mark.long
 def test_kmemleak_series_with_a_scan_after_each_test(guest_image, tmp_path: Path) -> None:
     """Same series, same virtio-gpu tests, `kmemleak = "each"`: the leak is still the
     first leaking test's, whichever scan saw its objects."""
@@ -88,6 +91,7 @@ def test_underflow_series_warns_in_its_subtest(guest_image, tmp_path: Path) -> N
     _assert_expected_findings(expected, data)
 
 
+@pytest.mark.long
 def test_harmless_series_against_its_base_kernel(guest_image, tmp_path: Path) -> None:
     out = tmp_path / "harmless"
     expected = _expected("harmless")
