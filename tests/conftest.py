@@ -41,6 +41,30 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
     return ChainScheduling(config, log)  # type: ignore[arg-type]
 
 
+_PHASES: list = []  # tests.timeline.Span of every test phase the controller heard of
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if os.environ.get("PYTEST_XDIST_WORKER") or not report.stop:
+        return  # a worker's own report: the controller hears it too, with the worker's name
+    from tests.timeline import Span
+
+    node = getattr(report, "node", None)  # set by pytest-xdist's controller
+    worker = node.gateway.id if node is not None else "main"
+    _PHASES.append(Span(worker, report.nodeid, report.start, report.stop))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """How the workers were used: what a cold run's time is made of besides --durations."""
+    from tests.timeline import summary
+
+    lines = summary(_PHASES)
+    if lines:
+        terminalreporter.write_sep("=", "workers")
+        for line in lines:
+            terminalreporter.write_line(line)
+
+
 @pytest.fixture
 def corpus_dir() -> Path:
     path = CORPUS / "syzkaller-linux-report"
