@@ -19,3 +19,11 @@ def test_the_summary_names_the_tests_that_ended_last() -> None:
     assert lines[0].startswith("gw0: 8 tests, busy 4.0 min, idle 3.5 min")
     assert lines[-2:] == ["  gw0    6.0 ->    6.5  t6", "  gw0    7.0 ->    7.5  t7"]
     assert summary([]) == []
+
+
+def test_cpu_adds_up_over_phases_and_the_costliest_come_first() -> None:
+    phases = [Span("gw0", "build", 0.0, 1.0, 600.0), Span("gw0", "build", 1.0, 2.0, 60.0),
+              Span("gw1", "boot", 0.0, 3.0, 120.0)]
+    lines = summary(phases, costliest=2)
+    assert "CPU in tests: 13.0 min" in lines
+    assert lines[-2:] == ["    11.0  build", "     2.0  boot"]
