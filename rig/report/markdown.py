@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from rig.forensics import SYSRQ_PURPOSE, HangRecord
 from rig.reclaim_events import summary as reclaim_summary
-from rig.report.model import AttemptRecord, RunReport, flags_text, seen_text
+from rig.report.model import AttemptRecord, RunReport, also_text, flags_text, seen_text
 from rig.verdict import JudgedFinding
 
 
@@ -176,7 +176,7 @@ def _finding(number: int, judged: JudgedFinding, report: RunReport, level: str) 
     where = judged.test or ("boot" if judged.attribution == "boot" else "unknown")
     lines.append(f"Triggered by: {where}" + (f" (by {judged.attribution})" if judged.test else ""))
     if judged.also:
-        lines.append(f"Also triggered by: {', '.join(judged.also)}")
+        lines.append(f"Also triggered by: {also_text(judged.also)}")
     seen = seen_text(judged.series, judged.base)
     if seen and (len(report.verdict.runs) > 1 or report.verdict.runs.get("series", 1) > 1):
         flags = flags_text(judged)

@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from rig.report.model import Outcome, RunReport, flags_text, seen_text
+from rig.report.model import Outcome, RunReport, also_text, flags_text, seen_text
 from rig.results import TestStatus
 
 _STYLE = {"new": "bold red", "pre-existing": "yellow", "host-fault": "magenta", "known": "cyan", "fixed": "green"}
@@ -64,7 +64,7 @@ def render(report: RunReport, console: Console) -> None:
                               + (f" (confidence {bad.confidence:.0%})" if bad.confidence < 1 else ""),
                               highlight=False)
             if judged.also:
-                console.print(f"      also:   {', '.join(judged.also)}", highlight=False)
+                console.print(f"      also:   {also_text(judged.also)}", highlight=False)
             if finding.lock_chain:
                 console.print(f"      locks:  {' -> '.join(finding.lock_chain)}", highlight=False)
             for group in finding.leak_groups[:3]:

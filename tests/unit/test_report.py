@@ -182,3 +182,13 @@ def test_a_schema_1_report_still_loads_and_renders(tmp_path: Path, monkeypatch) 
     assert again.kernel.image == "bzImage" and again.artifacts.tainted == 512
     assert again.attempts[0].error is not None and again.attempts[0].durations["boot"] == 20.0
     assert again.exit_code == 1 and "memory leak in drm_prime_pages_to_sg" in markdown.render(again)
+
+
+def test_a_long_also_list_names_the_first_few_and_counts_the_rest() -> None:
+    from rig.report.model import ALSO_SHOWN, also_text
+
+    names = [f"vgem_basic@case-{i}" for i in range(43)]
+    assert also_text(names) == ", ".join(names[:ALSO_SHOWN]) + f" and {43 - ALSO_SHOWN} more"
+    # never "and 1 more": one more name costs no more than saying so
+    assert also_text(names[:ALSO_SHOWN + 1]) == ", ".join(names[:ALSO_SHOWN + 1])
+    assert also_text([]) == ""
