@@ -42,7 +42,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
 
 
 _PHASES: list = []  # tests.timeline.Span of every test phase the controller heard of
-_CPU_MARK: list[float] = []  # the process's CPU seconds when the last phase ended
+_CPU_MARK = [0.0]  # the process's CPU seconds when the test started or its last phase ended
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -54,12 +54,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     outcome = yield
     now = process_cpu_s()
     report = outcome.get_result()
-    report.cpu_s = now - (_CPU_MARK[-1] if _CPU_MARK else now)
-    _CPU_MARK[:] = [now]
+    report.cpu_s, _CPU_MARK[0] = now - _CPU_MARK[0], now
 
 
 def pytest_runtest_logstart() -> None:
-    _CPU_MARK[:] = [process_cpu_s()]  # time between tests (collection, the scheduler) is no test's
+    _CPU_MARK[0] = process_cpu_s()  # time between tests (collection, the scheduler) is no test's
 
 
 def process_cpu_s() -> float:
