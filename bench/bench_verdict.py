@@ -27,7 +27,7 @@ from pathlib import Path
 
 from rigrun import run_rig
 
-from rig.bisect import MIN_RUNS, Target, runs_for
+from rig.bisect import Target, probe_limit, runs_for
 from rig.tally import Seen
 
 
@@ -75,7 +75,7 @@ def main() -> int:
     share = base_cached / base_first if base_first else float("nan")
     print(f"cached base: {base_cached:.2f} s against {base_first:.1f} s to run it = {share:.2%} (aim: under 5%)")
     steps = math.ceil(math.log2(patches)) if patches > 1 else 0
-    max_runs = max(args.repeat, MIN_RUNS)  # what rig run passes the search (its --max-repeat is not raised here)
+    max_runs = probe_limit(args.repeat)  # this benchmark gives no --max-repeat
     for item in [*full["findings"], *full["tests"]]:
         bad = item.get("first_bad_patch")
         if bad:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from rig.tally import MISS, Seen
 from rig.verdict import FirstBadPatch
 
-__all__ = ["MISS", "MIN_RUNS", "Probe", "Target", "runs_for", "search"]
+__all__ = ["MISS", "MIN_RUNS", "Probe", "Target", "probe_limit", "runs_for", "search"]
 
 # Probes of a prefix allowed to clear it, whatever the run's --repeat: enough for a
 # finding seen once (p = 2/3) to be missed by all of them at most 4% of the time.
@@ -52,6 +52,12 @@ class Target:
 # probe(k, tests, wanted) -> for each of `wanted` (target keys), whether that run showed
 # it; one call is one guest run of prefix k with the cut plan.
 Probe = Callable[[int, tuple[str, ...] | None, tuple[str, ...]], dict[str, bool]]
+
+
+def probe_limit(repeat: int, max_repeat: int = 0) -> int:
+    """The most probes of one prefix a run allows (search's max_runs): its --repeat or
+    --max-repeat, and never fewer than MIN_RUNS."""
+    return max(repeat, max_repeat, MIN_RUNS)
 
 
 def runs_for(rate: float, max_runs: int) -> int:

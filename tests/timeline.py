@@ -1,7 +1,8 @@
 """When each test ran on which worker and the CPU it used, for the summary at the end of
-a session: how busy each worker was, which tests ended last and which took the most CPU. A cold CI run is budgeted in minutes, and
-pytest's --durations says how long each test took but not whether the two workers were
-both kept busy until the end, which is what the budget depends on."""
+a session: how busy each worker was, which tests ended last and which took the most CPU.
+A cold CI run is budgeted in minutes, and pytest's --durations says how long each test
+took but not whether the two workers were both kept busy until the end, nor which tests'
+builds and guests the two cores spent their time on."""
 
 from __future__ import annotations
 

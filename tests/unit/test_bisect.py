@@ -73,3 +73,11 @@ def test_an_intermittent_answer_says_it_is_not_certain(subjects: Sequence[str] =
     found = search([_target("race", 1, 4)], subjects, probe, max_runs=2)
     assert found["race"].index == 4
     assert found["race"].confidence < 0.9  # two clean steps of two runs each at p = 1/3
+
+
+def test_a_run_allows_its_repeats_or_max_repeat_but_never_fewer_than_min_runs() -> None:
+    from rig.bisect import probe_limit
+
+    assert probe_limit(1) == MIN_RUNS
+    assert probe_limit(5) == 5
+    assert probe_limit(3, 8) == 8
