@@ -95,21 +95,24 @@ def search(targets: Sequence[Target], subjects: Sequence[str], probe: Probe, *, 
         tests = _union([t.tests for t in group])
         runs = max(runs_for(t.rate, max_runs) for t in group)
         shown: set[str] = set()
-        done = 0
+        # the probes that looked for each target: a target shown early is not charged
+        # for the runs the others still needed
+        looked = {t.key: 0 for t in group}
         for _ in range(runs):
             pending = tuple(t.key for t in group if t.key not in shown)
             if not pending:
                 break
             seen = probe(mid, tests, pending)
-            done += 1
+            for key in pending:
+                looked[key] += 1
             shown |= {key for key, yes in seen.items() if yes}
         for target in group:
-            spent[target.key] += done
+            spent[target.key] += looked[target.key]
             if target.key in shown:
                 interval[target.key][1] = mid
             else:
                 interval[target.key][0] = mid
-                confidence[target.key] *= 1.0 - (1.0 - by_key[target.key].rate) ** done
+                confidence[target.key] *= 1.0 - (1.0 - by_key[target.key].rate) ** looked[target.key]
     return {t.key: FirstBadPatch(interval[t.key][1], subjects[interval[t.key][1] - 1], confidence[t.key],
                                  spent[t.key])
             for t in targets}

@@ -54,6 +54,8 @@ def test_two_targets_share_the_probes_of_a_prefix() -> None:
     # prefix 1: neither shows, MIN_RUNS runs for both; prefix 2: the leak shows at once
     # and the deadlock's runs go on alone
     assert calls == [(1, ("leak", "deadlock"))] * MIN_RUNS + [(2, ("leak", "deadlock"))] + [(2, ("deadlock",))] * 2
+    # each is charged the runs that looked for it
+    assert (found["leak"].runs, found["deadlock"].runs) == (MIN_RUNS + 1, MIN_RUNS * 2)
 
 
 def test_a_finding_seen_in_every_one_of_many_runs_needs_fewer_probes() -> None:
