@@ -32,7 +32,7 @@ def first_line(text: str) -> str:
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines:
         return ""
-    return headline(text) + (f" (+{len(lines) - 1} more lines)" if len(lines) > 1 else "")
+    return (headline(text) or lines[0]) + (f" (+{len(lines) - 1} more lines)" if len(lines) > 1 else "")
 
 
 def render(report: RunReport, console: Console) -> None:

@@ -226,4 +226,4 @@ def test_a_warn_whose_dmesg_opens_with_a_splats_rule_is_shown_by_its_warning_lin
              "------------------------------------------------------\n")
     assert headline(splat) == "WARNING: possible circular locking dependency detected"
     assert first_line(splat) == "WARNING: possible circular locking dependency detected (+3 more lines)"
-    assert headline("---\n") == ""
+    assert headline("---\n") == "" and first_line("---\n") == "---"
