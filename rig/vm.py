@@ -32,7 +32,7 @@ from rig import gpu_faults
 from rig import image as image_mod
 from rig import proc
 from rig.accel import choose_accel
-from rig.errors import InfraError, Interrupted, KernelError, RigError, UserError
+from rig.errors import InfraError, Interrupted, KernelError, RigError, Terminated, UserError
 from rig.forensics import HangRecord, HangWatch, investigate
 from rig.guest import (COPY_TIMEOUT_S, TREE_TIMEOUT_S, Guest, GuestResult, GuestTimeout, GuestUnreachable,
                        HostKeyMismatch)
@@ -478,8 +478,15 @@ def run_sync(main: Coroutine[Any, Any, T]) -> T:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(signal.SIGTERM)
 
+    # asyncio's remove_signal_handler leaves SIGTERM at its default (death on the spot),
+    # not at the handler it found: put back rig's own (rig.cli) afterwards.
+    previous = signal.getsignal(signal.SIGTERM)
     try:
         return asyncio.run(guarded())
     except (KeyboardInterrupt, asyncio.CancelledError) as exc:
-        how = "terminated (SIGTERM)" if terminated else "interrupted (Ctrl-C)"
+        how = "terminated (SIGTERM)" if terminated or isinstance(exc, Terminated) else "interrupted (Ctrl-C)"
         raise Interrupted(f"{how}: the guest was stopped; logs so far are kept in the run directory") from exc
+    finally:
+        if previous is not None and signal.getsignal(signal.SIGTERM) != previous:
+            with contextlib.suppress(ValueError):  # not the main thread: nothing was changed there
+                signal.signal(signal.SIGTERM, previous)
