@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import re
 import shutil
 import signal
 import socket
@@ -130,9 +131,11 @@ class VM:
         except KernelError as exc:
             if not hung(exc) or self.machine.state.life is not Life.RUNNING:
                 raise
-            await self.investigate(exc.message.splitlines()[0])
+            record = await self.investigate(exc.message.splitlines()[0])
             if self.machine.state.over:  # the NMI made the kernel panic: that explains more
                 raise await death(self.machine) from exc
+            if (lost := connection_lost(exc, record, self.machine)) is not None:
+                raise lost from exc
             raise
 
     async def investigate(self, reason: str) -> HangRecord | None:
@@ -233,6 +236,41 @@ def blame(machine: Machine, cause: RigError | None = None) -> RigError:
         return KernelError(f"the guest stopped answering SSH: {cause.message}" + with_console_tail(machine),
                            log=machine.console_log, hint="the guest kernel may hang; the console log may say why")
     return cause
+
+
+# The OOM killer's line for sshd (mm/oom_kill.c): the guest's memory, not the link, ended SSH.
+SSHD_OOM_KILLED = re.compile(r"(?:Out of memory|Memory cgroup out of memory)[^\n]*: Killed process \d+ \(sshd\)")
+
+
+def connection_lost(error: KernelError, record: HangRecord | None, machine: Machine) -> RigError | None:
+    """The error for SSH lost while the guest's kernel still works, or None when the loss
+    may be the kernel's (blame's verdict stands).
+
+    `blame` calls a running guest that stops answering SSH the kernel's fault: the kernel
+    may hang. Hang forensics then asked the kernel itself: when it answered a sysrq key
+    on the console and showed no blocked task, it was not hung; the connection failed
+    (the guest's sshd killed, its link taken down), which is the host's side of the run
+    (exit 3). Unless the console shows the guest's OOM killer taking sshd: then the
+    kernel under test's memory did it.
+    """
+    cause = error.__cause__
+    if not isinstance(cause, GuestUnreachable) or record is None or not any(a.answered for a in record.asks):
+        return None
+    console = machine.console_log
+    if record.with_console(console).blocked:
+        return None
+    try:
+        text = console.read_text(errors="replace")
+    except OSError:
+        text = ""
+    if (oom := SSHD_OOM_KILLED.search(text)) is not None:
+        return KernelError(f"the guest's OOM killer killed sshd, and with it rig's connection: {oom.group(0)}"
+                           + with_console_tail(machine), log=console,
+                           hint="the guest ran out of memory; the console log shows the OOM report")
+    keys = ", ".join(a.key for a in record.asks if a.answered)
+    return InfraError(f"the SSH connection to the guest was lost while its kernel still answered (sysrq {keys}, "
+                      f"no blocked task): {cause.message}" + with_console_tail(machine, 20), log=console,
+                      hint="sshd in the guest was killed or the guest's network went down; run again")
 
 
 def _unless_frozen(machine: Machine) -> None:
