@@ -238,8 +238,9 @@ def blame(machine: Machine, cause: RigError | None = None) -> RigError:
     return cause
 
 
-# The OOM killer's line for sshd (mm/oom_kill.c): the guest's memory, not the link, ended SSH.
-SSHD_OOM_KILLED = re.compile(r"(?:Out of memory|Memory cgroup out of memory)[^\n]*: Killed process \d+ \(sshd\)")
+# The OOM killer's line for sshd or its per-connection sshd-session (OpenSSH 9.8 and
+# later), as mm/oom_kill.c prints it: the guest's memory, not the link, ended SSH.
+SSHD_OOM_KILLED = re.compile(r"(?:Out of memory|Memory cgroup out of memory)[^\n]*: Killed process \d+ \(sshd[-\w]*\)")
 
 
 def connection_lost(error: KernelError, record: HangRecord | None, machine: Machine) -> RigError | None:

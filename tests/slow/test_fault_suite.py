@@ -58,10 +58,8 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
-
 from rig import cache
-from rig.build import BUILDS, BuildRequest, build_lock_path, resolve
+from rig.build import BUILDS, BuildRequest, resolve
 from tests.slow.test_boot import qemu_processes
 
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -80,10 +78,10 @@ END_S = 60.0
 class Rig:
     """`rig run` started in the background, its stderr read as it comes."""
 
-    def __init__(self, out: Path, *args: str) -> None:
+    def __init__(self, out: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.out = out
         self.proc = subprocess.Popen([sys.executable, "-m", "rig", "run", "--out", str(out), *args], cwd=REPO,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         self.lines: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -134,16 +132,43 @@ def _processes_in(*places: Path) -> list[str]:
     return found
 
 
-def _make_running(build_dir: Path) -> bool:
+def _stat(pid: int | str) -> tuple[int, int] | None:
+    """(parent pid, process group) of a process, None if it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2:].split()
+    return int(fields[1]), int(fields[2])
+
+
+def _make_group(rig_pid: int, build_dir: Path) -> int | None:
+    """The process group of the make this rig runs in `build_dir` (its group's leader is
+    rig's child, so another rig's make in the same directory is not taken for it)."""
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and os.path.basename(argv[0]) == b"make" and any(str(build_dir).encode() in a for a in argv):
+            stat = _stat(entry.name)
+            leader = _stat(stat[1]) if stat else None
+            if stat and leader and leader[0] == rig_pid:
+                return stat[1]
+    return None
+
+
+def _group_members(group: int) -> list[str]:
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (stat := _stat(entry.name)) is not None and stat[1] == group:
             try:
-                argv = (entry / "cmdline").read_bytes().split(b"\0")
+                members.append(f"{entry.name} {(entry / 'comm').read_text().strip()}")
             except OSError:
                 continue
-            if argv and os.path.basename(argv[0]) == b"make" and any(str(build_dir).encode() in a for a in argv):
-                return True
-    return False
+    return members
 
 
 def _locks_held_by(pid: int, *paths: Path) -> list[str]:
@@ -171,21 +196,24 @@ def test_rig_signalled_mid_build_leaves_no_make_lock_or_entry(kernel_6_1, tmp_pa
     fragment.write_text(FRAGMENT)
     request = BuildRequest(kernel="debian:6.1", extra_configs=(str(fragment),))
     resolved = resolve(request, tmp_path / "resolve")
-    build_dir, worktree = resolved.build_dir, resolved.worktree
+    build_dir = resolved.build_dir
     quick_key = resolved.quick_key(0)
-    locks = (cache.cache_dir("locks") / f"tree-{resolved.source.tree_key}.lock", build_lock_path())
+    # The machine's build lock of these runs alone: another rig building another kernel
+    # on this machine must not be taken for a stale lock (the tree's lock stays shared).
+    env = {**os.environ, "RIG_BUILD_LOCK": str(tmp_path / "build.lock")}
+    locks = (cache.cache_dir("locks") / f"tree-{resolved.source.tree_key}.lock", tmp_path / "build.lock")
     args = ("--kernel", "debian:6.1", "--config", str(fragment), "--plan", str(PLANS / "wait.toml"),
             "--pressure", "none", "--no-base")
     figures = []
     for index, signum in enumerate((signal.SIGINT, signal.SIGTERM, signal.SIGKILL, signal.SIGINT)):
         out = tmp_path / f"run-{index}-{signal.Signals(signum).name}"
         started = time.monotonic()
-        rig = Rig(out, *args)
-        rig.wait_for(lambda: _make_running(build_dir), MAKE_START_S, "make to start")
+        rig = Rig(out, *args, env=env)
+        group = rig.wait_for(lambda: _make_group(rig.proc.pid, build_dir), MAKE_START_S, "make to start")
         to_make = time.monotonic() - started
         assert "waiting for the build lock" not in rig.stderr  # no earlier rig's lock held it up
         time.sleep(3)  # make is at work: syncconfig, the tree walk, the first objects
-        assert _make_running(build_dir), "make ended on its own before the signal"
+        assert _make_group(rig.proc.pid, build_dir) == group, "make ended on its own before the signal"
         rig.proc.send_signal(signum)
         signalled = time.monotonic()
         code = rig.end(timeout=END_S)
@@ -204,9 +232,10 @@ def test_rig_signalled_mid_build_leaves_no_make_lock_or_entry(kernel_6_1, tmp_pa
             assert data["summary"].startswith("INTERRUPTED:") and "(during build)" in data["summary"]
             assert "ended early during build" in (out / "report.md").read_text()
             assert (out / "build" / "build.log").is_file()  # make's output so far is kept
-        # make, its compilers and linkers are gone (TERM, then KILL after 5 s)
+        # make, its compilers and linkers (its whole process group) are gone: TERM, then
+        # KILL after 5 s
         give_up = time.monotonic() + END_S
-        while (left := _processes_in(build_dir, worktree)) and time.monotonic() < give_up:
+        while (left := _group_members(group)) and time.monotonic() < give_up:
             time.sleep(0.5)
         assert left == [], f"left running after {signal.Signals(signum).name}: {left}"
         assert _locks_held_by(rig.proc.pid, *locks) == []

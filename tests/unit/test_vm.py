@@ -532,7 +532,7 @@ def test_ssh_lost_with_a_task_blocked_in_the_kernel_stays_the_kernels(tmp_path: 
 def test_ssh_lost_because_the_oom_killer_took_sshd_is_the_kernels(tmp_path: Path, quick_forensics: None) -> None:
     machine = StandInMachine(tmp_path)
     with open(machine.console_log, "a") as console:
-        console.write("[   60.0][  T300] Out of memory: Killed process 215 (sshd) total-vm:15000kB, anon-rss:0kB\n")
+        console.write("[   60.0][  T300] Out of memory: Killed process 215 (sshd-session) total-vm:15000kB, anon-rss:0kB\n")
     error = _lost(tmp_path, machine)
     assert type(error) is KernelError and "the guest's OOM killer killed sshd" in error.message
-    assert "Killed process 215 (sshd)" in error.message
+    assert "Killed process 215 (sshd-session)" in error.message
