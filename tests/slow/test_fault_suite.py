@@ -21,7 +21,7 @@ collect (dmesg, kmemleak, screendump after the plan), report (writing report.*).
 | guest frozen by QMP stop | boot, workloads | slow: test_boot::test_hanging_command_and_frozen_guest_hit_their_deadlines; unit: test_vm::test_a_running_guest_that_stops_answering_is_the_kernels_fault |
 | task in D state (hung-task detector) | workloads | slow: test_hang::test_a_task_stuck_in_an_ioctl_is_found_and_its_stack_shown |
 | task in D state | boot, collect | n/a: rig runs no test code there; the detector's report is parsed wherever it lands (unit: test_forensics) |
-| guest OOM | workloads | slow: test_guest_oom_mid_workload_is_in_the_report (here) |
+| guest OOM | workloads | slow: test_guest_oom_mid_workload_is_in_the_report (here); unit: test_guest::test_a_command_killed_by_a_signal_has_its_status_not_a_lost_connection (the OOM-killed command's exit-signal) |
 | guest OOM killing sshd | workloads | unit: test_vm::test_ssh_lost_because_the_oom_killer_took_sshd_is_the_kernels |
 | guest OOM | build, image, boot | n/a: no guest, or rig's own fixed-size guest before any test |
 | QEMU killed (SIGKILL) | boot | slow: test_boot::test_qemu_killed_mid_run_is_reported_and_nothing_is_left; unit: test_qemu_machine::test_qemu_killed_from_outside_is_seen; soak: kills within 20 s of QEMU's start |
@@ -33,7 +33,7 @@ collect (dmesg, kmemleak, screendump after the plan), report (writing report.*).
 | SSH connection dropped | collect | unit: test_vm::test_every_guest_call_is_guarded (collection's calls take the same guard) |
 | host disk full | build | unit: test_build::test_a_disk_that_fills_up_during_the_build_is_the_hosts_fault; test_bad_inputs::test_a_full_disk_is_the_host_s_problem (out, metadata, cache) |
 | host disk full | build, image (as rig run sees it) | unit: test_pipeline::test_a_run_that_ends_before_its_first_attempt_still_reports_how_and_where[disk-full-in-build] |
-| host disk full | workloads, collect | gap: attempt.py turns ENOSPC into a host error of the phase, no test fills a run directory mid-run |
+| host disk full | workloads, collect | gap: rig.attempt turns ENOSPC into a host error of the phase it happened in, but no test fills a run directory mid-run (QEMU's overlay on a full disk pauses the guest: werror=enospc) |
 | host disk full | report | n/a as a report: a full disk cannot take report.json; unit: test_build::test_the_command_line_turns_a_full_disk_into_exit_3 (the message) |
 | SIGINT (Ctrl-C) to rig | build | slow: test_rig_signalled_mid_build_leaves_no_make_lock_or_entry (here) |
 | SIGINT, SIGTERM to rig | image | slow: test_image_arm64::test_interrupted_build_leaves_no_registration[Ctrl-C, SIGTERM] |
@@ -288,7 +288,7 @@ def test_guest_oom_mid_workload_is_in_the_report(kernel_6_1, guest_image, tmp_pa
     the run goes on to the next script and to its end, and the report shows the OOM kill
     on the timeline next to the script that caused it."""
     out = tmp_path / "oom"
-    code, data, output = _run_to_its_end(out, "--bzimage", str(kernel_6_1.kernel_image), "--memory", "1024",
+    code, data, output = _run_to_its_end(out, "--bzimage", str(kernel_6_1.kernel_image), "--memory", "512",
                                          "--plan", str(PLANS / "oom.toml"), "--pressure", "none")
     results = {t["name"]: t["result"] for t in data["tests"]}
     assert results.get("script:oom") == "fail" and results.get("script:after") == "pass", output
