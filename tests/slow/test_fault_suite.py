@@ -65,6 +65,8 @@ from tests.slow.test_boot import qemu_processes
 REPO = Path(__file__).resolve().parent.parent.parent
 PLANS = REPO / "tests" / "data" / "plans"
 
+# The kernel whose build is interrupted: the session's (kernel_6_1), so make starts warm.
+KERNEL = "debian:6.1"
 # A fragment of its own gives the build a key no cache holds, so make really runs; a
 # string that no code tests keeps the rebuild it causes small (utsrelease, the link).
 FRAGMENT = 'CONFIG_LOCALVERSION="-rig-fault-suite"\n'
@@ -83,12 +85,16 @@ class Rig:
         self.proc = subprocess.Popen([sys.executable, "-m", "rig", "run", "--out", str(out), *args], cwd=REPO,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         self.lines: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
+        self.out_lines: list[str] = []
+        self.readers = [threading.Thread(target=self._read, args=(stream, into), daemon=True)
+                        for stream, into in ((self.proc.stderr, self.lines), (self.proc.stdout, self.out_lines))]
+        for reader in self.readers:
+            reader.start()
 
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.append(line)
+    @staticmethod
+    def _read(stream, into: list[str]) -> None:  # type: ignore[no-untyped-def]
+        for line in stream:
+            into.append(line)
 
     @property
     def stderr(self) -> str:
@@ -104,12 +110,15 @@ class Rig:
         raise AssertionError(f"timed out waiting for {what}: {self.stderr[-3000:]}")
 
     def end(self, timeout: float = 600) -> int:
+        """rig's exit status, once it and its output have ended."""
         try:
-            self.proc.communicate(timeout=timeout)
+            self.proc.wait(timeout=timeout)
         finally:
             if self.proc.poll() is None:
                 self.proc.kill()
                 self.proc.wait()
+            for reader in self.readers:
+                reader.join(timeout=10)
         return self.proc.returncode
 
 
@@ -194,7 +203,7 @@ def test_rig_signalled_mid_build_leaves_no_make_lock_or_entry(kernel_6_1, tmp_pa
     request gets to make without waiting (the fourth run, interrupted in turn)."""
     fragment = tmp_path / "fault-suite.config"
     fragment.write_text(FRAGMENT)
-    request = BuildRequest(kernel="debian:6.1", extra_configs=(str(fragment),))
+    request = BuildRequest(kernel=KERNEL, extra_configs=(str(fragment),))
     resolved = resolve(request, tmp_path / "resolve")
     build_dir = resolved.build_dir
     quick_key = resolved.quick_key(0)
@@ -202,7 +211,7 @@ def test_rig_signalled_mid_build_leaves_no_make_lock_or_entry(kernel_6_1, tmp_pa
     # on this machine must not be taken for a stale lock (the tree's lock stays shared).
     env = {**os.environ, "RIG_BUILD_LOCK": str(tmp_path / "build.lock")}
     locks = (cache.cache_dir("locks") / f"tree-{resolved.source.tree_key}.lock", tmp_path / "build.lock")
-    args = ("--kernel", "debian:6.1", "--config", str(fragment), "--plan", str(PLANS / "wait.toml"),
+    args = ("--kernel", KERNEL, "--config", str(fragment), "--plan", str(PLANS / "wait.toml"),
             "--pressure", "none", "--no-base")
     figures = []
     for index, signum in enumerate((signal.SIGINT, signal.SIGTERM, signal.SIGKILL, signal.SIGINT)):
