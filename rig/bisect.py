@@ -10,9 +10,12 @@ holds the same middle is probed by the same runs (their tests together), so a se
 with two bugs costs no more boots than one with a single bug when their searches meet.
 
 A probe that shows a target settles its step for good. One that does not can miss an
-intermittent target: it is repeated for the target's observed rate p until a miss is
-unlikely (1 - p)^r <= MISS, at most `max_runs` times, and each clean step multiplies
-the answer's confidence by 1 - (1 - p)^r.
+intermittent target: it is repeated until a miss is unlikely, (1 - p)^r <= MISS, at most
+`max_runs` times, and each clean step multiplies the answer's confidence by
+1 - (1 - p)^r. The rate p is not the series' k of n but Laplace's estimate (k + 1) /
+(n + 2): a finding seen in the one run it had may still be one a run can miss (a leak
+that kmemleak finds referenced by a stale pointer, a race), and taking 1/1 for certain
+put such a leak on the wrong patch after one clean probe.
 """
 
 from __future__ import annotations
@@ -21,10 +24,14 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from rig.tally import MISS
+from rig.tally import MISS, Seen
 from rig.verdict import FirstBadPatch
 
-__all__ = ["MISS", "Probe", "Target", "runs_for", "search"]
+__all__ = ["MISS", "MIN_RUNS", "Probe", "Target", "runs_for", "search"]
+
+# Probes of a prefix allowed to clear it, whatever the run's --repeat: enough for a
+# finding seen once (p = 2/3) to be missed by all of them at most 4% of the time.
+MIN_RUNS = 3
 
 
 @dataclass(frozen=True)
@@ -33,7 +40,13 @@ class Target:
 
     key: str
     tests: tuple[str, ...] | None  # the tests to run; () boot only; None: the whole plan
-    rate: float  # how often the whole series showed it (k/n)
+    seen: Seen  # in how many of the whole series' runs
+
+    @property
+    def rate(self) -> float:
+        """How often a run of a prefix that has the bug shows it, estimated without
+        taking a few runs that all showed it for proof that every run does."""
+        return (self.seen.k + 1) / (self.seen.n + 2)
 
 
 # probe(k, tests, wanted) -> for each of `wanted` (target keys), whether that run showed
@@ -56,7 +69,7 @@ def _union(tests: Sequence[tuple[str, ...] | None]) -> tuple[str, ...] | None:
     return tuple(dict.fromkeys(name for group in tests for name in group or ()))
 
 
-def search(targets: Sequence[Target], subjects: Sequence[str], probe: Probe, *, max_runs: int = 3
+def search(targets: Sequence[Target], subjects: Sequence[str], probe: Probe, *, max_runs: int = MIN_RUNS
            ) -> dict[str, FirstBadPatch]:
     """Each target's first bad patch (1-based) among `subjects`, the series' patches."""
     n = len(subjects)
@@ -90,7 +103,7 @@ def search(targets: Sequence[Target], subjects: Sequence[str], probe: Probe, *, 
                 interval[target.key][1] = mid
             else:
                 interval[target.key][0] = mid
-                confidence[target.key] *= 1.0 - (1.0 - min(1.0, by_key[target.key].rate)) ** done
+                confidence[target.key] *= 1.0 - (1.0 - by_key[target.key].rate) ** done
     return {t.key: FirstBadPatch(interval[t.key][1], subjects[interval[t.key][1] - 1], confidence[t.key],
                                  spent[t.key])
             for t in targets}

@@ -30,7 +30,7 @@ from typing import TypeVar
 from rig import __version__, baseruns
 from rig.analysis import Analysis, RawMaterial, analyse, igt_kmemleak_reports
 from rig.attempt import COLLECT_RESERVE_S, AttemptPlan, AttemptResult, run_attempt
-from rig.bisect import Target, search
+from rig.bisect import MIN_RUNS, Target, search
 from rig.build import BuildArtifacts, BuildRequest, ResolvedBuild, build_prefix, resolve
 from rig.collect import taint_letters
 from rig.forensics import HangPolicy, HangRecord
@@ -49,7 +49,7 @@ from rig.report.model import (
 from rig.errors import RigError, Terminated, disk_full
 from rig.rundir import write_metadata
 from rig.results import TestResult, TestStatus
-from rig.tally import SideRun, finding_key
+from rig.tally import Seen, SideRun, finding_key
 from rig.verdict import NEW, Baseline, FirstBadPatch, JudgedFinding, TestVerdict, Verdict, judge_runs, unsettled
 from rig.workloads.kunit import explain_absent, suites_in_source
 from rig.workloads.pressure import Pressure
@@ -336,15 +336,15 @@ class Run:
             return verdict
         subjects = [p.subject for p in patches]
         targets = [Target(finding_key(f.analysed), (f.test,) if f.test else (() if f.attribution == "boot" else None),
-                          f.series.rate if f.series else 1.0) for f in findings]
-        targets += [Target(f"test:{t.name}", (t.name,), t.series.rate if t.series else 1.0) for t in failures]
+                          f.series or Seen(1, 1)) for f in findings]
+        targets += [Target(f"test:{t.name}", (t.name,), t.series or Seen(1, 1)) for t in failures]
         if len(patches) == 1:
             self.say("one patch: it is the first bad patch of every new finding, no search needed")
             found = {t.key: FirstBadPatch(1, subjects[0]) for t in targets}
         else:
             self.say(f"bisecting {len(targets)} new finding(s) and failure(s) over {len(patches)} patches")
             found = search(targets, subjects, self._probe(what),
-                           max_runs=max(self.spec.repeat, self.spec.max_repeat, 1))
+                           max_runs=max(self.spec.repeat, self.spec.max_repeat, MIN_RUNS))
         for target in targets:
             answer = found[target.key]
             self.say(f"first bad patch of {target.key if target.key.startswith('test:') else 'a finding'}: "

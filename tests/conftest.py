@@ -22,6 +22,25 @@ def pytest_configure(config: pytest.Config) -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """The two workers' layout (tests/layout.py): the arm64 chain on one, the rest on the
+    other. pytest-xdist's own `loadgroup` would do it from `xdist_group` marks, but it
+    groups by a suffix it writes into each node id, which pytest 9.2 no longer keeps.
+    Another --dist given on the command line is left to pytest-xdist."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    from tests.layout import scope_of
+
+    class ChainScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return scope_of(nodeid)
+
+    return ChainScheduling(config, log)  # type: ignore[arg-type]
+
+
 @pytest.fixture
 def corpus_dir() -> Path:
     path = CORPUS / "syzkaller-linux-report"

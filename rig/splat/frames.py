@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterable
 from functools import lru_cache
 
+from rig.splat.anymatch import compile_any
 from rig.splat.symbols import demangle
 
 # "func+0x1c/0x40", optionally after "[<ffffffff8123>]" addresses (old x86, kmemleak,
@@ -76,9 +77,12 @@ class SkipRule:
 
     def __init__(self, patterns: Iterable[str]) -> None:
         self.patterns = tuple(patterns)
-        self._re = re.compile("|".join(f"(?:{p})" for p in self.patterns)) if self.patterns else None
-        # a search of the whole alternation costs microseconds, and a log names the same
-        # few thousand functions over and over
+        # one test for the whole list, as a prefix tree (rig.splat.anymatch): a name not
+        # seen before is tried against hundreds of patterns, as every frame of a hung
+        # task's stack is
+        self._test = compile_any(self.patterns)
+        # even so a test costs microseconds, and a log names the same few thousand
+        # functions over and over
         self._known: dict[str, bool] = {}
 
     def __add__(self, other: SkipRule) -> SkipRule:
@@ -87,7 +91,7 @@ class SkipRule:
     def skips(self, func: str) -> bool:
         known = self._known.get(func)
         if known is None:
-            known = self._re is not None and self._re.search(func) is not None
+            known = self._test(func)
             if len(self._known) >= _MAX_KNOWN:
                 self._known.clear()
             self._known[func] = known

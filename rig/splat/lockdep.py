@@ -12,7 +12,10 @@ import re
 
 _DEP_ENTRY = re.compile(r"^-> #(\d+) \((.*)\)\{[^{}]*\}")
 _AT_LINE = re.compile(r"\((.*)\)\{[^{}]*\}(?:-\{\d+:\d+\})?, at:")
-_END_OF_LOCKS = re.compile(r"other info that might help|stack backtrace:|Possible unsafe locking")
+# Where the held locks end: the first of these plain strings (none holds a newline). Each is
+# looked for with str.find: a pattern of the three is tried at every character of a report
+# that may run to a hundred kilobytes, and cost ten times as much.
+_END_OF_LOCKS = ("other info that might help", "stack backtrace:", "Possible unsafe locking")
 
 
 def lock_chain(msgs: list[str]) -> tuple[str, ...]:
@@ -32,8 +35,8 @@ def lock_chain(msgs: list[str]) -> tuple[str, ...]:
                 entries.setdefault(int(m.group(1)), m.group(2))
     if entries:
         return tuple(entries[k] for k in sorted(entries))
-    end = _END_OF_LOCKS.search(joined)  # its strings hold no newline: the first line that has one
-    last = joined.count("\n", 0, end.start()) if end is not None else len(msgs)
+    end = min((pos for pos in (joined.find(word) for word in _END_OF_LOCKS) if pos >= 0), default=-1)
+    last = joined.count("\n", 0, end) if end >= 0 else len(msgs)  # the first line that has one
     locks: list[str] = []
     for msg in msgs[:last]:
         m = _AT_LINE.search(msg) if ", at:" in msg else None

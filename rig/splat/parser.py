@@ -63,7 +63,7 @@ def _name(log: LogText, raw: RawReport) -> Finding | None:
         kind=rule.kind,
         corrupted=corrupted,
         signature=signature_of(rule.kind, title, chain),
-        report="\n".join([ln.msg for ln in raw.lines]),
+        report="\n".join([ln.msg for ln in raw.lines[:raw.header]] + msgs),
         start=first.start,
         end=raw.lines[-1].end,
         line=log.line_number(first.start),

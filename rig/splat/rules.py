@@ -495,7 +495,8 @@ BOOT_PREAMBLE = _re(r"\s*$|SeaBIOS|iPXE|Booting from|Booting the kernel|Decompre
 # as its header allows ("fault" and "error:" stand for several: one short scan costs less
 # than two or three long ones).
 HEADER_HINTS = (
-    "BUG", "WARNING:", "INFO:", "unreferenced object", "fault",  # general protection, double, Unhandled
+    "BUG", "WARNING:", "INFO:", "fault",  # fault: general protection, double, Unhandled
+    "unreferenced object ",  # a space follows in every form, " (percpu) 0x" and " 0x"
     "Unable to handle kernel", "Kernel panic - not syncing", "error:",  # divide error:, Internal error:
     "invalid opcode:", "stack segment:", "Alignment trap:", "int3:", "UBSAN:",
     "unregister_netdevice: waiting for", "VFS: Close: file count is ", "VFS: Busy inodes after unmount",

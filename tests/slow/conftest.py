@@ -9,26 +9,21 @@ from pathlib import Path
 
 import pytest
 
-
-# What needs an arm64 guest: rig's own QEMU, the cross-built kernel and the arm64 image
-# (the slow tier's longest chain of builds), and every test that boots them.
-ARM64_FILES = frozenset({"test_arm64.py", "test_image_arm64.py", "test_qemu_build.py", "test_mali_qtest.py",
-                         "test_mali_boot.py", "test_panfrost.py"})
-ARM64_FIXTURES = frozenset({"kernel_6_1_arm64", "arm64_image"})
+from tests.layout import ARM64_FIXTURES, in_arm64_chain
 
 
 def _needs_arm64(item: pytest.Item) -> bool:
     callspec = getattr(item, "callspec", None)
     if callspec is not None and callspec.params.get("any_arch") == "arm64":
         return True
-    return Path(str(item.fspath)).name in ARM64_FILES or bool(ARM64_FIXTURES & set(getattr(item, "fixturenames", ())))
+    return bool(ARM64_FIXTURES & set(getattr(item, "fixturenames", ())))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark the slow tier, and lay it out for two pytest-xdist workers (pyproject's
-    addopts): a guest test mostly waits on one emulated CPU, so the arm64 chain (one
-    group, one worker, started first because it is the longest) runs beside the x86_64
-    tests, which any free worker takes one by one. The unit tier still comes first."""
+    """Mark the slow tier and order it: the unit tier first, then the arm64 chain, then
+    the rest (tests/layout.py says how the two workers share them). A test that needs an
+    arm64 guest but would not be in the arm64 chain is refused here, since the scheduler
+    tells the chain by node id alone."""
     here = Path(__file__).parent
     arm64: list[pytest.Item] = []
     x86: list[pytest.Item] = []
@@ -38,9 +33,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             unit.append(item)
             continue
         item.add_marker(pytest.mark.slow)
-        if _needs_arm64(item):
-            item.add_marker(pytest.mark.xdist_group("arm64"))
+        if in_arm64_chain(item.nodeid):
             arm64.append(item)
+        elif _needs_arm64(item):
+            raise pytest.UsageError(f"{item.nodeid} needs an arm64 guest but is not in the arm64 chain: "
+                                    "put it in one of tests/layout.py's ARM64_FILES, or parametrize it with any_arch")
         else:
             x86.append(item)
     items[:] = unit + arm64 + x86
@@ -111,4 +108,15 @@ def any_arch(request: pytest.FixtureRequest) -> GuestKernel:
     rig's QEMU, the cross-built kernel and the arm64 image the first time)."""
     if request.param == "x86_64":
         return GuestKernel("x86_64", request.getfixturevalue("kernel_6_1"), request.getfixturevalue("guest_image"))
+    request.getfixturevalue("rig_qemu")
     return GuestKernel("arm64", request.getfixturevalue("kernel_6_1_arm64"), request.getfixturevalue("arm64_image"))
+
+
+@pytest.fixture(scope="session")
+def rig_qemu():  # -> rig.qemu.build.QemuBuild
+    """rig's own QEMU, which every arm64 guest runs on. A rig command builds it on first use
+    (minutes, cold); built here, it is not charged to the first test's command and its
+    timeout, whichever test the workers happen to start first."""
+    from rig.qemu.build import ensure_qemu
+
+    return ensure_qemu(progress=False)
