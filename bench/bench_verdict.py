@@ -8,9 +8,11 @@ base, whose base runs come from the cache.
 Aims (printed with the figures):
   - a cached base costs under 5% of running it (the second run's base_runs against the
     first's);
-  - the bisection of a finding costs at most ceil(log2(patches)) targeted runs (its
-    tests only), not whole plans: the runs each first_bad_patch took, and the tests the
-    bisect attempts ran.
+  - the bisection of a finding probes at most ceil(log2(patches)) prefixes with its
+    tests only, never whole plans; a prefix that does not show it is probed again until
+    a miss is unlikely for the finding's rate (rig.bisect.runs_for), so its runs are at
+    most that many prefixes times runs_for: the runs each first_bad_patch took, the
+    prefixes probed, and the tests the bisect attempts ran.
 
     .venv/bin/python bench/bench_verdict.py [--series tests/data/series/three-patches]
         [--second tests/data/series/lockdep] [--plan tests/data/plans/verdict.toml] [--repeat 3]
@@ -24,6 +26,9 @@ import tempfile
 from pathlib import Path
 
 from rigrun import run_rig
+
+from rig.bisect import Target, probe_limit, runs_for
+from rig.tally import Seen
 
 
 def rig_run(out: Path, *args: str) -> tuple[float, dict]:
@@ -69,16 +74,21 @@ def main() -> int:
     base_cached = second["costs"].get("base_runs", 0.0)
     share = base_cached / base_first if base_first else float("nan")
     print(f"cached base: {base_cached:.2f} s against {base_first:.1f} s to run it = {share:.2%} (aim: under 5%)")
-    limit = math.ceil(math.log2(patches)) if patches > 1 else 0
+    steps = math.ceil(math.log2(patches)) if patches > 1 else 0
+    max_runs = probe_limit(args.repeat)  # this benchmark gives no --max-repeat
     for item in [*full["findings"], *full["tests"]]:
         bad = item.get("first_bad_patch")
         if bad:
             name = item.get("title") or item.get("name")
-            print(f"bisection of {name!r}: patch {bad['index']}/{patches} in {bad['runs']} targeted run(s) "
-                  f"(aim: at most {limit})")
-    bisect_scopes = {a.get("scope") for a in full["attempts"] if a.get("side") == "bisect"}
-    print(f"bisect runs: {sum(1 for a in full['attempts'] if a.get('side') == 'bisect')}, "
-          f"tests each ran: {sorted(str(s) for s in bisect_scopes)} (never the whole plan: {None not in bisect_scopes})")
+            k, n = (item.get("seen") or {}).get("series", [1, 1])
+            per_prefix = runs_for(Target(name, None, Seen(k, n)).rate, max_runs)
+            print(f"bisection of {name!r} (seen {k}/{n}): patch {bad['index']}/{patches} in {bad['runs']} "
+                  f"targeted run(s), confidence {bad['confidence']:.3f} (aim: at most {steps} prefixes x "
+                  f"{per_prefix} runs = {steps * per_prefix})")
+    bisect = [a for a in full["attempts"] if a.get("side") == "bisect"]
+    scopes = {a.get("scope") for a in bisect}
+    print(f"bisect runs: {len(bisect)} on prefixes {sorted({str(a.get('kernel')) for a in bisect})}, "
+          f"tests each ran: {sorted(str(s) for s in scopes)} (never the whole plan: {None not in scopes})")
     return 0
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from rig.tally import MISS, Seen
 from rig.verdict import FirstBadPatch
 
-__all__ = ["MISS", "MIN_RUNS", "Probe", "Target", "runs_for", "search"]
+__all__ = ["MISS", "MIN_RUNS", "Probe", "Target", "probe_limit", "runs_for", "search"]
 
 # Probes of a prefix allowed to clear it, whatever the run's --repeat: enough for a
 # finding seen once (p = 2/3) to be missed by all of them at most 4% of the time.
@@ -52,6 +52,12 @@ class Target:
 # probe(k, tests, wanted) -> for each of `wanted` (target keys), whether that run showed
 # it; one call is one guest run of prefix k with the cut plan.
 Probe = Callable[[int, tuple[str, ...] | None, tuple[str, ...]], dict[str, bool]]
+
+
+def probe_limit(repeat: int, max_repeat: int = 0) -> int:
+    """The most probes of one prefix a run allows (search's max_runs): its --repeat or
+    --max-repeat, and never fewer than MIN_RUNS."""
+    return max(repeat, max_repeat, MIN_RUNS)
 
 
 def runs_for(rate: float, max_runs: int) -> int:
@@ -89,21 +95,24 @@ def search(targets: Sequence[Target], subjects: Sequence[str], probe: Probe, *, 
         tests = _union([t.tests for t in group])
         runs = max(runs_for(t.rate, max_runs) for t in group)
         shown: set[str] = set()
-        done = 0
+        # the probes that looked for each target: a target shown early is not charged
+        # for the runs the others still needed
+        looked = {t.key: 0 for t in group}
         for _ in range(runs):
             pending = tuple(t.key for t in group if t.key not in shown)
             if not pending:
                 break
             seen = probe(mid, tests, pending)
-            done += 1
+            for key in pending:
+                looked[key] += 1
             shown |= {key for key, yes in seen.items() if yes}
         for target in group:
-            spent[target.key] += done
+            spent[target.key] += looked[target.key]
             if target.key in shown:
                 interval[target.key][1] = mid
             else:
                 interval[target.key][0] = mid
-                confidence[target.key] *= 1.0 - (1.0 - by_key[target.key].rate) ** done
+                confidence[target.key] *= 1.0 - (1.0 - by_key[target.key].rate) ** looked[target.key]
     return {t.key: FirstBadPatch(interval[t.key][1], subjects[interval[t.key][1] - 1], confidence[t.key],
                                  spent[t.key])
             for t in targets}

@@ -30,7 +30,7 @@ from typing import TypeVar
 from rig import __version__, baseruns
 from rig.analysis import Analysis, RawMaterial, analyse, igt_kmemleak_reports
 from rig.attempt import COLLECT_RESERVE_S, AttemptPlan, AttemptResult, run_attempt
-from rig.bisect import MIN_RUNS, Target, search
+from rig.bisect import Target, probe_limit, search
 from rig.build import BuildArtifacts, BuildRequest, ResolvedBuild, build_prefix, resolve
 from rig.collect import taint_letters
 from rig.forensics import HangPolicy, HangRecord
@@ -344,7 +344,7 @@ class Run:
         else:
             self.say(f"bisecting {len(targets)} new finding(s) and failure(s) over {len(patches)} patches")
             found = search(targets, subjects, self._probe(what),
-                           max_runs=max(self.spec.repeat, self.spec.max_repeat, MIN_RUNS))
+                           max_runs=probe_limit(self.spec.repeat, self.spec.max_repeat))
         for target in targets:
             answer = found[target.key]
             self.say(f"first bad patch of {target.key if target.key.startswith('test:') else 'a finding'}: "

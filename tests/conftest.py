@@ -41,6 +41,54 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
     return ChainScheduling(config, log)  # type: ignore[arg-type]
 
 
+_PHASES: list = []  # tests.timeline.Span of every test phase the controller heard of
+_CPU_MARK = [0.0]  # the process's CPU seconds when the test started or its last phase ended
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """Each phase's report carries the CPU time it used (`cpu_s`), with that of every
+    program it ran and waited for (make, QEMU, rig itself): on two cores, the CPU a test
+    takes, not its wall time, is what a cold run's time is made of. pytest-xdist sends
+    the attribute to the controller with the report."""
+    outcome = yield
+    now = process_cpu_s()
+    report = outcome.get_result()
+    report.cpu_s, _CPU_MARK[0] = now - _CPU_MARK[0], now
+
+
+def pytest_runtest_logstart() -> None:
+    _CPU_MARK[0] = process_cpu_s()  # time between tests (collection, the scheduler) is no test's
+
+
+def process_cpu_s() -> float:
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if os.environ.get("PYTEST_XDIST_WORKER") or not report.stop:
+        return  # a worker's own report: the controller hears it too, with the worker's name
+    from tests.timeline import Span
+
+    node = getattr(report, "node", None)  # set by pytest-xdist's controller
+    worker = node.gateway.id if node is not None else "main"
+    _PHASES.append(Span(worker, report.nodeid, report.start, report.stop, getattr(report, "cpu_s", 0.0)))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """How the workers were used: what a cold run's time is made of besides --durations."""
+    from tests.timeline import summary
+
+    lines = summary(_PHASES)
+    if lines:
+        terminalreporter.write_sep("=", "workers")
+        for line in lines:
+            terminalreporter.write_line(line)
+
+
 @pytest.fixture
 def corpus_dir() -> Path:
     path = CORPUS / "syzkaller-linux-report"

@@ -9,7 +9,7 @@ import html
 from pathlib import Path
 from typing import Any
 
-from rig.report.model import Outcome, RunReport, flags_text, seen_text
+from rig.report.model import Outcome, RunReport, also_text, flags_text, seen_text
 from rig.results import TestStatus
 from rig.verdict import JudgedFinding
 
@@ -142,7 +142,7 @@ def _finding(number: int, judged: JudgedFinding) -> str:
     finding, status = judged.finding, str(judged.status)
     meta = [f"status: {_e(status)}", f"kind: {_e(finding.kind)}", f"test: {_e(judged.test or judged.attribution)}"]
     if judged.also:
-        meta.append(f"also: {_e(', '.join(judged.also))}")
+        meta.append(f"also: {_e(also_text(judged.also))}")
     if judged.count > 1:
         meta.append(f"seen {judged.count} times")
     if judged.series is not None or judged.base is not None:

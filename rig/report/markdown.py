@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from rig.forensics import SYSRQ_PURPOSE, HangRecord
 from rig.reclaim_events import summary as reclaim_summary
-from rig.report.model import AttemptRecord, RunReport, flags_text, seen_text
+from rig.report.model import AttemptRecord, RunReport, also_text, flags_text, headline, seen_text
 from rig.verdict import JudgedFinding
 
 
@@ -96,10 +96,11 @@ def render(report: RunReport) -> str:
         lines.append("## Tests that passed with a warning")
         lines.append("")
         for test in warned:
-            warning = next((line for line in test.result.detail.splitlines() if line.strip()), "")
-            lines.append(f"- {test.name} ({test.result.driver or 'any driver'}): warned in "
-                         f"{seen_text(test.warned, test.warned_base)}" + (f"; {warning}" if warning else "")
-                         + (f" ({test.note})" if test.note else ""))
+            # the note, when there is one, already gives the counts and whose warning it is
+            counts = test.note or f"warned in {seen_text(test.warned, test.warned_base)}"
+            warning = headline(test.result.detail)
+            lines.append(f"- {test.name} ({test.result.driver or 'any driver'}): "
+                         + (f"{warning} ({counts})" if warning else counts))
         lines.append("")
     lines += _hangs(report)
     totals = verdict.totals()
@@ -178,7 +179,7 @@ def _finding(number: int, judged: JudgedFinding, report: RunReport, level: str) 
     where = judged.test or ("boot" if judged.attribution == "boot" else "unknown")
     lines.append(f"Triggered by: {where}" + (f" (by {judged.attribution})" if judged.test else ""))
     if judged.also:
-        lines.append(f"Also triggered by: {', '.join(judged.also)}")
+        lines.append(f"Also triggered by: {also_text(judged.also)}")
     seen = seen_text(judged.series, judged.base)
     if seen and (len(report.verdict.runs) > 1 or report.verdict.runs.get("series", 1) > 1):
         flags = flags_text(judged)

@@ -228,6 +228,25 @@ def flags_text(item: Any) -> str:
     return "; ".join(parts)
 
 
+# Tests named before "and N more": a leak from an open() every test makes comes from
+# every test, and a line of forty names helps no one reading the report.
+ALSO_SHOWN = 5
+
+
+def also_text(also: Sequence[str], shown: int = ALSO_SHOWN) -> str:
+    """"a, b, c and 40 more": the other tests a report came from, the first few by name
+    (report.json keeps them all)."""
+    if len(also) <= shown + 1:
+        return ", ".join(also)
+    return f"{', '.join(also[:shown])} and {len(also) - shown} more"
+
+
+def headline(text: str) -> str:
+    """The line that says what a test's output or a kernel report is about: the first
+    with a letter or digit in it, since a splat opens with a rule of '=' or '-'."""
+    return next((line.strip() for line in text.splitlines() if any(c.isalnum() for c in line)), "")
+
+
 def seen_text(series: object, base: object) -> str:
     """"3/3 runs; base 0/3": how often each side showed a finding (or failed a test)."""
     parts = []

@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from rig.report.model import Outcome, RunReport, flags_text, seen_text
+from rig.report.model import Outcome, RunReport, also_text, flags_text, headline, seen_text
 from rig.results import TestStatus
 
 _STYLE = {"new": "bold red", "pre-existing": "yellow", "host-fault": "magenta", "known": "cyan", "fixed": "green"}
@@ -28,11 +28,11 @@ def _answer(report: RunReport, console: Console) -> None:
 
 
 def first_line(text: str) -> str:
-    """A test's reason on one table row: its first line, with how many more there are."""
+    """A test's reason on one table row: its headline, with how many more lines there are."""
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines:
         return ""
-    return lines[0] + (f" (+{len(lines) - 1} more lines)" if len(lines) > 1 else "")
+    return headline(text) + (f" (+{len(lines) - 1} more lines)" if len(lines) > 1 else "")
 
 
 def render(report: RunReport, console: Console) -> None:
@@ -64,7 +64,7 @@ def render(report: RunReport, console: Console) -> None:
                               + (f" (confidence {bad.confidence:.0%})" if bad.confidence < 1 else ""),
                               highlight=False)
             if judged.also:
-                console.print(f"      also:   {', '.join(judged.also)}", highlight=False)
+                console.print(f"      also:   {also_text(judged.also)}", highlight=False)
             if finding.lock_chain:
                 console.print(f"      locks:  {' -> '.join(finding.lock_chain)}", highlight=False)
             for group in finding.leak_groups[:3]:

@@ -21,9 +21,10 @@ def _needs_arm64(item: pytest.Item) -> bool:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark the slow tier and order it: the unit tier first, then the arm64 chain, then
-    the rest (tests/layout.py says how the two workers share them). A test that needs an
-    arm64 guest but would not be in the arm64 chain is refused here, since the scheduler
-    tells the chain by node id alone."""
+    the rest, its `long` tests first (tests/layout.py says how the two workers share
+    them). A long test left to the end would keep one worker busy while the other has
+    nothing left to take. A test that needs an arm64 guest but would not be in the arm64
+    chain is refused here, since the scheduler tells the chain by node id alone."""
     here = Path(__file__).parent
     arm64: list[pytest.Item] = []
     x86: list[pytest.Item] = []
@@ -40,6 +41,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                                     "put it in one of tests/layout.py's ARM64_FILES, or parametrize it with any_arch")
         else:
             x86.append(item)
+    x86.sort(key=lambda item: item.get_closest_marker("long") is None)  # stable: file order otherwise
     items[:] = unit + arm64 + x86
 
 

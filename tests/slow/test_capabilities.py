@@ -1,6 +1,6 @@
 """`rig run` capabilities that no other slow test exercises, each for real: the stress,
-memcg and shrink pressure kinds (one run, with an in-guest check of each), and a retry
-after a known host fault (`--retries`).
+memcg and shrink pressure kinds (one run, with an in-guest check of each), a retry
+after a known host fault (`--retries`), and drm-ci's known-issue lists (`--known`).
 
 The checks that must look inside the guest are plan scripts (tests/data/plans/): each is
 a test of the run, so report.json's `tests[]` says whether the guest saw what the option
@@ -10,6 +10,7 @@ parser, host-fault rule and retry loop are the real ones."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from tests.slow.test_run import rig_run
@@ -55,3 +56,26 @@ def test_a_known_host_fault_is_retried_in_a_fresh_guest(kernel_6_1, guest_image,
     assert [f["status"] for f in data["findings"]] == ["host-fault"]
     assert data["findings"][0]["title"] == "int3 in sys_getrandom"
     assert _tests(data)["script:host-fault-report"] == "pass"
+
+
+def test_drm_ci_lists_excuse_known_failures_and_keep_skipped_tests_from_running(kernel_6_1, guest_image,
+                                                                               tmp_path: Path) -> None:
+    """`--known` with drm-ci's three lists (tests/data/known/): the failures the fails and
+    flakes lists name end the run green, each still a real failure in report.json, and
+    the tests the skips list names never run."""
+    out = tmp_path / "known"
+    lists = sorted((REPO / "tests" / "data" / "known").glob("virtio_gpu-none-*.txt"))
+    assert [p.name.rsplit("-", 1)[1] for p in lists] == ["fails.txt", "flakes.txt", "skips.txt"]
+    done, data = rig_run("--bzimage", _kernel(kernel_6_1), "--plan", str(PLANS / "known-lists.toml"),
+                         "--pressure", "none", *(arg for path in lists for arg in ("--known", str(path))), out=out)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    tests = {t["name"]: t for t in data["tests"]}
+    for name in ("kms_addfb_basic@too-high", "drm_virtgpu@drm-virtgpu-get-caps"):
+        assert (tests[name]["result"], tests[name]["status"]) == ("fail", "known"), tests[name]
+    for name in ("vgem_basic@unload", "vgem_basic@sysfs"):
+        assert tests[name]["result"] == "skip" and tests[name]["raw_status"] == "known-skip", tests[name]
+        assert "skips.txt" in tests[name]["detail"]
+    assert tests["dumb_buffer@create-valid-dumb"]["result"] == "pass" and tests["vgem_basic@mmap"]["result"] == "pass"
+    # igt_runner was given vgem_basic's mmap subtest only: the skipped ones never started
+    ran = json.loads(next(out.glob("attempt-1/igt/*-vgem/results/results.json")).read_text())["tests"]
+    assert list(ran) == ["igt@vgem_basic@mmap"]

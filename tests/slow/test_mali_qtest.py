@@ -71,10 +71,8 @@ TICK_NS = 1_000_000  # comfortably more than the model's job latency and tick
 
 
 @pytest.fixture(scope="session")
-def qemu_binary() -> Path:
-    from rig.qemu.build import ensure_qemu
-
-    return ensure_qemu(progress=False).binary
+def qemu_binary(rig_qemu) -> Path:  # type: ignore[no-untyped-def]
+    return rig_qemu.binary
 
 
 @dataclass

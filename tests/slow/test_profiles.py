@@ -21,6 +21,7 @@ BUILD_AND_RUN_TIMEOUT_S = 5400.0
 pytestmark = pytest.mark.timeout(BUILD_AND_RUN_TIMEOUT_S + 300)
 
 
+@pytest.mark.long
 def test_kasan_and_kunit_profiles_build_boot_and_pass(guest_image, tmp_path: Path) -> None:
     out = tmp_path / "kasan-kunit"
     # the suites run at boot, before init: SSH answers only after them. drm_buddy and drm_mm

@@ -3,8 +3,7 @@
 also carries one more capability where that is honest and checked on its own:
 
 - kmemleak: on `--gpu virtio-vga` (a plan script checks the guest's GPU is the VGA-class
-  virtio-gpu), and again with `kmemleak = "each"` (a scan after every IGT test; the
-  series' build is a cache hit the second time);
+  virtio-gpu) with `kmemleak = "each"` (a scan after every IGT test);
 - harmless: against its base kernel (rig's default with a series), and a plan script
   that writes the same WARNING on both kernels, so the base run's finding must make it
   pre-existing, not new;
@@ -19,6 +18,8 @@ from __future__ import annotations
 import json
 import tomllib
 from pathlib import Path
+
+import pytest
 from typing import Any
 
 from rig.plan import load_plan
@@ -54,26 +55,19 @@ def _assert_expected_findings(expected: dict[str, Any], data: dict[str, Any]) ->
             assert finding["test"] == want["test"]
 
 
-def test_kmemleak_series_on_virtio_vga(guest_image, tmp_path: Path) -> None:
-    out = tmp_path / "kmemleak"
+@pytest.mark.long
+def test_kmemleak_series_on_virtio_vga_with_a_scan_after_each_test(guest_image, tmp_path: Path) -> None:
+    """The kmemleak series on the VGA-class virtio-gpu, `kmemleak = "each"`: virtio_gpu's
+    IGT tests run on that device, and the leak is still the first leaking test's,
+    whichever scan saw its objects."""
+    out = tmp_path / "kmemleak-each"
     expected = _expected("kmemleak")
-    done, data = rig_run("--series", str(SERIES / "kmemleak"), "--plan", str(PLANS / "smoke-on-virtio-vga.toml"),
+    done, data = rig_run("--series", str(SERIES / "kmemleak"), "--plan", str(PLANS / "kmemleak-each.toml"),
                          "--gpu", "virtio-vga", "--pressure", "none", "--no-base", out=out)
     assert done.returncode == expected["exit_code"], done.stdout[-3000:] + done.stderr[-3000:]
     tests = {t["name"]: t["result"] for t in data["tests"]}
     assert tests["script:gpu-is-virtio-vga"] == "pass"
     assert tests["dumb_buffer@create-valid-dumb"] == "pass"  # virtio_gpu's IGT ran on the VGA device
-    _assert_expected_findings(expected, data)
-
-
-def test_kmemleak_series_with_a_scan_after_each_test(guest_image, tmp_path: Path) -> None:
-    """Same series, same virtio-gpu tests, `kmemleak = "each"`: the leak is still the
-    first leaking test's, whichever scan saw its objects."""
-    out = tmp_path / "kmemleak-each"
-    expected = _expected("kmemleak")
-    done, data = rig_run("--series", str(SERIES / "kmemleak"), "--plan", str(PLANS / "kmemleak-each.toml"),
-                         "--pressure", "none", "--no-base", out=out)
-    assert done.returncode == expected["exit_code"], done.stdout[-3000:] + done.stderr[-3000:]
     # igt_runner saved a kmemleak report between tests (not only rig's scan at the end)
     between = [p for p in out.rglob("kmemleak.txt") if "igt" in p.relative_to(out).parts]
     assert between and "kmemleaks found after running" in between[0].read_text()
@@ -88,6 +82,7 @@ def test_underflow_series_warns_in_its_subtest(guest_image, tmp_path: Path) -> N
     _assert_expected_findings(expected, data)
 
 
+@pytest.mark.long
 def test_harmless_series_against_its_base_kernel(guest_image, tmp_path: Path) -> None:
     out = tmp_path / "harmless"
     expected = _expected("harmless")

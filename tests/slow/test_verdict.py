@@ -10,6 +10,8 @@ import tomllib
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pytest
+
 from tests.slow.test_run import rig_run
 
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -17,6 +19,7 @@ SERIES = REPO / "tests" / "data" / "series"
 PLAN = REPO / "tests" / "data" / "plans" / "verdict.toml"
 
 
+@pytest.mark.long
 def test_three_patches_bisected_then_a_second_series_reuses_the_base(guest_image, tmp_path: Path) -> None:
     out = tmp_path / "three"
     done, data = rig_run("--series", str(SERIES / "three-patches"), "--plan", str(PLAN), "--pressure", "none",

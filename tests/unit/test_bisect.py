@@ -54,6 +54,8 @@ def test_two_targets_share_the_probes_of_a_prefix() -> None:
     # prefix 1: neither shows, MIN_RUNS runs for both; prefix 2: the leak shows at once
     # and the deadlock's runs go on alone
     assert calls == [(1, ("leak", "deadlock"))] * MIN_RUNS + [(2, ("leak", "deadlock"))] + [(2, ("deadlock",))] * 2
+    # each is charged the runs that looked for it
+    assert (found["leak"].runs, found["deadlock"].runs) == (MIN_RUNS + 1, MIN_RUNS * 2)
 
 
 def test_a_finding_seen_in_every_one_of_many_runs_needs_fewer_probes() -> None:
@@ -73,3 +75,11 @@ def test_an_intermittent_answer_says_it_is_not_certain(subjects: Sequence[str] =
     found = search([_target("race", 1, 4)], subjects, probe, max_runs=2)
     assert found["race"].index == 4
     assert found["race"].confidence < 0.9  # two clean steps of two runs each at p = 1/3
+
+
+def test_a_run_allows_its_repeats_or_max_repeat_but_never_fewer_than_min_runs() -> None:
+    from rig.bisect import probe_limit
+
+    assert probe_limit(1) == MIN_RUNS
+    assert probe_limit(5) == 5
+    assert probe_limit(3, 8) == 8

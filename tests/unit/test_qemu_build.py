@@ -303,6 +303,35 @@ def test_configure_line_keeps_the_two_fixes_debians_repack_needs() -> None:
     assert qb.MESON.startswith("meson==1.") and int(qb.MESON.split(".")[1]) >= 5
 
 
+# The Kconfig symbol (QEMU's hw/*/Kconfig) of each device rig plugs into an arm64 guest.
+DEVICE_SYMBOLS = {"virtio-balloon-pci": {"VIRTIO_BALLOON", "VIRTIO_PCI"}, "virtio-rng-pci": {"VIRTIO_RNG", "VIRTIO_PCI"},
+                  "virtio-blk-pci": {"VIRTIO_BLK", "VIRTIO_PCI"}, "virtio-net-pci": {"VIRTIO_NET", "VIRTIO_PCI"},
+                  "virtio-gpu-pci": {"VIRTIO_GPU", "VIRTIO_PCI"}, "pvpanic-pci": {"PVPANIC_PCI"}}
+
+
+def test_the_device_config_builds_every_device_an_arm64_guest_gets() -> None:
+    """The build leaves out every device its config does not name: a device rig plugs in
+    but the config forgot would only show as QEMU refusing -device at the first boot."""
+    from rig.guest_spec import GuestSpec
+    from rig.qemu.argv import MachineSpec, build_argv
+    from rig.target import ARM64
+
+    name = next(a.split("=", 1)[1] for a in qb.CONFIGURE_ARGS if a.startswith("--with-devices-aarch64="))
+    assert "--without-default-devices" in qb.CONFIGURE_ARGS
+    rel = f"configs/devices/aarch64-softmmu/{name}.mak"
+    assert rel in qb.device_sources().files  # copied into QEMU's tree, where configure looks for it
+    lines = (qb.DEVICES_DIR / rel).read_text().splitlines()
+    symbols = {line.split("=")[0].removeprefix("CONFIG_") for line in lines if line.endswith("=y")}
+    plugged = set()
+    for gpu in ARM64.gpus:
+        guest = GuestSpec(target=ARM64, gpu=gpu)
+        argv = build_argv(MachineSpec(kernel=Path("/k/Image"), run_dir=Path("/run/r"), disk=Path("/run/r/o.qcow2"),
+                                      ssh_port=2222, guest=guest, binary="/q/qemu-system-aarch64"))
+        plugged |= {argv[i + 1].split(",")[0] for i, word in enumerate(argv) if word == "-device"}
+    assert plugged <= DEVICE_SYMBOLS.keys(), f"add the Kconfig symbols of {plugged - DEVICE_SYMBOLS.keys()} here and to {rel}"
+    assert set().union(*(DEVICE_SYMBOLS[d] for d in plugged)) | {"ARM_VIRT"} <= symbols
+
+
 FAKE_NINJA = """#!/bin/sh
 for arg in "$@"; do [ "$arg" = -n ] && { echo '[1/2] Compiling C object a.o'; echo '[2/2] Linking x'; exit 0; }; done
 echo '[1/2] Compiling C object libcommon.a.p/hw_misc_mali_jm.c.o'

@@ -205,3 +205,13 @@ def test_a_report_interrupted_while_written_leaves_no_half_file(tmp_path: Path, 
     assert (run_dir / "report.md").read_text() == before
     assert json.loads((run_dir / "report.json").read_text())["exit_code"] == report.exit_code
     assert [p.name for p in run_dir.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_a_long_also_list_names_the_first_few_and_counts_the_rest() -> None:
+    from rig.report.model import ALSO_SHOWN, also_text
+
+    names = [f"vgem_basic@case-{i}" for i in range(43)]
+    assert also_text(names) == ", ".join(names[:ALSO_SHOWN]) + f" and {43 - ALSO_SHOWN} more"
+    # never "and 1 more": one more name costs no more than saying so
+    assert also_text(names[:ALSO_SHOWN + 1]) == ", ".join(names[:ALSO_SHOWN + 1])
+    assert also_text([]) == ""

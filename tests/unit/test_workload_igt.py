@@ -212,3 +212,18 @@ def test_the_reports_show_a_warn_tests_reason(tmp_path: Path, monkeypatch: pytes
     assert "vkms_vblank_simulate: vblank timer overrun" in out.getvalue()
     assert "dmesg-warn: vkms_vblank_simulate: vblank timer overrun" in junit.render(report)
     assert "warning: vkms_vblank_simulate: vblank timer overrun" in html.render(report, run_dir)
+
+
+def test_a_warn_whose_dmesg_opens_with_a_splats_rule_is_shown_by_its_warning_line() -> None:
+    """A lockdep or KASAN report opens with a line of '='; the reports show the line
+    under it, which says what the kernel warned about."""
+    from rig.report.model import headline
+    from rig.report.terminal import first_line
+
+    splat = ("\n======================================================\n"
+             "WARNING: possible circular locking dependency detected\n"
+             "6.1.176 #6 Not tainted\n"
+             "------------------------------------------------------\n")
+    assert headline(splat) == "WARNING: possible circular locking dependency detected"
+    assert first_line(splat) == "WARNING: possible circular locking dependency detected (+3 more lines)"
+    assert headline("---\n") == ""
