@@ -448,6 +448,9 @@ class _PrefixBuild:
         self.optional_misses: tuple[str, ...] = ()
         self.optional_absent: tuple[str, ...] = ()
         self.denials: list[str] = []  # what the sandbox refused, in the order seen
+        # The tree's and the machine's build locks, passed on to make: held until make's
+        # last process ends, even if rig is killed first.
+        self.held_locks: tuple[int, ...] = ()
 
     @property
     def label(self) -> str:
@@ -468,7 +471,7 @@ class _PrefixBuild:
         # directory), then the machine's one build at a time. The series is applied under
         # the first only, so a series that does not apply says so at once instead of
         # waiting behind another tree's build (a matrix's not-applicable cells).
-        with self._tree_lock():
+        with self._tree_lock() as tree_lock:
             entry = BUILDS.resolve(quick_key)  # another rig may have built it while we waited
             made = False
             if entry is None:
@@ -476,17 +479,19 @@ class _PrefixBuild:
                 lock = build_lock_path()
                 if cache.is_locked(lock):
                     reporter.step(f"waiting for the build lock {lock}")
-                with cache.locked(lock, timeout_s=MAKE_TIMEOUT_S, what="a kernel build"):
+                with cache.locked(lock, timeout_s=MAKE_TIMEOUT_S, what="a kernel build") as build_lock:
+                    self.held_locks = (tree_lock, build_lock)
                     entry, made = self._build_locked(quick_key, tree)
         return self._finish(entry, quick_key, cache_hit=not made)
 
     @contextmanager
-    def _tree_lock(self) -> Iterator[None]:
+    def _tree_lock(self) -> Iterator[int]:
         """The lock of this tree's worktree and build directories (in the cache: a rig
-        pointed at another RIG_BUILD_LOCK shares them)."""
+        pointed at another RIG_BUILD_LOCK shares them); its file descriptor."""
         tree_lock = cache.cache_dir("locks") / f"tree-{self.resolved.source.tree_key}.lock"
-        with cache.locked(tree_lock, timeout_s=MAKE_TIMEOUT_S, what=f"building {self.resolved.source.tree_key}"):
-            yield
+        with cache.locked(tree_lock, timeout_s=MAKE_TIMEOUT_S,
+                          what=f"building {self.resolved.source.tree_key}") as descriptor:
+            yield descriptor
 
     # --- building under the lock --------------------------------------------------------
 
@@ -564,7 +569,8 @@ class _PrefixBuild:
             proc.run(self._maybe_sandboxed(make_argv(tree, build_dir, resolved.make_variables,
                                                      f"KCONFIG_ALLCONFIG={merged}", "allnoconfig"), tree, build_dir),
                      env=make_env(), timeout=CONFIG_TIMEOUT_S, log=log, what="make allnoconfig", error=KernelError,
-                     hint="the kernel's configuration step failed; see the log")
+                     hint="the kernel's configuration step failed; see the log", dies_with_rig=True,
+                     pass_fds=self.held_locks)
         except KernelError as exc:
             self._read_denials(log)
             if (full := disk_full_in(log.read_text(errors="replace")) or _out_of_space(build_dir)) is not None:
@@ -607,7 +613,7 @@ class _PrefixBuild:
             result = proc.run(self._maybe_sandboxed(make_argv(tree, build_dir, resolved.make_variables,
                                                               resolved.image_name, "vmlinux"), tree, build_dir),
                               env=make_env(), timeout=MAKE_TIMEOUT_S, log=log, on_line=on_line, check=False,
-                              what="make")
+                              what="make", dies_with_rig=True, pass_fds=self.held_locks)
             if result.ok:
                 bar.finish()
         self._read_denials(log)

@@ -70,8 +70,11 @@ def _lock_file(path: Path) -> IO[str]:
 
 
 @contextlib.contextmanager
-def locked(path: Path, *, timeout_s: float = 3600.0, what: str = "") -> Iterator[None]:
-    """Hold an exclusive lock on `path` (a lock file beside the thing it guards)."""
+def locked(path: Path, *, timeout_s: float = 3600.0, what: str = "") -> Iterator[int]:
+    """Hold an exclusive lock on `path` (a lock file beside the thing it guards); yields
+    the lock's file descriptor. A program started with it (proc.run's pass_fds) holds the
+    lock with rig, and after rig until the program's last process ends: a SIGKILLed
+    rig's make cannot go on writing while the next rig takes the lock."""
     with _lock_file(path) as handle:
         deadline = time.monotonic() + timeout_s
         while True:
@@ -86,7 +89,7 @@ def locked(path: Path, *, timeout_s: float = 3600.0, what: str = "") -> Iterator
                     ) from None
                 time.sleep(0.5)
         try:
-            yield
+            yield handle.fileno()
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
 

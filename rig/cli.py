@@ -11,13 +11,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
+import signal
 import sys
 import traceback
 from types import ModuleType
 
 import rig.commands
 from rig import __version__
-from rig.errors import RigError, disk_full
+from rig.errors import RigError, Terminated, disk_full, raise_terminated
 
 EXIT_OK, EXIT_KERNEL, EXIT_USER, EXIT_HOST, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
@@ -62,13 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = _handle_sigterm()
     try:
         return int(args._run(args))
     except RigError as exc:
         print(exc.render(), file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("rig: interrupted; everything collected so far is kept in the run directory", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        how = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        print(f"rig: {how}; everything collected so far is kept in the run directory", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_OK
@@ -80,3 +83,17 @@ def main(argv: list[str] | None = None) -> int:
         print("rig: internal error: this is a bug in rig; please report it with the traceback above",
               file=sys.stderr)
         return EXIT_BUG
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _handle_sigterm() -> signal.Handlers | object | None:
+    """SIGTERM becomes Terminated (a KeyboardInterrupt) for the length of the command, so
+    it stops what rig started the way Ctrl-C does, in every phase (a build's make, an
+    image's mmdebstrap, a guest); the handler it replaced, or None where none can be
+    installed (not the main thread: rig called from a library)."""
+    try:
+        return signal.signal(signal.SIGTERM, raise_terminated)
+    except ValueError:
+        return None

@@ -59,6 +59,18 @@ class Interrupted(RigError):
     label = "interrupted"
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C's KeyboardInterrupt would be (rig's command line
+    installs the handler): every `finally` and `except BaseException` that stops a
+    program or QEMU on Ctrl-C does the same on SIGTERM, and the exit is 130 either way.
+    Python's own default would end rig at once, leaving make and half its work behind."""
+
+
+def raise_terminated(signum: int, frame: object) -> None:
+    """A SIGTERM handler (signal.signal) that raises Terminated."""
+    raise Terminated("terminated (SIGTERM)")
+
+
 class DeadlineExceeded(RigError):
     """The run's overall deadline (--deadline) ended it: most often a kernel that hangs
     without a report, so the kernel's fault unless the deadline was simply too short."""

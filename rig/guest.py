@@ -12,6 +12,7 @@ import logging
 import os
 import select
 import shlex
+import signal
 import socket
 import stat
 import sys
@@ -75,6 +76,34 @@ def remote_command(argv: Sequence[str], env: Mapping[str, str] | None = None) ->
                 raise UserError(f"environment variable name {key!r} is not valid", hint="use letters, digits and _")
         words = ["env", *(f"{k}={v}" for k, v in env.items()), *words]
     return shlex.join(words)
+
+
+def _handle_channel_request(channel: paramiko.Channel, message: paramiko.Message) -> None:
+    """paramiko's handler of channel requests, which also reads exit-signal (RFC 4254 6.10).
+
+    sshd sends exit-signal instead of exit-status when the command died of a signal (the
+    guest's OOM killer, a crash, a kill). paramiko reads only exit-status and drops the
+    other, so such a command looked like an SSH connection lost mid-command; here it
+    gets the status a shell gives it, 128 + the signal's number (137 for KILL).
+    """
+    start = message.packet.tell()
+    if message.get_text() == "exit-signal":
+        message.get_boolean()  # want-reply: always false for exit-signal
+        number = getattr(signal.Signals, f"SIG{message.get_text()}", None)
+        channel.exit_status = 128 + (int(number) if number is not None else 0)
+        channel.status_event.set()
+        return
+    message.packet.seek(start)
+    paramiko.Channel._handle_request(channel, message)
+
+
+def _read_exit_signal(transport: paramiko.Transport) -> None:
+    """Route this transport's channel requests through `_handle_channel_request` (the
+    transport's own table, so no other paramiko user in the process is touched)."""
+    table = type(transport)._channel_handler_table
+    if transport.__dict__.get("_channel_handler_table") is None:
+        transport._channel_handler_table = {  # type: ignore[misc]
+            **table, paramiko.common.MSG_CHANNEL_REQUEST: _handle_channel_request}
 
 
 def pinned_keys(known_hosts: Path) -> list[paramiko.PKey]:
@@ -190,6 +219,7 @@ class Guest:
         if transport is None or not transport.is_active():
             raise GuestUnreachable("the SSH session with the guest is closed")
         try:
+            _read_exit_signal(transport)
             return transport.open_session(timeout=min(timeout, CHANNEL_TIMEOUT_S))
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise GuestUnreachable(f"cannot open an SSH channel to the guest: {exc or type(exc).__name__}") from exc

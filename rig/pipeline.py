@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,9 +43,10 @@ from rig.plan import Plan
 from rig.progress import Reporter
 from rig.report import write_all
 from rig.report.model import (
-    Artifacts, AttemptRecord, ErrorKind, KernelInfo, MachineInfo, Patch, Phase, PlanInfo, RunReport,
-    SeriesInfo, flags_text, seen_text,
+    Artifacts, AttemptError, AttemptRecord, ErrorKind, KernelInfo, MachineInfo, Patch, Phase, PlanInfo,
+    RunReport, SeriesInfo, flags_text, seen_text,
 )
+from rig.errors import RigError, Terminated, disk_full
 from rig.rundir import write_metadata
 from rig.results import TestResult, TestStatus
 from rig.tally import Seen, SideRun, finding_key
@@ -55,6 +57,7 @@ from rig.workloads.pressure import Pressure
 DEFAULT_DEADLINE_S = 3 * 3600.0
 
 Say = Callable[[str], None]
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
@@ -128,9 +131,17 @@ class Run:
                                       "plan": spec.plan.source, "pressure": spec.pressure.label,
                                       "guest": spec.guest.to_json(), "repeat": spec.repeat,
                                       "base": spec.compares_base, "bisect": spec.bisect})
-        kernel = self._kernel()
-        base_kernel = self._base_kernel() if spec.compares_base else None
-        image = self._image()
+        phase = Phase.BUILD
+        try:
+            kernel = self._kernel()
+            base_kernel = self._base_kernel() if spec.compares_base else None
+            phase = Phase.IMAGE
+            image = self._image()
+        except BaseException as exc:
+            # No attempt to report on, but the run still says how and where it ended;
+            # the error itself goes on up (its message, its exit code).
+            self._report_ended(exc, phase)
+            raise
         skips = spec.known.skips
         what = AttemptPlan(kernel, image, spec.guest, spec.plan, spec.pressure, skips, spec.hang)
         cached = self._timed("base_runs", lambda: self._cached_base(image)) if base_kernel is not None else None
@@ -407,6 +418,28 @@ class Run:
                                       "exit_code": report.exit_code, "outcome": report.decision.outcome.value})
         return report
 
+    def _report_ended(self, exc: BaseException, phase: Phase) -> None:
+        """report.json, report.md and the rest for a run that ended in its build or image
+        phase: whose fault, in which phase, what to do. Never hides `exc`."""
+        ended = _ended_by(exc, phase)
+        if ended is None:
+            return
+        report = RunReport(
+            rig_version=__version__, command=self.spec.command, run_dir=self.run_dir, kernel=self._kernel_info(),
+            series=self._series_info(),
+            plan=PlanInfo(self.spec.plan.name, self.spec.plan.source, self.spec.plan.description),
+            pressure=self.spec.pressure.label,
+            machine=MachineInfo(self.spec.guest.target.name, self.spec.guest.gpu, self.spec.guest.memory_mib,
+                                self.spec.guest.cpus, None),
+            verdict=judge_runs((), None, self.spec.plan), attempts=(), phases=dict(self.phases),
+            costs=dict(self.costs), ended=ended)
+        try:
+            write_all(report, self.run_dir)
+            write_metadata(self.run_dir, {"phases": dict(self.phases), "costs": dict(self.costs),
+                                          "exit_code": report.exit_code, "outcome": report.decision.outcome.value})
+        except Exception:  # a report that cannot be written (a full disk) must not mask why the run ended
+            log.warning("could not write the report of a run that ended during %s", phase.value, exc_info=True)
+
     def _explain_absent(self, tests: tuple[TestResult, ...]) -> tuple[TestResult, ...]:
         """KUnit suites the kernel lacks, told apart: in its source but not built, or not
         in this version at all (only the source of a kernel rig built can say)."""
@@ -432,6 +465,11 @@ class Run:
 
     def _kernel_info(self) -> KernelInfo:
         spec, artifacts = self.spec, self.artifacts
+        if artifacts is None and spec.kernel_image is None:  # the build did not finish
+            return KernelInfo(spec=spec.request.kernel, release=None, base=spec.request.base or spec.request.kernel,
+                              profile=spec.request.profile,
+                              extra_configs=tuple(str(p) for p in spec.request.extra_configs), image=None,
+                              arch=spec.guest.target.name)
         if artifacts is None:
             return KernelInfo(spec=str(spec.kernel_image), release=None, base=str(spec.kernel_image),
                               profile=spec.request.profile, image=str(spec.kernel_image),
@@ -482,6 +520,23 @@ def _raw_material(attempt: AttemptResult,
     kmemleak = igt_kmemleak_reports(attempt.directory / "igt") + ((collected.kmemleak,) if collected.kmemleak else ())
     return RawMaterial(console=collected.console, dmesg=collected.dmesg, kmemleak=kmemleak, tests=explain(attempt.tests),
                        lockdep_stats=collected.lockdep_stats, final_kmemleak_marked=collected.kmemleak is not None)
+
+
+def _ended_by(exc: BaseException, phase: Phase) -> AttemptError | None:
+    """How `exc` ended a run in `phase`, as a report says it; None for what is no end of a
+    run (SystemExit, a generator closed)."""
+    if isinstance(exc, RigError):
+        return AttemptError.from_exception(exc, phase)
+    if isinstance(exc, KeyboardInterrupt):
+        how = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted (Ctrl-C)"
+        return AttemptError(ErrorKind.INTERRUPT, phase, how,
+                            hint="run the same command again: finished builds and images are cached")
+    if isinstance(exc, Exception):
+        if (full := disk_full(exc)) is not None:
+            return AttemptError.from_exception(full, phase)
+        return AttemptError(ErrorKind.BUG, phase, f"rig failed: {type(exc).__name__}: {exc}",
+                            hint="this is a bug in rig; report it with the traceback rig printed")
+    return None
 
 
 def run(spec: RunSpec, run_dir: Path, *, say: Say = _quiet, progress: bool = True) -> RunReport:

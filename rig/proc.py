@@ -92,6 +92,8 @@ def run(
     error: type[RigError] = InfraError,
     what: str | None = None,
     hint: str | None = None,
+    dies_with_rig: bool = False,
+    pass_fds: Sequence[int] = (),
 ) -> Result:
     """Run argv to completion within `timeout` seconds.
 
@@ -99,8 +101,15 @@ def run(
     (into the log file and to the callback) and `Result.stdout` holds the last lines
     only; otherwise both are captured whole. A non-zero exit raises `error` when
     `check` is set, naming `what` failed and where its log is.
+
+    `dies_with_rig`: the whole process group is stopped if rig dies, even by SIGKILL
+    (see `_group_reaper`); for programs that must not outlive rig (make). `pass_fds`:
+    descriptors the program inherits, such as the locks it works under, which then stay
+    held until every process of the group has ended.
     """
     args = _strs(argv)
+    if dies_with_rig:
+        args = _group_reaper(args)
     full_env = {**os.environ, **env} if env is not None else None
     streaming = log is not None or on_line is not None
     started = time.monotonic()
@@ -113,10 +122,11 @@ def run(
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT if streaming else subprocess.PIPE,
             start_new_session=True,  # own process group, so a timeout kills its children too
+            pass_fds=tuple(pass_fds),
         )
     except FileNotFoundError as exc:
         raise InfraError(f"cannot run '{args[0]}': not installed", hint="run ./setup to install rig's host packages") from exc
-    label = what or " ".join(args[:3])
+    label = what or " ".join(_strs(argv)[:3])
     try:
         if streaming:
             stdout, stderr = _stream(proc, input, log, on_line, started + timeout), ""
@@ -233,6 +243,28 @@ def _pdeathsig_prefix() -> list[str]:
     # program if rig dies, which no finally block can promise after a SIGKILL.
     setpriv = shutil.which("setpriv")
     return [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
+
+
+# A shell between rig and the program: the parent-death signal (TERM) reaches it when rig
+# dies, and it stops the program's whole process group the way rig's own Ctrl-C does
+# (_kill_group): TERM first, so make deletes the targets it was writing (a half-written
+# object file with a fresh date would pass for built next time), then KILL whatever is
+# left. A parent-death signal on the program alone would leave its children (make's
+# compilers and linkers) running on in a build directory the next rig may be using.
+_REAPER_SCRIPT = (
+    'trap \'trap "" TERM; kill -TERM 0; i=0; '
+    f'while kill -0 "$child" 2>/dev/null && [ "$i" -lt {int(TERM_GRACE_S * 10)} ]; '
+    'do sleep 0.1; i=$((i + 1)); done; kill -KILL 0\' TERM; '
+    '"$@" & child=$!; wait "$child"'
+)
+
+
+def _group_reaper(args: tuple[str, ...]) -> tuple[str, ...]:
+    prefix = _pdeathsig_prefix()
+    if not prefix:
+        return args  # no setpriv: rig's own finally blocks are all there is
+    prefix[prefix.index("KILL")] = "TERM"  # the shell's trap does the killing
+    return (*prefix, "sh", "-c", _REAPER_SCRIPT, "rig-reaper", *args)
 
 
 def spawn(argv: Argv, *, log: Path, cwd: Path | None = None, env: Mapping[str, str] | None = None) -> Spawned:

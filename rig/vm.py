@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import re
 import shutil
 import signal
 import socket
@@ -32,7 +33,7 @@ from rig import gpu_faults
 from rig import image as image_mod
 from rig import proc
 from rig.accel import choose_accel
-from rig.errors import InfraError, Interrupted, KernelError, RigError, UserError
+from rig.errors import InfraError, Interrupted, KernelError, RigError, Terminated, UserError
 from rig.forensics import HangRecord, HangWatch, investigate
 from rig.guest import (COPY_TIMEOUT_S, TREE_TIMEOUT_S, Guest, GuestResult, GuestTimeout, GuestUnreachable,
                        HostKeyMismatch)
@@ -130,9 +131,11 @@ class VM:
         except KernelError as exc:
             if not hung(exc) or self.machine.state.life is not Life.RUNNING:
                 raise
-            await self.investigate(exc.message.splitlines()[0])
+            record = await self.investigate(exc.message.splitlines()[0])
             if self.machine.state.over:  # the NMI made the kernel panic: that explains more
                 raise await death(self.machine) from exc
+            if (lost := connection_lost(exc, record, self.machine)) is not None:
+                raise lost from exc
             raise
 
     async def investigate(self, reason: str) -> HangRecord | None:
@@ -233,6 +236,42 @@ def blame(machine: Machine, cause: RigError | None = None) -> RigError:
         return KernelError(f"the guest stopped answering SSH: {cause.message}" + with_console_tail(machine),
                            log=machine.console_log, hint="the guest kernel may hang; the console log may say why")
     return cause
+
+
+# The OOM killer's line for sshd or its per-connection sshd-session (OpenSSH 9.8 and
+# later), as mm/oom_kill.c prints it: the guest's memory, not the link, ended SSH.
+SSHD_OOM_KILLED = re.compile(r"(?:Out of memory|Memory cgroup out of memory)[^\n]*: Killed process \d+ \(sshd[-\w]*\)")
+
+
+def connection_lost(error: KernelError, record: HangRecord | None, machine: Machine) -> RigError | None:
+    """The error for SSH lost while the guest's kernel still works, or None when the loss
+    may be the kernel's (blame's verdict stands).
+
+    `blame` calls a running guest that stops answering SSH the kernel's fault: the kernel
+    may hang. Hang forensics then asked the kernel itself: when it answered a sysrq key
+    on the console and showed no blocked task, it was not hung; the connection failed
+    (the guest's sshd killed, its link taken down), which is the host's side of the run
+    (exit 3). Unless the console shows the guest's OOM killer taking sshd: then the
+    kernel under test's memory did it.
+    """
+    cause = error.__cause__
+    if not isinstance(cause, GuestUnreachable) or record is None or not any(a.answered for a in record.asks):
+        return None
+    console = machine.console_log
+    if record.with_console(console).blocked:
+        return None
+    try:
+        text = console.read_text(errors="replace")
+    except OSError:
+        text = ""
+    if (oom := SSHD_OOM_KILLED.search(text)) is not None:
+        return KernelError(f"the guest's OOM killer killed sshd, and with it rig's connection: {oom.group(0)}"
+                           + with_console_tail(machine), log=console,
+                           hint="the guest ran out of memory; the console log shows the OOM report")
+    keys = ", ".join(a.key for a in record.asks if a.answered)
+    return InfraError(f"the SSH connection to the guest was lost while its kernel still answered (sysrq {keys}, "
+                      f"no blocked task): {cause.message}" + with_console_tail(machine, 20), log=console,
+                      hint="sshd in the guest was killed or the guest's network went down; run again")
 
 
 def _unless_frozen(machine: Machine) -> None:
@@ -478,8 +517,15 @@ def run_sync(main: Coroutine[Any, Any, T]) -> T:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(signal.SIGTERM)
 
+    # asyncio's remove_signal_handler leaves SIGTERM at its default (death on the spot),
+    # not at the handler it found: put back rig's own (rig.cli) afterwards.
+    previous = signal.getsignal(signal.SIGTERM)
     try:
         return asyncio.run(guarded())
     except (KeyboardInterrupt, asyncio.CancelledError) as exc:
-        how = "terminated (SIGTERM)" if terminated else "interrupted (Ctrl-C)"
+        how = "terminated (SIGTERM)" if terminated or isinstance(exc, Terminated) else "interrupted (Ctrl-C)"
         raise Interrupted(f"{how}: the guest was stopped; logs so far are kept in the run directory") from exc
+    finally:
+        if previous is not None and signal.getsignal(signal.SIGTERM) != previous:
+            with contextlib.suppress(ValueError):  # not the main thread: nothing was changed there
+                signal.signal(signal.SIGTERM, previous)

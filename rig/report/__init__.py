@@ -3,6 +3,7 @@ report.json holds and loads back, so each can be re-run on an old report.json.""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from rig.report import html, json_report, junit, markdown
@@ -17,6 +18,13 @@ def write_all(report: RunReport, run_dir: Path) -> dict[str, Path]:
     written: dict[str, Path] = {}
     for name, render in views.items():
         path = run_dir / name
-        path.write_text(render(report))
+        # Whole or not at all: a Ctrl-C or a full disk halfway through a write leaves the
+        # previous file (or none), never a truncated report.json that fails to load.
+        staging = path.with_name(f".{name}.{os.getpid()}.tmp")
+        try:
+            staging.write_text(render(report))
+            os.replace(staging, path)
+        finally:
+            staging.unlink(missing_ok=True)
         written[name] = path
     return written

@@ -26,6 +26,8 @@ def render(report: RunReport) -> str:
     new = verdict.new_findings
     if new:
         lines.append(f"rig found {_plural(len(new), 'new kernel report', 'new kernel reports')}{applied}.")
+    elif not report.attempts and report.ended is not None:
+        lines.append(f"rig did not get to boot the kernel{applied}: the run ended before its first guest.")
     else:
         lines.append(f"rig found no new kernel reports{applied}.")
     answers = report.answers()

@@ -157,18 +157,19 @@ class Decision:
     reason: str = ""  # why, when it is not the verdict alone
 
 
-def decide(verdict: Verdict, attempts: Sequence[AttemptRecord]) -> Decision:
+def decide(verdict: Verdict, attempts: Sequence[AttemptRecord], ended: AttemptError | None = None) -> Decision:
     """The run's outcome, exit code and summary line: the only place they are decided.
 
     The judged attempt is the last one of the tested kernel (base and bisection runs
     are judged through the verdict's counts). Ctrl-C and rig's own bugs win (the verdict is
     incomplete); then new findings or unexpected failures (exit 1: what the developer came
     for, even if the guest died afterwards); then how the attempt ended; then a known
-    emulator fault in every attempt (no verdict on the kernel); else a pass.
+    emulator fault in every attempt (no verdict on the kernel); else a pass. `ended`: how
+    a run that stopped before its first attempt (in its build or image phase) ended.
     """
     tested = [a for a in attempts if a.side == "series"] or list(attempts)
     last = tested[-1] if tested else None
-    error = last.error if last else None
+    error = last.error if last else ended
     if error is None and any(a.error is not None and a.error.kind is ErrorKind.INTERRUPT for a in attempts):
         error = next(a.error for a in attempts if a.error is not None and a.error.kind is ErrorKind.INTERRUPT)
     failed = bool(verdict.new_findings or verdict.unexpected_failures)
@@ -187,7 +188,7 @@ def decide(verdict: Verdict, attempts: Sequence[AttemptRecord]) -> Decision:
     else:
         outcome = Outcome.PASS
     if error is not None:
-        reason = f"{error.headline} (during {error.phase.value}, attempt {last.number if last else '?'})"
+        reason = f"{error.headline} (during {error.phase.value}" + (f", attempt {last.number})" if last else ")")
     exit_code = {Outcome.PASS: 0, Outcome.FAIL: 1, Outcome.KERNEL_PROBLEM: 1, Outcome.HOST_PROBLEM: 3,
                  Outcome.BAD_INPUT: 2, Outcome.INTERRUPTED: 130, Outcome.RIG_BUG: 4}[outcome]
     counts = _counts(verdict)
@@ -336,10 +337,13 @@ class RunReport:
     phases: Mapping[str, float] = field(default_factory=dict)
     # wall time per part of the run: builds, base_runs, series_runs, settle_runs, bisect_runs
     costs: Mapping[str, float] = field(default_factory=dict)
+    # How the run ended before any attempt ran (its build or image phase failed, or was
+    # interrupted); None once an attempt ran, whose own error says how it ended.
+    ended: AttemptError | None = None
 
     @property
     def decision(self) -> Decision:
-        return decide(self.verdict, self.attempts)
+        return decide(self.verdict, self.attempts, self.ended)
 
     @property
     def exit_code(self) -> int:
@@ -368,8 +372,9 @@ class RunReport:
 
     @property
     def error(self) -> AttemptError | None:
-        """How the judged (last) attempt ended early, if it did."""
-        return self.attempts[-1].error if self.attempts else None
+        """How the judged (last) attempt ended early, if it did; without attempts, how
+        the run ended before its first."""
+        return self.attempts[-1].error if self.attempts else self.ended
 
     @property
     def gpu(self) -> GpuRecord | None:
@@ -426,6 +431,8 @@ class RunReport:
         artifacts = dict(data.get("artifacts") or {})
         collected = dict(data.get("collected") or {})  # schema 1 kept taint and problems here
         timeline = data.get("timeline")
+        attempts = tuple(AttemptRecord.from_json(a) for a in data.get("attempts") or ())
+        error = data.get("error")
         return cls(
             rig_version=str(data.get("rig_version", "")),
             command=str(data.get("command", "")),
@@ -447,7 +454,7 @@ class RunReport:
             machine=MachineInfo(str(machine.get("arch", "x86_64")), str(machine.get("gpu", "")),
                                 int(machine.get("memory_mib", 0)), int(machine.get("cpus", 0)), machine.get("accel")),
             verdict=verdict_from_json(data),
-            attempts=tuple(AttemptRecord.from_json(a) for a in data.get("attempts") or ()),
+            attempts=attempts,
             timeline=timeline_from_json(timeline) if timeline else None,
             artifacts=Artifacts(
                 console=artifacts.get("console"), dmesg=artifacts.get("dmesg"), kmemleak=artifacts.get("kmemleak"),
@@ -458,4 +465,5 @@ class RunReport:
                 problems=tuple(artifacts.get("problems", collected.get("problems")) or ())),
             phases=dict(data.get("phases") or {}),
             costs=dict(data.get("costs") or {}),
+            ended=AttemptError.from_json(error) if error and not attempts and isinstance(error, Mapping) else None,
         )

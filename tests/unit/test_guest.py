@@ -4,6 +4,7 @@ guest's sshd (a seam) and runs each command with `sh -c`, as sshd does."""
 from __future__ import annotations
 
 import shlex
+import signal
 import socket
 import subprocess
 import threading
@@ -79,12 +80,28 @@ class FakeSshd(paramiko.ServerInterface):
             err.join()
             status = child.wait()
             stdin.join()
-            # sshd reports a death by signal as exit-signal; as a status it reads 128 + N
-            channel.send_exit_status(status if status >= 0 else 128 - status)
+            if status >= 0:
+                channel.send_exit_status(status)
+            else:  # as OpenSSH's sshd does: a death by signal is exit-signal, with no exit-status
+                send_exit_signal(channel, signal.Signals(-status).name.removeprefix("SIG"))
             channel.shutdown_write()
             channel.close()
         except (OSError, EOFError):
             child.kill()
+
+
+def send_exit_signal(channel: paramiko.Channel, name: str) -> None:
+    """RFC 4254 6.10's exit-signal request, which paramiko's server side cannot send."""
+    message = paramiko.Message()
+    message.add_byte(paramiko.common.cMSG_CHANNEL_REQUEST)
+    message.add_int(channel.remote_chanid)
+    message.add_string("exit-signal")
+    message.add_boolean(False)
+    message.add_string(name)
+    message.add_boolean(False)  # core dumped
+    message.add_string("")  # error message
+    message.add_string("")  # language tag
+    channel.transport._send_user_message(message)
 
 
 @pytest.fixture
@@ -148,6 +165,16 @@ def test_exit_status_stdout_stderr_and_duration(guest: Guest) -> None:
     result = guest.run(["sh", "-c", "echo out; echo err >&2; sleep 0.2; exit 3"], timeout=10)
     assert (result.exit_status, result.stdout, result.stderr) == (3, "out\n", "err\n")
     assert result.duration_s >= 0.2 and not result.ok
+
+
+def test_a_command_killed_by_a_signal_has_its_status_not_a_lost_connection(guest: Guest) -> None:
+    """The guest's OOM killer ends a test with SIGKILL: sshd says exit-signal KILL. The
+    command failed (137, as a shell says it); the connection is fine and keeps working."""
+    # $PPID: the shell the stand-in sshd started for the command (sshd's own child)
+    killed = guest.run(["sh", "-c", "echo before; kill -KILL $PPID"], timeout=30)
+    assert killed.exit_status == 128 + signal.SIGKILL and killed.stdout == "before\n"
+    assert guest.run(["sh", "-c", "kill -SEGV $PPID"], timeout=30).exit_status == 128 + signal.SIGSEGV
+    assert guest.run(["true"], timeout=30).exit_status == 0
 
 
 def test_check_raises_with_the_output(guest: Guest) -> None:

@@ -10,9 +10,9 @@ from rig.cli import build_parser
 from rig.commands.run import spec_from_args
 from rig import collect
 from rig.attempt import AttemptResult
-from rig.errors import UserError
+from rig.errors import InfraError, KernelError, Terminated, UserError
 from rig.pipeline import Run
-from rig.report.model import AttemptError, ErrorKind, Outcome, Phase, decide
+from rig.report.model import AttemptError, ErrorKind, Outcome, Phase, RunReport, decide
 from tests.unit.rundata import finished_run, run_with
 
 
@@ -220,3 +220,54 @@ def test_virtio_gpus_3d_failures_are_expected_on_the_2d_model_only(gpu: str, exp
     listed = {e["test"] for e in data["verdict"]["expected_failures"]}
     assert ("drm_virtgpu@drm-virtgpu-execbuffer" in listed) is expected
     assert report.exit_code == 1  # the kmemleak series' leak either way
+
+
+def _ended_in(phase: str, raised: BaseException, tmp_path: Path, monkeypatch) -> tuple[BaseException, dict, str]:
+    """A run whose build (or image) phase raised `raised`: what propagated, report.json, report.md."""
+    import rig.pipeline
+
+    run, _ = finished_run(tmp_path)
+    run = Run(dataclasses.replace(run.spec, kernel_image=None), run.run_dir)
+
+    def fail(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise raised
+
+    if phase == "build":
+        monkeypatch.setattr(Run, "_kernel", lambda self: fail())
+    else:
+        monkeypatch.setattr(Run, "_kernel", lambda self: tmp_path / "bzImage")
+        monkeypatch.setattr(Run, "_base_kernel", lambda self: tmp_path / "bzImage")
+        monkeypatch.setattr(Run, "_image", lambda self: fail())
+    monkeypatch.setattr(rig.pipeline, "run_attempt", lambda *a, **k: pytest.fail("no attempt may run"))
+    with pytest.raises(BaseException) as info:
+        run.run()
+    return info.value, json.loads((run.run_dir / "report.json").read_text()), (run.run_dir / "report.md").read_text()
+
+
+@pytest.mark.parametrize("phase, raised, kind, code, words", [
+    ("build", KeyboardInterrupt(), "interrupt", 130, "interrupted (Ctrl-C)"),
+    ("build", Terminated("terminated (SIGTERM)"), "interrupt", 130, "terminated (SIGTERM)"),
+    ("build", KernelError("the kernel does not build (the base tree):\n    x.c:1: error"), "kernel", 1,
+     "the kernel does not build"),
+    ("build", OSError(28, "No space left on device", "/cache/build/vmlinux"), "host", 3, "the disk is full"),
+    ("image", InfraError("mmdebstrap failed"), "host", 3, "mmdebstrap failed"),
+], ids=["ctrl-c-in-build", "sigterm-in-build", "build-error", "disk-full-in-build", "image-failed"])
+def test_a_run_that_ends_before_its_first_attempt_still_reports_how_and_where(
+        phase: str, raised: BaseException, kind: str, code: int, words: str, tmp_path: Path, monkeypatch) -> None:
+    propagated, data, markdown = _ended_in(phase, raised, tmp_path, monkeypatch)
+    assert propagated is raised  # the command line still says it, with its exit code
+    assert data["attempts"] == [] and data["exit_code"] == code
+    assert data["error"]["kind"] == kind and data["error"]["phase"] == phase
+    assert words in data["error"]["message"] and f"(during {phase})" in data["summary"]
+    assert f"ended early during {phase}" in markdown and "did not get to boot the kernel" in markdown
+    assert data["kernel"]["spec"] == "debian:6.1"
+    assert RunReport.from_json(data).decision.exit_code == code  # it loads back the same
+
+
+def test_what_is_no_end_of_a_run_writes_no_report(tmp_path: Path, monkeypatch) -> None:
+    run, _ = finished_run(tmp_path)
+    monkeypatch.setattr(Run, "_kernel", lambda self: (_ for _ in ()).throw(SystemExit(0)))
+    run = Run(dataclasses.replace(run.spec, kernel_image=None), run.run_dir)
+    with pytest.raises(SystemExit):
+        run.run()
+    assert not (run.run_dir / "report.json").exists()

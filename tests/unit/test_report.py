@@ -184,6 +184,29 @@ def test_a_schema_1_report_still_loads_and_renders(tmp_path: Path, monkeypatch) 
     assert again.exit_code == 1 and "memory leak in drm_prime_pages_to_sg" in markdown.render(again)
 
 
+def test_a_report_interrupted_while_written_leaves_no_half_file(tmp_path: Path, monkeypatch) -> None:
+    """Ctrl-C halfway through writing report.md: report.json (written first) is whole, and
+    report.md is either absent or the old one, never cut short; no staging file is left."""
+    import rig.report
+
+    report, run_dir = report_data(tmp_path, monkeypatch)
+    before = (run_dir / "report.md").read_text()
+    write_text = Path.write_text
+
+    def interrupted(path: Path, text: str, *args, **kwargs) -> int:  # type: ignore[no-untyped-def]
+        if "report.md" in path.name:  # half of it reaches the disk, then Ctrl-C
+            write_text(path, text[: len(text) // 2], *args, **kwargs)
+            raise KeyboardInterrupt
+        return write_text(path, text, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        rig.report.write_all(report, run_dir)
+    assert (run_dir / "report.md").read_text() == before
+    assert json.loads((run_dir / "report.json").read_text())["exit_code"] == report.exit_code
+    assert [p.name for p in run_dir.iterdir() if p.name.endswith(".tmp")] == []
+
+
 def test_a_long_also_list_names_the_first_few_and_counts_the_rest() -> None:
     from rig.report.model import ALSO_SHOWN, also_text
 

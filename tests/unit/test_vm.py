@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from rig import vm
-from rig.errors import InfraError, Interrupted, KernelError, UserError
+from rig.errors import InfraError, Interrupted, KernelError, RigError, UserError
 from rig.guest import GuestResult, GuestTimeout, GuestUnreachable, HostKeyMismatch
 from rig.qemu.machine import Life, MachineState, process_stopped
 
@@ -481,3 +481,58 @@ def test_a_failing_command_is_no_hang(tmp_path: Path, quick_forensics: None) -> 
     with pytest.raises(KernelError):
         asyncio.run(machine_vm.run(["false"], timeout=5, check=True))
     assert not hasattr(machine, "keys") and machine_vm.hang.record is None
+
+
+BLOCKED_TASK = """\
+[   70.100000][    C0] task:vgem_basic      state:D stack:0     pid:287   ppid:286    flags:0x00004000
+[   70.100100][    C0] Call Trace:
+[   70.100200][    C0]  <TASK>
+[   70.100300][    C0]  __schedule+0x3b7/0xbd0
+[   70.100400][    C0]  schedule+0x5d/0xd0
+[   70.100500][    C0]  vgem_fence_signal_ioctl+0x9d/0x140
+[   70.100600][    C0]  </TASK>
+"""
+
+
+class BlockedMachine(StandInMachine):
+    """A kernel that answers sysrq w with a task stuck in D state."""
+
+    async def send_key(self, keys: list[str]) -> None:
+        await super().send_key(keys)
+        if keys[-1] == "w":
+            with open(self.console_log, "a") as console:
+                console.write(BLOCKED_TASK)
+
+
+def _lost(tmp_path: Path, machine: StandInMachine) -> RigError:
+    guest = FakeGuest()
+    guest.fail = GuestUnreachable("SSH connection lost while running sleep 60: EOF")
+    machine_vm = vm.VM(machine, guest, machine.console_log, "tcg", "asked for", tmp_path, 2222,  # type: ignore[arg-type]
+                       vm.BootTimes(0.0, None, 1.0))
+    with pytest.raises(RigError) as info:
+        asyncio.run(machine_vm.run(["sleep", "60"], timeout=90))
+    assert machine.keys[0] == ["alt", "sysrq", "w"]  # the kernel was asked first, in every case
+    return info.value
+
+
+def test_ssh_lost_while_the_kernel_still_answers_is_the_hosts_side(tmp_path: Path, quick_forensics: None) -> None:
+    """sshd killed or the link down: the kernel answers sysrq and shows no blocked task, so
+    it does not hang; the connection failed (exit 3), with the console tail."""
+    error = _lost(tmp_path, StandInMachine(tmp_path))
+    assert type(error) is InfraError and error.exit_code == 3
+    assert "lost while its kernel still answered (sysrq w, l, no blocked task)" in error.message
+    assert "SSH connection lost while running sleep 60" in error.message and "sshd started" in error.message
+
+
+def test_ssh_lost_with_a_task_blocked_in_the_kernel_stays_the_kernels(tmp_path: Path, quick_forensics: None) -> None:
+    error = _lost(tmp_path, BlockedMachine(tmp_path))
+    assert type(error) is KernelError and "stopped answering SSH" in error.message
+
+
+def test_ssh_lost_because_the_oom_killer_took_sshd_is_the_kernels(tmp_path: Path, quick_forensics: None) -> None:
+    machine = StandInMachine(tmp_path)
+    with open(machine.console_log, "a") as console:
+        console.write("[   60.0][  T300] Out of memory: Killed process 215 (sshd-session) total-vm:15000kB, anon-rss:0kB\n")
+    error = _lost(tmp_path, machine)
+    assert type(error) is KernelError and "the guest's OOM killer killed sshd" in error.message
+    assert "Killed process 215 (sshd-session)" in error.message
