@@ -118,7 +118,7 @@ def run_attempt(number: int, what: AttemptPlan, directory: Path, *, deadline: fl
     except RigError as exc:
         error = AttemptError.from_exception(exc, progress.phase)
     except Exception as exc:
-        if (full := disk_full(exc)) is not None:  # the host's disk, not rig, failed the write
+        if (full := disk_full(exc, directory)) is not None:  # the host's disk, not rig, failed the write
             error = AttemptError.from_exception(full, progress.phase)
         else:  # a bug in rig: keep the attempt's material and report it as one
             with contextlib.suppress(OSError):

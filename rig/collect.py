@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -180,10 +181,19 @@ async def screendump(vm: VM, path: Path, problems: list[str]) -> Path | None:
 
 def after_guest(collected: Collected | None, out: Path, console_log: Path | None, events_log: Path | None,
                 extra_problems: tuple[str, ...] = ()) -> Collected:
-    """Add what survives the guest (console log, QMP events), copied into `out`."""
-    out.mkdir(parents=True, exist_ok=True)
+    """Add what survives the guest (console log, QMP events), linked or copied into `out`
+    (where they are, if `out` cannot be made: a full disk must not lose them)."""
     base = collected or Collected(out)
     problems = list(base.problems) + list(extra_problems)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        problems.append(f"{out}: could not be made ({exc.strerror}); the console log and QMP events stay in "
+                        f"{console_log.parent if console_log else 'the guest directory'}")
+        console = console_log if console_log is not None and console_log.is_file() else None
+        events = events_log if events_log is not None and events_log.is_file() else None
+        return Collected(out, base.dmesg, base.kmemleak, base.lockdep_stats, base.tainted, base.screendump,
+                         console, events, tuple(problems))
     console = _copy(console_log, out / "console.log", problems, "console log")
     events = _copy(events_log, out / "qmp-events.jsonl", problems, "QMP events")
     return Collected(out, base.dmesg, base.kmemleak, base.lockdep_stats, base.tainted, base.screendump,
@@ -191,12 +201,28 @@ def after_guest(collected: Collected | None, out: Path, console_log: Path | None
 
 
 def _copy(source: Path | None, target: Path, problems: list[str], what: str) -> Path | None:
+    """`source` under `target`'s name too: a hard link where it can be (no second copy of
+    the bytes, so it works on a full disk), else a copy; if neither works (the disk is
+    full), the original, which stays where it is."""
     if source is None or not source.is_file():
         problems.append(f"{what}: not found")
         return None
-    if source.resolve() != target.resolve():
+    if source.resolve() == target.resolve():
+        return target
+    with contextlib.suppress(FileNotFoundError):
+        target.unlink()
+    try:
+        os.link(source, target)
+        return target
+    except OSError:
+        pass  # another file system, or one without hard links
+    try:
         shutil.copyfile(source, target)
-    return target
+        return target
+    except OSError as exc:
+        target.unlink(missing_ok=True)
+        problems.append(f"{what}: could not be copied to {target} ({exc.strerror}); it is kept at {source}")
+        return source
 
 
 def read_events(path: Path | None) -> list[dict[str, Any]]:

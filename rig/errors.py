@@ -85,11 +85,12 @@ DISK_FULL_HINT = ("free some space (rig image prune drops old images; old run di
                   "or point RIG_CACHE_DIR and --out at a larger disk")
 
 
-def disk_full(exc: BaseException) -> InfraError | None:
-    """The host problem an OSError of a full disk (or quota) is, else None."""
+def disk_full(exc: BaseException, under: Path | None = None) -> InfraError | None:
+    """The host problem an OSError of a full disk (or quota) is, else None. `under`: the
+    directory being written, named when the error names no file (a write() names none)."""
     if not isinstance(exc, OSError) or exc.errno not in DISK_FULL_ERRNOS:
         return None
-    where = f" writing {exc.filename}" if exc.filename else ""
+    where = f" writing {exc.filename}" if exc.filename else f" writing under {under}" if under else ""
     return InfraError(f"the disk is full{where} ({exc.strerror})", hint=DISK_FULL_HINT)
 
 

@@ -27,7 +27,7 @@ import paramiko
 # paramiko logs every failed attempt of its transport thread; rig reports failures itself.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
-from rig.errors import InfraError, KernelError, UserError
+from rig.errors import InfraError, KernelError, UserError, disk_full
 
 USER = "root"
 # The first SSH handshake under TCG, with the guest busy booting, can take a few seconds.
@@ -63,6 +63,15 @@ class GuestResult:
     @property
     def ok(self) -> bool:
         return self.exit_status == 0
+
+
+def _copy_error(exc: BaseException, remote: str, local: Path) -> InfraError:
+    """What a failed copy from the guest was: the host's disk refusing the local file
+    (its fault, whatever the guest does), else the connection."""
+    if (full := disk_full(exc)) is not None:
+        return InfraError(f"the disk is full copying the guest's {remote} to {local} "
+                          f"({getattr(exc, 'strerror', None)})", hint=full.hint)
+    return GuestUnreachable(f"copying the guest's {remote} to {local} failed: {str(exc) or type(exc).__name__}")
 
 
 def remote_command(argv: Sequence[str], env: Mapping[str, str] | None = None) -> str:
@@ -194,7 +203,7 @@ class Guest:
         except (OSError, EOFError, paramiko.SSHException) as exc:
             client.close()
             sock.close()
-            raise GuestUnreachable(f"SSH to the guest at {address} failed: {exc or type(exc).__name__}") from exc
+            raise GuestUnreachable(f"SSH to the guest at {address} failed: {str(exc) or type(exc).__name__}") from exc
         transport = client.get_transport()
         assert transport is not None
         transport.set_keepalive(5)
@@ -222,7 +231,7 @@ class Guest:
             _read_exit_signal(transport)
             return transport.open_session(timeout=min(timeout, CHANNEL_TIMEOUT_S))
         except (paramiko.SSHException, OSError, EOFError) as exc:
-            raise GuestUnreachable(f"cannot open an SSH channel to the guest: {exc or type(exc).__name__}") from exc
+            raise GuestUnreachable(f"cannot open an SSH channel to the guest: {str(exc) or type(exc).__name__}") from exc
 
     # ------------------------------------------------------------ commands
 
@@ -268,7 +277,7 @@ class Guest:
                     break
             status = channel.recv_exit_status() if channel.exit_status_ready() else -1
         except (OSError, EOFError, paramiko.SSHException) as exc:
-            raise GuestUnreachable(f"SSH connection lost while running {shlex.join(argv)}: {exc or type(exc).__name__}") from exc
+            raise GuestUnreachable(f"SSH connection lost while running {shlex.join(argv)}: {str(exc) or type(exc).__name__}") from exc
         finally:
             channel.close()
         result = GuestResult(tuple(argv), status, out.decode(errors="replace"), err.decode(errors="replace"),
@@ -311,7 +320,7 @@ class Guest:
                 sftp.put(str(local), remote)
                 sftp.chmod(remote, mode)
         except (OSError, EOFError, paramiko.SSHException) as exc:
-            raise GuestUnreachable(f"copying {local} to the guest's {remote} failed: {exc or type(exc).__name__}") from exc
+            raise GuestUnreachable(f"copying {local} to the guest's {remote} failed: {str(exc) or type(exc).__name__}") from exc
 
     def get(self, remote: str, local: Path, *, timeout: float = COPY_TIMEOUT_S) -> Path:
         """Copy a guest file to the host."""
@@ -322,7 +331,7 @@ class Guest:
         except FileNotFoundError as exc:
             raise KernelError(f"the guest has no file {remote}") from exc
         except (OSError, EOFError, paramiko.SSHException) as exc:
-            raise GuestUnreachable(f"copying the guest's {remote} to {local} failed: {exc or type(exc).__name__}") from exc
+            raise _copy_error(exc, remote, local) from exc
         return local
 
     def get_dir(self, remote: str, local: Path, *, timeout: float = TREE_TIMEOUT_S) -> Path:
@@ -332,7 +341,7 @@ class Guest:
             with self._sftp(timeout) as sftp:
                 self._get_tree(sftp, remote, local, deadline)
         except (OSError, EOFError, paramiko.SSHException) as exc:
-            raise GuestUnreachable(f"copying the guest's {remote} to {local} failed: {exc or type(exc).__name__}") from exc
+            raise _copy_error(exc, remote, local) from exc
         return local
 
     def _get_tree(self, sftp: paramiko.SFTPClient, remote: str, local: Path, deadline: float) -> None:

@@ -46,8 +46,8 @@ from rig.report.model import (
     Artifacts, AttemptError, AttemptRecord, ErrorKind, KernelInfo, MachineInfo, Patch, Phase, PlanInfo,
     RunReport, SeriesInfo, flags_text, seen_text,
 )
-from rig.errors import RigError, Terminated, disk_full
-from rig.rundir import write_metadata
+from rig.errors import DISK_FULL_HINT, RigError, Terminated, disk_full
+from rig.rundir import SpaceReserve, write_metadata
 from rig.results import TestResult, TestStatus
 from rig.tally import Seen, SideRun, finding_key
 from rig.verdict import NEW, Baseline, FirstBadPatch, JudgedFinding, TestVerdict, Verdict, judge_runs, unsettled
@@ -122,6 +122,8 @@ class Run:
         self.base_note = ""
         self.settle_note = ""
         self.records: list[AttemptRecord] = []  # every attempt of every side, in the order they ran
+        self.reserve = SpaceReserve(run_dir)
+        self.disk_full = False  # an attempt ended on a full disk: no more attempts can keep their files
 
     # --- the run ------------------------------------------------------------------------
 
@@ -131,6 +133,14 @@ class Run:
                                       "plan": spec.plan.source, "pressure": spec.pressure.label,
                                       "guest": spec.guest.to_json(), "repeat": spec.repeat,
                                       "base": spec.compares_base, "bisect": spec.bisect})
+        self.reserve.hold()
+        try:
+            return self._run()
+        finally:
+            self.reserve.release()
+
+    def _run(self) -> RunReport:
+        spec = self.spec
         phase = Phase.BUILD
         try:
             kernel = self._kernel()
@@ -148,18 +158,18 @@ class Run:
         base_what = dataclasses.replace(what, kernel=base_kernel) if base_kernel and cached is None else None
         # B S B S ...: a drift in the host's load hits both sides alike.
         for index in range(1, spec.repeat + 1):
-            if self._interrupted():
+            if self._stopped():
                 break
             if base_what is not None:
                 self._timed("base_runs", lambda: self._one_run(self.base, base_what, spec.plan, index))
             self._timed("series_runs", lambda: self._one_run(self.series, what, spec.plan, index))
-        if base_what is not None and not self._interrupted():
+        if base_what is not None and not self._stopped():
             self._store_base(image)
         base_runs = self.base.counted if base_kernel is not None else None
-        if spec.max_repeat > spec.repeat and base_kernel is not None and not self._interrupted():
+        if spec.max_repeat > spec.repeat and base_kernel is not None and not self._stopped():
             self._timed("settle_runs", lambda: self._settle(what, dataclasses.replace(what, kernel=base_kernel)))
         verdict = self._verdict(base_runs)
-        if spec.bisect and not self._interrupted():
+        if spec.bisect and not self._stopped():
             verdict = self._timed("bisect_runs", lambda: self._bisect(verdict, what))
         return self._report(verdict)
 
@@ -170,14 +180,19 @@ class Run:
         finally:
             self.costs[cost] = round(self.costs.get(cost, 0.0) + time.monotonic() - started, 2)
 
-    def _interrupted(self) -> bool:
-        return any(record.error is not None and record.error.kind in (ErrorKind.INTERRUPT, ErrorKind.BUG)
-                   for side in (self.series, self.base, self.bisect) for _, _, record in side.attempts)
+    def _stopped(self) -> bool:
+        """Whether the run must start no more guests: rig was interrupted, a bug in rig, or
+        the disk filled up."""
+        return self.disk_full or any(
+            record.error is not None and record.error.kind in (ErrorKind.INTERRUPT, ErrorKind.BUG)
+            for side in (self.series, self.base, self.bisect) for _, _, record in side.attempts)
 
     def _one_run(self, side: _Side, what: AttemptPlan, plan: Plan, index: int, *, kernel: str | None = None,
                  scope: str | None = None) -> SideRun | None:
         """One run of a side: an attempt, and another in a fresh guest after a known host
         fault while retries and time remain. The last attempt is the run's."""
+        if self.disk_full:  # its files would have nowhere to go
+            return None
         what = dataclasses.replace(what, plan=plan)
         last: tuple[AttemptResult, Analysis] | None = None
         for retry in range(self.spec.retries + 1):
@@ -204,7 +219,11 @@ class Run:
             side.attempts.append((result, analysis, record))
             self.records.append(record)
             last = (result, analysis)
-            if result.error is not None and result.error.kind in (ErrorKind.INTERRUPT, ErrorKind.BUG):
+            if result.error is not None and result.error.hint == DISK_FULL_HINT:
+                self.disk_full = True
+                self.notes.append(f"the disk filled up during {side.name} run {index}: rig started no more guests")
+            if result.error is not None and (self.disk_full or result.error.kind in (ErrorKind.INTERRUPT,
+                                                                                     ErrorKind.BUG)):
                 break
             if analysis.host_fault is None:
                 break
@@ -306,7 +325,7 @@ class Run:
         ran, scopes = 0, []
         stop = f"stopped at --max-repeat {self.spec.max_repeat}"
         for index in range(self.spec.repeat + 1, self.spec.max_repeat + 1):
-            if self._interrupted() or self.deadline - time.monotonic() <= COLLECT_RESERVE_S:
+            if self._stopped() or self.deadline - time.monotonic() <= COLLECT_RESERVE_S:
                 stop = "stopped early: interrupted or no time left in the run's deadline"
                 break
             tests = tuple(dict.fromkeys(str(f.test) for f in open_))
@@ -413,6 +432,7 @@ class Run:
         )
         self.phases[Phase.REPORT.value] = round(time.monotonic() - started, 2)
         report = dataclasses.replace(report, phases=dict(self.phases), costs=dict(self.costs))
+        self.reserve.release()  # the room held for this moment
         write_all(report, self.run_dir)
         write_metadata(self.run_dir, {"phases": dict(self.phases), "costs": dict(self.costs),
                                       "exit_code": report.exit_code, "outcome": report.decision.outcome.value})
@@ -433,6 +453,7 @@ class Run:
                                 self.spec.guest.cpus, None),
             verdict=judge_runs((), None, self.spec.plan), attempts=(), phases=dict(self.phases),
             costs=dict(self.costs), ended=ended)
+        self.reserve.release()  # the room held for this moment
         try:
             write_all(report, self.run_dir)
             write_metadata(self.run_dir, {"phases": dict(self.phases), "costs": dict(self.costs),

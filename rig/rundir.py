@@ -17,6 +17,10 @@ from typing import Any
 from rig.errors import DISK_FULL_HINT, InfraError, UserError, disk_full
 
 DEFAULT_RUNS_DIR = Path("rig-runs")
+# Disk space a run holds back for its report files (a few hundred KiB; a long --repeat's
+# report.json a few MiB), so that a run whose disk fills up still says so in report.json.
+REPORT_RESERVE_BYTES = 16 << 20
+RESERVE_NAME = ".rig-report-reserve"
 
 
 def new_run_dir(command: str, out: Path | None = None) -> Path:
@@ -61,3 +65,39 @@ def write_metadata(run_dir: Path, data: dict[str, Any]) -> Path:
         raise
     os.replace(tmp, path)
     return path
+
+
+class SpaceReserve:
+    """Room held in a run directory for its report: a file of `size` bytes made when the
+    run starts and deleted just before the report is written. A disk that fills up during
+    the run then still takes report.json and report.md, which say that it did."""
+
+    def __init__(self, run_dir: Path, size: int = REPORT_RESERVE_BYTES) -> None:
+        self.path = run_dir / RESERVE_NAME
+        self.size = size
+
+    def hold(self) -> None:
+        """Make the reserve; a disk without room for it is full already (the host's fault)."""
+        try:
+            with open(self.path, "wb") as reserve:
+                try:
+                    os.posix_fallocate(reserve.fileno(), 0, self.size)
+                except OSError as exc:
+                    if disk_full(exc) is not None:
+                        raise
+                    # A file system without fallocate: real blocks, written.
+                    chunk = bytes(1 << 20)
+                    for _ in range(0, self.size, len(chunk)):
+                        reserve.write(chunk)
+                    reserve.flush()
+                    os.fsync(reserve.fileno())
+        except OSError as exc:
+            self.release()
+            if disk_full(exc) is not None:
+                raise InfraError(f"the disk is full: {self.path.parent} has no room for a run "
+                                 f"({self.size >> 20} MiB held for its report could not be written)",
+                                 hint=DISK_FULL_HINT) from exc
+            raise
+
+    def release(self) -> None:
+        self.path.unlink(missing_ok=True)

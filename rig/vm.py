@@ -33,7 +33,7 @@ from rig import gpu_faults
 from rig import image as image_mod
 from rig import proc
 from rig.accel import choose_accel
-from rig.errors import InfraError, Interrupted, KernelError, RigError, Terminated, UserError
+from rig.errors import DISK_FULL_HINT, InfraError, Interrupted, KernelError, RigError, Terminated, UserError
 from rig.forensics import HangRecord, HangWatch, investigate
 from rig.guest import (COPY_TIMEOUT_S, TREE_TIMEOUT_S, Guest, GuestResult, GuestTimeout, GuestUnreachable,
                        HostKeyMismatch)
@@ -219,6 +219,13 @@ def blame(machine: Machine, cause: RigError | None = None) -> RigError:
     if life is Life.POWERED_OFF:
         return KernelError(f"the guest powered off or rebooted unexpectedly (QEMU exit status {state.returncode})"
                            + with_console_tail(machine), log=machine.console_log)
+    if state.disk_error is not None:
+        # QEMU pauses the guest when the host refuses a write to its disk: the guest's
+        # silence from then on is the host's doing, whatever the call saw.
+        full = state.disk_full
+        return InfraError(f"{'the disk is full' if full else 'the host failed the guest disk'}: {state.disk_error}"
+                          + with_console_tail(machine, 10), log=machine.spec.qemu_log,
+                          hint=DISK_FULL_HINT if full else "check the host's disk that holds the run directory")
     if cause is None:
         # Not a death rig can explain: rig's own shutdown (STOPPED), or no QEMU yet.
         return InfraError(f"the guest is {life.value} (QEMU exit status {state.returncode})",
@@ -275,6 +282,10 @@ def connection_lost(error: KernelError, record: HangRecord | None, machine: Mach
 
 
 def _unless_frozen(machine: Machine) -> None:
+    """Raise the host's error when QEMU cannot run the guest: its process stopped from
+    outside for too long, or the guest paused because the host refused its disk a write."""
+    if machine.state.disk_error is not None:
+        raise blame(machine, GuestUnreachable("QEMU paused the guest"))
     frozen = machine.frozen_for()
     if frozen > FROZEN_LIMIT_S:
         raise blame(machine, GuestUnreachable(f"QEMU's process has been stopped for {frozen:.0f} s"))

@@ -100,3 +100,43 @@ def corpus_dir() -> Path:
             pytest.fail(message + "; CI is set, so the corpus tests must run")
         pytest.skip(message)
     return path
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A directory on a tmpfs of its own, and a way to fill it: a real disk that fills up
+    (size in bytes -> mount point). Needs root to mount, as CI has."""
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.fail("this test mounts a tmpfs: run the tests as root, as CI does")
+    mounted: list[Path] = []
+
+    def mount(size: int) -> Path:
+        point = tmp_path / f"disk-{len(mounted)}"
+        point.mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(point)], check=True)
+        mounted.append(point)
+        return point
+
+    yield mount
+    for point in mounted:
+        subprocess.run(["umount", "-l", str(point)], check=False)
+
+
+def fill(directory: Path) -> None:
+    """Take every free byte of `directory`'s file system: a filler file written until the
+    disk refuses, in smaller and smaller pieces."""
+    import errno
+
+    fd = os.open(directory / "filler", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        for size in (1 << 20, 1 << 12, 1):
+            while True:
+                try:
+                    os.write(fd, bytes(size))
+                except OSError as exc:
+                    assert exc.errno == errno.ENOSPC, exc
+                    break
+    finally:
+        os.close(fd)

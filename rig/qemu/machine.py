@@ -13,6 +13,7 @@ import atexit
 import contextlib
 import enum
 import json
+import logging
 import os
 import re
 import signal
@@ -28,6 +29,8 @@ from qemu.qmp import ConnectError, ExecuteError, QMPClient, QMPError
 from rig import proc
 from rig.errors import InfraError
 from rig.qemu.argv import MachineSpec, build_argv, qemu_environment
+
+log = logging.getLogger(__name__)
 
 # QEMU connects to rig's QMP socket within a second or two; a loaded host may take longer.
 QMP_CONNECT_TIMEOUT_S = 30.0
@@ -82,6 +85,8 @@ class MachineState:
     returncode: int | None = None  # QEMU's exit status; negative: the signal that killed it
     panic_line: str | None = None  # the console's panic line, or pvpanic's event
     frozen: bool = False  # running, but the process is stopped (SIGSTOP from outside rig)
+    disk_error: str | None = None  # QEMU could not write the guest's disk on the host (BLOCK_IO_ERROR)
+    disk_full: bool = False  # ... because the host's disk is full (QEMU then pauses the guest)
 
     @property
     def over(self) -> bool:
@@ -106,6 +111,10 @@ class Machine:
         self.panicked = False
         self.panic_line: str | None = None
         self.panic_seen_at: float | None = None  # time.monotonic() when rig noticed
+        # What QEMU said when the host refused a write to the guest's disk (a full disk
+        # makes it pause the guest: the guest's silence after that is not the kernel's).
+        self.disk_error: str | None = None
+        self.disk_full = False
         self.init_seen_at: float | None = None  # time.monotonic() the console showed init starting
         # Console lines containing one of these keys -> time.monotonic() first seen.
         self.console_marks: dict[str, float | None] = {"rig-init: ": None, "network up": None, "guest ready": None}
@@ -223,7 +232,7 @@ class Machine:
         else:
             life = Life.POWERED_OFF
         frozen = life is Life.RUNNING and self.pid is not None and process_stopped(self.pid)
-        return MachineState(life, status, self.panic_line, frozen)
+        return MachineState(life, status, self.panic_line, frozen, self.disk_error, self.disk_full)
 
     def console_text(self) -> str:
         try:
@@ -257,14 +266,34 @@ class Machine:
     async def _record_events(self) -> None:
         assert self._qmp is not None
         with open(self.events_log, "a") as out:
+            writable = True
             async for event in self._qmp.events:
                 record = (time.time(), dict(event))
                 self.events.append(record)
-                out.write(json.dumps({"host_time": record[0], **record[1]}) + "\n")
-                out.flush()
+                if writable:
+                    try:
+                        out.write(json.dumps({"host_time": record[0], **record[1]}) + "\n")
+                        out.flush()
+                    except OSError as exc:  # a full disk: keep the events in memory, and watching
+                        log.warning("QMP events log %s: %s; later events are kept in memory only",
+                                    self.events_log, exc.strerror)
+                        writable = False
                 if event.get("event") == "GUEST_PANICKED":
                     self._mark_panic("GUEST_PANICKED (pvpanic)")
+                elif event.get("event") == "BLOCK_IO_ERROR":
+                    self._mark_disk_error(event.get("data") or {})
                 self._changed.set()
+
+    def _mark_disk_error(self, data: dict[str, Any]) -> None:
+        """QEMU's BLOCK_IO_ERROR: the host refused a read or write of the guest's disk
+        (rig's overlay); with `nospace`, the host's disk is full and QEMU paused the guest."""
+        if self.disk_error is None:
+            self.disk_full = bool(data.get("nospace"))
+            action = {"stop": "QEMU paused the guest", "report": "the guest got an I/O error",
+                      "ignore": "QEMU ignored it"}.get(str(data.get("action")), f"QEMU's action: {data.get('action')}")
+            self.disk_error = (f"{data.get('operation', 'an access')} of the guest's disk "
+                               f"({data.get('device') or data.get('node-name') or 'root'}) failed on the host "
+                               f"({data.get('reason') or 'I/O error'}); {action}")
 
     async def _watch(self) -> None:
         while True:
@@ -322,7 +351,7 @@ class Machine:
         except ExecuteError as exc:
             raise MachineError(f"QMP '{command}' failed: {exc.error.error.desc}", log=self.spec.qemu_log) from exc
         except (QMPError, EOFError, OSError) as exc:
-            raise MachineError(f"QMP '{command}' failed: {exc or type(exc).__name__}", log=self.spec.qemu_log) from exc
+            raise MachineError(f"QMP '{command}' failed: {str(exc) or type(exc).__name__}", log=self.spec.qemu_log) from exc
 
     async def query_status(self) -> str:
         """The VM's run state: 'running', 'paused', 'guest-panicked', 'shutdown', ..."""

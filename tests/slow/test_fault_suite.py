@@ -33,7 +33,8 @@ collect (dmesg, kmemleak, screendump after the plan), report (writing report.*).
 | SSH connection dropped | collect | unit: test_vm::test_every_guest_call_is_guarded (collection's calls take the same guard) |
 | host disk full | build | unit: test_build::test_a_disk_that_fills_up_during_the_build_is_the_hosts_fault; test_bad_inputs::test_a_full_disk_is_the_host_s_problem (out, metadata, cache) |
 | host disk full | build, image (as rig run sees it) | unit: test_pipeline::test_a_run_that_ends_before_its_first_attempt_still_reports_how_and_where[disk-full-in-build] |
-| host disk full | workloads, collect | gap: rig.attempt turns ENOSPC into a host error of the phase it happened in, but no test fills a run directory mid-run (QEMU's overlay on a full disk pauses the guest: werror=enospc) |
+| host disk full | workloads | slow: test_a_disk_that_fills_up_mid_workload_is_a_host_problem_with_a_report (here: QEMU's overlay write refused, the guest paused); unit: test_pipeline::test_a_disk_that_fills_up_mid_run_still_gets_its_report_and_no_more_guests; test_guest::test_a_copy_the_hosts_full_disk_refused_is_the_hosts_fault_not_a_lost_guest |
+| host disk full | collect | unit: test_collect::test_after_guest_on_a_full_disk_links_the_console_and_loses_nothing; test_qemu_machine::test_a_guest_paused_by_a_full_host_disk_is_the_hosts_problem |
 | host disk full | report | n/a as a report: a full disk cannot take report.json; unit: test_build::test_the_command_line_turns_a_full_disk_into_exit_3 (the message) |
 | SIGINT (Ctrl-C) to rig | build | slow: test_rig_signalled_mid_build_leaves_no_make_lock_or_entry (here) |
 | SIGINT, SIGTERM to rig | image | slow: test_image_arm64::test_interrupted_build_leaves_no_registration[Ctrl-C, SIGTERM] |
@@ -60,6 +61,7 @@ from pathlib import Path
 
 from rig import cache
 from rig.build import BUILDS, BuildRequest, resolve
+from tests.conftest import fill
 from tests.slow.test_boot import qemu_processes
 
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -309,4 +311,44 @@ def test_guest_oom_mid_workload_is_in_the_report(kernel_6_1, guest_image, tmp_pa
     assert code == data["exit_code"] == 0, output
     console = (out / "attempt-1" / "collect" / "console.log").read_text(errors="replace")
     assert "Killed process" in console and "(python3)" in console
+    _nothing_left(out)
+
+
+def test_a_disk_that_fills_up_mid_workload_is_a_host_problem_with_a_report(  # type: ignore[no-untyped-def]
+        kernel_6_1, guest_image, small_disk) -> None:
+    """The run directory on a small disk of its own, filled while a script waits: the
+    guest's next disk write cannot grow QEMU's overlay, QEMU pauses the guest, and rig
+    ends the run at once as the host's problem (exit 3) during workloads, not as a hung
+    kernel; the report still fits (rig held room for it), the console and the first
+    script's result are kept, and nothing is left running."""
+    disk = small_disk(256 << 20)
+    out = disk / "run"
+    rig = Rig(out, "--bzimage", str(kernel_6_1.kernel_image), "--plan", str(PLANS / "disk-full.toml"),
+              "--pressure", "none")
+    console = out / "attempt-1" / "vm" / "console.log"
+
+    def writer_started() -> bool:  # the first script's result is written by then
+        return console.is_file() and "rig: start script:write" in console.read_text(errors="replace")
+
+    rig.wait_for(writer_started, 600, "the writing script to start")
+    fill(disk)
+    filled = time.monotonic()
+    code = rig.end(timeout=300)
+    ended_s = time.monotonic() - filled
+    assert "Traceback" not in rig.stderr, rig.stderr[-3000:]
+    assert code == 3, rig.stderr[-3000:]
+    said = rig.stderr + "".join(rig.out_lines)
+    assert "HOST PROBLEM: the disk is full" in said, said[-3000:]
+    data = json.loads((out / "report.json").read_text())
+    assert data["exit_code"] == 3 and data["outcome"] == "host problem"
+    assert data["error"]["kind"] == "host" and data["error"]["phase"] == "workloads"
+    message = data["error"]["message"]
+    assert message.startswith("the disk is full: write of the guest's disk") and "QEMU paused the guest" in message
+    assert data["error"]["hint"].startswith("free some space")
+    assert {t["name"]: t["result"] for t in data["tests"]}.get("script:first") == "pass"
+    assert "the disk is full" in (out / "report.md").read_text()
+    kept = data["artifacts"]["console"]
+    assert kept and "Linux version" in (out / kept).read_text(errors="replace")
+    print(said[-2000:])
+    print(f"rig ended {ended_s:.0f} s after the disk filled")
     _nothing_left(out)

@@ -3,6 +3,7 @@ guest's sshd (a seam) and runs each command with `sh -c`, as sshd does."""
 
 from __future__ import annotations
 
+import errno
 import shlex
 import signal
 import socket
@@ -15,7 +16,7 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from rig.errors import KernelError, UserError
+from rig.errors import InfraError, KernelError, UserError
 from rig.guest import Guest, GuestTimeout, GuestUnreachable, HostKeyMismatch, pinned_keys, remote_command
 
 
@@ -271,3 +272,18 @@ def test_known_hosts_without_keys_is_an_error(tmp_path: Path) -> None:
     empty.write_text("# nothing\n")
     with pytest.raises(Exception, match="no host key"):
         pinned_keys(empty)
+
+
+def test_a_copy_the_hosts_full_disk_refused_is_the_hosts_fault_not_a_lost_guest(tmp_path: Path) -> None:
+    """paramiko's sftp.get writes the local file: ENOSPC there is the host's disk (exit 3,
+    the disk-full hint), never 'the guest stopped answering' (which would start hang
+    forensics on a healthy guest); any other failure of the copy is the connection's."""
+    from rig.errors import DISK_FULL_HINT
+    from rig.guest import _copy_error
+
+    full = _copy_error(OSError(errno.ENOSPC, "No space left on device"), "/tmp/results", tmp_path / "igt")
+    assert type(full) is InfraError and full.hint == DISK_FULL_HINT
+    assert full.message == f"the disk is full copying the guest's /tmp/results to {tmp_path / 'igt'} " \
+                           "(No space left on device)"
+    lost = _copy_error(EOFError(), "/tmp/results", tmp_path / "igt")
+    assert isinstance(lost, GuestUnreachable) and "EOFError" in lost.message

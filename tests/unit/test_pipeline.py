@@ -271,3 +271,57 @@ def test_what_is_no_end_of_a_run_writes_no_report(tmp_path: Path, monkeypatch) -
     with pytest.raises(SystemExit):
         run.run()
     assert not (run.run_dir / "report.json").exists()
+
+
+def test_a_disk_that_fills_up_mid_run_still_gets_its_report_and_no_more_guests(
+        small_disk, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The run directory's disk fills up during the first of two runs (the attempt ends as
+    rig.attempt makes it: the host's error, the disk-full hint): rig starts no second
+    guest, and the report the space held back since the start still takes says so."""
+    import rig.pipeline
+    from rig.errors import DISK_FULL_HINT
+    from rig.rundir import RESERVE_NAME
+    from tests.conftest import fill
+
+    disk = small_disk(48 << 20)
+    first, attempt = finished_run(disk)
+    (attempt.directory / "collect" / "kmemleak.txt").write_text("")  # no finding to outrank the disk
+    (attempt.directory / "collect" / "console.log").write_text("[    1.0] booting\n")
+    run = Run(dataclasses.replace(first.spec, repeat=2), first.run_dir)
+    error = AttemptError(ErrorKind.HOST, Phase.WORKLOADS,
+                         f"the disk is full copying the guest's /tmp/rig/igt to {attempt.directory / 'igt'} "
+                         "(No space left on device)", hint=DISK_FULL_HINT)
+    started: list[int] = []
+
+    def attempt_that_fills_the_disk(number: int, *args, **kwargs) -> AttemptResult:  # type: ignore[no-untyped-def]
+        started.append(number)
+        assert (run.run_dir / RESERVE_NAME).stat().st_size == 16 << 20  # held from the start
+        fill(disk)
+        return dataclasses.replace(attempt, error=error)
+
+    monkeypatch.setattr(type(run), "_image", lambda self: None)
+    monkeypatch.setattr(rig.pipeline, "run_attempt", attempt_that_fills_the_disk)
+    report = run.run()
+    assert started == [1]  # no second guest on a full disk
+    assert report.exit_code == 3 and report.decision.outcome is Outcome.HOST_PROBLEM
+    data = json.loads((run.run_dir / "report.json").read_text())
+    assert data["exit_code"] == 3 and data["error"]["phase"] == "workloads"
+    assert data["summary"].startswith("HOST PROBLEM: the disk is full copying the guest's")
+    assert any("the disk filled up during series run 1: rig started no more guests" in p
+               for p in data["verdict"]["problems"])
+    assert "the disk is full" in (run.run_dir / "report.md").read_text()
+    assert not (run.run_dir / RESERVE_NAME).exists()
+
+
+def test_a_run_directory_without_room_for_the_report_reserve_is_the_hosts_problem(small_disk) -> None:  # type: ignore[no-untyped-def]
+    from rig.rundir import RESERVE_NAME, SpaceReserve
+    from tests.conftest import fill
+
+    disk = small_disk(8 << 20)
+    fill(disk)
+    (disk / "filler").unlink()
+    (disk / "filler").write_bytes(bytes(4 << 20))  # half the disk taken: no room for 16 MiB
+    with pytest.raises(InfraError) as info:
+        SpaceReserve(disk).hold()
+    assert info.value.exit_code == 3 and f"the disk is full: {disk} has no room for a run" in info.value.message
+    assert not (disk / RESERVE_NAME).exists()

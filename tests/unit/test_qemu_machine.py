@@ -79,6 +79,10 @@ for msg in messages():
             event("GUEST_PANICKED", {"action": "pause"})
             time.sleep(0.1)
             sys.exit(0)
+        if mode == "disk-full":  # the overlay's write refused by the host: werror=enospc pauses the guest
+            event("BLOCK_IO_ERROR", {"device": "", "node-name": "#block123", "operation": "write",
+                                     "action": "stop", "nospace": True, "reason": "No space left on device"})
+            event("STOP")
         continue
     if cmd == "query-status":
         reply = {"return": {"status": "running", "running": True}}
@@ -269,6 +273,30 @@ def test_panic_is_noticed_from_console_and_pvpanic(tmp_path: Path, monkeypatch: 
             assert machine.state == MachineState(Life.PANICKED, 0, machine.panic_line)  # the panic, not the exit
             assert "Comm: sh" in machine.panic_text()
             assert any(e["event"] == "GUEST_PANICKED" for _, e in machine.events)
+
+    asyncio.run(scenario())
+
+
+def test_a_guest_paused_by_a_full_host_disk_is_the_hosts_problem(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """QEMU's BLOCK_IO_ERROR with nospace: the state says so, and blame makes it the host's
+    (exit 3, the disk-full hint), though QEMU still runs and the guest is silent."""
+    from rig.errors import DISK_FULL_HINT
+    from rig.vm import blame
+
+    async def scenario() -> None:
+        async with fake_machine(tmp_path, monkeypatch, "disk-full") as machine:
+            deadline = time.monotonic() + 10
+            while len(machine.events) < 2 and time.monotonic() < deadline:  # BLOCK_IO_ERROR, STOP
+                await machine.changed(0.5)
+            state = machine.state
+            assert state.life is Life.RUNNING and state.disk_full
+            assert state.disk_error == ("write of the guest's disk (#block123) failed on the host "
+                                        "(No space left on device); QEMU paused the guest")
+            error = blame(machine)
+            assert error.exit_code == 3 and error.hint == DISK_FULL_HINT
+            assert error.message.startswith("the disk is full: write of the guest's disk")
+            assert [e["event"] for _, e in machine.events] == ["BLOCK_IO_ERROR", "STOP"]
 
     asyncio.run(scenario())
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from rig import vm
-from rig.errors import InfraError, Interrupted, KernelError, RigError, UserError
+from rig.errors import DISK_FULL_HINT, InfraError, Interrupted, KernelError, RigError, UserError
 from rig.guest import GuestResult, GuestTimeout, GuestUnreachable, HostKeyMismatch
 from rig.qemu.machine import Life, MachineState, process_stopped
 
@@ -254,6 +254,27 @@ def test_a_call_to_a_guest_whose_qemu_stays_stopped_ends_without_waiting_for_its
     # the call itself would take an hour: the error comes from the frozen QEMU instead
     with pytest.raises(InfraError, match="stopped by a signal from outside rig.*stopped for 11 s"):
         asyncio.run(vm.watch(machine, forever()))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("full", [True, False], ids=["disk-full", "disk-failed"])
+def test_a_guest_paused_on_its_hosts_disk_is_the_hosts_fault_at_once(tmp_path: Path, full: bool) -> None:
+    """QEMU's BLOCK_IO_ERROR on the guest's overlay (the Machine's state carries it): the
+    call ends at once with the host's error, not an hour later as a hung kernel."""
+    machine = StandInMachine(tmp_path)
+    machine.state = MachineState(Life.RUNNING, disk_error="write of the guest's disk (root) failed on the host "
+                                 "(No space left on device); QEMU paused the guest", disk_full=full)
+
+    async def forever() -> None:
+        await asyncio.sleep(3600)
+
+    started = time.monotonic()
+    with pytest.raises(InfraError) as info:
+        asyncio.run(vm.watch(machine, forever()))  # type: ignore[arg-type]
+    assert time.monotonic() - started < 5
+    assert not isinstance(info.value, KernelError)
+    assert ("the disk is full: write of the guest's disk" if full else "the host failed the guest disk: write") \
+        in info.value.message
+    assert (info.value.hint == DISK_FULL_HINT) is full
 
 
 def test_a_stopped_process_is_seen_as_stopped() -> None:
