@@ -3,8 +3,10 @@
 and a count of what must never happen.
 
 Faults come from outside rig, as a host or a user would cause them (QEMU killed or
-frozen, rig interrupted, terminated or killed), or from the guest through the plan (a
-kernel panic, the OOM killer, a run past its deadline). Each fault has the exit codes it
+frozen, rig interrupted, terminated or killed, the disk under the run directory filled
+up), or from the guest through the plan (a kernel panic, the OOM killer, the guest's sshd
+killed, a run past its deadline). Each fault is drawn with its weight: a run past its
+deadline takes 300 s (the shortest --deadline rig accepts), so it is drawn less often. Each fault has the exit codes it
 may end with (a fault that lands after the run finished leaves a clean exit). After every
 run the soak looks for:
 
@@ -17,6 +19,9 @@ run the soak looks for:
   timed like every run).
 
     .venv/bin/python tools/soak.py --runs 100 [--kernel debian:6.1] [--seed 1] [--out DIR]
+
+The disk-full fault mounts a tmpfs for its run directory, so it needs root; run
+directories of that fault are copied out of it before it is unmounted.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -49,6 +55,9 @@ class Fault:
     act: Callable[[subprocess.Popen[str], Path, random.Random], None] | None = None  # done from outside
     deadline_s: int = RUN_DEADLINE_S
     report_expected: bool = True
+    args: tuple[str, ...] = ()  # more `rig run` options
+    weight: float = 1.0  # how often it is drawn, against the others
+    disk_mib: int | None = None  # the run directory on a tmpfs of this size
 
 
 def _processes() -> list[tuple[int, list[bytes]]]:
@@ -108,11 +117,34 @@ def _signal_rig(signum: int, most_s: float) -> Callable[[subprocess.Popen[str], 
     return act
 
 
+def _fill_disk(most_s: float) -> Callable[[subprocess.Popen[str], Path, random.Random], None]:
+    """Once QEMU runs, a random moment later, take every free byte of the run directory's
+    disk (the tmpfs the fault mounted)."""
+    def act(proc: subprocess.Popen[str], run_dir: Path, rng: random.Random) -> None:
+        if _after_qemu_starts(run_dir, proc, rng, most_s) is None:
+            return
+        fd = os.open(run_dir.parent / "filler", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            for size in (1 << 20, 1 << 12, 1):
+                while True:
+                    try:
+                        os.write(fd, bytes(size))
+                    except OSError:
+                        break
+        finally:
+            os.close(fd)
+    return act
+
+
 FAULTS = (
     Fault("none", "scripts.toml", frozenset({0})),
     Fault("guest panic", "panic.toml", frozenset({1})),
     # 300 s is the shortest --deadline rig accepts
-    Fault("past the deadline", "long-wait.toml", frozenset({1}), deadline_s=300),
+    Fault("past the deadline", "long-wait.toml", frozenset({1}), deadline_s=300, weight=0.3),
+    Fault("guest OOM", "oom.toml", frozenset({0}), args=("--memory", "512")),
+    Fault("SSH dropped", "sshd-killed.toml", frozenset({3})),
+    # a full disk ends the run at the host's next write (QEMU's overlay, or rig's own)
+    Fault("disk full", "wait.toml", frozenset({3}), _fill_disk(30), disk_mib=256),
     Fault("QEMU killed", "wait.toml", frozenset({3}), _signal_qemu(signal.SIGKILL, 20)),
     Fault("QEMU frozen", "short-wait.toml", frozenset({3}), _signal_qemu(signal.SIGSTOP, 10)),
     Fault("rig interrupted", "wait.toml", frozenset({130}), _signal_rig(signal.SIGINT, 40)),
@@ -134,9 +166,28 @@ class Outcome:
 
 
 def soak_one(index: int, fault: Fault, kernel: str, out: Path, rng: random.Random) -> Outcome:
-    run_dir = out / f"run-{index:03d}"
+    kept = out / f"run-{index:03d}"
+    disk = None
+    if fault.disk_mib is not None:
+        disk = out / f"disk-{index:03d}"
+        disk.mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={fault.disk_mib}m,mode=0700", "tmpfs", str(disk)],
+                       check=True)
+    try:
+        return _soak_in(index, fault, kernel, kept if disk is None else disk / kept.name, out, rng)
+    finally:
+        if disk is not None:
+            # what the run left, kept (the disk itself holds the filler): then the tmpfs goes
+            if (disk / kept.name).exists():
+                shutil.copytree(disk / kept.name, kept, symlinks=True, dirs_exist_ok=True,
+                                ignore=shutil.ignore_patterns("overlay.qcow2", "*.sock"))
+            subprocess.run(["umount", "-l", str(disk)], check=False)
+            disk.rmdir()
+
+
+def _soak_in(index: int, fault: Fault, kernel: str, run_dir: Path, out: Path, rng: random.Random) -> Outcome:
     argv = [sys.executable, "-m", "rig", "run", "--quiet", "--kernel", kernel, "--plan", str(PLANS / fault.plan),
-            "--pressure", "none", "--deadline", str(fault.deadline_s), "--out", str(run_dir)]
+            "--pressure", "none", "--deadline", str(fault.deadline_s), "--out", str(run_dir), *fault.args]
     started = time.monotonic()
     proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if fault.act is not None:
@@ -164,7 +215,7 @@ def soak_one(index: int, fault: Fault, kernel: str, out: Path, rng: random.Rando
     ran_clean = exit_code == 0 and fault.act is not None  # the fault came after the run had ended
     wrong = exit_code not in fault.exits and not ran_clean
     if wrong or hung or orphans or lost:
-        (run_dir.parent / f"run-{index:03d}.stderr").write_text(stderr)
+        (out / f"run-{index:03d}.stderr").write_text(stderr)
     return Outcome(fault.name, exit_code, wall, hung, orphans, lost, wrong)
 
 
@@ -183,7 +234,7 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     outcomes: list[Outcome] = []
     for index in range(args.runs):
-        fault = rng.choice(faults)
+        fault = rng.choices(faults, weights=[f.weight for f in faults])[0]
         outcome = soak_one(index, fault, args.kernel, out, rng)
         outcomes.append(outcome)
         flags = [w for w, bad in (("HUNG", outcome.hung), ("ORPHANS", outcome.orphans),
