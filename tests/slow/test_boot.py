@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,9 +23,8 @@ from rig.vm import boot_guest
 IGT = "/usr/libexec/igt-gpu-tools"
 
 
-def qemu_processes(marker: str) -> list[int]:
-    """PIDs of QEMU processes whose command line mentions `marker` (a run directory)."""
-    found = []
+def processes() -> Iterator[tuple[int, list[bytes]]]:
+    """(pid, argv) of every process whose command line can still be read."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -32,9 +32,13 @@ def qemu_processes(marker: str) -> list[int]:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if argv and b"qemu-system-" in argv[0] and any(marker.encode() in a for a in argv):
-            found.append(int(entry.name))
-    return found
+        if argv and argv[0]:
+            yield int(entry.name), argv
+
+
+def qemu_processes(marker: str) -> list[int]:
+    """PIDs of QEMU processes whose command line mentions `marker` (a run directory)."""
+    return [pid for pid, argv in processes() if b"qemu-system-" in argv[0] and any(marker.encode() in a for a in argv)]
 
 
 def rig(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:

@@ -41,7 +41,7 @@ collect (dmesg, kmemleak, screendump after the plan), report (writing report.*).
 | SIGINT, SIGTERM to rig | boot, workloads | slow: test_boot::test_rig_interrupted_mid_run_stops_qemu; unit: test_vm::test_sigterm_cancels_and_becomes_interrupted; soak |
 | SIGINT, SIGTERM to rig | collect | unit: test_pipeline::test_how_an_attempt_ended_decides_the_exit_code (an interrupt in collect) |
 | SIGINT to rig | report | unit: test_report::test_a_report_interrupted_while_written_leaves_no_half_file |
-| SIGTERM to rig | build | slow: test_rig_signalled_mid_build_leaves_no_make_lock_or_entry (here); unit: test_cli::test_sigterm_is_an_interrupt_too_with_its_own_word |
+| SIGTERM to rig | build | slow: test_rig_signalled_mid_build_leaves_no_make_lock_or_entry (here); unit: test_cli::test_exit_130_when_interrupted_or_terminated[SIGTERM] |
 | SIGKILL to rig | build | slow: test_rig_signalled_mid_build_leaves_no_make_lock_or_entry (here: no make left, locks free, the next build runs); unit: test_proc_reaper |
 | SIGKILL to rig | image | unit: test_binfmt::test_stale_entries_of_killed_rigs_are_removed; slow: test_image_arm64 (mmdebstrap killed) |
 | SIGKILL to rig | boot, workloads | slow: test_boot::test_even_a_sigkilled_rig_leaves_no_qemu; soak ("rig killed", then the next run is timed) |
@@ -62,7 +62,7 @@ from pathlib import Path
 from rig import cache
 from rig.build import BUILDS, BuildRequest, resolve
 from tests.conftest import fill
-from tests.slow.test_boot import qemu_processes
+from tests.slow.test_boot import processes, qemu_processes
 
 REPO = Path(__file__).resolve().parent.parent.parent
 PLANS = REPO / "tests" / "data" / "plans"
@@ -156,15 +156,9 @@ def _stat(pid: int | str) -> tuple[int, int] | None:
 def _make_group(rig_pid: int, build_dir: Path) -> int | None:
     """The process group of the make this rig runs in `build_dir` (its group's leader is
     rig's child, so another rig's make in the same directory is not taken for it)."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if argv and os.path.basename(argv[0]) == b"make" and any(str(build_dir).encode() in a for a in argv):
-            stat = _stat(entry.name)
+    for pid, argv in processes():
+        if os.path.basename(argv[0]) == b"make" and any(str(build_dir).encode() in a for a in argv):
+            stat = _stat(pid)
             leader = _stat(stat[1]) if stat else None
             if stat and leader and leader[0] == rig_pid:
                 return stat[1]

@@ -4,7 +4,6 @@ them has ended (the build's make, its compilers and linkers)."""
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import signal
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from rig import proc
+from rig.cache import is_locked
 
 REPO = Path(__file__).resolve().parent.parent.parent
 
@@ -59,16 +59,6 @@ def _wait_for(check, seconds: float) -> bool:  # type: ignore[no-untyped-def]
     return False
 
 
-def _lock_is_free(path: Path) -> bool:
-    with open(path, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        return True
-
-
 def test_a_sigkilled_rig_takes_the_program_group_with_it_and_the_lock_lasts_until_it_is_gone(tmp_path: Path) -> None:
     rig = subprocess.Popen([sys.executable, "-c", RIG, str(tmp_path)], cwd=REPO,
                            env={**os.environ, "PYTHONPATH": str(REPO)})
@@ -80,13 +70,13 @@ def test_a_sigkilled_rig_takes_the_program_group_with_it_and_the_lock_lasts_unti
         rig.wait(timeout=10)
         # rig is gone, its program group not yet: the lock is still held for it
         assert _alive(compiler)
-        assert not _lock_is_free(tmp_path / "build.lock")
+        assert is_locked(tmp_path / "build.lock")
         assert _wait_for(lambda: not _alive(make) and not _alive(compiler), 30), "rig's program outlived it"
     finally:
         if rig.poll() is None:
             rig.kill()
     assert (tmp_path / "make-got-term").read_text().strip() == "term"  # TERM first, so make could tidy up
-    assert _wait_for(lambda: _lock_is_free(tmp_path / "build.lock"), 10)
+    assert _wait_for(lambda: not is_locked(tmp_path / "build.lock"), 10)
 
 
 def test_the_program_s_own_exit_status_and_output_come_through() -> None:
