@@ -131,10 +131,13 @@ class VM:
         except KernelError as exc:
             if not hung(exc) or self.machine.state.life is not Life.RUNNING:
                 raise
+            # A guest is asked once: a record made for an earlier failure (a command past
+            # its timeout, the kernel answering then) says nothing of this one.
+            earlier = self.hang.record is not None
             record = await self.investigate(exc.message.splitlines()[0])
             if self.machine.state.over:  # the NMI made the kernel panic: that explains more
                 raise await death(self.machine) from exc
-            if (lost := connection_lost(exc, record, self.machine)) is not None:
+            if not earlier and (lost := connection_lost(exc, record, self.machine)) is not None:
                 raise lost from exc
             raise
 

@@ -75,7 +75,10 @@ def test_drm_ci_lists_excuse_known_failures_and_keep_skipped_tests_from_running(
     for name in ("vgem_basic@unload", "vgem_basic@sysfs"):
         assert tests[name]["result"] == "skip" and tests[name]["raw_status"] == "known-skip", tests[name]
         assert "skips.txt" in tests[name]["detail"]
-    assert tests["dumb_buffer@create-valid-dumb"]["result"] == "pass" and tests["vgem_basic@mmap"]["result"] == "pass"
+    # the tests no list names ran as usual ("warn": IGT saw a kernel warning, such as vkms'
+    # vblank timer overrun on a loaded host, during a subtest that passed)
+    for name in ("dumb_buffer@create-valid-dumb", "vgem_basic@mmap"):
+        assert tests[name]["result"] in ("pass", "warn") and tests[name]["status"] == "ok", tests[name]
     # igt_runner was given vgem_basic's mmap subtest only: the skipped ones never started
     ran = json.loads(next(out.glob("attempt-1/igt/*-vgem/results/results.json")).read_text())["tests"]
     assert list(ran) == ["igt@vgem_basic@mmap"]

@@ -154,10 +154,13 @@ def _stat(pid: int | str) -> tuple[int, int] | None:
 
 
 def _make_group(rig_pid: int, build_dir: Path) -> int | None:
-    """The process group of the make this rig runs in `build_dir` (its group's leader is
-    rig's child, so another rig's make in the same directory is not taken for it)."""
+    """The process group of the make that compiles the kernel this rig builds in
+    `build_dir` (its group's leader is rig's child, so another rig's make in the same
+    directory is not taken for it; the make of the configuration step before it, which
+    ends on its own, is not either: the compiling one has vmlinux among its goals)."""
     for pid, argv in processes():
-        if os.path.basename(argv[0]) == b"make" and any(str(build_dir).encode() in a for a in argv):
+        if os.path.basename(argv[0]) == b"make" and b"vmlinux" in argv \
+                and any(str(build_dir).encode() in a for a in argv):
             stat = _stat(pid)
             leader = _stat(stat[1]) if stat else None
             if stat and leader and leader[0] == rig_pid:

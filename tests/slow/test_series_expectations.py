@@ -98,7 +98,8 @@ def test_harmless_series_against_its_base_kernel(guest_image, tmp_path: Path) ->
         (INJECTED_WARNING, "pre-existing", injected_by, {"series": [1, 1], "base": [1, 1]})]
     assert data["verdict"]["unexpected_failures"] == []
     tests = {t["name"]: t["result"] for t in data["tests"]}
-    assert tests["vgem_basic@mmap"] == "pass" and tests["script:warn-on-every-kernel"] == "pass"
+    # "warn": a kernel warning during a subtest that passed (vkms' vblank timer overrun on a loaded host)
+    assert tests["vgem_basic@mmap"] in ("pass", "warn") and tests["script:warn-on-every-kernel"] == "pass"
 
 
 def _bochs_part_of_the_default_plan(path: Path) -> Path:

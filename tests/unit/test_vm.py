@@ -545,6 +545,31 @@ def test_ssh_lost_while_the_kernel_still_answers_is_the_hosts_side(tmp_path: Pat
     assert "SSH connection lost while running sleep 60" in error.message and "sshd started" in error.message
 
 
+def test_ssh_lost_after_an_earlier_hang_was_asked_about_stays_the_kernels(tmp_path: Path,
+                                                                        quick_forensics: None) -> None:
+    """The guest's kernel answered sysrq for an earlier failure (a command past its
+    timeout): a guest is asked once, so that old answer cannot clear the kernel of a later
+    loss of SSH (a guest that stopped answering altogether since)."""
+    machine = StandInMachine(tmp_path)
+    guest = FakeGuest()
+    machine_vm = vm.VM(machine, guest, machine.console_log, "tcg", "asked for", tmp_path, 2222,  # type: ignore[arg-type]
+                       vm.BootTimes(0.0, None, 1.0))
+
+    async def scenario() -> RigError:
+        guest.fail = GuestTimeout("guest command sleep 600 did not finish within 5 s")
+        with pytest.raises(GuestTimeout):
+            await machine_vm.run(["sleep", "600"], timeout=5)
+        assert [k[-1] for k in machine.keys] == ["w", "l"]  # asked, and answered
+        guest.fail = GuestUnreachable("cannot open an SSH channel to the guest: Timeout opening channel.")
+        with pytest.raises(RigError) as later:
+            await machine_vm.run(["true"], timeout=5)
+        return later.value
+
+    error = asyncio.run(scenario())
+    assert type(error) is KernelError and "stopped answering SSH" in error.message
+    assert [k[-1] for k in machine.keys] == ["w", "l"]  # not asked again
+
+
 def test_ssh_lost_with_a_task_blocked_in_the_kernel_stays_the_kernels(tmp_path: Path, quick_forensics: None) -> None:
     error = _lost(tmp_path, BlockedMachine(tmp_path))
     assert type(error) is KernelError and "stopped answering SSH" in error.message
