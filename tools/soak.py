@@ -5,10 +5,12 @@ and a count of what must never happen.
 Faults come from outside rig, as a host or a user would cause them (QEMU killed or
 frozen, rig interrupted, terminated or killed, the disk under the run directory filled
 up), or from the guest through the plan (a kernel panic, the OOM killer, the guest's sshd
-killed, a run past its deadline). Each fault is drawn with its weight: a run past its
-deadline takes 300 s (the shortest --deadline rig accepts), so it is drawn less often. Each fault has the exit codes it
-may end with (a fault that lands after the run finished leaves a clean exit). After every
-run the soak looks for:
+killed, a plan longer than the run's deadline: rig cuts its script to the time left
+before the deadline, less what collection needs, so the script times out and the run
+fails with its report). Each fault is drawn with its weight: the long plan may take
+minutes under the shortest --deadline rig accepts (300 s), so it is drawn less often.
+Each fault has the exit codes it may end with (a fault that lands after the run finished
+leaves a clean exit). After every run the soak looks for:
 
 - hung: the run still going past its deadline plus a grace (it is then killed);
 - orphans: a QEMU of that run, or an ssh or make process of rig's, still alive;
@@ -140,7 +142,7 @@ FAULTS = (
     Fault("none", "scripts.toml", frozenset({0})),
     Fault("guest panic", "panic.toml", frozenset({1})),
     # 300 s is the shortest --deadline rig accepts
-    Fault("past the deadline", "long-wait.toml", frozenset({1}), deadline_s=300, weight=0.3),
+    Fault("plan over the deadline", "long-wait.toml", frozenset({1}), deadline_s=300, weight=0.3),
     Fault("guest OOM", "oom.toml", frozenset({0}), args=("--memory", "512")),
     Fault("SSH dropped", "sshd-killed.toml", frozenset({3})),
     # a full disk ends the run at the host's next write (QEMU's overlay, or rig's own)
