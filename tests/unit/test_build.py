@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shlex
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -429,27 +427,20 @@ def test_only_a_series_from_a_message_id_is_sandboxed_unless_asked(tmp_path: Pat
     assert msgid.sandboxed
 
 
-def test_a_disk_that_fills_up_during_the_build_is_the_hosts_fault(tmp_path: Path, kernel: Path,
+def test_a_disk_that_fills_up_during_the_build_is_the_hosts_fault(tmp_path: Path, kernel: Path, small_disk,  # type: ignore[no-untyped-def]
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """The build directory on a small tmpfs with no room left: exit 3 naming the full disk,
     not a kernel that does not build."""
-    if os.geteuid() != 0:
-        pytest.fail("this test mounts a tmpfs: run the tests as root, as CI does")
-    small = tmp_path / "small"
-    small.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(small)], check=True)
-    try:
-        # rig's cache (worktree, build directory) on it, and the room taken but for a few KiB
-        monkeypatch.setenv("RIG_CACHE_DIR", str(small / "cache"))
-        (small / "filler").write_bytes(b"\0" * (2 * 1024 * 1024 - 64 * 1024))
-        patches = make_series(kernel, tmp_path, "big", [("drv: a big table", "return 0;",
-                                                         "static const char t[1 << 20] = {1}; return t[0];")])
-        with pytest.raises(InfraError) as info:
-            build(BuildRequest(kernel=str(kernel), series=str(patches)), tmp_path / "out", progress=False)
-        assert "the disk filled up during the kernel build" in info.value.message
-        assert str(small) in info.value.message and "RIG_CACHE_DIR" in (info.value.hint or "")
-    finally:
-        subprocess.run(["umount", "-l", str(small)], check=False)
+    small = small_disk(2 << 20)
+    # rig's cache (worktree, build directory) on it, and the room taken but for a few KiB
+    monkeypatch.setenv("RIG_CACHE_DIR", str(small / "cache"))
+    (small / "filler").write_bytes(b"\0" * (2 * 1024 * 1024 - 64 * 1024))
+    patches = make_series(kernel, tmp_path, "big", [("drv: a big table", "return 0;",
+                                                     "static const char t[1 << 20] = {1}; return t[0];")])
+    with pytest.raises(InfraError) as info:
+        build(BuildRequest(kernel=str(kernel), series=str(patches)), tmp_path / "out", progress=False)
+    assert "the disk filled up during the kernel build" in info.value.message
+    assert str(small) in info.value.message and "RIG_CACHE_DIR" in (info.value.hint or "")
 
 
 def test_the_command_line_turns_a_full_disk_into_exit_3(monkeypatch: pytest.MonkeyPatch,
